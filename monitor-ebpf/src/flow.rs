@@ -1,0 +1,261 @@
+//! The flow table: one LRU hash entry per conversation, counters updated in
+//! place, one ring-buffer event per state change (never per packet).
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{
+    event_kind, initiator_how, proto, side, tcp_flag, FlowEvent, FlowKey, FlowValue, IcmpError, IfaceConfig,
+    Stat, DIR_A_TO_B, EVENTS_BYTES, FLOWS_MAX_ENTRIES,
+};
+
+use crate::parse::{L4Kind, Packet};
+
+#[map]
+static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOWS_MAX_ENTRIES, 0);
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+#[map]
+static IFACE_CONFIG: HashMap<u32, IfaceConfig> = HashMap::with_max_entries(1024, 0);
+
+const BPF_NOEXIST: u64 = 1;
+const EEXIST: i64 = 17;
+
+/// Adds to a per-CPU counter: no other CPU writes this slot, so no atomics.
+#[inline(always)]
+pub fn count(stat: Stat, n: u64) {
+    if let Some(p) = STATS.get_ptr_mut(stat as u32) {
+        unsafe { *p += n };
+    }
+}
+
+/// Adds to a shared counter from any CPU.
+#[inline(always)]
+fn atomic_add(p: *mut u64, n: u64) {
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(p, n);
+    }
+}
+
+/// Whether TC egress should skip this packet: it was received on an
+/// interface whose ingress we watch, so it was counted there already.
+#[inline(always)]
+pub fn counted_at_ingress(ingress_ifindex: u32) -> bool {
+    if ingress_ifindex == 0 {
+        return false;
+    }
+    match unsafe { IFACE_CONFIG.get(ingress_ifindex) } {
+        Some(cfg) => cfg.ingress_attached != 0,
+        None => false,
+    }
+}
+
+/// Compares two addresses held as memory-order words, as big-endian numbers
+/// (the same order as comparing their bytes).
+#[inline(always)]
+fn addr_cmp(a: &[u32; 4], b: &[u32; 4]) -> core::cmp::Ordering {
+    for i in 0..4 {
+        let x = u32::from_be(a[i]);
+        let y = u32::from_be(b[i]);
+        if x != y {
+            return if x < y { core::cmp::Ordering::Less } else { core::cmp::Ordering::Greater };
+        }
+    }
+    core::cmp::Ordering::Equal
+}
+
+/// Builds the canonical key with word stores (no memcpy) and returns the
+/// direction the packet travels in.
+#[inline(always)]
+fn make_key(src: &[u32; 4], sport: u16, dst: &[u32; 4], dport: u16, proto: u8) -> (FlowKey, usize) {
+    let src_first = match addr_cmp(src, dst) {
+        core::cmp::Ordering::Less => true,
+        core::cmp::Ordering::Greater => false,
+        core::cmp::Ordering::Equal => sport <= dport,
+    };
+    let (a, pa, b, pb, dir) =
+        if src_first { (src, sport, dst, dport, 0) } else { (dst, dport, src, sport, 1) };
+    let mut key = FlowKey::default();
+    let ka = key.addr_a.as_mut_ptr() as *mut u32;
+    let kb = key.addr_b.as_mut_ptr() as *mut u32;
+    unsafe {
+        for i in 0..4 {
+            *ka.add(i) = a[i];
+            *kb.add(i) = b[i];
+        }
+    }
+    key.port_a = pa;
+    key.port_b = pb;
+    key.proto = proto;
+    (key, dir)
+}
+
+#[inline(always)]
+fn dir_side(dir: usize) -> u32 {
+    if dir == DIR_A_TO_B {
+        side::A
+    } else {
+        side::B
+    }
+}
+
+#[inline(always)]
+fn other_side(dir: usize) -> u32 {
+    if dir == DIR_A_TO_B {
+        side::B
+    } else {
+        side::A
+    }
+}
+
+/// Who started the flow, as far as this one packet tells.
+#[inline(always)]
+fn initiator_of(pkt: &Packet, dir: usize) -> (u32, u32) {
+    match pkt.kind {
+        L4Kind::Ports if pkt.l3.proto == proto::TCP => {
+            if pkt.tcp_flags & tcp_flag::SYN != 0 {
+                (dir_side(dir), initiator_how::TCP_SYN)
+            } else if pkt.tcp_flags & tcp_flag::SYN_ACK != 0 {
+                (other_side(dir), initiator_how::TCP_SYN_ACK)
+            } else {
+                (side::NONE, initiator_how::UNKNOWN)
+            }
+        }
+        L4Kind::Echo { request: true } => (dir_side(dir), initiator_how::ICMP_ECHO),
+        L4Kind::Echo { request: false } => (other_side(dir), initiator_how::ICMP_ECHO),
+        // UDP and other datagrams: the first packet seen.
+        _ => (dir_side(dir), initiator_how::FIRST_PACKET),
+    }
+}
+
+/// Sends one event; a full ring buffer is counted, never waited on.
+#[inline(always)]
+fn emit(kind: u32, ifindex: u32, now: u64, key: &FlowKey, value: &FlowValue) {
+    match EVENTS.reserve::<FlowEvent>(0) {
+        Some(mut entry) => {
+            let ev = entry.as_mut_ptr();
+            unsafe {
+                (*ev).header.kind = kind;
+                (*ev).header.ifindex = ifindex;
+                (*ev).header.ts_ns = now;
+                (*ev).key = *key;
+                (*ev).value = *value;
+            }
+            entry.submit(0);
+        }
+        None => count(Stat::RingBufFull, 1),
+    }
+}
+
+/// Counts one packet (or GSO super-packet of `segs` segments and `bytes`
+/// wire bytes) into its flow.
+#[inline(always)]
+pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    if pkt.kind == L4Kind::IcmpError {
+        attribute_icmp_error(pkt, ifindex, now);
+        return;
+    }
+    let (key, dir) = make_key(&pkt.l3.src, pkt.sport, &pkt.l3.dst, pkt.dport, pkt.l3.proto);
+    count(Stat::Tracked, 1);
+
+    if let Some(v) = FLOWS.get_ptr_mut(&key) {
+        update(v, &key, pkt, dir, segs, bytes, ifindex, now);
+        return;
+    }
+
+    let (initiator, how) = initiator_of(pkt, dir);
+    let mut value = FlowValue {
+        packets: [0; 2],
+        bytes: [0; 2],
+        first_seen_ns: now,
+        last_seen_ns: now,
+        tcp_flags: [0; 2],
+        initiator,
+        initiator_how: how,
+        icmp_error: 0,
+        ifindex,
+    };
+    value.packets[dir] = segs;
+    value.bytes[dir] = bytes;
+    value.tcp_flags[dir] = pkt.tcp_flags;
+    match FLOWS.insert(&key, &value, BPF_NOEXIST) {
+        Ok(()) => emit(event_kind::NEW_FLOW, ifindex, now, &key, &value),
+        // Another CPU created it between our lookup and insert: count there.
+        Err(e) if e == -EEXIST => {
+            if let Some(v) = FLOWS.get_ptr_mut(&key) {
+                update(v, &key, pkt, dir, segs, bytes, ifindex, now);
+            }
+        }
+        Err(_) => count(Stat::FlowMapFull, 1),
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn update(
+    v: *mut FlowValue,
+    key: &FlowKey,
+    pkt: &Packet,
+    dir: usize,
+    segs: u64,
+    bytes: u64,
+    ifindex: u32,
+    now: u64,
+) {
+    unsafe {
+        atomic_add(&mut (*v).packets[dir], segs);
+        atomic_add(&mut (*v).bytes[dir], bytes);
+        (*v).last_seen_ns = now;
+        let seen = (*v).tcp_flags[dir];
+        let new = pkt.tcp_flags & !seen;
+        if new == 0 {
+            return;
+        }
+        // A flag bit is set once per direction: this write is rare, and a race
+        // between two CPUs on the same direction of one flow can only repeat it.
+        (*v).tcp_flags[dir] = seen | new;
+        if (*v).initiator == side::NONE && new & (tcp_flag::SYN | tcp_flag::SYN_ACK) != 0 {
+            let (initiator, how) = initiator_of(pkt, dir);
+            (*v).initiator = initiator;
+            (*v).initiator_how = how;
+        }
+        // The answer to a connection attempt decides its fate: tell user space now.
+        if new & (tcp_flag::SYN_ACK | tcp_flag::RST) != 0 {
+            emit(event_kind::TCP_ANSWER, ifindex, now, key, &*v);
+        }
+    }
+}
+
+/// Attributes an ICMP error to the flow whose packet it quotes.
+#[inline(always)]
+fn attribute_icmp_error(pkt: &Packet, ifindex: u32, now: u64) {
+    let q = &pkt.quoted;
+    let (key, dir) = make_key(&q.src, q.sport, &q.dst, q.dport, q.proto);
+    let Some(v) = FLOWS.get_ptr_mut(&key) else {
+        count(Stat::IcmpErrorNoFlow, 1);
+        return;
+    };
+    count(Stat::IcmpErrorMatched, 1);
+    let err = IcmpError {
+        v6: pkt.l3.v6,
+        icmp_type: pkt.icmp_type,
+        code: pkt.icmp_code,
+        quoted_side: dir_side(dir),
+    }
+    .pack();
+    unsafe {
+        if (*v).icmp_error != err {
+            (*v).icmp_error = err;
+            (*v).last_seen_ns = now;
+            emit(event_kind::ICMP_ERROR, ifindex, now, &key, &*v);
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Packet parsing: Ethernet (+ up to two VLAN tags), IPv4 (IHL honoured,
+//! fragments), IPv6 (extension header chain), TCP, UDP, ICMP and ICMPv6,
+//! including the packet quoted inside ICMP errors.
+//!
+//! Every read goes through [`ptr_at`], the one bounds check the verifier needs.
+//! A parse failure returns the [`Stat`] that explains it; the caller counts it
+//! and lets the packet pass.
+
+use core::mem::size_of;
+
+use monitor_common::{proto, tcp_flag, Stat};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const MAX_VLANS: usize = 2;
+
+const IPV6_HLEN: usize = 40;
+const MAX_IPV6_EXT: usize = 8;
+const NEXTHDR_HOP: u8 = 0;
+const NEXTHDR_ROUTING: u8 = 43;
+const NEXTHDR_FRAGMENT: u8 = 44;
+const NEXTHDR_AUTH: u8 = 51;
+const NEXTHDR_DEST: u8 = 60;
+
+/// Upper bound on any header offset: keeps offsets provably bounded for the
+/// verifier, and no sane header chain is longer.
+const MAX_OFFSET: usize = 512;
+
+/// The one bounds-checked accessor: a pointer to a `T` at `offset`, or an
+/// error when it would read past the end of the packet.
+#[inline(always)]
+pub fn ptr_at<T>(data: usize, data_end: usize, offset: usize) -> Option<*const T> {
+    if offset > MAX_OFFSET {
+        return None;
+    }
+    let start = data + offset;
+    if start + size_of::<T>() > data_end {
+        return None;
+    }
+    Some(start as *const T)
+}
+
+#[inline(always)]
+fn read_u8(data: usize, end: usize, off: usize) -> Option<u8> {
+    ptr_at::<u8>(data, end, off).map(|p| unsafe { *p })
+}
+
+#[inline(always)]
+fn read_be16(data: usize, end: usize, off: usize) -> Option<u16> {
+    ptr_at::<[u8; 2]>(data, end, off).map(|p| u16::from_be_bytes(unsafe { *p }))
+}
+
+/// Reads a 16-byte address as four 32-bit words in memory (network) order.
+/// IP headers are 4-byte aligned relative to each other, so word loads suffice.
+#[inline(always)]
+fn read_addr16(data: usize, end: usize, off: usize) -> Option<[u32; 4]> {
+    let p = ptr_at::<[u32; 4]>(data, end, off)?;
+    let w = p as *const u32;
+    unsafe {
+        Some([
+            w.read_unaligned(),
+            w.add(1).read_unaligned(),
+            w.add(2).read_unaligned(),
+            w.add(3).read_unaligned(),
+        ])
+    }
+}
+
+/// An IPv4 address in the IPv4-mapped IPv6 form, as memory-order words.
+#[inline(always)]
+fn read_addr4(data: usize, end: usize, off: usize) -> Option<[u32; 4]> {
+    let p = ptr_at::<u32>(data, end, off)?;
+    Some([0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), unsafe { p.read_unaligned() }])
+}
+
+/// The network layer of a packet, or of the packet quoted in an ICMP error.
+#[derive(Clone, Copy)]
+pub struct L3 {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub proto: u8,
+    pub v6: bool,
+    /// Offset of the transport header.
+    pub l4_off: usize,
+}
+
+/// What the transport layer says about the packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum L4Kind {
+    /// TCP or UDP.
+    Ports,
+    /// ICMP/ICMPv6 echo request (`true`) or reply (`false`).
+    Echo { request: bool },
+    /// Any other non-error ICMP message (neighbour discovery, ...).
+    IcmpOther,
+    /// An ICMP error: the quoted packet is in [`Packet::quoted`].
+    IcmpError,
+}
+
+pub struct Packet {
+    pub l3: L3,
+    pub sport: u16,
+    pub dport: u16,
+    pub kind: L4Kind,
+    /// [`tcp_flag`] bits of this segment.
+    pub tcp_flags: u32,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// Bytes of headers through the transport header: added back once per
+    /// extra segment of a GSO super-packet to count wire bytes.
+    pub hdr_len: u32,
+    /// For [`L4Kind::IcmpError`]: the quoted packet's addresses and ports.
+    pub quoted: Quoted,
+}
+
+#[derive(Clone, Copy)]
+pub struct Quoted {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+/// Parses Ethernet and VLAN tags; returns the ethertype and the L3 offset.
+#[inline(always)]
+fn parse_ethernet(data: usize, end: usize) -> Result<(u16, usize), Stat> {
+    let mut ethertype = read_be16(data, end, 12).ok_or(Stat::ShortEthernet)?;
+    let mut off = ETH_HLEN;
+    for _ in 0..MAX_VLANS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            return Ok((ethertype, off));
+        }
+        // TCI (2 bytes) then the encapsulated ethertype.
+        ethertype = read_be16(data, end, off + 2).ok_or(Stat::ShortVlan)?;
+        off += 4;
+    }
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        return Err(Stat::TooManyVlans);
+    }
+    Ok((ethertype, off))
+}
+
+/// Parses an IPv4 header at `off`. `Err(LaterFragment)` for a non-first fragment.
+#[inline(always)]
+fn parse_ipv4(data: usize, end: usize, off: usize) -> Result<L3, Stat> {
+    let ver_ihl = read_u8(data, end, off).ok_or(Stat::ShortIpv4)?;
+    // The full fixed header must be there before anything else is trusted.
+    ptr_at::<[u8; 20]>(data, end, off).ok_or(Stat::ShortIpv4)?;
+    if ver_ihl >> 4 != 4 {
+        return Err(Stat::BadIpVersion);
+    }
+    let ihl = (ver_ihl & 0x0f) as usize * 4;
+    if ihl < 20 {
+        return Err(Stat::BadIhl);
+    }
+    // IHL may claim options past the end of the packet.
+    if off + ihl > end - data {
+        return Err(Stat::BadIhl);
+    }
+    let frag = read_be16(data, end, off + 6).ok_or(Stat::ShortIpv4)?;
+    let proto = read_u8(data, end, off + 9).ok_or(Stat::ShortIpv4)?;
+    let src = read_addr4(data, end, off + 12).ok_or(Stat::ShortIpv4)?;
+    let dst = read_addr4(data, end, off + 16).ok_or(Stat::ShortIpv4)?;
+    if frag & 0x1fff != 0 {
+        return Err(Stat::LaterFragment);
+    }
+    Ok(L3 { src, dst, proto, v6: false, l4_off: off + ihl })
+}
+
+/// Parses an IPv6 header at `off` and, when `follow_ext`, its extension chain.
+#[inline(always)]
+fn parse_ipv6(data: usize, end: usize, off: usize, follow_ext: bool) -> Result<L3, Stat> {
+    let ver = read_u8(data, end, off).ok_or(Stat::ShortIpv6)?;
+    ptr_at::<[u8; IPV6_HLEN]>(data, end, off).ok_or(Stat::ShortIpv6)?;
+    if ver >> 4 != 6 {
+        return Err(Stat::BadIpVersion);
+    }
+    let mut next = read_u8(data, end, off + 6).ok_or(Stat::ShortIpv6)?;
+    let src = read_addr16(data, end, off + 8).ok_or(Stat::ShortIpv6)?;
+    let dst = read_addr16(data, end, off + 24).ok_or(Stat::ShortIpv6)?;
+    let mut l4_off = off + IPV6_HLEN;
+    if follow_ext {
+        let mut done = false;
+        for _ in 0..MAX_IPV6_EXT {
+            match next {
+                NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => {
+                    let len = read_u8(data, end, l4_off + 1).ok_or(Stat::BadIpv6Ext)? as usize;
+                    next = read_u8(data, end, l4_off).ok_or(Stat::BadIpv6Ext)?;
+                    l4_off += (len + 1) * 8;
+                }
+                NEXTHDR_AUTH => {
+                    let len = read_u8(data, end, l4_off + 1).ok_or(Stat::BadIpv6Ext)? as usize;
+                    next = read_u8(data, end, l4_off).ok_or(Stat::BadIpv6Ext)?;
+                    l4_off += (len + 2) * 4;
+                }
+                NEXTHDR_FRAGMENT => {
+                    let frag = read_be16(data, end, l4_off + 2).ok_or(Stat::BadIpv6Ext)?;
+                    next = read_u8(data, end, l4_off).ok_or(Stat::BadIpv6Ext)?;
+                    if frag >> 3 != 0 {
+                        return Err(Stat::LaterFragment);
+                    }
+                    l4_off += 8;
+                }
+                _ => {
+                    done = true;
+                    break;
+                }
+            }
+            if l4_off > MAX_OFFSET {
+                return Err(Stat::BadIpv6Ext);
+            }
+        }
+        if !done {
+            return Err(Stat::TooManyIpv6Ext);
+        }
+    }
+    Ok(L3 { src, dst, proto: next, v6: true, l4_off })
+}
+
+/// ICMP types that quote the offending packet and are attributed to its flow.
+#[inline(always)]
+fn is_icmp_error(v6: bool, icmp_type: u8) -> bool {
+    if v6 {
+        // Destination unreachable, packet too big, time exceeded, parameter problem.
+        matches!(icmp_type, 1..=4)
+    } else {
+        // Destination unreachable, source quench, redirect, time exceeded, parameter problem.
+        matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
+    }
+}
+
+/// Parses the packet quoted by an ICMP error at `off`: an IP header and at
+/// least the first 4 bytes of its transport header (the ports).
+#[inline(always)]
+fn parse_quoted(data: usize, end: usize, off: usize, v6: bool) -> Result<Quoted, Stat> {
+    let l3 = if v6 { parse_ipv6(data, end, off, false) } else { parse_ipv4(data, end, off) }
+        .map_err(|_| Stat::BadIcmpQuote)?;
+    let (sport, dport) = match l3.proto {
+        proto::TCP | proto::UDP => (
+            read_be16(data, end, l3.l4_off).ok_or(Stat::BadIcmpQuote)?,
+            read_be16(data, end, l3.l4_off + 2).ok_or(Stat::BadIcmpQuote)?,
+        ),
+        proto::ICMP | proto::ICMPV6 => {
+            let id = read_be16(data, end, l3.l4_off + 4).ok_or(Stat::BadIcmpQuote)?;
+            (id, id)
+        }
+        _ => return Err(Stat::BadIcmpQuote),
+    };
+    Ok(Quoted { src: l3.src, dst: l3.dst, sport, dport, proto: l3.proto })
+}
+
+/// Parses a whole frame starting at the Ethernet header.
+#[inline(always)]
+pub fn parse(data: usize, end: usize) -> Result<Packet, Stat> {
+    let (ethertype, l3_off) = parse_ethernet(data, end)?;
+    let l3 = match ethertype {
+        ETH_P_IP => parse_ipv4(data, end, l3_off)?,
+        ETH_P_IPV6 => parse_ipv6(data, end, l3_off, true)?,
+        _ => return Err(Stat::NotIp),
+    };
+    let off = l3.l4_off;
+    let empty = Quoted { src: [0; 4], dst: [0; 4], sport: 0, dport: 0, proto: 0 };
+    let mut pkt = Packet {
+        l3,
+        sport: 0,
+        dport: 0,
+        kind: L4Kind::Ports,
+        tcp_flags: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        hdr_len: 0,
+        quoted: empty,
+    };
+    match l3.proto {
+        proto::TCP => {
+            let doff = read_u8(data, end, off + 12).ok_or(Stat::ShortL4)?;
+            let flags = read_u8(data, end, off + 13).ok_or(Stat::ShortL4)?;
+            ptr_at::<[u8; 20]>(data, end, off).ok_or(Stat::ShortL4)?;
+            pkt.sport = read_be16(data, end, off).ok_or(Stat::ShortL4)?;
+            pkt.dport = read_be16(data, end, off + 2).ok_or(Stat::ShortL4)?;
+            pkt.tcp_flags = tcp_bits(flags);
+            pkt.hdr_len = (off + (doff >> 4) as usize * 4) as u32;
+        }
+        proto::UDP => {
+            ptr_at::<[u8; 8]>(data, end, off).ok_or(Stat::ShortL4)?;
+            pkt.sport = read_be16(data, end, off).ok_or(Stat::ShortL4)?;
+            pkt.dport = read_be16(data, end, off + 2).ok_or(Stat::ShortL4)?;
+            pkt.hdr_len = (off + 8) as u32;
+        }
+        proto::ICMP | proto::ICMPV6 => {
+            let v6 = l3.proto == proto::ICMPV6;
+            if v6 != l3.v6 {
+                // ICMPv4 inside IPv6 or the reverse: not a meaningful flow.
+                return Err(Stat::OtherProtocol);
+            }
+            ptr_at::<[u8; 8]>(data, end, off).ok_or(Stat::ShortL4)?;
+            let t = read_u8(data, end, off).ok_or(Stat::ShortL4)?;
+            pkt.icmp_type = t;
+            pkt.icmp_code = read_u8(data, end, off + 1).ok_or(Stat::ShortL4)?;
+            pkt.hdr_len = (off + 8) as u32;
+            let (echo_req, echo_rep) = if v6 { (128, 129) } else { (8, 0) };
+            if t == echo_req || t == echo_rep {
+                let id = read_be16(data, end, off + 4).ok_or(Stat::ShortL4)?;
+                pkt.sport = id;
+                pkt.dport = id;
+                pkt.kind = L4Kind::Echo { request: t == echo_req };
+            } else if is_icmp_error(v6, t) {
+                pkt.quoted = parse_quoted(data, end, off + 8, v6)?;
+                pkt.kind = L4Kind::IcmpError;
+            } else {
+                pkt.kind = L4Kind::IcmpOther;
+            }
+        }
+        _ => return Err(Stat::OtherProtocol),
+    }
+    Ok(pkt)
+}
+
+#[inline(always)]
+fn tcp_bits(flags: u8) -> u32 {
+    const FIN: u8 = 0x01;
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    let mut bits = 0;
+    if flags & SYN != 0 {
+        bits |= if flags & ACK != 0 { tcp_flag::SYN_ACK } else { tcp_flag::SYN };
+    }
+    if flags & RST != 0 {
+        bits |= tcp_flag::RST;
+    }
+    if flags & FIN != 0 {
+        bits |= tcp_flag::FIN;
+    }
+    if flags & ACK != 0 {
+        bits |= tcp_flag::ACK;
+    }
+    bits
+}

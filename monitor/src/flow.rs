@@ -1,0 +1,485 @@
+//! The typed flow that the rest of the program works with, derived from a
+//! kernel flow-table entry (or from the user-space tracker that replays pcaps
+//! with the same semantics). Its JSON form is documented in docs/flows.md.
+
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    time::{Duration, SystemTime},
+};
+
+use monitor_common::{
+    initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, DIR_A_TO_B, DIR_B_TO_A,
+};
+use serde::{Serialize, Serializer};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+}
+
+impl Proto {
+    pub fn from_number(n: u8) -> Option<Proto> {
+        match n {
+            proto::TCP => Some(Proto::Tcp),
+            proto::UDP => Some(Proto::Udp),
+            proto::ICMP => Some(Proto::Icmp),
+            proto::ICMPV6 => Some(Proto::Icmpv6),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Icmpv6 => "icmpv6",
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// TCP flags seen in one direction; serialised as a list of names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags(pub u32);
+
+impl TcpFlags {
+    const NAMES: [(u32, &'static str); 5] = [
+        (tcp_flag::SYN, "syn"),
+        (tcp_flag::SYN_ACK, "syn-ack"),
+        (tcp_flag::ACK, "ack"),
+        (tcp_flag::FIN, "fin"),
+        (tcp_flag::RST, "rst"),
+    ];
+
+    pub fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES.into_iter().filter(move |(b, _)| self.0 & b != 0).map(|(_, n)| n)
+    }
+}
+
+impl Serialize for TcpFlags {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.names())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DirFlags {
+    pub to_server: TcpFlags,
+    pub to_client: TcpFlags,
+}
+
+/// How a flow stands, judged from both directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlowState {
+    /// The client sent, nothing came back yet, within the answer timeout.
+    Awaiting,
+    /// TCP: the handshake completed (or the flow was joined mid-stream).
+    Established,
+    /// TCP: FIN or RST after the handshake.
+    Closed,
+    /// TCP: the SYN was answered by RST.
+    Refused,
+    /// Nothing came back within the answer timeout.
+    Unanswered,
+    /// An ICMP/ICMPv6 error quoting the client's packet came back.
+    IcmpUnreachable,
+    /// UDP/ICMP: the server answered.
+    Answered,
+}
+
+impl FlowState {
+    /// The connection attempt failed: refused, unanswered or ICMP-rejected.
+    pub fn is_failure(self) -> bool {
+        matches!(self, FlowState::Refused | FlowState::Unanswered | FlowState::IcmpUnreachable)
+    }
+}
+
+/// An ICMP error attributed to a flow, with a readable name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct IcmpInfo {
+    #[serde(rename = "type")]
+    pub icmp_type: u8,
+    pub code: u8,
+    pub name: &'static str,
+    /// Whether it answered the client's packet (true) or the server's.
+    pub about_client: bool,
+}
+
+/// Names an ICMP(v6) error, as nftables and ip(8) spell them.
+pub fn icmp_error_name(v6: bool, t: u8, code: u8) -> &'static str {
+    match (v6, t, code) {
+        (false, 3, 0) => "net-unreachable",
+        (false, 3, 1) => "host-unreachable",
+        (false, 3, 2) => "prot-unreachable",
+        (false, 3, 3) => "port-unreachable",
+        (false, 3, 4) => "frag-needed",
+        (false, 3, 9) => "net-prohibited",
+        (false, 3, 10) => "host-prohibited",
+        (false, 3, 13) => "admin-prohibited",
+        (false, 3, _) => "unreachable",
+        (false, 11, _) => "time-exceeded",
+        (false, 12, _) => "parameter-problem",
+        (false, 4, _) => "source-quench",
+        (false, 5, _) => "redirect",
+        (true, 1, 0) => "no-route",
+        (true, 1, 1) => "admin-prohibited",
+        (true, 1, 3) => "addr-unreachable",
+        (true, 1, 4) => "port-unreachable",
+        (true, 1, 5) => "policy-fail",
+        (true, 1, 6) => "reject-route",
+        (true, 1, _) => "unreachable",
+        (true, 2, _) => "packet-too-big",
+        (true, 3, _) => "time-exceeded",
+        (true, 4, _) => "parameter-problem",
+        _ => "icmp-error",
+    }
+}
+
+/// Whether an ICMP error means "your packet will not get through" (as
+/// opposed to path MTU or TTL trouble).
+pub fn icmp_is_unreachable(v6: bool, t: u8) -> bool {
+    if v6 {
+        t == 1
+    } else {
+        t == 3
+    }
+}
+
+/// Ports below this are taken as servers when the start of a flow was not seen.
+const EPHEMERAL_FLOOR: u16 = 32768;
+
+/// Where user space looks when the kernel did not see who started a flow:
+/// ports that local sockets listen on (live), or none (pcap replay).
+pub trait ServerHint {
+    /// Whether `ip:port` is known to be a listening server for `proto`.
+    fn is_listening(&self, proto: Proto, ip: IpAddr, port: u16) -> bool;
+}
+
+/// No knowledge of listening sockets: only the port-number heuristic.
+pub struct NoHint;
+
+impl ServerHint for NoHint {
+    fn is_listening(&self, _: Proto, _: IpAddr, _: u16) -> bool {
+        false
+    }
+}
+
+/// Converts the raw timestamps of a flow entry into wall-clock time.
+pub trait Clock {
+    fn to_system(&self, raw_ns: u64) -> SystemTime;
+    /// The raw timestamp of "now", to age flows.
+    fn now_raw(&self) -> u64;
+}
+
+/// Raw timestamps that already are Unix-epoch nanoseconds (pcap replay).
+#[derive(Clone, Copy, Debug)]
+pub struct EpochClock {
+    /// "Now" for ageing: the last packet's timestamp in a replay.
+    pub now_ns: u64,
+}
+
+impl Clock for EpochClock {
+    fn to_system(&self, raw_ns: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(raw_ns)
+    }
+    fn now_raw(&self) -> u64 {
+        self.now_ns
+    }
+}
+
+/// One flow, oriented client → server.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Flow {
+    pub proto: Proto,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub to_server: Counters,
+    pub to_client: Counters,
+    pub tcp_flags: DirFlags,
+    /// Whether the start of the flow was seen (SYN, SYN-ACK, echo request,
+    /// first datagram), so that client and server are known, not guessed.
+    pub initiator_seen: bool,
+    /// How the client was determined: tcp-syn, tcp-syn-ack, first-packet,
+    /// icmp-echo, listening-port or port-heuristic.
+    pub initiator_how: &'static str,
+    pub state: FlowState,
+    pub icmp_error: Option<IcmpInfo>,
+    #[serde(serialize_with = "ser_time")]
+    pub first_seen: SystemTime,
+    #[serde(serialize_with = "ser_time")]
+    pub last_seen: SystemTime,
+    /// Interface index where the flow was first seen (0 in pcap replay).
+    pub ifindex: u32,
+    /// The kernel key, for joining later updates of the same flow.
+    #[serde(skip)]
+    pub key: FlowKey,
+}
+
+pub fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_nanos(*t))
+}
+
+pub fn key_addr(bytes: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// The IPv4-mapped form used in flow keys.
+pub fn addr_key(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+impl Flow {
+    /// Builds a flow from a flow-table entry. `answer_timeout` is how long a
+    /// client may wait for an answer before the flow counts as unanswered.
+    pub fn from_entry(
+        key: &FlowKey,
+        v: &FlowValue,
+        clock: &dyn Clock,
+        hint: &dyn ServerHint,
+        answer_timeout: Duration,
+    ) -> Option<Flow> {
+        let proto = Proto::from_number(key.proto)?;
+        let a = Endpoint { ip: key_addr(key.addr_a), port: key.port_a };
+        let b = Endpoint { ip: key_addr(key.addr_b), port: key.port_b };
+
+        let (client_side, how) = match v.initiator {
+            side::A | side::B => (
+                v.initiator,
+                match v.initiator_how {
+                    initiator_how::TCP_SYN => "tcp-syn",
+                    initiator_how::TCP_SYN_ACK => "tcp-syn-ack",
+                    initiator_how::ICMP_ECHO => "icmp-echo",
+                    _ => "first-packet",
+                },
+            ),
+            _ => guess_client(proto, a, b, hint),
+        };
+        let initiator_seen = v.initiator != side::NONE;
+        let (client, server, c2s, s2c) = if client_side == side::A {
+            (a, b, DIR_A_TO_B, DIR_B_TO_A)
+        } else {
+            (b, a, DIR_B_TO_A, DIR_A_TO_B)
+        };
+        let to_server = Counters { packets: v.packets[c2s], bytes: v.bytes[c2s] };
+        let to_client = Counters { packets: v.packets[s2c], bytes: v.bytes[s2c] };
+        let tcp_flags =
+            DirFlags { to_server: TcpFlags(v.tcp_flags[c2s]), to_client: TcpFlags(v.tcp_flags[s2c]) };
+        let icmp_error = IcmpError::unpack(v.icmp_error).map(|e| IcmpInfo {
+            icmp_type: e.icmp_type,
+            code: e.code,
+            name: icmp_error_name(e.v6, e.icmp_type, e.code),
+            about_client: e.quoted_side == client_side,
+        });
+        let unreachable = IcmpError::unpack(v.icmp_error)
+            .is_some_and(|e| e.quoted_side == client_side && icmp_is_unreachable(e.v6, e.icmp_type));
+        let age = Duration::from_nanos(clock.now_raw().saturating_sub(v.first_seen_ns));
+        let state =
+            derive_state(proto, initiator_seen, &tcp_flags, &to_client, unreachable, age, answer_timeout);
+        Some(Flow {
+            proto,
+            client,
+            server,
+            to_server,
+            to_client,
+            tcp_flags,
+            initiator_seen,
+            initiator_how: how,
+            state,
+            icmp_error,
+            first_seen: clock.to_system(v.first_seen_ns),
+            last_seen: clock.to_system(v.last_seen_ns),
+            ifindex: v.ifindex,
+            key: *key,
+        })
+    }
+}
+
+/// Picks the client of a flow whose start was not seen: a listening socket
+/// wins, then a port below the ephemeral range facing one inside it, then
+/// the lower port.
+fn guess_client(proto: Proto, a: Endpoint, b: Endpoint, hint: &dyn ServerHint) -> (u32, &'static str) {
+    if hint.is_listening(proto, b.ip, b.port) && !hint.is_listening(proto, a.ip, a.port) {
+        return (side::A, "listening-port");
+    }
+    if hint.is_listening(proto, a.ip, a.port) && !hint.is_listening(proto, b.ip, b.port) {
+        return (side::B, "listening-port");
+    }
+    let a_server = a.port < EPHEMERAL_FLOOR && b.port >= EPHEMERAL_FLOOR;
+    let b_server = b.port < EPHEMERAL_FLOOR && a.port >= EPHEMERAL_FLOOR;
+    if a_server {
+        (side::B, "port-heuristic")
+    } else if b_server || b.port <= a.port {
+        (side::A, "port-heuristic")
+    } else {
+        (side::B, "port-heuristic")
+    }
+}
+
+fn derive_state(
+    proto: Proto,
+    initiator_seen: bool,
+    flags: &DirFlags,
+    to_client: &Counters,
+    unreachable: bool,
+    age: Duration,
+    answer_timeout: Duration,
+) -> FlowState {
+    let waiting = if age < answer_timeout { FlowState::Awaiting } else { FlowState::Unanswered };
+    match proto {
+        Proto::Tcp => {
+            let (c, s) = (flags.to_server, flags.to_client);
+            let handshake = s.has(tcp_flag::SYN_ACK);
+            let ended = c.has(tcp_flag::FIN | tcp_flag::RST) || s.has(tcp_flag::FIN | tcp_flag::RST);
+            if !initiator_seen {
+                // Joined mid-stream: it was working before we looked.
+                return if ended { FlowState::Closed } else { FlowState::Established };
+            }
+            if handshake {
+                return if ended { FlowState::Closed } else { FlowState::Established };
+            }
+            if unreachable {
+                FlowState::IcmpUnreachable
+            } else if s.has(tcp_flag::RST) {
+                FlowState::Refused
+            } else if c.has(tcp_flag::SYN) {
+                waiting
+            } else {
+                FlowState::Established
+            }
+        }
+        Proto::Udp | Proto::Icmp | Proto::Icmpv6 => {
+            if unreachable {
+                FlowState::IcmpUnreachable
+            } else if to_client.packets > 0 {
+                FlowState::Answered
+            } else {
+                waiting
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(proto_n: u8, flags_a: u32, flags_b: u32, initiator: u32, how: u32) -> (FlowKey, FlowValue) {
+        let (key, _) = FlowKey::canonical(
+            addr_key("10.200.0.1".parse().unwrap()),
+            40000,
+            addr_key("10.200.0.2".parse().unwrap()),
+            443,
+            proto_n,
+        );
+        let v = FlowValue {
+            packets: [3, 2],
+            bytes: [300, 200],
+            first_seen_ns: 1_000,
+            last_seen_ns: 2_000,
+            tcp_flags: [flags_a, flags_b],
+            initiator,
+            initiator_how: how,
+            icmp_error: 0,
+            ifindex: 7,
+        };
+        (key, v)
+    }
+
+    fn flow(k: &FlowKey, v: &FlowValue, now: u64) -> Flow {
+        Flow::from_entry(k, v, &EpochClock { now_ns: now }, &NoHint, Duration::from_secs(3)).unwrap()
+    }
+
+    #[test]
+    fn established_tcp_is_oriented_by_syn() {
+        let (k, v) = entry(
+            proto::TCP,
+            tcp_flag::SYN | tcp_flag::ACK,
+            tcp_flag::SYN_ACK | tcp_flag::ACK,
+            side::A,
+            initiator_how::TCP_SYN,
+        );
+        let f = flow(&k, &v, 2_000);
+        assert_eq!(f.client.port, 40000);
+        assert_eq!(f.server.port, 443);
+        assert_eq!(f.to_server, Counters { packets: 3, bytes: 300 });
+        assert_eq!(f.state, FlowState::Established);
+        assert!(f.initiator_seen);
+    }
+
+    #[test]
+    fn rst_answer_to_syn_is_refused_and_silence_times_out() {
+        let (k, v) =
+            entry(proto::TCP, tcp_flag::SYN, tcp_flag::RST | tcp_flag::ACK, side::A, initiator_how::TCP_SYN);
+        assert_eq!(flow(&k, &v, 2_000).state, FlowState::Refused);
+        let (k, mut v) = entry(proto::TCP, tcp_flag::SYN, 0, side::A, initiator_how::TCP_SYN);
+        v.packets[1] = 0;
+        assert_eq!(flow(&k, &v, 2_000).state, FlowState::Awaiting);
+        assert_eq!(flow(&k, &v, 4_000_000_000).state, FlowState::Unanswered);
+    }
+
+    #[test]
+    fn icmp_error_about_the_client_marks_unreachable() {
+        let (k, mut v) = entry(proto::TCP, tcp_flag::SYN, 0, side::A, initiator_how::TCP_SYN);
+        v.icmp_error = IcmpError { v6: false, icmp_type: 3, code: 13, quoted_side: side::A }.pack();
+        let f = flow(&k, &v, 2_000);
+        assert_eq!(f.state, FlowState::IcmpUnreachable);
+        assert_eq!(f.icmp_error.unwrap().name, "admin-prohibited");
+    }
+
+    #[test]
+    fn midstream_tcp_guesses_the_server_from_ports() {
+        let (k, v) = entry(proto::TCP, tcp_flag::ACK, tcp_flag::ACK, side::NONE, initiator_how::UNKNOWN);
+        let f = flow(&k, &v, 2_000);
+        assert!(!f.initiator_seen);
+        assert_eq!((f.server.port, f.initiator_how), (443, "port-heuristic"));
+        assert_eq!(f.state, FlowState::Established);
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let (k, v) = entry(proto::UDP, 0, 0, side::A, initiator_how::FIRST_PACKET);
+        let j = serde_json::to_value(flow(&k, &v, 2_000)).unwrap();
+        for field in
+            ["proto", "client", "server", "to_server", "to_client", "tcp_flags", "initiator_seen", "state"]
+        {
+            assert!(j.get(field).is_some(), "missing {field} in {j}");
+        }
+        assert_eq!(j["proto"], "udp");
+        assert_eq!(j["client"]["ip"], "10.200.0.1");
+        assert_eq!(j["state"], "answered");
+    }
+}

@@ -1,0 +1,1 @@
+//! Loading the kernel programs, attaching them, and reading the flow table.

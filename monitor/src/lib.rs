@@ -1,0 +1,6 @@
+//! The monitor's library: everything the `monitor` binary does, so that tests
+//! and benchmarks drive the same code.
+
+pub mod cmd;
+pub mod flow;
+pub mod kernel;

@@ -1,0 +1,1 @@
+//! Test harness: network namespaces, veth pairs, traffic and nftables.
