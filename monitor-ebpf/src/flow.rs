@@ -26,7 +26,7 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
 static IFACE_CONFIG: HashMap<u32, IfaceConfig> = HashMap::with_max_entries(1024, 0);
 
 const BPF_NOEXIST: u64 = 1;
-const EEXIST: i64 = 17;
+const EEXIST: i32 = 17;
 
 /// Adds to a per-CPU counter: no other CPU writes this slot, so no atomics.
 #[inline(always)]
@@ -172,20 +172,20 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
     }
 
     let (initiator, how) = initiator_of(pkt, dir);
-    let mut value = FlowValue {
-        packets: [0; 2],
-        bytes: [0; 2],
+    // Per-direction values written as expressions, not `[0; 2]` plus an
+    // indexed store: that form compiles into an out-of-line memset.
+    let fwd = dir == DIR_A_TO_B;
+    let value = FlowValue {
+        packets: if fwd { [segs, 0] } else { [0, segs] },
+        bytes: if fwd { [bytes, 0] } else { [0, bytes] },
         first_seen_ns: now,
         last_seen_ns: now,
-        tcp_flags: [0; 2],
+        tcp_flags: if fwd { [pkt.tcp_flags, 0] } else { [0, pkt.tcp_flags] },
         initiator,
         initiator_how: how,
         icmp_error: 0,
         ifindex,
     };
-    value.packets[dir] = segs;
-    value.bytes[dir] = bytes;
-    value.tcp_flags[dir] = pkt.tcp_flags;
     match FLOWS.insert(&key, &value, BPF_NOEXIST) {
         Ok(()) => emit(event_kind::NEW_FLOW, ifindex, now, &key, &value),
         // Another CPU created it between our lookup and insert: count there.

@@ -1,1 +1,173 @@
-fn main() {}
+//! Developer commands: `cargo xtask setup|build|run|test|bench|lint`.
+//!
+//! The kernel crate cannot be built by rustup here (no rust-src), so it is
+//! built with Debian's rustc-web, which ships a prebuilt `core` for
+//! bpfel-unknown-none, and bpf-linker 0.13 linked against LLVM 22. `setup`
+//! installs all of it idempotently; every other command runs it when
+//! something is missing.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build, run, test and benchmark the monitor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the toolchain and test tools (idempotent).
+    Setup,
+    /// Build the kernel object, then the user-space binary (target/release/monitor).
+    Build,
+    /// Build, then run `monitor ARGS` as root. Without ARGS: `monitor flows`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: format, clippy, unit, kernel and end-to-end.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a benchmark: kernel, engine, replay or e2e. Not a test.
+    Bench { which: String },
+    /// cargo fmt --check and clippy -D warnings on every crate.
+    Lint,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match cli.command {
+        Cmd::Setup => setup::install_all(),
+        Cmd::Build => build(&root),
+        Cmd::Run { args } => {
+            build(&root)?;
+            let args = if args.is_empty() { vec!["flows".to_string()] } else { args };
+            run_as_root(&root.join("target/release/monitor"), &args)
+        }
+        Cmd::Test { args } => test(&root, &args),
+        Cmd::Bench { which } => bench(&root, &which),
+        Cmd::Lint => lint(&root),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// The kernel object's path after `build_ebpf`.
+fn ebpf_object(root: &Path) -> PathBuf {
+    root.join("target/bpfel-unknown-none/release/monitor-ebpf")
+}
+
+fn build_ebpf(root: &Path) -> Result<()> {
+    setup::ensure_kernel_toolchain()?;
+    println!("xtask: building the kernel programs (Debian rustc-web, bpf-linker, bpfel-unknown-none)");
+    let status = Command::new(setup::DEBIAN_CARGO)
+        .args(["build", "-p", "monitor-ebpf", "--release", "--target", "bpfel-unknown-none"])
+        .env("RUSTC", setup::DEBIAN_RUSTC)
+        // Scoped to the crates that need unstable features (asm_experimental_arch,
+        // core_intrinsics); RUSTC_BOOTSTRAP=1 would make aya-build ask for build-std.
+        .env("RUSTC_BOOTSTRAP", "aya_ebpf,monitor_ebpf")
+        .env("PATH", setup::path_with_tools())
+        .env_remove("RUSTFLAGS")
+        .current_dir(root)
+        .status()
+        .context("run Debian's cargo")?;
+    if !status.success() {
+        bail!("building the kernel programs failed (see above)");
+    }
+    Ok(())
+}
+
+fn build(root: &Path) -> Result<()> {
+    build_ebpf(root)?;
+    println!("xtask: building user space (target/release/monitor)");
+    cargo(root, &["build", "--release", "-p", "monitor"])
+}
+
+/// Runs rustup's cargo with the kernel object wired in.
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    let status = Command::new(env_cargo())
+        .args(args)
+        .env("MONITOR_EBPF_OBJECT", ebpf_object(root))
+        .env("MONITOR_BIN", root.join("target/release/monitor"))
+        .env("PATH", setup::path_with_tools())
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn env_cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn run_as_root(bin: &Path, args: &[String]) -> Result<()> {
+    let mut cmd = if is_root() {
+        Command::new(bin)
+    } else {
+        println!("xtask: not root; running through sudo");
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(bin);
+        c
+    };
+    let status = cmd.args(args).status().with_context(|| format!("run {}", bin.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+fn lint(root: &Path) -> Result<()> {
+    println!("xtask: cargo fmt --check");
+    cargo(root, &["fmt", "--all", "--", "--check"])?;
+    println!("xtask: cargo clippy -D warnings");
+    cargo(root, &["clippy", "--release", "--workspace", "--all-targets", "--", "-D", "warnings"])
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!("the tests load eBPF programs and build network namespaces: run `cargo xtask test` as root");
+    }
+    setup::install_all()?;
+    build(root)?;
+    lint(root)?;
+    println!("xtask: running every test (unit, kernel, end-to-end)");
+    let mut args: Vec<&str> = vec!["test", "--release", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(root, &args)
+}
+
+fn bench(root: &Path, which: &str) -> Result<()> {
+    match which {
+        "engine" => {
+            cargo(root, &["bench", "-p", "monitor", "--bench", "engine"])?;
+            cargo(root, &["bench", "-p", "monitor", "--bench", "replay"])
+        }
+        "replay" => cargo(root, &["bench", "-p", "monitor", "--bench", "replay"]),
+        "kernel" => {
+            build(root)?;
+            cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-kernel"])
+        }
+        other => bail!("unknown benchmark `{other}`: use kernel, engine or replay"),
+    }
+}

@@ -1,0 +1,120 @@
+//! Idempotent installation of everything the build and the tests need on a
+//! fresh Debian 12 machine. Each step checks first and says what it does.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context, Result, bail};
+
+pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+pub const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+/// Debian packages for building the kernel crate.
+const KERNEL_BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "llvm-22-dev"];
+/// Debian packages the tests and benchmarks drive.
+const TEST_PACKAGES: &[&str] =
+    &["iproute2", "nftables", "bpftool", "ethtool", "iperf3", "tcpdump", "prometheus", "python3-pip"];
+
+/// Where bpf-linker is installed: outside the checkout, so every clone shares it.
+pub fn tools_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+    home.join(".local/share/traffic-monitor-tools")
+}
+
+/// PATH with bpf-linker's directory and Python's scripts directory first.
+pub fn path_with_tools() -> String {
+    let mut parts = vec![tools_dir().join("bin").display().to_string()];
+    if let Some(scripts) = python_scripts_dir() {
+        parts.push(scripts);
+    }
+    parts.push(std::env::var("PATH").unwrap_or_default());
+    parts.join(":")
+}
+
+fn python_scripts_dir() -> Option<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub fn install_all() -> Result<()> {
+    ensure_packages(TEST_PACKAGES)?;
+    ensure_kernel_toolchain()?;
+    ensure_ansible()?;
+    println!("xtask: setup complete");
+    Ok(())
+}
+
+pub fn ensure_kernel_toolchain() -> Result<()> {
+    ensure_packages(KERNEL_BUILD_PACKAGES)?;
+    ensure_bpf_linker()
+}
+
+fn missing_packages(pkgs: &[&str]) -> Vec<String> {
+    pkgs.iter()
+        .filter(|p| {
+            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn ensure_packages(pkgs: &[&str]) -> Result<()> {
+    let missing = missing_packages(pkgs);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing Debian packages: {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn ensure_bpf_linker() -> Result<()> {
+    let bin = tools_dir().join("bin/bpf-linker");
+    if let Ok(out) = Command::new(&bin).arg("--version").output() {
+        if String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION) {
+            return Ok(());
+        }
+    }
+    println!(
+        "xtask: installing bpf-linker {BPF_LINKER_VERSION} against LLVM 22 into {} (about a minute)",
+        tools_dir().display()
+    );
+    run(Command::new("cargo")
+        .args(["install", "--locked", "--force"])
+        .arg(format!("bpf-linker@{BPF_LINKER_VERSION}"))
+        .args(["--no-default-features", "--features", "llvm-22", "--root"])
+        .arg(tools_dir())
+        // llvm-sys reads the first; bpf-linker's own build script the second.
+        .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
+        .env("LLVM_PREFIX", LLVM_PREFIX))
+}
+
+fn ensure_ansible() -> Result<()> {
+    let found = Command::new("ansible-inventory")
+        .arg("--version")
+        .env("PATH", path_with_tools())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Ok(());
+    }
+    println!("xtask: installing ansible-core from PyPI (ansible-inventory is the oracle of the inventory tests)");
+    run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "ansible-core"]))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
