@@ -4,3 +4,5 @@
 pub mod cmd;
 pub mod flow;
 pub mod kernel;
+pub mod pcap;
+pub mod track;
