@@ -1,6 +1,7 @@
 //! The monitor's library: everything the `monitor` binary does, so that tests
 //! and benchmarks drive the same code.
 
+pub mod alert;
 pub mod cmd;
 pub mod flow;
 pub mod kernel;
