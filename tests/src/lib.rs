@@ -1,1 +1,97 @@
-//! Test harness: network namespaces, veth pairs, traffic and nftables.
+//! Test harness: network namespaces, veth pairs, traffic and nftables, and
+//! the monitor binary run inside them.
+//!
+//! Everything here needs root (namespaces, nftables, BPF). Traffic only
+//! goes to loopback or to namespaces the test made.
+
+pub mod attach;
+pub mod capture;
+pub mod cmd;
+pub mod inject;
+pub mod link;
+pub mod monitor;
+pub mod netns;
+pub mod nft;
+pub mod traffic;
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    process::{Child, ExitStatus},
+    time::{Duration, Instant},
+};
+
+pub use netns::NetNs;
+
+/// Panics unless running as root: every test here creates namespaces.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these end-to-end tests need root (network namespaces, nftables, BPF); run them as root"
+    );
+}
+
+/// Waits for `child` up to `timeout`; `None` if it is still running.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two namespaces joined by a veth pair: `a` (where the monitor runs, on
+/// [`Pair::IF_A`]) and its peer `b`, with IPv4 and IPv6 addresses.
+pub struct Pair {
+    pub a: NetNs,
+    pub b: NetNs,
+}
+
+impl Pair {
+    pub const IF_A: &'static str = "veth-a";
+    pub const IF_B: &'static str = "veth-b";
+    pub const A4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+    pub const B4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+    pub const A6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 1);
+    pub const B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 2);
+
+    pub fn new() -> Pair {
+        require_root();
+        let a = NetNs::new("a");
+        let b = NetNs::new("b");
+        link::Veth::pair(&a, Self::IF_A, &b, Self::IF_B);
+        link::add_addr(&a, Self::IF_A, "10.200.0.1/24");
+        link::add_addr(&b, Self::IF_B, "10.200.0.2/24");
+        link::add_addr(&a, Self::IF_A, "fd00:200::1/64");
+        link::add_addr(&b, Self::IF_B, "fd00:200::2/64");
+        Pair { a, b }
+    }
+
+    pub fn addr_a(v6: bool, port: u16) -> SocketAddr {
+        if v6 {
+            SocketAddr::new(Self::A6.into(), port)
+        } else {
+            SocketAddr::new(Self::A4.into(), port)
+        }
+    }
+
+    pub fn addr_b(v6: bool, port: u16) -> SocketAddr {
+        if v6 {
+            SocketAddr::new(Self::B6.into(), port)
+        } else {
+            SocketAddr::new(Self::B4.into(), port)
+        }
+    }
+}
+
+impl Default for Pair {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,244 @@
+//! Ground truth for the flow counters: a tcpdump capture in the peer
+//! namespace, tallied per flow and direction.
+//!
+//! Capturing at the peer's end of the veth sees the very skbs the monitored
+//! end sends and receives. A frame counts `orig_len` bytes, from the Ethernet
+//! header on (libpcap re-inserts an offloaded VLAN tag). When the stack
+//! builds a GSO super-packet, the capture holds it as one frame; tests that
+//! want exact wire counts check [`Tally::max_frame_len`] against the MTU.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::{Child, Stdio},
+    sync::mpsc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+use crate::{cmd, netns::NetNs};
+
+/// A running tcpdump writing to a temporary pcap file.
+pub struct Capture {
+    child: Child,
+    line: String,
+    dir: tempfile::TempDir,
+    stderr: JoinHandle<Vec<String>>,
+}
+
+impl Capture {
+    /// Starts tcpdump on `iface` inside `ns` and waits until it listens.
+    pub fn start(ns: &NetNs, iface: &str) -> Capture {
+        let dir = tempfile::tempdir().expect("temporary directory for the pcap");
+        let path = dir.path().join("capture.pcap");
+        let mut command = ns.command("tcpdump");
+        // -U: write each packet at once; -Z root: Debian's tcpdump otherwise
+        // drops to a user that cannot write into our directory.
+        command
+            .args(["-i", iface, "-n", "-U", "-Z", "root", "--immediate-mode", "-w"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let line = cmd::command_line(&command);
+        let mut child =
+            command.spawn().unwrap_or_else(|e| panic!("cannot run `{line}`: {e} (is tcpdump installed?)"));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(l.clone());
+                lines.push(l);
+            }
+            lines
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) if l.contains("listening on") => break,
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().expect("wait tcpdump");
+                    let err = reader.join().unwrap_or_default().join("\n");
+                    panic!("`{line}` exited ({status}) before listening:\n{err}");
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    panic!("`{line}` did not start listening within 10 s");
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        Capture { child, line, dir, stderr: reader }
+    }
+
+    /// Stops the capture (after a short grace period for frames still in
+    /// flight), checks that the kernel dropped none, and tallies the frames.
+    pub fn stop(mut self) -> Tally {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = crate::wait_timeout(&mut self.child, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("`{}` did not exit within 10 s of SIGTERM", self.line));
+        let stderr =
+            std::mem::replace(&mut self.stderr, std::thread::spawn(Vec::new)).join().unwrap_or_default();
+        assert!(status.success(), "`{}` exited with {status}:\n{}", self.line, stderr.join("\n"));
+        for l in &stderr {
+            if let Some(n) = l.strip_suffix(" packets dropped by kernel") {
+                assert_eq!(n.trim(), "0", "tcpdump lost frames, the ground truth is incomplete: {l}");
+            }
+        }
+        Tally::from_pcap(self.dir.path().join("capture.pcap"))
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What one captured frame was, as far as flows are concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Tcp {
+        syn: bool,
+        ack: bool,
+        fin: bool,
+        rst: bool,
+    },
+    Udp,
+    /// ICMP or ICMPv6 echo request/reply; the identifier is in both ports.
+    Echo,
+    /// Any other ICMP/ICMPv6 message (errors, neighbour discovery).
+    IcmpOther {
+        v6: bool,
+        icmp_type: u8,
+        code: u8,
+    },
+    /// ARP and whatever else is not IP.
+    NotIp,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub kind: Kind,
+    /// Frame length as captured from the wire side, Ethernet header on.
+    pub len: u64,
+    pub vlan: bool,
+}
+
+/// Packets and bytes in one direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// All frames of a capture.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub frames: Vec<Frame>,
+}
+
+impl Tally {
+    pub fn from_pcap(path: PathBuf) -> Tally {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let mut reader = pcap_file::pcap::PcapReader::new(file)
+            .unwrap_or_else(|e| panic!("{}: not a pcap file: {e}", path.display()));
+        let mut frames = Vec::new();
+        let mut index = 0usize;
+        while let Some(pkt) = reader.next_packet() {
+            index += 1;
+            let pkt = pkt.unwrap_or_else(|e| panic!("{}: frame {index}: {e}", path.display()));
+            frames.push(classify(&pkt.data, pkt.orig_len as u64).unwrap_or_else(|e| {
+                panic!("{}: frame {index} ({} bytes) does not parse: {e}", path.display(), pkt.orig_len)
+            }));
+        }
+        Tally { frames }
+    }
+
+    /// Frames from `src` to `dst` of the given flow protocol ("tcp", "udp",
+    /// "icmp" or "icmpv6" for echo), summed.
+    pub fn between(&self, proto: &str, src: SocketAddr, dst: SocketAddr) -> Counts {
+        self.frames
+            .iter()
+            .filter(|f| f.src == src && f.dst == dst && kind_proto(f) == Some(proto))
+            .fold(Counts::default(), |c, f| Counts { packets: c.packets + 1, bytes: c.bytes + f.len })
+    }
+
+    /// The TCP frames from `src` to `dst`.
+    pub fn tcp_frames(&self, src: SocketAddr, dst: SocketAddr) -> Vec<Frame> {
+        self.frames
+            .iter()
+            .filter(|f| f.src == src && f.dst == dst && matches!(f.kind, Kind::Tcp { .. }))
+            .copied()
+            .collect()
+    }
+
+    /// ICMP/ICMPv6 messages other than echo sent by `from`.
+    pub fn icmp_other_from(&self, from: IpAddr) -> Vec<Frame> {
+        self.frames
+            .iter()
+            .filter(|f| f.src.ip() == from && matches!(f.kind, Kind::IcmpOther { .. }))
+            .copied()
+            .collect()
+    }
+
+    /// The longest IP frame: above MTU + Ethernet (+ VLAN) header means the
+    /// capture holds GSO/GRO super-packets rather than wire frames.
+    pub fn max_frame_len(&self) -> u64 {
+        self.frames.iter().filter(|f| f.kind != Kind::NotIp).map(|f| f.len).max().unwrap_or(0)
+    }
+}
+
+fn kind_proto(f: &Frame) -> Option<&'static str> {
+    match f.kind {
+        Kind::Tcp { .. } => Some("tcp"),
+        Kind::Udp => Some("udp"),
+        Kind::Echo if f.src.is_ipv4() => Some("icmp"),
+        Kind::Echo => Some("icmpv6"),
+        _ => None,
+    }
+}
+
+fn classify(data: &[u8], len: u64) -> Result<Frame, String> {
+    let p = SlicedPacket::from_ethernet(data).map_err(|e| e.to_string())?;
+    let vlan = !p.link_exts.is_empty();
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let (src_ip, dst_ip): (IpAddr, IpAddr) = match &p.net {
+        Some(NetSlice::Ipv4(s)) => (s.header().source_addr().into(), s.header().destination_addr().into()),
+        Some(NetSlice::Ipv6(s)) => (s.header().source_addr().into(), s.header().destination_addr().into()),
+        _ => return Ok(Frame { src: unspecified, dst: unspecified, kind: Kind::NotIp, len, vlan }),
+    };
+    let (sport, dport, kind) = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => (
+            t.source_port(),
+            t.destination_port(),
+            Kind::Tcp { syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() },
+        ),
+        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port(), Kind::Udp),
+        Some(TransportSlice::Icmpv4(i)) => icmp_kind(false, i.type_u8(), i.code_u8(), i.bytes5to8()),
+        Some(TransportSlice::Icmpv6(i)) => icmp_kind(true, i.type_u8(), i.code_u8(), i.bytes5to8()),
+        _ => return Err(format!("IP frame {src_ip} -> {dst_ip} with a transport the tests do not make")),
+    };
+    Ok(Frame { src: SocketAddr::new(src_ip, sport), dst: SocketAddr::new(dst_ip, dport), kind, len, vlan })
+}
+
+fn icmp_kind(v6: bool, t: u8, code: u8, rest: [u8; 4]) -> (u16, u16, Kind) {
+    let echo = if v6 { t == 128 || t == 129 } else { t == 8 || t == 0 };
+    if echo {
+        let id = u16::from_be_bytes([rest[0], rest[1]]);
+        (id, id, Kind::Echo)
+    } else {
+        (0, 0, Kind::IcmpOther { v6, icmp_type: t, code })
+    }
+}

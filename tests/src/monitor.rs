@@ -1,0 +1,339 @@
+//! The monitor binary, run inside a test namespace the way a user runs it,
+//! and its `flows --format json` output.
+//!
+//! The binary is `$MONITOR_BIN`, else `<workspace>/target/release/monitor`
+//! (built by `cargo xtask build`). Tests never build it themselves.
+//!
+//! Which lines are the final table: the monitor prints the whole table every
+//! interval and once more on exit, so [`MonitorOutput::flows`] keeps the
+//! *last* occurrence of each (proto, client, server). A flow printed earlier
+//! but gone from later tables is therefore still reported with its last
+//! counts; the tests' flows all live until the end.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Read as _},
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::{Child, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde::Deserialize;
+
+use crate::{attach::Attachments, cmd, netns::NetNs};
+
+/// Path of the monitor binary under test.
+pub fn monitor_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MONITOR_BIN") {
+        return PathBuf::from(p);
+    }
+    // tests/ sits one level below the workspace root.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/monitor")
+}
+
+/// Panics with what to do when the binary is not there.
+pub fn require_monitor_bin() -> PathBuf {
+    let bin = monitor_bin();
+    assert!(
+        bin.is_file(),
+        "monitor binary {} not found: run `cargo xtask build` first (or set MONITOR_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `monitor` process.
+pub struct Monitor {
+    child: Child,
+    line: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stdout_reader: Option<JoinHandle<()>>,
+    stderr_reader: Option<JoinHandle<String>>,
+}
+
+impl Monitor {
+    /// Starts `monitor <args>` inside `ns` with `ip netns exec` (which
+    /// execs, so the child pid is the monitor's).
+    pub fn start(ns: &NetNs, args: &[&str]) -> Monitor {
+        let bin = require_monitor_bin();
+        let mut command = ns.command(bin.to_str().expect("UTF-8 path"));
+        command.args(args).env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped());
+        let line = cmd::command_line(&command);
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot run `{line}`: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout is piped");
+        let sink = Arc::clone(&stdout);
+        let stdout_reader = std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().expect("stdout lines").push(l);
+            }
+        });
+        let mut err = child.stderr.take().expect("stderr is piped");
+        let stderr_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Monitor {
+            child,
+            line,
+            stdout,
+            stdout_reader: Some(stdout_reader),
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// Starts `monitor flows --iface <iface> --format json --interval 1 <extra>`
+    /// in `ns` and waits until its programs are attached to `iface`.
+    pub fn flows(ns: &NetNs, iface: &str, extra: &[&str]) -> Monitor {
+        let mut args = vec!["flows", "--iface", iface, "--format", "json", "--interval", "1"];
+        args.extend_from_slice(extra);
+        let mut m = Monitor::start(ns, &args);
+        m.wait_attached(ns, iface);
+        m
+    }
+
+    /// Waits until something of ours is attached to `iface` and the set of
+    /// attachments has stopped changing (ingress and egress may come one
+    /// after the other). Panics with the monitor's stderr if it exits first.
+    pub fn wait_attached(&mut self, ns: &NetNs, iface: &str) -> Attachments {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last: Option<Attachments> = None;
+        let mut stable = 0;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait monitor") {
+                let err = self.stderr_reader.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                panic!("`{}` exited ({status}) before attaching to {iface}:\n{err}", self.line);
+            }
+            let now = Attachments::of(ns, iface);
+            if now.any() && last.as_ref() == Some(&now) {
+                stable += 1;
+                if stable >= 3 {
+                    return now;
+                }
+            } else {
+                stable = 0;
+            }
+            last = Some(now);
+            assert!(Instant::now() < deadline, "`{}`: nothing attached to {iface} within 30 s", self.line);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stdout lines printed so far.
+    pub fn lines_so_far(&self) -> Vec<String> {
+        self.stdout.lock().expect("stdout lines").clone()
+    }
+
+    /// Sends SIGTERM, waits (up to 15 s) for the exit and returns everything
+    /// it printed.
+    pub fn stop(mut self) -> MonitorOutput {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait(Duration::from_secs(15))
+    }
+
+    /// Waits for the monitor to exit by itself.
+    pub fn wait(&mut self, timeout: Duration) -> MonitorOutput {
+        let status = match crate::wait_timeout(&mut self.child, timeout) {
+            Some(s) => s,
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let err = self.stderr_reader.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                panic!("`{}` did not exit within {timeout:?}; killed. stderr:\n{err}", self.line);
+            }
+        };
+        if let Some(h) = self.stdout_reader.take() {
+            h.join().expect("stdout reader");
+        }
+        let stderr = self.stderr_reader.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        let lines = std::mem::take(&mut *self.stdout.lock().expect("stdout lines"));
+        MonitorOutput { command: self.line.clone(), status, lines, stderr }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Everything a finished monitor printed.
+#[derive(Debug)]
+pub struct MonitorOutput {
+    pub command: String,
+    pub status: ExitStatus,
+    pub lines: Vec<String>,
+    pub stderr: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct DirFlags {
+    pub to_server: Vec<String>,
+    pub to_client: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct IcmpInfo {
+    #[serde(rename = "type")]
+    pub icmp_type: u8,
+    pub code: u8,
+    pub name: String,
+    pub about_client: bool,
+}
+
+/// One flow line of `monitor flows --format json` (docs/flows.md).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct FlowRecord {
+    pub proto: String,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub to_server: Counters,
+    pub to_client: Counters,
+    pub tcp_flags: DirFlags,
+    pub initiator_seen: bool,
+    pub initiator_how: String,
+    pub state: String,
+    pub icmp_error: Option<IcmpInfo>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub ifindex: u32,
+}
+
+impl FlowRecord {
+    /// Whether this is the flow between `a` and `b` (either way round).
+    pub fn joins(&self, proto: &str, a: SocketAddr, b: SocketAddr) -> bool {
+        self.proto == proto
+            && ((self.client.addr() == a && self.server.addr() == b)
+                || (self.client.addr() == b && self.server.addr() == a))
+    }
+}
+
+impl MonitorOutput {
+    /// Panics with the command, status and stderr unless it exited 0.
+    pub fn assert_success(&self) -> &Self {
+        assert!(
+            self.status.success(),
+            "`{}` exited with {}; stderr:\n{}",
+            self.command,
+            self.status,
+            self.stderr
+        );
+        self
+    }
+
+    /// Every stdout line as JSON; panics on a line that is not.
+    fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("`{}`: stdout line {} is not JSON ({e}): {l}", self.command, i + 1)
+                })
+            })
+            .collect()
+    }
+
+    /// The final table: the last occurrence of each (proto, client, server).
+    pub fn flows(&self) -> Vec<FlowRecord> {
+        let mut last: BTreeMap<(String, Endpoint, Endpoint), FlowRecord> = BTreeMap::new();
+        for (i, v) in self.json_lines().into_iter().enumerate() {
+            if v.get("type").is_some() {
+                continue;
+            }
+            let f: FlowRecord = serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+                panic!("`{}`: JSON line {} is not a flow ({e}): {v}", self.command, i + 1)
+            });
+            last.insert((f.proto.clone(), f.client, f.server), f);
+        }
+        last.into_values().collect()
+    }
+
+    /// The `{"type":"stats"}` line printed on exit, as name -> value. Panics
+    /// when it is missing or not the last line.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        let lines = self.json_lines();
+        let pos = lines
+            .iter()
+            .rposition(|v| v.get("type").and_then(|t| t.as_str()) == Some("stats"))
+            .unwrap_or_else(|| panic!("`{}`: no {{\"type\":\"stats\"}} line on stdout", self.command));
+        assert_eq!(pos + 1, lines.len(), "`{}`: the stats line is not the last line", self.command);
+        lines[pos]
+            .as_object()
+            .expect("stats line is an object")
+            .iter()
+            .filter(|(k, _)| k.as_str() != "type")
+            .map(|(k, v)| {
+                let n = v.as_u64().unwrap_or_else(|| panic!("stats {k} is not a counter: {v}"));
+                (k.clone(), n)
+            })
+            .collect()
+    }
+
+    /// The one flow between `a` and `b`; panics listing the table otherwise.
+    pub fn flow(&self, proto: &str, a: SocketAddr, b: SocketAddr) -> FlowRecord {
+        let flows = self.flows();
+        let found: Vec<_> = flows.iter().filter(|f| f.joins(proto, a, b)).collect();
+        match found.as_slice() {
+            [one] => (*one).clone(),
+            [] => panic!(
+                "no {proto} flow between {a} and {b} in the final table of `{}`; table:\n{}",
+                self.command,
+                table(&flows)
+            ),
+            many => panic!("{} {proto} flows between {a} and {b}: {many:#?}", many.len()),
+        }
+    }
+}
+
+/// The flows one per line, for failure messages.
+pub fn table(flows: &[FlowRecord]) -> String {
+    flows
+        .iter()
+        .map(|f| {
+            format!(
+                "  {} {} -> {} state={} to_server={:?} to_client={:?} flags={:?} how={}",
+                f.proto,
+                f.client.addr(),
+                f.server.addr(),
+                f.state,
+                f.to_server,
+                f.to_client,
+                f.tcp_flags,
+                f.initiator_how
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

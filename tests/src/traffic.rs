@@ -1,0 +1,283 @@
+//! Traffic made with std sockets inside test namespaces: TCP and UDP echo
+//! servers, clients with bounded message counts, and ICMP echo over ping
+//! sockets. Every blocking call has a timeout so a broken network fails the
+//! test instead of hanging it.
+
+use std::{
+    io::{self, Read as _, Write as _},
+    net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::netns::NetNs;
+
+/// How long any single socket operation may block.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A TCP echo server that serves a fixed number of connections: each
+/// connection's bytes are echoed back until the client shuts down its side,
+/// then the server closes.
+pub struct TcpEchoServer {
+    pub addr: SocketAddr,
+    handle: JoinHandle<io::Result<Vec<u64>>>,
+}
+
+impl TcpEchoServer {
+    /// Listens on `addr` inside `ns` and serves `connections` clients in turn.
+    pub fn start(ns: &NetNs, addr: SocketAddr, connections: usize) -> TcpEchoServer {
+        let listener = ns
+            .run(|| TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("bind TCP {addr} in netns {}: {e}", ns.name()));
+        // accept(2) honours SO_RCVTIMEO: a client that never comes fails the test.
+        socket2::SockRef::from(&listener)
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("SO_RCVTIMEO on listener");
+        let handle = std::thread::spawn(move || {
+            let mut received = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                let (mut conn, _) = listener.accept()?;
+                conn.set_read_timeout(Some(IO_TIMEOUT))?;
+                conn.set_write_timeout(Some(IO_TIMEOUT))?;
+                conn.set_nodelay(true)?;
+                let mut total = 0u64;
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = conn.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    conn.write_all(&buf[..n])?;
+                    total += n as u64;
+                }
+                received.push(total);
+            }
+            Ok(received)
+        });
+        TcpEchoServer { addr, handle }
+    }
+
+    /// Waits for the server to finish; returns the bytes each connection sent.
+    pub fn join(self) -> Vec<u64> {
+        let addr = self.addr;
+        self.handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .unwrap_or_else(|e| panic!("TCP echo server on {addr}: {e}"))
+    }
+}
+
+/// What a client did on one TCP connection.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpReport {
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// Connects from `ns` to `server`, sends `messages` messages of `size` bytes,
+/// each waiting for its echo (so that every message is one segment each way
+/// with TCP_NODELAY), then shuts down, reads to the end and closes.
+pub fn tcp_echo_client(ns: &NetNs, server: SocketAddr, messages: usize, size: usize) -> TcpReport {
+    let mut s =
+        tcp_connect(ns, server).unwrap_or_else(|e| panic!("connect to {server} from {}: {e}", ns.name()));
+    s.set_nodelay(true).expect("TCP_NODELAY");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("SO_RCVTIMEO");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("SO_SNDTIMEO");
+    let local = s.local_addr().expect("local address");
+    let msg: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut echo = vec![0u8; size];
+    let mut report = TcpReport { local, peer: server, sent: 0, received: 0 };
+    for i in 0..messages {
+        s.write_all(&msg).unwrap_or_else(|e| panic!("{local} -> {server}: write of message {i}: {e}"));
+        s.read_exact(&mut echo).unwrap_or_else(|e| panic!("{local} -> {server}: echo of message {i}: {e}"));
+        assert_eq!(echo, msg, "{local} -> {server}: echo of message {i} differs");
+        report.sent += size as u64;
+        report.received += size as u64;
+    }
+    s.shutdown(Shutdown::Write).expect("shutdown(SHUT_WR)");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap_or_else(|e| panic!("{local} -> {server}: reading to EOF: {e}"));
+    assert!(rest.is_empty(), "{local} -> {server}: {} unexpected bytes after shutdown", rest.len());
+    report
+}
+
+/// Connects from `ns` to `server`, sends `total` bytes in large writes (so
+/// the stack builds GSO super-packets), shuts down and reads the echo.
+pub fn tcp_bulk_client(ns: &NetNs, server: SocketAddr, total: usize) -> TcpReport {
+    let s = tcp_connect(ns, server).unwrap_or_else(|e| panic!("connect to {server} from {}: {e}", ns.name()));
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("SO_RCVTIMEO");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("SO_SNDTIMEO");
+    let local = s.local_addr().expect("local address");
+    // Read the echo concurrently, or both sides stall on full buffers.
+    let mut reader = s.try_clone().expect("clone TCP stream");
+    let echo = std::thread::spawn(move || {
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok(n),
+                Ok(k) => n += k as u64,
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let chunk = vec![0x5au8; 256 * 1024];
+    let mut writer = &s;
+    let mut left = total;
+    while left > 0 {
+        let k = left.min(chunk.len());
+        writer.write_all(&chunk[..k]).unwrap_or_else(|e| panic!("{local} -> {server}: bulk write: {e}"));
+        left -= k;
+    }
+    s.shutdown(Shutdown::Write).expect("shutdown(SHUT_WR)");
+    let received = echo
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        .unwrap_or_else(|e| panic!("{local} -> {server}: reading the echo: {e}"));
+    TcpReport { local, peer: server, sent: total as u64, received }
+}
+
+/// Opens a TCP connection from inside `ns` (the error is returned: refused,
+/// unreachable and timed-out attempts are what some tests want).
+pub fn tcp_connect(ns: &NetNs, server: SocketAddr) -> io::Result<TcpStream> {
+    ns.run(|| TcpStream::connect_timeout(&server, IO_TIMEOUT))
+}
+
+/// Tries to connect from `ns` with a short timeout; returns the local port
+/// used and the outcome. The local port is bound first so that the attempt
+/// can be found in the flow table even when it fails.
+pub fn tcp_attempt(ns: &NetNs, server: SocketAddr, timeout: Duration) -> (SocketAddr, io::Result<()>) {
+    ns.run(|| {
+        let domain = Domain::for_address(server);
+        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).expect("TCP socket");
+        let any: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
+        s.bind(&SockAddr::from(any)).expect("bind ephemeral port");
+        // Bound to the wildcard: the port is known now, the address once routed.
+        let port = s.local_addr().expect("local address").as_socket().expect("inet").port();
+        let result = s.connect_timeout(&SockAddr::from(server), timeout);
+        let local_ip =
+            s.local_addr().ok().and_then(|a| a.as_socket()).map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+        (SocketAddr::new(local_ip.unwrap_or(any.ip()), port), result)
+    })
+}
+
+/// A UDP echo server answering a fixed number of datagrams.
+pub struct UdpEchoServer {
+    pub addr: SocketAddr,
+    handle: JoinHandle<io::Result<usize>>,
+}
+
+impl UdpEchoServer {
+    pub fn start(ns: &NetNs, addr: SocketAddr, datagrams: usize) -> UdpEchoServer {
+        let sock = ns
+            .run(|| UdpSocket::bind(addr))
+            .unwrap_or_else(|e| panic!("bind UDP {addr} in {}: {e}", ns.name()));
+        sock.set_read_timeout(Some(IO_TIMEOUT)).expect("SO_RCVTIMEO");
+        let handle = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            for _ in 0..datagrams {
+                let (n, from) = sock.recv_from(&mut buf)?;
+                sock.send_to(&buf[..n], from)?;
+            }
+            Ok(datagrams)
+        });
+        UdpEchoServer { addr, handle }
+    }
+
+    pub fn join(self) {
+        let addr = self.addr;
+        self.handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .unwrap_or_else(|e| panic!("UDP echo server on {addr}: {e}"));
+    }
+}
+
+/// Sends `datagrams` datagrams of `size` bytes from `ns` to `server`, each
+/// waiting for its echo; returns the local address used.
+pub fn udp_echo_client(ns: &NetNs, server: SocketAddr, datagrams: usize, size: usize) -> SocketAddr {
+    let sock = udp_socket(ns, server);
+    let msg = vec![0xa5u8; size];
+    let mut buf = vec![0u8; size + 1];
+    for i in 0..datagrams {
+        sock.send(&msg).unwrap_or_else(|e| panic!("UDP send {i} to {server}: {e}"));
+        let n = sock.recv(&mut buf).unwrap_or_else(|e| panic!("UDP echo {i} from {server}: {e}"));
+        assert_eq!(n, size, "UDP echo {i} from {server} has {n} bytes, sent {size}");
+    }
+    sock.local_addr().expect("local address")
+}
+
+/// Sends `datagrams` datagrams of `size` bytes that expect no answer, spaced
+/// so that each can draw its own ICMP error; returns the local address.
+pub fn udp_send(ns: &NetNs, server: SocketAddr, datagrams: usize, size: usize) -> SocketAddr {
+    let sock = udp_socket(ns, server);
+    let msg = vec![0x3cu8; size];
+    for i in 0..datagrams {
+        // A connected UDP socket reports a previous ICMP error on the next
+        // send (ECONNREFUSED): that is expected here, the datagram itself
+        // is then not sent, so retry once.
+        if let Err(e) = sock.send(&msg) {
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "UDP send {i} to {server}: {e}");
+            sock.send(&msg).unwrap_or_else(|e| panic!("UDP send {i} to {server} (retry): {e}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sock.local_addr().expect("local address")
+}
+
+fn udp_socket(ns: &NetNs, server: SocketAddr) -> UdpSocket {
+    let any: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
+    let sock = ns.run(|| UdpSocket::bind(any)).expect("bind UDP client");
+    sock.connect(server).unwrap_or_else(|e| panic!("UDP connect {server}: {e}"));
+    sock.set_read_timeout(Some(IO_TIMEOUT)).expect("SO_RCVTIMEO");
+    sock
+}
+
+/// Result of [`ping`]: the echo identifier the kernel chose and the replies.
+#[derive(Clone, Copy, Debug)]
+pub struct PingReport {
+    pub id: u16,
+    pub replies: usize,
+}
+
+/// Sends `count` ICMP/ICMPv6 echo requests with `payload` bytes from `ns`
+/// to `dst`, one at a time, each waiting for its reply. Uses a ping socket
+/// (the kernel fills the identifier and checksum), which [`NetNs::new`]
+/// enables.
+pub fn ping(ns: &NetNs, dst: IpAddr, count: u16, payload: usize) -> PingReport {
+    let (domain, proto, req_type, rep_type) = match dst {
+        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, 8u8, 0u8),
+        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6, 128u8, 129u8),
+    };
+    let sock = ns
+        .run(|| Socket::new(domain, Type::DGRAM, Some(proto)))
+        .unwrap_or_else(|e| panic!("ping socket in {}: {e}", ns.name()));
+    let to = SockAddr::from(SocketAddr::new(dst, 0));
+    sock.connect(&to).unwrap_or_else(|e| panic!("connect ping socket to {dst}: {e}"));
+    sock.set_read_timeout(Some(IO_TIMEOUT)).expect("SO_RCVTIMEO");
+    let id = sock.local_addr().expect("ping socket address").as_socket().expect("inet").port();
+    let mut replies = 0;
+    for seq in 1..=count {
+        let mut req = vec![req_type, 0, 0, 0, 0, 0];
+        req.extend_from_slice(&seq.to_be_bytes());
+        req.extend((0..payload).map(|i| i as u8));
+        sock.send(&req).unwrap_or_else(|e| panic!("echo request {seq} to {dst}: {e}"));
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+        loop {
+            let n = sock.recv(&mut buf).unwrap_or_else(|e| panic!("echo reply {seq} from {dst}: {e}"));
+            // SAFETY: recv initialised the first n bytes.
+            let got: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+            if got.len() >= 8 && got[0] == rep_type && u16::from_be_bytes([got[6], got[7]]) == seq {
+                replies += 1;
+                break;
+            }
+            assert!(Instant::now() < deadline, "no echo reply {seq} from {dst}");
+        }
+    }
+    PingReport { id, replies }
+}
