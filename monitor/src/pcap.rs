@@ -123,7 +123,7 @@ pub fn read(
             Err(e) => return Err(io_err(e)),
         }
     }
-    let chained = io::Cursor::new(magic).chain(input);
+    let chained = FillingReader(io::Cursor::new(magic).chain(input));
     let header_err = |e: RawError<&[u8]>| match e {
         RawError::Incomplete(_) | RawError::UnexpectedEof | RawError::Eof => {
             PcapError::ShortHeader { path: path.to_owned() }
@@ -145,6 +145,25 @@ pub fn read(
             Walker::new(path, Format::Pcap).run(reader, &mut f)
         }
         _ => Err(PcapError::NotPcap { path: path.to_owned(), magic: hex(&magic) }),
+    }
+}
+
+/// Fills every read as far as the input allows: the parsers read the file
+/// header with a single `read` call and take a short one for a short file.
+struct FillingReader<R>(R);
+
+impl<R: Read> Read for FillingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.0.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
     }
 }
 
