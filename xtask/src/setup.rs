@@ -14,7 +14,7 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const KERNEL_BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "llvm-22-dev"];
 /// Debian packages the tests and benchmarks drive.
 const TEST_PACKAGES: &[&str] =
-    &["iproute2", "nftables", "bpftool", "ethtool", "iperf3", "tcpdump", "prometheus", "python3-pip"];
+    &["iproute2", "iputils-ping", "nftables", "bpftool", "ethtool", "iperf3", "tcpdump", "prometheus", "python3-pip"];
 
 /// Where bpf-linker is installed: outside the checkout, so every clone shares it.
 pub fn tools_dir() -> PathBuf {

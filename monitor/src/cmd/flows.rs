@@ -1,9 +1,128 @@
 //! `monitor flows`: a live table of every flow on the host.
-use std::process::ExitCode;
+
+use std::{io::Write, process::ExitCode, time::Duration};
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+
+use crate::{
+    flow::Flow,
+    kernel::{
+        AttachMode, Kernel, LoadOptions,
+        stream::{self, FlowUpdate, StreamOptions, Table},
+    },
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per flow per line (schema: docs/flows.md).
+    Json,
+    /// An aligned table for terminals.
+    Text,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Interface to watch (repeatable). Default: every interface that is up, except loopback.
+    #[arg(long = "iface", value_name = "IF")]
+    pub ifaces: Vec<String>,
+    /// How to attach the ingress program.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub attach: AttachMode,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Print the table every SECS seconds (and once more on exit).
+    #[arg(long, value_name = "SECS", default_value = "2")]
+    pub interval: f64,
+    /// Flow table size (entries); the least recently used flow is evicted
+    /// when it is full, and evictions are counted.
+    #[arg(long, default_value_t = monitor_common::FLOWS_MAX_ENTRIES)]
+    pub max_flows: u32,
+    /// Seconds a client waits for an answer before its flow is `unanswered`.
+    #[arg(long, value_name = "SECS", default_value = "3")]
+    pub syn_timeout: f64,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet")
+pub fn run(args: Args) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> Result<ExitCode> {
+    let kernel = Kernel::load(&LoadOptions { ifaces: args.ifaces.clone(), mode: args.attach, max_flows: args.max_flows })?;
+    let opts = StreamOptions {
+        interval: Duration::from_secs_f64(args.interval.max(0.1)),
+        answer_timeout: Duration::from_secs_f64(args.syn_timeout.max(0.0)),
+        ..StreamOptions::default()
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (mut rx, task) = stream::spawn(kernel, opts, stop_rx)?;
+    tokio::spawn(async move {
+        crate::cmd::wait_for_shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let mut out = std::io::stdout().lock();
+    while let Some(update) = rx.recv().await {
+        if let FlowUpdate::Table(table) = update {
+            print_table(&mut out, &table, args.format)?;
+        }
+    }
+    drop(out);
+    task.await.context("flow stream task")??;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(out: &mut impl Write, table: &Table, format: Format) -> Result<()> {
+    match format {
+        Format::Json => {
+            for f in &table.flows {
+                serde_json::to_writer(&mut *out, f)?;
+                out.write_all(b"\n")?;
+            }
+            if table.last {
+                let mut stats = table.kernel.to_json();
+                stats.insert("type".into(), "stats".into());
+                if let serde_json::Value::Object(user) = serde_json::to_value(table.user)? {
+                    stats.extend(user);
+                }
+                serde_json::to_writer(&mut *out, &stats)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Format::Text => {
+            writeln!(out, "{:<7} {:<45} {:<45} {:>16} {:>16} {:<16}", "PROTO", "CLIENT", "SERVER", "PKTS >/<", "BYTES >/<", "STATE")?;
+            for f in &table.flows {
+                writeln!(out, "{}", text_row(f))?;
+            }
+            writeln!(out, "-- {} flows{}", table.flows.len(), if table.last { " (final)" } else { "" })?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn endpoint(ip: std::net::IpAddr, port: u16) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+fn text_row(f: &Flow) -> String {
+    let state = serde_json::to_value(f.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    format!(
+        "{:<7} {:<45} {:<45} {:>16} {:>16} {}{}",
+        f.proto.as_str(),
+        endpoint(f.client.ip, f.client.port),
+        endpoint(f.server.ip, f.server.port),
+        format!("{}/{}", f.to_server.packets, f.to_client.packets),
+        format!("{}/{}", f.to_server.bytes, f.to_client.bytes),
+        state,
+        if f.initiator_seen { "" } else { " (start not seen)" },
+    )
 }

@@ -1,1 +1,360 @@
-//! Loading the kernel programs, attaching them, and reading the flow table.
+//! Loading the kernel programs, attaching them, and reading what they count.
+//!
+//! [`Kernel`] owns the loaded object: dropping it detaches every link (TCX
+//! and XDP links die with their file descriptors), so the host is left as
+//! it was. [`stream`] turns the flow table and the ring buffer into a typed
+//! stream of flows for the rest of the program.
+
+pub mod batch;
+pub mod iface;
+pub mod listening;
+pub mod stream;
+
+use std::{
+    io,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+    process::Command,
+    time::SystemTime,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc},
+    util::KernelVersion,
+};
+use log::{info, warn};
+use monitor_common::{FlowKey, FlowValue, IfaceConfig, Stat, maps, programs};
+
+pub use iface::{AttachMode, Iface, IngressHook};
+
+/// The kernel object, embedded at build time (see build.rs).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("this binary was built without its kernel programs: build it with `cargo xtask build`")]
+    NoObject,
+    #[error(
+        "loading eBPF programs needs root, or the capabilities CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON: \
+         run it with sudo, or grant them (deploy/monitor.service shows how)"
+    )]
+    NotPermitted,
+    #[error(
+        "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing): the monitor needs a kernel \
+         built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8 or later; 6.6+ recommended for TCX)"
+    )]
+    NoBtf,
+    #[error("interface `{0}` does not exist: `ip link` lists the interfaces of this host")]
+    NoSuchInterface(String),
+    #[error("no interface is up apart from loopback: name one with --iface")]
+    NoInterfaces,
+    #[error("cannot read {0}: {1}")]
+    Sysfs(PathBuf, #[source] io::Error),
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    /// `detail` keeps the end of the verifier log, where the reason is.
+    #[error("the kernel refused program `{prog}`: {detail}")]
+    Program { prog: &'static str, detail: String },
+    #[error("attaching {what} to interface {iface} failed: {source}")]
+    Attach {
+        what: &'static str,
+        iface: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("map {0} is missing from the kernel object")]
+    MissingMap(&'static str),
+    #[error("program {0} is missing from the kernel object")]
+    MissingProgram(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("reading the flow table: {0}")]
+    Walk(#[source] io::Error),
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Checks what can be checked before touching the kernel, so that a missing
+/// privilege or BTF gives a clear message instead of an errno.
+pub fn preflight() -> Result<(), KernelError> {
+    if OBJECT.is_empty() {
+        return Err(KernelError::NoObject);
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(KernelError::NoBtf);
+    }
+    let caps = effective_capabilities().unwrap_or(0);
+    let needed = [CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON];
+    if !needed.iter().all(|c| caps & (1u64 << c) != 0) {
+        return Err(KernelError::NotPermitted);
+    }
+    Ok(())
+}
+
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+}
+
+/// Where and how the programs were attached to one interface.
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub iface: Iface,
+    pub ingress: IngressHook,
+    /// We added a clsact qdisc (pre-6.6 kernels) and must remove it.
+    added_clsact: bool,
+}
+
+pub struct LoadOptions {
+    /// Interface names; empty means every interface that is up, but loopback.
+    pub ifaces: Vec<String>,
+    pub mode: AttachMode,
+    /// Flow table size; 0 keeps the compiled-in default.
+    pub max_flows: u32,
+}
+
+/// The loaded and attached kernel side.
+pub struct Kernel {
+    ebpf: Ebpf,
+    flows: Map,
+    stats: PerCpuArray<MapData, u64>,
+    attachments: Vec<Attachment>,
+    clock: KernelClock,
+}
+
+impl Kernel {
+    pub fn load(opts: &LoadOptions) -> Result<Kernel, KernelError> {
+        preflight()?;
+        // Resolve interfaces before loading anything: a typo fails fast.
+        let ifaces = if opts.ifaces.is_empty() {
+            iface::all_up()?
+        } else {
+            opts.ifaces.iter().map(|n| iface::by_name(n)).collect::<Result<Vec<_>, _>>()?
+        };
+        raise_memlock();
+        let mut loader = EbpfLoader::new();
+        if opts.max_flows > 0 {
+            loader.map_max_entries(maps::FLOWS, opts.max_flows);
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(|e| match &e {
+            aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+                if io_error.kind() == io::ErrorKind::PermissionDenied =>
+            {
+                KernelError::NotPermitted
+            }
+            _ => KernelError::Load(e),
+        })?;
+        for name in [programs::TC_INGRESS, programs::TC_EGRESS] {
+            let p: &mut SchedClassifier = program(&mut ebpf, name)?;
+            p.load().map_err(|e| refused(name, e))?;
+        }
+        let xdp: &mut Xdp = program(&mut ebpf, programs::XDP_INGRESS)?;
+        xdp.load().map_err(|e| refused(programs::XDP_INGRESS, e))?;
+
+        let mut attachments = Vec::new();
+        for iface in ifaces {
+            attachments.push(attach(&mut ebpf, iface, opts.mode)?);
+        }
+        {
+            let cfg = ebpf.map_mut(maps::IFACE_CONFIG).ok_or(KernelError::MissingMap(maps::IFACE_CONFIG))?;
+            let mut cfg: HashMap<_, u32, IfaceConfig> =
+                HashMap::try_from(cfg).map_err(|source| KernelError::Map { name: maps::IFACE_CONFIG, source })?;
+            for a in &attachments {
+                cfg.insert(a.iface.index, IfaceConfig { ingress_attached: 1, _pad: 0 }, 0)
+                    .map_err(|source| KernelError::Map { name: maps::IFACE_CONFIG, source })?;
+            }
+        }
+        let flows = ebpf.take_map(maps::FLOWS).ok_or(KernelError::MissingMap(maps::FLOWS))?;
+        let stats = ebpf.take_map(maps::STATS).ok_or(KernelError::MissingMap(maps::STATS))?;
+        let stats = PerCpuArray::try_from(stats).map_err(|source| KernelError::Map { name: maps::STATS, source })?;
+        Ok(Kernel { ebpf, flows, stats, attachments, clock: KernelClock::new() })
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    pub fn clock(&self) -> KernelClock {
+        self.clock
+    }
+
+    /// Takes the ring buffer of flow events (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
+        let map = self.ebpf.take_map(maps::EVENTS).ok_or(KernelError::MissingMap(maps::EVENTS))?;
+        RingBuf::try_from(map).map_err(|source| KernelError::Map { name: maps::EVENTS, source })
+    }
+
+    /// Reads the whole flow table in batches.
+    pub fn walk(&self, out: &mut Vec<(FlowKey, FlowValue)>) -> Result<(), KernelError> {
+        let data = match &self.flows {
+            Map::LruHashMap(d) | Map::HashMap(d) => d,
+            _ => return Err(KernelError::MissingMap(maps::FLOWS)),
+        };
+        batch::lookup_all(data.fd().as_fd(), 4096, out).map_err(KernelError::Walk)
+    }
+
+    /// Deletes flows from the table (expiry); an entry already gone is fine.
+    pub fn remove(&mut self, keys: &[FlowKey]) -> Result<(), KernelError> {
+        let mut map: HashMap<&mut MapData, FlowKey, FlowValue> =
+            HashMap::try_from(&mut self.flows).map_err(|source| KernelError::Map { name: maps::FLOWS, source })?;
+        for k in keys {
+            match map.remove(k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(KernelError::Map { name: maps::FLOWS, source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel counters, summed over CPUs.
+    pub fn stats(&self) -> Result<KernelStats, KernelError> {
+        let mut counts = [0u64; Stat::COUNT as usize];
+        for (i, c) in counts.iter_mut().enumerate() {
+            let per_cpu =
+                self.stats.get(&(i as u32), 0).map_err(|source| KernelError::Map { name: maps::STATS, source })?;
+            *c = per_cpu.iter().sum();
+        }
+        Ok(KernelStats { counts })
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        // Links are detached when `ebpf` drops; a clsact qdisc added through
+        // netlink (kernels before 6.6) would outlive them, so remove ours.
+        for a in self.attachments.iter().filter(|a| a.added_clsact) {
+            let _ = Command::new("tc").args(["qdisc", "del", "dev", &a.iface.name, "clsact"]).status();
+        }
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, KernelError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let p = ebpf.program_mut(name).ok_or(KernelError::MissingProgram(name))?;
+    p.try_into().map_err(|e| refused(name, e))
+}
+
+/// The verifier log can run to thousands of lines; its last lines say why.
+fn refused(prog: &'static str, e: ProgramError) -> KernelError {
+    const KEEP: usize = 25;
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let detail = if lines.len() > KEEP {
+        format!("[{} lines of verifier log cut]\n{}", lines.len() - KEEP, lines[lines.len() - KEEP..].join("\n"))
+    } else {
+        text
+    };
+    KernelError::Program { prog, detail }
+}
+
+fn attach(ebpf: &mut Ebpf, iface: Iface, mode: AttachMode) -> Result<Attachment, KernelError> {
+    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    let mut added_clsact = false;
+    if !tcx {
+        // Pre-TCX kernels attach through the clsact qdisc; EEXIST means it was there.
+        added_clsact = tc::qdisc_add_clsact(&iface.name).is_ok();
+    }
+    let err = |what, source| KernelError::Attach { what, iface: iface.name.clone(), source };
+
+    let ingress = match mode {
+        AttachMode::Tc => IngressHook::Tc,
+        AttachMode::Auto if !iface.physical => IngressHook::Tc,
+        AttachMode::Auto | AttachMode::Xdp => {
+            let xdp: &mut Xdp = program(ebpf, programs::XDP_INGRESS)?;
+            match xdp.attach(&iface.name, XdpMode::Driver) {
+                Ok(_) => IngressHook::XdpNative,
+                Err(e) if mode == AttachMode::Auto => {
+                    info!("{}: native XDP unavailable ({e}); using TC ingress", iface.name);
+                    IngressHook::Tc
+                }
+                Err(e) => {
+                    warn!("{}: native XDP unavailable ({e}); using generic (SKB) XDP", iface.name);
+                    xdp.attach(&iface.name, XdpMode::Skb).map_err(|e| err("xdp (generic)", e))?;
+                    IngressHook::XdpGeneric
+                }
+            }
+        }
+    };
+    if ingress == IngressHook::Tc {
+        let p: &mut SchedClassifier = program(ebpf, programs::TC_INGRESS)?;
+        p.attach(&iface.name, TcAttachType::Ingress).map_err(|e| err("tc ingress", e))?;
+    }
+    let p: &mut SchedClassifier = program(ebpf, programs::TC_EGRESS)?;
+    p.attach(&iface.name, TcAttachType::Egress).map_err(|e| err("tc egress", e))?;
+    info!("attached to {} (ifindex {}): ingress {}, egress tc", iface.name, iface.index, ingress.as_str());
+    Ok(Attachment { iface, ingress, added_clsact })
+}
+
+/// Locked-memory accounting moved to memcg in 5.11; on older kernels the
+/// default limit is too small for the maps. Failing to raise it is harmless
+/// on new kernels, so it is only a warning.
+fn raise_memlock() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        log::debug!("could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11", io::Error::last_os_error());
+    }
+}
+
+/// The kernel counters by [`Stat`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub counts: [u64; Stat::COUNT as usize],
+}
+
+impl KernelStats {
+    pub fn get(&self, s: Stat) -> u64 {
+        self.counts[s as usize]
+    }
+
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        Stat::ALL.iter().map(|s| (s.name().to_string(), self.get(*s).into())).collect()
+    }
+}
+
+/// Converts `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to wall-clock time.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelClock {
+    /// Unix-epoch ns minus monotonic ns, sampled at start.
+    offset_ns: i128,
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+impl KernelClock {
+    pub fn new() -> KernelClock {
+        KernelClock { offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC) }
+    }
+}
+
+impl Default for KernelClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl crate::flow::Clock for KernelClock {
+    fn to_system(&self, raw_ns: u64) -> SystemTime {
+        let ns = (raw_ns as i128 + self.offset_ns).max(0) as u128;
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
+    }
+    fn now_raw(&self) -> u64 {
+        clock_ns(libc::CLOCK_MONOTONIC) as u64
+    }
+}

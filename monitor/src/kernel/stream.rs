@@ -1,0 +1,228 @@
+//! The typed stream of flows that the rest of the program consumes.
+//!
+//! One task owns the [`Kernel`]: it drains the ring buffer as soon as it is
+//! readable (new flows and first answers, within milliseconds), and reads the
+//! whole table at every interval (counters, ageing, expiry). On shutdown it
+//! reads the table once more, sends it, and drops the kernel side, which
+//! detaches every program.
+
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use monitor_common::{FlowEvent, FlowKey, FlowValue, event_kind};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+
+use super::{Kernel, KernelError, KernelStats, listening::Listening};
+use crate::flow::{Clock, Flow, FlowState};
+
+/// What a ring-buffer event announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    NewFlow,
+    /// The first SYN-ACK or RST of a flow.
+    TcpAnswer,
+    IcmpError,
+}
+
+#[derive(Debug)]
+pub enum FlowUpdate {
+    /// Sent as soon as the kernel reports it.
+    Event { kind: EventKind, flow: Flow },
+    /// The whole table, at every interval and once more at shutdown.
+    Table(Table),
+}
+
+#[derive(Debug)]
+pub struct Table {
+    pub flows: Vec<Flow>,
+    pub kernel: KernelStats,
+    pub user: UserStats,
+    /// The last table, read at shutdown.
+    pub last: bool,
+}
+
+/// What user space itself counted: nothing is lost without a number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UserStats {
+    /// Ring-buffer events received.
+    pub events: u64,
+    /// Events not forwarded because the consumer was behind; the flows
+    /// still appear in the next table.
+    pub events_dropped: u64,
+    /// Malformed ring-buffer records (wrong size).
+    pub events_malformed: u64,
+    /// Flows that left the table without being expired by us: the LRU map
+    /// was full and the kernel evicted them. Raise --max-flows.
+    pub flows_evicted: u64,
+    /// Flows removed by us after --idle-timeout.
+    pub flows_expired: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct StreamOptions {
+    pub interval: Duration,
+    /// Flows idle this long are removed from the table after being reported.
+    pub idle_timeout: Duration,
+    /// Closed, refused or failed flows are removed after this much idleness.
+    pub closed_timeout: Duration,
+    /// How long a client waits for an answer before a flow is `unanswered`.
+    pub answer_timeout: Duration,
+    /// Capacity of the channel to the consumer.
+    pub capacity: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(120),
+            closed_timeout: Duration::from_secs(10),
+            answer_timeout: Duration::from_secs(3),
+            capacity: 4096,
+        }
+    }
+}
+
+/// Starts the stream. Set `shutdown` to true to end it; the last message is
+/// a `Table` with `last: true`, then the channel closes.
+pub fn spawn(
+    mut kernel: Kernel,
+    opts: StreamOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(mpsc::Receiver<FlowUpdate>, JoinHandle<Result<(), KernelError>>), KernelError> {
+    let events = kernel.take_events()?;
+    // SAFETY: the ring buffer owns its fd and the AsyncFd owns the ring
+    // buffer, so the fd stays open for as long as it is registered.
+    let events = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
+        .map_err(|e| KernelError::Walk(e.into()))?;
+    let (tx, rx) = mpsc::channel(opts.capacity);
+    let task = tokio::spawn(run(kernel, events, opts, tx, shutdown));
+    Ok((rx, task))
+}
+
+struct State {
+    kernel: Kernel,
+    opts: StreamOptions,
+    hint: Listening,
+    /// Keys believed to be in the kernel table, to notice LRU evictions.
+    known: HashSet<FlowKey>,
+    user: UserStats,
+    buf: Vec<(FlowKey, FlowValue)>,
+}
+
+async fn run(
+    kernel: Kernel,
+    mut events: AsyncFd<RingBuf<MapData>>,
+    opts: StreamOptions,
+    tx: mpsc::Sender<FlowUpdate>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), KernelError> {
+    let mut st = State {
+        kernel,
+        opts: opts.clone(),
+        hint: Listening::read(),
+        known: HashSet::new(),
+        user: UserStats::default(),
+        buf: Vec::new(),
+    };
+    let mut tick = tokio::time::interval(opts.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            guard = events.readable_mut() => {
+                let mut guard = guard.map_err(KernelError::Walk)?;
+                drain_events(&mut st, guard.get_inner_mut(), &tx);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                let table = st.read_table(false)?;
+                if tx.send(FlowUpdate::Table(table)).await.is_err() {
+                    return Ok(()); // the consumer is gone
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Events still queued belong in the last table anyway.
+    drain_events(&mut st, events.get_mut(), &tx);
+    let table = st.read_table(true)?;
+    let _ = tx.send(FlowUpdate::Table(table)).await;
+    Ok(())
+}
+
+fn drain_events(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<FlowUpdate>) {
+    let clock = st.kernel.clock();
+    while let Some(item) = ring.next() {
+        st.user.events += 1;
+        if item.len() != std::mem::size_of::<FlowEvent>() {
+            st.user.events_malformed += 1;
+            continue;
+        }
+        // SAFETY: the length matches and FlowEvent is valid for any bytes.
+        let ev: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const FlowEvent) };
+        let kind = match ev.header.kind {
+            event_kind::NEW_FLOW => EventKind::NewFlow,
+            event_kind::TCP_ANSWER => EventKind::TcpAnswer,
+            event_kind::ICMP_ERROR => EventKind::IcmpError,
+            _ => {
+                st.user.events_malformed += 1;
+                continue;
+            }
+        };
+        st.known.insert(ev.key);
+        let Some(flow) = Flow::from_entry(&ev.key, &ev.value, &clock, &st.hint, st.opts.answer_timeout) else {
+            continue;
+        };
+        if tx.try_send(FlowUpdate::Event { kind, flow }).is_err() {
+            st.user.events_dropped += 1;
+        }
+    }
+}
+
+impl State {
+    fn read_table(&mut self, last: bool) -> Result<Table, KernelError> {
+        let started = Instant::now();
+        self.buf.clear();
+        self.kernel.walk(&mut self.buf)?;
+        self.hint = Listening::read();
+        let clock = self.kernel.clock();
+        let now = clock.now_raw();
+
+        let seen: HashSet<FlowKey> = self.buf.iter().map(|(k, _)| *k).collect();
+        self.user.flows_evicted += self.known.difference(&seen).count() as u64;
+
+        let mut flows = Vec::with_capacity(self.buf.len());
+        let mut expire = Vec::new();
+        for (key, value) in &self.buf {
+            let Some(flow) = Flow::from_entry(key, value, &clock, &self.hint, self.opts.answer_timeout) else {
+                continue;
+            };
+            let idle = Duration::from_nanos(now.saturating_sub(value.last_seen_ns));
+            let finished = matches!(flow.state, FlowState::Closed) || flow.state.is_failure();
+            if idle >= self.opts.idle_timeout || (finished && idle >= self.opts.closed_timeout) {
+                expire.push(*key);
+            }
+            flows.push(flow);
+        }
+        if !last && !expire.is_empty() {
+            self.kernel.remove(&expire)?;
+            self.user.flows_expired += expire.len() as u64;
+        }
+        self.known = seen;
+        if !last {
+            for k in &expire {
+                self.known.remove(k);
+            }
+        }
+        log::debug!("read {} flows in {:?}", flows.len(), started.elapsed());
+        Ok(Table { flows, kernel: self.kernel.stats()?, user: self.user, last })
+    }
+}
