@@ -109,3 +109,24 @@ pub fn still_loaded(ids: &[u32]) -> (Vec<u32>, Vec<u64>) {
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("tool printed invalid JSON ({e}): {s}"))
 }
+
+/// Panics unless `iface` has nothing attached and none of the programs seen
+/// there while the monitor ran (`during`) is still loaded or linked.
+/// Program release after the last fd closes can lag a moment: polls 2 s.
+pub fn assert_left_nothing(ns: &NetNs, iface: &str, during: &Attachments) {
+    let after = Attachments::of(ns, iface);
+    assert!(!after.any(), "after the monitor exited, {iface} in {} still has {after:?}", ns.name());
+    let ids = during.program_ids();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let (progs, links) = still_loaded(&ids);
+        if progs.is_empty() && links.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after the monitor exited, its programs {progs:?} are still loaded and links {links:?} still exist"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -87,13 +87,14 @@ impl Monitor {
     }
 
     /// Starts `monitor flows --iface <iface> --format json --interval 1 <extra>`
-    /// in `ns` and waits until its programs are attached to `iface`.
-    pub fn flows(ns: &NetNs, iface: &str, extra: &[&str]) -> Monitor {
+    /// in `ns`, waits until its programs are attached to `iface` and
+    /// returns what is attached.
+    pub fn flows(ns: &NetNs, iface: &str, extra: &[&str]) -> (Monitor, Attachments) {
         let mut args = vec!["flows", "--iface", iface, "--format", "json", "--interval", "1"];
         args.extend_from_slice(extra);
         let mut m = Monitor::start(ns, &args);
-        m.wait_attached(ns, iface);
-        m
+        let attached = m.wait_attached(ns, iface);
+        (m, attached)
     }
 
     /// Waits until something of ours is attached to `iface` and the set of
@@ -280,25 +281,25 @@ impl MonitorOutput {
         last.into_values().collect()
     }
 
-    /// The `{"type":"stats"}` line printed on exit, as name -> value. Panics
-    /// when it is missing or not the last line.
-    pub fn stats(&self) -> BTreeMap<String, u64> {
+    /// The `{"type":"stats"}` line printed on exit. Panics when it is
+    /// missing or not the last line.
+    pub fn stats_line(&self) -> serde_json::Map<String, serde_json::Value> {
         let lines = self.json_lines();
         let pos = lines
             .iter()
             .rposition(|v| v.get("type").and_then(|t| t.as_str()) == Some("stats"))
             .unwrap_or_else(|| panic!("`{}`: no {{\"type\":\"stats\"}} line on stdout", self.command));
         assert_eq!(pos + 1, lines.len(), "`{}`: the stats line is not the last line", self.command);
-        lines[pos]
-            .as_object()
-            .expect("stats line is an object")
-            .iter()
-            .filter(|(k, _)| k.as_str() != "type")
-            .map(|(k, v)| {
-                let n = v.as_u64().unwrap_or_else(|| panic!("stats {k} is not a counter: {v}"));
-                (k.clone(), n)
-            })
-            .collect()
+        lines[pos].as_object().expect("stats line is an object").clone()
+    }
+
+    /// A counter of the stats line; panics naming the line when absent.
+    pub fn stat(&self, name: &str) -> u64 {
+        let stats = self.stats_line();
+        stats
+            .get(name)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_else(|| panic!("`{}`: stats line has no counter {name:?}: {stats:?}", self.command))
     }
 
     /// The one flow between `a` and `b`; panics listing the table otherwise.

@@ -111,6 +111,25 @@ impl NetNs {
         idx
     }
 
+    /// A counter of `/proc/net/snmp` in this namespace, e.g. ("Tcp",
+    /// "OutSegs"): the stack's own count, GSO super-packets counted as the
+    /// segments they carry.
+    pub fn snmp(&self, proto: &str, field: &str) -> u64 {
+        let text = self.exec(&["cat", "/proc/net/snmp"]);
+        let prefix = format!("{proto}:");
+        let mut rows = text.lines().filter(|l| l.starts_with(&prefix));
+        let (names, values) = match (rows.next(), rows.next()) {
+            (Some(n), Some(v)) => (n, v),
+            _ => panic!("/proc/net/snmp in {} has no {proto} rows:\n{text}", self.name),
+        };
+        let col = names
+            .split_whitespace()
+            .position(|n| n == field)
+            .unwrap_or_else(|| panic!("/proc/net/snmp has no {proto} {field}: {names}"));
+        let v = values.split_whitespace().nth(col).expect("value row as long as the name row");
+        v.parse().unwrap_or_else(|e| panic!("/proc/net/snmp {proto} {field} = {v:?}: {e}"))
+    }
+
     /// Process ids of everything running in the namespace.
     pub fn pids(&self) -> Vec<i32> {
         cmd::run_args("ip", &["netns", "pids", &self.name])

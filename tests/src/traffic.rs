@@ -147,21 +147,23 @@ pub fn tcp_connect(ns: &NetNs, server: SocketAddr) -> io::Result<TcpStream> {
     ns.run(|| TcpStream::connect_timeout(&server, IO_TIMEOUT))
 }
 
-/// Tries to connect from `ns` with a short timeout; returns the local port
-/// used and the outcome. The local port is bound first so that the attempt
-/// can be found in the flow table even when it fails.
-pub fn tcp_attempt(ns: &NetNs, server: SocketAddr, timeout: Duration) -> (SocketAddr, io::Result<()>) {
+/// Tries to connect from `local_ip` in `ns` with a short timeout; returns
+/// the local address used and the outcome. The port is bound before the
+/// attempt, so the flow can be found in the table even when it fails (a
+/// failed socket forgets its port).
+pub fn tcp_attempt(
+    ns: &NetNs,
+    local_ip: IpAddr,
+    server: SocketAddr,
+    timeout: Duration,
+) -> (SocketAddr, io::Result<()>) {
     ns.run(|| {
-        let domain = Domain::for_address(server);
-        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).expect("TCP socket");
-        let any: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
-        s.bind(&SockAddr::from(any)).expect("bind ephemeral port");
-        // Bound to the wildcard: the port is known now, the address once routed.
-        let port = s.local_addr().expect("local address").as_socket().expect("inet").port();
-        let result = s.connect_timeout(&SockAddr::from(server), timeout);
-        let local_ip =
-            s.local_addr().ok().and_then(|a| a.as_socket()).map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
-        (SocketAddr::new(local_ip.unwrap_or(any.ip()), port), result)
+        let s =
+            Socket::new(Domain::for_address(server), Type::STREAM, Some(Protocol::TCP)).expect("TCP socket");
+        s.bind(&SockAddr::from(SocketAddr::new(local_ip, 0)))
+            .unwrap_or_else(|e| panic!("bind {local_ip} in {}: {e}", ns.name()));
+        let local = s.local_addr().expect("local address").as_socket().expect("inet");
+        (local, s.connect_timeout(&SockAddr::from(server), timeout))
     })
 }
 

@@ -140,15 +140,19 @@ fn udp_and_ping() {
 fn nftables_drop_reset_and_prohibit() {
     let p = Pair::new();
     nft::apply(&p.b, &nft::input_rules(&[&nft::drop_tcp(81), &nft::reset_tcp(82), &nft::prohibit_tcp(83)]));
-    let (_, dropped) = traffic::tcp_attempt(&p.a, Pair::addr_b(false, 81), Duration::from_millis(300));
+    let (_, dropped) =
+        traffic::tcp_attempt(&p.a, Pair::A4.into(), Pair::addr_b(false, 81), Duration::from_millis(300));
     assert_eq!(dropped.expect_err("drop rule").kind(), ErrorKind::TimedOut);
-    let (_, reset) = traffic::tcp_attempt(&p.a, Pair::addr_b(false, 82), Duration::from_secs(2));
+    let (_, reset) =
+        traffic::tcp_attempt(&p.a, Pair::A4.into(), Pair::addr_b(false, 82), Duration::from_secs(2));
     assert_eq!(reset.expect_err("reset rule").kind(), ErrorKind::ConnectionRefused);
-    let (_, prohibited) = traffic::tcp_attempt(&p.a, Pair::addr_b(true, 83), Duration::from_secs(2));
+    let (_, prohibited) =
+        traffic::tcp_attempt(&p.a, Pair::A6.into(), Pair::addr_b(true, 83), Duration::from_secs(2));
     let e = prohibited.expect_err("prohibit rule");
     assert_eq!(e.raw_os_error(), Some(libc::EACCES), "ICMPv6 admin-prohibited maps to EACCES, got {e}");
     // No listener at all: the kernel answers RST.
-    let (_, closed) = traffic::tcp_attempt(&p.a, Pair::addr_b(false, 84), Duration::from_secs(2));
+    let (_, closed) =
+        traffic::tcp_attempt(&p.a, Pair::A4.into(), Pair::addr_b(false, 84), Duration::from_secs(2));
     assert_eq!(closed.expect_err("no listener").kind(), ErrorKind::ConnectionRefused);
 }
 

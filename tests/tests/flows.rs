@@ -1,0 +1,506 @@
+//! End-to-end tests of `monitor flows` in real network namespaces.
+//!
+//! NEED ROOT AND THE BUILT BINARY: run `cargo xtask build` first (or set
+//! MONITOR_BIN), then `cargo test -p monitor-tests` as root.
+//!
+//! Each test builds its own namespaces: `a` runs the monitor on `veth-a`,
+//! `b` is the peer on `veth-b`. Ground truth for the counters:
+//! - a tcpdump capture on `veth-b` (the same skbs `veth-a` sends and
+//!   receives), for exact packets and bytes of small-message traffic, where
+//!   every captured frame is a wire frame (checked against the MTU);
+//! - the stacks' own `Tcp OutSegs` counters in `a` and `b` for bulk
+//!   transfers, where TC sees GSO super-packets: the monitor counts a
+//!   super-packet as its `gso_segs` wire segments, as the stack does.
+//!
+//! The final table is the last occurrence of each (proto, client, server)
+//! in the output (see `monitor_tests::monitor`).
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use monitor_tests::{
+    attach::{assert_left_nothing, Attachments},
+    capture::{Capture, Kind, Tally},
+    inject,
+    monitor::{table, FlowRecord, Monitor, MonitorOutput},
+    nft, traffic, Pair,
+};
+
+/// One monitored run: the monitor's output, the capture and what was
+/// attached while it ran.
+struct Run {
+    out: MonitorOutput,
+    tally: Tally,
+    attached: Attachments,
+    ifindex: u32,
+}
+
+/// Starts a capture on b and the monitor on a (`--attach <attach>` plus
+/// `extra`), runs `traffic`, stops both, and checks the monitor exited 0
+/// and left nothing attached.
+fn monitored(p: &Pair, attach: &str, extra: &[&str], traffic: impl FnOnce()) -> Run {
+    let before = Attachments::of(&p.a, Pair::IF_A);
+    assert!(!before.any(), "veth-a has attachments before the monitor starts: {before:?}");
+    let cap = Capture::start(&p.b, Pair::IF_B);
+    let mut args = vec!["--attach", attach];
+    args.extend_from_slice(extra);
+    let (mon, attached) = Monitor::flows(&p.a, Pair::IF_A, &args);
+    traffic();
+    let tally = cap.stop();
+    let out = mon.stop();
+    out.assert_success();
+    assert_left_nothing(&p.a, Pair::IF_A, &attached);
+    Run { out, tally, attached, ifindex: p.a.ifindex(Pair::IF_A) }
+}
+
+/// Asserts the flow's per-direction counters equal the capture's.
+fn assert_counts_match(run: &Run, f: &FlowRecord, what: &str) {
+    let proto = f.proto.as_str();
+    let up = run.tally.between(proto, f.client.addr(), f.server.addr());
+    let down = run.tally.between(proto, f.server.addr(), f.client.addr());
+    assert!(up.packets > 0, "{what}: the capture has no {proto} frames client -> server; wrong flow?");
+    assert_eq!(
+        (f.to_server.packets, f.to_server.bytes),
+        (up.packets, up.bytes),
+        "{what}: to_server (packets, bytes) differ from the capture on veth-b; flow {f:#?}"
+    );
+    assert_eq!(
+        (f.to_client.packets, f.to_client.bytes),
+        (down.packets, down.bytes),
+        "{what}: to_client (packets, bytes) differ from the capture on veth-b; flow {f:#?}"
+    );
+}
+
+fn has(flags: &[String], name: &str) -> bool {
+    flags.iter().any(|f| f == name)
+}
+
+/// N small-message TCP connections a -> b: every counter equals the wire.
+fn tcp_counts_are_exact(attach: &str) -> Run {
+    const CONNS: usize = 5;
+    let p = Pair::new();
+    let mut reports = Vec::new();
+    let run = monitored(&p, attach, &[], || {
+        let server = traffic::TcpEchoServer::start(&p.b, Pair::addr_b(false, 7001), CONNS);
+        for i in 0..CONNS {
+            reports.push(traffic::tcp_echo_client(&p.a, server.addr, 3 + i, 200 + 100 * i));
+        }
+        server.join();
+    });
+    assert!(
+        run.tally.max_frame_len() <= 1514,
+        "the capture holds a {}-byte frame: super-packets, not wire frames; the ground truth is void",
+        run.tally.max_frame_len()
+    );
+    for r in &reports {
+        let what = format!("--attach {attach}: TCP {} -> {}", r.local, r.peer);
+        let f = run.out.flow("tcp", r.local, r.peer);
+        assert_eq!((f.client.addr(), f.server.addr()), (r.local, r.peer), "{what}: client/server swapped");
+        assert_counts_match(&run, &f, &what);
+        assert!(f.initiator_seen, "{what}: initiator not seen");
+        assert_eq!(f.initiator_how, "tcp-syn", "{what}");
+        assert_eq!(f.state, "closed", "{what}: {f:#?}");
+        for flag in ["syn", "ack", "fin"] {
+            assert!(
+                has(&f.tcp_flags.to_server, flag),
+                "{what}: to_server flags lack {flag}: {:?}",
+                f.tcp_flags
+            );
+        }
+        for flag in ["syn-ack", "ack", "fin"] {
+            assert!(
+                has(&f.tcp_flags.to_client, flag),
+                "{what}: to_client flags lack {flag}: {:?}",
+                f.tcp_flags
+            );
+        }
+        assert_eq!(f.ifindex, run.ifindex, "{what}: ifindex");
+        assert!(f.icmp_error.is_none(), "{what}: unexpected icmp_error");
+    }
+    run
+}
+
+#[test]
+fn tcp_counts_are_exact_with_tc() {
+    let run = tcp_counts_are_exact("tc");
+    assert!(
+        !run.attached.tcx_ingress.is_empty()
+            && !run.attached.tcx_egress.is_empty()
+            && run.attached.xdp.is_none(),
+        "--attach tc on kernel >= 6.6 should use TCX ingress and egress only: {:?}",
+        run.attached
+    );
+}
+
+#[test]
+fn tcp_counts_are_exact_with_xdp() {
+    let run = tcp_counts_are_exact("xdp");
+    match &run.attached.xdp {
+        Some((_, mode)) => {
+            assert_eq!(mode, "driver", "--attach xdp on veth should be native XDP: {:?}", run.attached)
+        }
+        None => panic!("--attach xdp attached no XDP program: {:?}", run.attached),
+    }
+    assert!(
+        !run.attached.tcx_egress.is_empty(),
+        "XDP has no egress hook: TC egress expected: {:?}",
+        run.attached
+    );
+    assert!(run.attached.tcx_ingress.is_empty(), "ingress would be counted twice: {:?}", run.attached);
+}
+
+#[test]
+fn attach_auto_picks_tc_on_veth() {
+    let p = Pair::new();
+    let run = monitored(&p, "auto", &[], || {
+        traffic::ping(&p.a, Pair::B4.into(), 1, 8);
+    });
+    assert!(
+        run.attached.xdp.is_none()
+            && !run.attached.tcx_ingress.is_empty()
+            && !run.attached.tcx_egress.is_empty(),
+        "--attach auto on a veth should pick TC (TCX) ingress and egress: {:?}",
+        run.attached
+    );
+}
+
+/// Bulk transfer with GSO on: packets equal the stacks' segment counters,
+/// bytes carry the headers of every wire segment.
+fn tcp_bulk_counts_segments(attach: &str) {
+    const TOTAL: usize = 4 << 20;
+    let p = Pair::new();
+    let mut report = None;
+    let mut segs = (0, 0);
+    let run = monitored(&p, attach, &[], || {
+        let (a0, b0) = (p.a.snmp("Tcp", "OutSegs"), p.b.snmp("Tcp", "OutSegs"));
+        let server = traffic::TcpEchoServer::start(&p.b, Pair::addr_b(false, 7010), 1);
+        report = Some(traffic::tcp_bulk_client(&p.a, server.addr, TOTAL));
+        server.join();
+        // Let the closing handshake finish before reading the counters.
+        std::thread::sleep(Duration::from_millis(300));
+        segs = (p.a.snmp("Tcp", "OutSegs") - a0, p.b.snmp("Tcp", "OutSegs") - b0);
+    });
+    let r = report.expect("bulk client ran");
+    assert_eq!(r.received, TOTAL as u64, "echo incomplete");
+    let what = format!("--attach {attach}: bulk TCP {} -> {}", r.local, r.peer);
+    let f = run.out.flow("tcp", r.local, r.peer);
+    assert_eq!(
+        (f.to_server.packets, f.to_client.packets),
+        segs,
+        "{what}: packets differ from the stacks' Tcp OutSegs (a, b); flow {f:#?}"
+    );
+    // Every IPv4 TCP segment has 14 + 20 + 20..60 bytes of headers.
+    for (dir, c, s) in [("to_server", f.to_server, segs.0), ("to_client", f.to_client, segs.1)] {
+        let (lo, hi) = (TOTAL as u64 + 54 * s, TOTAL as u64 + 94 * s);
+        assert!(
+            (lo..=hi).contains(&c.bytes),
+            "{what}: {dir} bytes {} outside [{lo}, {hi}] for {TOTAL} payload bytes in {s} segments",
+            c.bytes
+        );
+    }
+    assert_eq!(f.state, "closed", "{what}");
+}
+
+#[test]
+fn tcp_bulk_counts_gso_segments_with_tc() {
+    tcp_bulk_counts_segments("tc");
+}
+
+#[test]
+fn tcp_bulk_counts_wire_segments_with_xdp() {
+    tcp_bulk_counts_segments("xdp");
+}
+
+#[test]
+fn tcp_over_ipv6_counts_are_exact() {
+    let p = Pair::new();
+    let mut reports = Vec::new();
+    let run = monitored(&p, "tc", &[], || {
+        let server = traffic::TcpEchoServer::start(&p.b, Pair::addr_b(true, 7020), 2);
+        reports.push(traffic::tcp_echo_client(&p.a, server.addr, 4, 300));
+        reports.push(traffic::tcp_echo_client(&p.a, server.addr, 2, 1000));
+        server.join();
+    });
+    for r in &reports {
+        let what = format!("IPv6 TCP {} -> {}", r.local, r.peer);
+        let f = run.out.flow("tcp", r.local, r.peer);
+        assert!(f.client.ip.is_ipv6(), "{what}: client {} is not IPv6", f.client.ip);
+        assert_eq!(f.client.addr(), r.local, "{what}: client/server swapped");
+        assert_counts_match(&run, &f, &what);
+        assert_eq!(f.state, "closed", "{what}");
+    }
+}
+
+#[test]
+fn tcp_initiator_is_right_both_ways() {
+    let p = Pair::new();
+    let (mut ab, mut ba) = (None, None);
+    let run = monitored(&p, "tc", &[], || {
+        let sb = traffic::TcpEchoServer::start(&p.b, Pair::addr_b(false, 7030), 1);
+        ab = Some(traffic::tcp_echo_client(&p.a, sb.addr, 1, 50));
+        sb.join();
+        let sa = traffic::TcpEchoServer::start(&p.a, Pair::addr_a(false, 7031), 1);
+        ba = Some(traffic::tcp_echo_client(&p.b, sa.addr, 1, 50));
+        sa.join();
+    });
+    for (r, dir) in [(ab.expect("a->b ran"), "a -> b"), (ba.expect("b->a ran"), "b -> a")] {
+        let f = run.out.flow("tcp", r.local, r.peer);
+        assert_eq!(
+            (f.client.addr(), f.server.addr(), f.initiator_how.as_str(), f.initiator_seen),
+            (r.local, r.peer, "tcp-syn", true),
+            "{dir}: wrong initiator; {f:#?}"
+        );
+        assert_counts_match(&run, &f, dir);
+    }
+}
+
+#[test]
+fn udp_datagrams_are_counted_exactly() {
+    let p = Pair::new();
+    let mut local = None;
+    let run = monitored(&p, "tc", &[], || {
+        let srv = traffic::UdpEchoServer::start(&p.b, Pair::addr_b(false, 5300), 6);
+        local = Some(traffic::udp_echo_client(&p.a, Pair::addr_b(false, 5300), 6, 120));
+        srv.join();
+    });
+    let local = local.expect("UDP client ran");
+    let f = run.out.flow("udp", local, Pair::addr_b(false, 5300));
+    assert_eq!(f.client.addr(), local, "the first sender is the client: {f:#?}");
+    assert_eq!((f.to_server.packets, f.to_client.packets), (6, 6), "{f:#?}");
+    // 14 + 20 + 8 + 120 bytes per datagram, both ways.
+    assert_eq!((f.to_server.bytes, f.to_client.bytes), (6 * 162, 6 * 162), "{f:#?}");
+    assert_counts_match(&run, &f, "UDP");
+    assert_eq!((f.state.as_str(), f.initiator_how.as_str()), ("answered", "first-packet"));
+}
+
+#[test]
+fn udp_to_a_closed_port_is_icmp_unreachable() {
+    let p = Pair::new();
+    let mut local = None;
+    let run = monitored(&p, "tc", &[], || {
+        local = Some(traffic::udp_send(&p.a, Pair::addr_b(false, 5399), 2, 40));
+    });
+    let f = run.out.flow("udp", local.expect("UDP sender ran"), Pair::addr_b(false, 5399));
+    assert_eq!(f.state, "icmp-unreachable", "{f:#?}");
+    let e = f.icmp_error.as_ref().unwrap_or_else(|| panic!("no icmp_error: {f:#?}"));
+    assert_eq!((e.icmp_type, e.code, e.name.as_str(), e.about_client), (3, 3, "port-unreachable", true));
+    assert_eq!(f.to_client.packets, 0, "an ICMP error is not traffic of the flow: {f:#?}");
+    assert_counts_match(&run, &f, "UDP to closed port");
+}
+
+#[test]
+fn icmp_echo_v4_and_v6_are_counted_exactly() {
+    let p = Pair::new();
+    let (mut p4, mut p6) = (None, None);
+    let run = monitored(&p, "tc", &[], || {
+        p4 = Some(traffic::ping(&p.a, Pair::B4.into(), 4, 56));
+        p6 = Some(traffic::ping(&p.a, Pair::B6.into(), 3, 100));
+    });
+    let (p4, p6) = (p4.expect("ping ran"), p6.expect("ping6 ran"));
+    assert_eq!((p4.replies, p6.replies), (4, 3));
+    for (proto, a, b, n, size) in [
+        ("icmp", IpAddr::from(Pair::A4), IpAddr::from(Pair::B4), 4, 14 + 20 + 8 + 56),
+        ("icmpv6", IpAddr::from(Pair::A6), IpAddr::from(Pair::B6), 3, 14 + 40 + 8 + 100),
+    ] {
+        let id = if proto == "icmp" { p4.id } else { p6.id };
+        let (client, server) = (SocketAddr::new(a, id), SocketAddr::new(b, id));
+        let f = run.out.flow(proto, client, server);
+        assert_eq!((f.client.addr(), f.initiator_how.as_str()), (client, "icmp-echo"), "{f:#?}");
+        assert_eq!(
+            (f.to_server.packets, f.to_server.bytes, f.to_client.packets, f.to_client.bytes),
+            (n, n * size, n, n * size),
+            "{proto} echo counters; {f:#?}"
+        );
+        assert_counts_match(&run, &f, proto);
+        assert_eq!(f.state, "answered");
+    }
+}
+
+/// Tagged frames are injected from b (the test kernel has no 802.1Q
+/// devices); a's stack drops them, the monitor must count them first.
+/// Bytes are wire bytes: the 4-byte tag(s) included.
+fn vlan_frames_are_counted(attach: &str) {
+    let p = Pair::new();
+    let (mac_a, mac_b) = (inject::mac_of(&p.a, Pair::IF_A), inject::mac_of(&p.b, Pair::IF_B));
+    let dst = Pair::addr_a(false, 4001);
+    let (q, qinq, v6) = (Pair::addr_b(false, 4100), Pair::addr_b(false, 4200), Pair::addr_b(true, 4300));
+    let dst6 = Pair::addr_a(true, 4001);
+    let mut frames = Vec::new();
+    frames.extend((0..5).map(|_| inject::udp_frame(mac_b, mac_a, &[100], q, dst, &[1; 60])));
+    frames.extend((0..3).map(|_| inject::udp_frame(mac_b, mac_a, &[300, 100], qinq, dst, &[2; 60])));
+    frames.extend((0..2).map(|_| inject::udp_frame(mac_b, mac_a, &[100], v6, dst6, &[3; 60])));
+    let run = monitored(&p, attach, &[], || inject::send_frames(&p.b, Pair::IF_B, &frames));
+    for (what, src, to, n, len) in [
+        ("802.1Q IPv4", q, dst, 5, 18 + 20 + 8 + 60),
+        ("802.1ad+802.1Q IPv4", qinq, dst, 3, 22 + 20 + 8 + 60),
+        ("802.1Q IPv6", v6, dst6, 2, 18 + 40 + 8 + 60),
+    ] {
+        let what = format!("--attach {attach}: {what} UDP {src} -> {to}");
+        let wire = run.tally.between("udp", src, to);
+        assert_eq!(wire.packets, n, "{what}: capture on veth-b");
+        let f = run.out.flow("udp", src, to);
+        assert_eq!(f.client.addr(), src, "{what}: first sender is the client");
+        assert_eq!(
+            (f.to_server.packets, f.to_server.bytes),
+            (n, n * len),
+            "{what}: counters (wire bytes include the VLAN tags); {f:#?}"
+        );
+    }
+}
+
+#[test]
+fn vlan_tagged_frames_are_counted_with_tc() {
+    vlan_frames_are_counted("tc");
+}
+
+#[test]
+fn vlan_tagged_frames_are_counted_with_xdp() {
+    vlan_frames_are_counted("xdp");
+}
+
+#[test]
+fn connection_refused_by_rst() {
+    let p = Pair::new();
+    let mut attempt = None;
+    let run = monitored(&p, "tc", &[], || {
+        attempt = Some(traffic::tcp_attempt(
+            &p.a,
+            Pair::A4.into(),
+            Pair::addr_b(false, 7040),
+            Duration::from_secs(2),
+        ));
+    });
+    let (local, result) = attempt.expect("attempt ran");
+    assert_eq!(result.expect_err("no listener").kind(), std::io::ErrorKind::ConnectionRefused);
+    let f = run.out.flow("tcp", local, Pair::addr_b(false, 7040));
+    assert_eq!(f.state, "refused", "{f:#?}");
+    assert_eq!(f.client.addr(), local, "{f:#?}");
+    assert!(has(&f.tcp_flags.to_server, "syn"), "{f:#?}");
+    assert!(has(&f.tcp_flags.to_client, "rst"), "{f:#?}");
+    assert_counts_match(&run, &f, "refused");
+}
+
+fn prohibited(v6: bool) {
+    let p = Pair::new();
+    let rule = if v6 { nft::prohibit_tcp(7050) } else { nft::prohibit_tcp_v4(7050) };
+    nft::apply(&p.b, &nft::input_rules(&[&rule]));
+    let local_ip: IpAddr = if v6 { Pair::A6.into() } else { Pair::A4.into() };
+    let server = Pair::addr_b(v6, 7050);
+    let mut attempt = None;
+    let run = monitored(&p, "tc", &[], || {
+        attempt = Some(traffic::tcp_attempt(&p.a, local_ip, server, Duration::from_secs(2)));
+    });
+    let (local, result) = attempt.expect("attempt ran");
+    assert!(result.is_err(), "the nft reject rule let {local} -> {server} connect");
+    let icmp = run.tally.icmp_other_from(server.ip());
+    assert!(!icmp.is_empty(), "no ICMP error in the capture from {}", server.ip());
+    let f = run.out.flow("tcp", local, server);
+    assert_eq!(f.state, "icmp-unreachable", "{f:#?}");
+    let e = f.icmp_error.as_ref().unwrap_or_else(|| panic!("no icmp_error: {f:#?}"));
+    let (t, c) = if v6 { (1, 1) } else { (3, 13) };
+    assert_eq!(
+        (e.icmp_type, e.code, e.name.as_str(), e.about_client),
+        (t, c, "admin-prohibited", true),
+        "{f:#?}"
+    );
+    assert_eq!(f.to_client.packets, 0, "{f:#?}");
+    assert!(has(&f.tcp_flags.to_server, "syn"), "{f:#?}");
+    assert_counts_match(&run, &f, "admin-prohibited");
+}
+
+#[test]
+fn connection_rejected_with_icmp_admin_prohibited() {
+    prohibited(false);
+}
+
+#[test]
+fn connection_rejected_with_icmpv6_admin_prohibited() {
+    prohibited(true);
+}
+
+#[test]
+fn dropped_syns_are_unanswered() {
+    let p = Pair::new();
+    nft::apply(&p.b, &nft::input_rules(&[&nft::drop_tcp(7060)]));
+    let mut attempt = None;
+    // A 0.5 s answer timeout makes the state deterministic: the attempt
+    // lasts 1.5 s (the SYN and one retransmission at 1 s).
+    let run = monitored(&p, "tc", &["--syn-timeout", "0.5"], || {
+        attempt = Some(traffic::tcp_attempt(
+            &p.a,
+            Pair::A4.into(),
+            Pair::addr_b(false, 7060),
+            Duration::from_millis(1500),
+        ));
+    });
+    let (local, result) = attempt.expect("attempt ran");
+    assert_eq!(result.expect_err("drop rule").kind(), std::io::ErrorKind::TimedOut);
+    let syns = run
+        .tally
+        .tcp_frames(local, Pair::addr_b(false, 7060))
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Tcp { syn: true, ack: false, .. }))
+        .count() as u64;
+    assert!(syns >= 2, "expected the SYN and a retransmission in the capture, got {syns}");
+    let f = run.out.flow("tcp", local, Pair::addr_b(false, 7060));
+    assert_eq!(f.state, "unanswered", "{f:#?}");
+    assert_eq!((f.to_server.packets, f.to_client.packets), (syns, 0), "{f:#?}");
+    assert_eq!(f.tcp_flags.to_server, vec!["syn".to_owned()], "{f:#?}");
+    assert!(f.tcp_flags.to_client.is_empty(), "{f:#?}");
+    assert_counts_match(&run, &f, "dropped");
+}
+
+#[test]
+fn prints_every_interval_and_stats_on_exit() {
+    let p = Pair::new();
+    let before = Attachments::of(&p.a, Pair::IF_A);
+    assert!(!before.any());
+    let (mon, attached) = Monitor::flows(&p.a, Pair::IF_A, &["--attach", "tc"]);
+    let ping = traffic::ping(&p.a, Pair::B4.into(), 2, 8);
+    // Two intervals of 1 s: the flow is printed before any signal.
+    std::thread::sleep(Duration::from_millis(2500));
+    let early = mon.lines_so_far();
+    let flow_key = format!("\"port\":{}", ping.id);
+    assert!(
+        early.iter().filter(|l| l.contains(&flow_key)).count() >= 2,
+        "the ping flow was not printed at each 1 s interval before SIGTERM; stdout so far:\n{}",
+        early.join("\n")
+    );
+    let out = mon.stop();
+    out.assert_success();
+    assert_left_nothing(&p.a, Pair::IF_A, &attached);
+    let f = out.flow(
+        "icmp",
+        SocketAddr::new(Pair::A4.into(), ping.id),
+        SocketAddr::new(Pair::B4.into(), ping.id),
+    );
+    assert_eq!((f.to_server.packets, f.to_client.packets), (2, 2), "{f:#?}");
+    for key in ["packets", "tracked", "not_ip", "bad_ihl", "later_fragment", "ringbuf_full", "flow_map_full"]
+    {
+        out.stat(key);
+    }
+    assert!(out.stat("packets") >= out.stat("tracked"), "stats: {:?}", out.stats_line());
+    assert!(out.stat("tracked") >= 4, "4 echo packets at least: {:?}", out.stats_line());
+    assert_eq!((out.stat("ringbuf_full"), out.stat("flow_map_full")), (0, 0), "{:?}", out.stats_line());
+    let flows = out.flows();
+    assert!(
+        flows.iter().all(|f| f.ifindex == p.a.ifindex(Pair::IF_A)),
+        "flows from another interface:\n{}",
+        table(&flows)
+    );
+}
+
+#[test]
+fn nonexistent_interface_is_a_clear_error() {
+    let p = Pair::new();
+    let mut mon = Monitor::start(&p.a, &["flows", "--iface", "nosuch0", "--format", "json"]);
+    let out = mon.wait(Duration::from_secs(20));
+    assert!(!out.status.success(), "`{}` succeeded for a missing interface", out.command);
+    assert!(out.stderr.contains("nosuch0"), "the error does not name the interface:\n{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "the monitor panicked instead of reporting:\n{}", out.stderr);
+    assert!(out.lines.is_empty(), "no table expected on stdout, got:\n{}", out.lines.join("\n"));
+    let att = Attachments::of(&p.a, Pair::IF_A);
+    assert!(!att.any(), "a failed start left something on veth-a: {att:?}");
+}
