@@ -31,7 +31,8 @@ pub fn monitor_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     // tests/ sits one level below the workspace root.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/monitor")
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).join("target/release/monitor")
 }
 
 /// Panics with what to do when the binary is not there.
