@@ -339,3 +339,55 @@ pub fn table(flows: &[FlowRecord]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use super::*;
+
+    fn flow_line(port: u16, packets: u64) -> String {
+        format!(
+            r#"{{"proto":"tcp","client":{{"ip":"10.200.0.1","port":{port}}},"server":{{"ip":"10.200.0.2","port":80}},"to_server":{{"packets":{packets},"bytes":{}}},"to_client":{{"packets":0,"bytes":0}},"tcp_flags":{{"to_server":["syn"],"to_client":[]}},"initiator_seen":true,"initiator_how":"tcp-syn","state":"awaiting","icmp_error":null,"first_seen":"2026-01-01T00:00:00Z","last_seen":"2026-01-01T00:00:00Z","ifindex":2}}"#,
+            packets * 60
+        )
+    }
+
+    fn output(lines: Vec<String>) -> MonitorOutput {
+        MonitorOutput {
+            command: "monitor flows".into(),
+            status: ExitStatus::from_raw(0),
+            lines,
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn final_table_keeps_the_last_print_of_each_flow() {
+        let out = output(vec![
+            flow_line(40000, 1),
+            flow_line(40001, 1),
+            flow_line(40000, 3),
+            flow_line(40001, 2),
+            r#"{"type":"stats","packets":9,"tracked":5}"#.into(),
+        ]);
+        let flows = out.flows();
+        assert_eq!(flows.len(), 2);
+        let a: SocketAddr = "10.200.0.1:40000".parse().unwrap();
+        let b: SocketAddr = "10.200.0.2:80".parse().unwrap();
+        assert_eq!(out.flow("tcp", b, a).to_server, Counters { packets: 3, bytes: 180 });
+        assert_eq!((out.stat("packets"), out.stat("tracked")), (9, 5));
+    }
+
+    #[test]
+    #[should_panic(expected = "the stats line is not the last line")]
+    fn stats_must_come_last() {
+        output(vec![r#"{"type":"stats","packets":1}"#.into(), flow_line(40000, 1)]).stats_line();
+    }
+
+    #[test]
+    #[should_panic(expected = "is not JSON")]
+    fn non_json_output_is_rejected() {
+        output(vec!["PROTO CLIENT SERVER".into()]).flows();
+    }
+}
