@@ -100,8 +100,12 @@ pub struct Alert {
     pub src: End,
     /// The server.
     pub dst: End,
-    /// The id of the matrix rule the flow was judged against, if any.
+    /// The matrix rule the finding is about: for `blocked` the rule that
+    /// documents the flow, for `exposed` the exposure constraint it breaks,
+    /// for `unexpected` none.
     pub rule: Option<String>,
+    /// For `unexpected`: ids of the documented rules closest to the flow.
+    pub closest: Vec<String>,
     /// Why this is a finding, in words.
     pub reason: String,
     pub state: FlowState,
@@ -140,6 +144,7 @@ impl Alert {
             src: End { ip: flow.client.ip, port: port(flow.client.port), names: src },
             dst: End { ip: flow.server.ip, port: port(flow.server.port), names: dst },
             rule,
+            closest: Vec::new(),
             reason,
             state: flow.state,
             icmp: flow.icmp_error.map(Icmp::from),

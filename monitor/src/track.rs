@@ -25,8 +25,10 @@ use monitor_common::{initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, I
 
 use crate::flow::{EpochClock, Flow, NoHint};
 
-// The kernel's parser, compiled for the host. It only reads through its own
-// bounds-checked `ptr_at`, which is as sound on a slice as on packet memory.
+// The kernel's parser, compiled for the host. It reads only through its own
+// bounds-checked `ptr_at`, and loads addresses as 32-bit words, relying (as
+// the kernel does, NET_IP_ALIGN) on the frame starting 2 bytes past a 4-byte
+// boundary: [`Tracker`] copies each frame to such a place first.
 #[allow(clippy::all, dead_code, unused_imports)]
 #[path = "../../monitor-ebpf/src/parse.rs"]
 mod parse;
@@ -84,6 +86,9 @@ const ETH_P_NONE: u16 = 0;
 /// plus the largest header read there), so a frame prefix this long decides
 /// everything it decides on the whole frame.
 const PARSE_WINDOW: usize = 1024;
+/// Where a frame must start relative to a 4-byte boundary so that the IP
+/// header behind a 14-byte Ethernet header is word aligned.
+const NET_IP_ALIGN: usize = 2;
 
 /// Per-reason packet counters, indexed like the kernel's `STATS` map.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,19 +117,31 @@ impl Stats {
 }
 
 /// A flow table fed one captured frame at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracker {
     flows: HashMap<FlowKey, FlowValue>,
     stats: Stats,
     /// The latest packet timestamp seen: "now" when flows are aged.
     now_ns: u64,
-    /// Scratch buffer where SLL and raw-IP frames get an Ethernet header.
-    scratch: Vec<u8>,
+    /// Where frames are parsed: aligned as the kernel expects, and where
+    /// cooked and raw-IP frames get an Ethernet header. Never reallocated.
+    scratch: Box<[u8]>,
+}
+
+impl Default for Tracker {
+    fn default() -> Tracker {
+        Tracker::new()
+    }
 }
 
 impl Tracker {
     pub fn new() -> Tracker {
-        Tracker::default()
+        Tracker {
+            flows: HashMap::new(),
+            stats: Stats::default(),
+            now_ns: 0,
+            scratch: vec![0; PARSE_WINDOW + 4].into_boxed_slice(),
+        }
     }
 
     /// Counts one frame whose whole wire length was captured.
@@ -139,16 +156,29 @@ impl Tracker {
         self.now_ns = self.now_ns.max(ts_ns);
         let orig_len = orig_len.max(frame.len() as u64);
         let parsed = match l2 {
-            LinkKind::Ethernet => {
-                let end = frame.len().min(PARSE_WINDOW);
-                parse_frame(&frame[..end]).map(|p| (p, orig_len))
-            }
+            LinkKind::Ethernet => self.parse_ethernet(frame).map(|p| (p, orig_len)),
             _ => self.parse_cooked(l2, frame, orig_len),
         };
         match parsed {
             Ok((pkt, bytes)) => self.track(&pkt, bytes, ts_ns),
             Err(stat) => self.stats.add(stat, 1),
         }
+    }
+
+    fn parse_ethernet(&mut self, frame: &[u8]) -> Result<Packet, Stat> {
+        if frame.as_ptr() as usize % 4 == NET_IP_ALIGN {
+            return parse_frame(frame);
+        }
+        let n = frame.len().min(PARSE_WINDOW);
+        let at = self.aligned_start();
+        self.scratch[at..at + n].copy_from_slice(&frame[..n]);
+        parse_frame(&self.scratch[at..at + n])
+    }
+
+    /// The offset in `scratch` where a frame starts NET_IP_ALIGN past a
+    /// 4-byte boundary.
+    fn aligned_start(&self) -> usize {
+        (NET_IP_ALIGN + 4 - self.scratch.as_ptr() as usize % 4) % 4
     }
 
     /// Parses a frame without an Ethernet header by giving it one that
@@ -179,11 +209,12 @@ impl Tracker {
         };
         let l3_len = orig_len.saturating_sub((frame.len() - l3.len()) as u64);
         let copy = l3.len().min(PARSE_WINDOW - ETH_HLEN);
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&[0; 12]);
-        self.scratch.extend_from_slice(&ethertype.to_be_bytes());
-        self.scratch.extend_from_slice(&l3[..copy]);
-        parse_frame(&self.scratch).map(|p| (p, l3_len))
+        let at = self.aligned_start();
+        let buf = &mut self.scratch[at..at + ETH_HLEN + copy];
+        buf[..12].fill(0);
+        buf[12..ETH_HLEN].copy_from_slice(&ethertype.to_be_bytes());
+        buf[ETH_HLEN..].copy_from_slice(&l3[..copy]);
+        parse_frame(buf).map(|p| (p, l3_len))
     }
 
     /// The flow table update of `monitor-ebpf/src/flow.rs::track`, one wire
@@ -762,6 +793,34 @@ mod tests {
         let k6 = FlowKey::canonical(CLIENT6, 5000, SERVER6, 6379, proto::UDP).0;
         assert_eq!(value(&t, &k6).packets, [0, 2]);
         assert_eq!(only_reason(&t), vec![(Stat::NotIp, 1), (Stat::ShortEthernet, 1)]);
+    }
+
+    /// The kernel parser loads addresses as aligned words: frames that sit at
+    /// any address (as in a pcap buffer) must parse alike, without tripping
+    /// the misaligned-pointer check of debug builds.
+    #[test]
+    fn frames_at_any_alignment_parse_alike() {
+        let frames = [
+            tcp(CLIENT, 40000, SERVER, 7101, syn),
+            udp6(CLIENT6, 1, SERVER6, 2),
+            icmp4_error(ROUTER, CLIENT, 3, 13, &quote_v4_syn(CLIENT, 40000, SERVER, 7101)),
+        ];
+        let mut keys = Vec::new();
+        for shift in 0..4 {
+            let mut t = Tracker::new();
+            for f in &frames {
+                let mut buf = vec![0u8; f.len() + 8];
+                let base = (8 - buf.as_ptr() as usize % 4 + shift) % 4;
+                buf[base..base + f.len()].copy_from_slice(f);
+                t.push(T0, LinkKind::Ethernet, &buf[base..base + f.len()]);
+                t.push(T0, LinkKind::RawIp, &buf[base + 14..base + f.len()]);
+            }
+            assert_eq!(t.stats().get(Stat::IcmpErrorMatched), 2, "shift {shift}");
+            let mut k: Vec<_> = t.entries().map(|(k, v)| (*k, *v)).collect();
+            k.sort_by_key(|e| e.0);
+            keys.push(k);
+        }
+        assert!(keys.windows(2).all(|w| w[0] == w[1]));
     }
 
     #[test]
