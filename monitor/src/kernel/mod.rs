@@ -19,13 +19,13 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
     maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc},
+    programs::{tc, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
     util::KernelVersion,
+    Ebpf, EbpfLoader,
 };
 use log::{info, warn};
-use monitor_common::{FlowKey, FlowValue, IfaceConfig, Stat, maps, programs};
+use monitor_common::{maps, programs, FlowKey, FlowValue, IfaceConfig, Stat};
 
 pub use iface::{AttachMode, Iface, IngressHook};
 
@@ -140,19 +140,7 @@ impl Kernel {
         } else {
             opts.ifaces.iter().map(|n| iface::by_name(n)).collect::<Result<Vec<_>, _>>()?
         };
-        raise_memlock();
-        let mut loader = EbpfLoader::new();
-        if opts.max_flows > 0 {
-            loader.map_max_entries(maps::FLOWS, opts.max_flows);
-        }
-        let mut ebpf = loader.load(OBJECT).map_err(|e| match &e {
-            aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
-                if io_error.kind() == io::ErrorKind::PermissionDenied =>
-            {
-                KernelError::NotPermitted
-            }
-            _ => KernelError::Load(e),
-        })?;
+        let mut ebpf = load_object(opts.max_flows)?;
         for name in [programs::TC_INGRESS, programs::TC_EGRESS] {
             let p: &mut SchedClassifier = program(&mut ebpf, name)?;
             p.load().map_err(|e| refused(name, e))?;
@@ -166,8 +154,8 @@ impl Kernel {
         }
         {
             let cfg = ebpf.map_mut(maps::IFACE_CONFIG).ok_or(KernelError::MissingMap(maps::IFACE_CONFIG))?;
-            let mut cfg: HashMap<_, u32, IfaceConfig> =
-                HashMap::try_from(cfg).map_err(|source| KernelError::Map { name: maps::IFACE_CONFIG, source })?;
+            let mut cfg: HashMap<_, u32, IfaceConfig> = HashMap::try_from(cfg)
+                .map_err(|source| KernelError::Map { name: maps::IFACE_CONFIG, source })?;
             for a in &attachments {
                 cfg.insert(a.iface.index, IfaceConfig { ingress_attached: 1, _pad: 0 }, 0)
                     .map_err(|source| KernelError::Map { name: maps::IFACE_CONFIG, source })?;
@@ -175,7 +163,8 @@ impl Kernel {
         }
         let flows = ebpf.take_map(maps::FLOWS).ok_or(KernelError::MissingMap(maps::FLOWS))?;
         let stats = ebpf.take_map(maps::STATS).ok_or(KernelError::MissingMap(maps::STATS))?;
-        let stats = PerCpuArray::try_from(stats).map_err(|source| KernelError::Map { name: maps::STATS, source })?;
+        let stats =
+            PerCpuArray::try_from(stats).map_err(|source| KernelError::Map { name: maps::STATS, source })?;
         Ok(Kernel { ebpf, flows, stats, attachments, clock: KernelClock::new() })
     }
 
@@ -204,8 +193,8 @@ impl Kernel {
 
     /// Deletes flows from the table (expiry); an entry already gone is fine.
     pub fn remove(&mut self, keys: &[FlowKey]) -> Result<(), KernelError> {
-        let mut map: HashMap<&mut MapData, FlowKey, FlowValue> =
-            HashMap::try_from(&mut self.flows).map_err(|source| KernelError::Map { name: maps::FLOWS, source })?;
+        let mut map: HashMap<&mut MapData, FlowKey, FlowValue> = HashMap::try_from(&mut self.flows)
+            .map_err(|source| KernelError::Map { name: maps::FLOWS, source })?;
         for k in keys {
             match map.remove(k) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
@@ -219,8 +208,10 @@ impl Kernel {
     pub fn stats(&self) -> Result<KernelStats, KernelError> {
         let mut counts = [0u64; Stat::COUNT as usize];
         for (i, c) in counts.iter_mut().enumerate() {
-            let per_cpu =
-                self.stats.get(&(i as u32), 0).map_err(|source| KernelError::Map { name: maps::STATS, source })?;
+            let per_cpu = self
+                .stats
+                .get(&(i as u32), 0)
+                .map_err(|source| KernelError::Map { name: maps::STATS, source })?;
             *c = per_cpu.iter().sum();
         }
         Ok(KernelStats { counts })
@@ -237,7 +228,28 @@ impl Drop for Kernel {
     }
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, KernelError>
+/// Loads the embedded object (maps created, programs not yet loaded nor
+/// attached). `max_flows` of 0 keeps the compiled-in table size. Tests and
+/// benchmarks use it to run the programs through BPF_PROG_TEST_RUN.
+pub fn load_object(max_flows: u32) -> Result<Ebpf, KernelError> {
+    preflight()?;
+    raise_memlock();
+    let mut loader = EbpfLoader::new();
+    if max_flows > 0 {
+        loader.map_max_entries(maps::FLOWS, max_flows);
+    }
+    loader.load(OBJECT).map_err(|e| match &e {
+        aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+            if io_error.kind() == io::ErrorKind::PermissionDenied =>
+        {
+            KernelError::NotPermitted
+        }
+        _ => KernelError::Load(e),
+    })
+}
+
+/// A program of the object, by name and type.
+pub fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, KernelError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
@@ -251,7 +263,11 @@ fn refused(prog: &'static str, e: ProgramError) -> KernelError {
     let text = e.to_string();
     let lines: Vec<&str> = text.lines().collect();
     let detail = if lines.len() > KEEP {
-        format!("[{} lines of verifier log cut]\n{}", lines.len() - KEEP, lines[lines.len() - KEEP..].join("\n"))
+        format!(
+            "[{} lines of verifier log cut]\n{}",
+            lines.len() - KEEP,
+            lines[lines.len() - KEEP..].join("\n")
+        )
     } else {
         text
     };
@@ -303,7 +319,10 @@ fn raise_memlock() {
     let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit only reads the struct we pass.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-        log::debug!("could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11", io::Error::last_os_error());
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11",
+            io::Error::last_os_error()
+        );
     }
 }
 
