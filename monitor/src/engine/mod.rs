@@ -132,6 +132,29 @@ pub struct ExposureInfo {
     pub provenance: String,
 }
 
+/// Something compiling noticed that makes part of the matrix match nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineWarning {
+    /// The matrix node concerned, if any.
+    pub pos: Option<crate::matrix::Pos>,
+    pub message: String,
+}
+
+impl EngineWarning {
+    fn at(pos: &crate::matrix::Pos, message: String) -> EngineWarning {
+        EngineWarning { pos: Some(pos.clone()), message }
+    }
+}
+
+impl std::fmt::Display for EngineWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.pos {
+            Some(p) => write!(f, "{p}: warning: {}", self.message),
+            None => write!(f, "warning: {}", self.message),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -199,7 +222,7 @@ pub struct Engine {
     rule_entities: Vec<(u32, u32)>,
     exposures: Vec<ExposureInfo>,
     hosts_by_addr: BTreeMap<IpAddr, Vec<String>>,
-    warnings: Vec<String>,
+    warnings: Vec<EngineWarning>,
 }
 
 impl Engine {
@@ -235,6 +258,14 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let active = matrix.activate(sel)?;
         let mut warnings = Vec::new();
+        let expanded = matrix.expand_rules(&active, true)?;
+        let xs = matrix.expand_exposures(&active, true)?;
+        // Only services that an active rule or exposure names are worth a warning.
+        let used: BTreeSet<&str> = expanded
+            .iter()
+            .flat_map(|r| [r.source.as_str(), r.target.as_str()])
+            .chain(xs.iter().flat_map(|x| std::iter::once(x.target.as_str()).chain(x.only_from.iter().map(String::as_str))))
+            .collect();
 
         // Entities: services, then zones, then `any`.
         let mut entities: Vec<String> = matrix.services.keys().cloned().collect();
@@ -254,7 +285,10 @@ impl Engine {
         let mut hosts_by_addr: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
         for h in hosts {
             if h.addresses.is_empty() {
-                warnings.push(format!("inventory host `{}` has no address; flows cannot be matched to it", h.name));
+                warnings.push(EngineWarning {
+                    pos: None,
+                    message: format!("inventory host `{}` has no IP address; flows cannot be matched to it", h.name),
+                });
             }
             for a in h.addresses {
                 let a = classify::norm(*a);
@@ -267,6 +301,7 @@ impl Engine {
         let statics = StaticResolver { names: active.bindings.clone() };
         for (sname, s) in &matrix.services {
             let sid = id_of[sname.as_str()];
+            let used = used.contains(sname.as_str());
             for p in &s.placements {
                 let mut add_exact = |a: IpAddr| {
                     let v = exact.entry(classify::norm(a)).or_default();
@@ -281,26 +316,33 @@ impl Engine {
                             n += 1;
                             h.addresses.iter().for_each(|a| add_exact(*a));
                         }
-                        if n == 0 {
-                            warnings.push(if have_inventory {
-                                format!("{}: service `{sname}`: inventory group `{g}` has no hosts", p.pos)
-                            } else {
-                                format!("{}: service `{sname}` runs on group `{g}`, but no inventory was given", p.pos)
-                            });
+                        if n == 0 && used {
+                            warnings.push(EngineWarning::at(
+                                &p.pos,
+                                if have_inventory {
+                                    format!("service `{sname}`: inventory group `{g}` has no hosts")
+                                } else {
+                                    format!("service `{sname}` runs on group `{g}`, but no inventory was given")
+                                },
+                            ));
                         }
                     }
                     PlacementKind::Host(name) => match hosts.iter().find(|h| h.name == name) {
                         Some(h) => h.addresses.iter().for_each(|a| add_exact(*a)),
-                        None => warnings.push(format!("{}: service `{sname}`: no inventory host `{name}`", p.pos)),
+                        None if used => warnings
+                            .push(EngineWarning::at(&p.pos, format!("service `{sname}`: no inventory host `{name}`"))),
+                        None => {}
                     },
                     PlacementKind::Fqdn(f) => {
                         resolved.clear();
                         statics.resolve(f, &mut resolved);
                         resolver.resolve(f, &mut resolved);
-                        if resolved.is_empty() {
-                            warnings.push(format!(
-                                "{}: service `{sname}`: no address known for {f}; bind it under `bindings:` or with --set bind:{f}=IP",
-                                p.pos
+                        if resolved.is_empty() && used {
+                            warnings.push(EngineWarning::at(
+                                &p.pos,
+                                format!(
+                                    "service `{sname}`: no address known for {f}; bind it under `bindings:` or with --set bind:{f}=IP"
+                                ),
                             ));
                         }
                         resolved.iter().for_each(|a| add_exact(*a));
@@ -325,7 +367,6 @@ impl Engine {
         let addrs = AddrTable::build(&nets, &exact, &m, &mut classes);
 
         // Active rules and exposures.
-        let expanded = matrix.expand_rules(&active, true)?;
         let rules: Vec<RuleInfo> = expanded
             .iter()
             .map(|r| RuleInfo {
@@ -341,7 +382,6 @@ impl Engine {
             .collect();
         let rule_entities: Vec<(u32, u32)> =
             expanded.iter().map(|r| (id_of[r.source.as_str()], id_of[r.target.as_str()])).collect();
-        let xs = matrix.expand_exposures(&active, true)?;
         let mut masks = Vec::new();
         let mut exposures = Vec::new();
         let mut exp_target = Vec::new();
@@ -484,7 +524,7 @@ impl Engine {
 
     /// What compiling noticed: groups without hosts, names without
     /// addresses, hosts without addresses.
-    pub fn warnings(&self) -> &[String] {
+    pub fn warnings(&self) -> &[EngineWarning] {
         &self.warnings
     }
 

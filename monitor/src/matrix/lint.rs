@@ -22,6 +22,7 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
 
     // Duplicates and overlaps among rules with the same conditions.
     let rp: Vec<Vec<(u16, u16)>> = m.rules.iter().map(|r| ports(&r.ports)).collect();
+    // One warning per rule, about the first earlier rule it repeats.
     for (j, b) in m.rules.iter().enumerate() {
         for (i, a) in m.rules[..j].iter().enumerate() {
             if !protos_overlap(a.proto, b.proto) || when_key(&a.when) != when_key(&b.when) {
@@ -57,6 +58,7 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
                 )
             };
             out.push(warn(&b.pos, msg));
+            break;
         }
     }
 

@@ -346,6 +346,7 @@ impl Parser<'_> {
             let Some(e) = self.map(v, "a service") else { continue };
             self.check_keys(&e, SERVICE_KEYS, "a service");
             let mut s = Service { description: String::new(), placements: Vec::new(), pos: self.pos(kn) };
+            let errors_before = self.errors.len();
             for (k, _, val) in &e {
                 let k = match k.as_str() {
                     "groups" => "group",
@@ -392,7 +393,7 @@ impl Parser<'_> {
                     s.placements.push(Placement { kind, pos });
                 }
             }
-            if s.placements.is_empty() {
+            if s.placements.is_empty() && self.errors.len() == errors_before {
                 self.error(
                     kn,
                     format!("service `{name}` runs nowhere; give it a group, hosts, cidrs, zone, fqdn or prefixes"),
