@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod cmd;
 pub mod flow;
+pub mod inventory;
 pub mod kernel;
 pub mod pcap;
 pub mod track;
