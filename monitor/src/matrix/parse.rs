@@ -229,9 +229,7 @@ impl Parser<'_> {
             }
         }
         self.check_names(&m);
-        if self.errors.is_empty() {
-            self.check_values_and_ids(&mut m);
-        }
+        self.check_values_and_ids(&mut m);
         m
     }
 
@@ -754,6 +752,9 @@ impl Parser<'_> {
             }))
             .collect::<Vec<_>>();
         for (t, pos) in cidrs {
+            if !t.variables().all(|v| vars.contains_key(v)) {
+                continue;
+            }
             if let Err(e) = t.eval(&vars).and_then(|s| super::expand::parse_net(&s)) {
                 self.error_at(pos, e);
             }
@@ -761,7 +762,11 @@ impl Parser<'_> {
     }
 
     fn eval_ports_or_report(&mut self, ports: &[PortItem], vars: &BTreeMap<String, String>) -> Vec<(u16, u16)> {
-        match eval_ports(ports, vars) {
+        // Undefined variables were reported by `check_names`.
+        let defined = |t: &Template| t.variables().all(|v| vars.contains_key(v));
+        let ports: Vec<PortItem> =
+            ports.iter().filter(|p| defined(&p.first) && p.last.as_ref().is_none_or(defined)).cloned().collect();
+        match eval_ports(&ports, vars) {
             Ok(p) => p,
             Err((pos, msg)) => {
                 self.error_at(pos, msg);
