@@ -3,8 +3,10 @@
 
 pub mod alert;
 pub mod cmd;
+pub mod engine;
 pub mod flow;
 pub mod inventory;
 pub mod kernel;
+pub mod matrix;
 pub mod pcap;
 pub mod track;

@@ -1,9 +1,268 @@
-//! `monitor matrix lint|show`: check and expand a matrix file.
-use std::process::ExitCode;
+//! `monitor matrix lint|show`: check a matrix file and list its rules as a
+//! selection of profiles and variables expands them.
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+
+use crate::{
+    engine::{Engine, Selection},
+    inventory::Inventory,
+    matrix::{format_ports, Matrix, MatrixError, RuleProto, Warning},
+};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`monitor matrix` is being built (issue 3)")
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check a matrix: print `file:line:col: warning|error: message` lines; exit 1 on errors.
+    Lint(LintArgs),
+    /// Print the rules a selection of profiles and variables expands to.
+    Show(ShowArgs),
+}
+
+/// Profiles and variables, shared by both subcommands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelectionArgs {
+    /// Select a profile (repeatable), e.g. --profile ha.
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Set a variable (repeatable), e.g. --set grpcPortBase=8001, or bind a
+    /// DNS name: --set bind:lvs.example.net=192.0.2.10,192.0.2.11.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub sets: Vec<(String, String)>,
+}
+
+impl SelectionArgs {
+    pub fn selection(&self) -> Selection {
+        Selection { profiles: self.profiles.clone(), vars: self.sets.iter().cloned().collect() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.profiles.is_empty() && self.sets.is_empty()
+    }
+}
+
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LintArgs {
+    pub file: PathBuf,
+    /// Also compile against this Ansible inventory and report groups
+    /// without hosts, hosts without addresses and unbound names.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Exit 1 on warnings too.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// `text`: aligned tables; `json`: one object per expanded rule per protocol.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    run_to(args, &mut stdout.lock(), &mut stderr.lock())
+}
+
+/// `run`, writing to the given streams (for tests).
+pub fn run_to(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Lint(a) => lint(&a, out),
+        Command::Show(a) => show(&a, out, err),
+    }
+}
+
+/// Loads a matrix, printing its errors as `file:line:col: error: ...`.
+fn load(path: &Path, out: &mut dyn Write) -> anyhow::Result<Option<(Matrix, Vec<Warning>)>> {
+    match Matrix::load(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(MatrixError::Invalid(diags)) => {
+            for d in diags {
+                writeln!(out, "{d}")?;
+            }
+            Ok(None)
+        }
+        Err(e @ MatrixError::Io { .. }) => {
+            writeln!(out, "{}: error: {e}", path.display())?;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn lint(a: &LintArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let Some((m, warnings)) = load(&a.file, out)? else { return Ok(ExitCode::from(1)) };
+    for w in &warnings {
+        writeln!(out, "{w}")?;
+    }
+    let mut n_warn = warnings.len();
+    let sel = a.selection.selection();
+    let active = match m.activate(&sel) {
+        Ok(act) => act,
+        Err(e) => {
+            writeln!(out, "{}: error: {e}", a.file.display())?;
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Some(inv_path) = &a.inventory {
+        let (inv, _) = Inventory::load(inv_path)
+            .with_context(|| format!("cannot load inventory {}", inv_path.display()))?;
+        let engine = match Engine::new(&m, Some(&inv), &sel) {
+            Ok(e) => e,
+            Err(e) => {
+                writeln!(out, "{e}")?;
+                return Ok(ExitCode::from(1));
+            }
+        };
+        for w in engine.warnings() {
+            match &w.pos {
+                Some(_) => writeln!(out, "{w}")?,
+                None => writeln!(out, "{}: warning: {}", inv_path.display(), w.message)?,
+            }
+        }
+        n_warn += engine.warnings().len();
+    } else if let Err(e) = m.expand_rules(&active, true) {
+        writeln!(out, "{e}")?;
+        return Ok(ExitCode::from(1));
+    }
+    writeln!(
+        out,
+        "{}: {} rules, {} exposure constraints, {} profiles, {n_warn} warning{}",
+        a.file.display(),
+        m.rules.len(),
+        m.exposures.len(),
+        m.profiles.len(),
+        if n_warn == 1 { "" } else { "s" }
+    )?;
+    Ok(if a.deny_warnings && n_warn > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn show(a: &ShowArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let Some((m, warnings)) = load(&a.file, err)? else { return Ok(ExitCode::from(1)) };
+    for w in &warnings {
+        writeln!(err, "{w}")?;
+    }
+    let active = m.activate(&a.selection.selection())?;
+    // Without a selection every rule is listed, whatever its conditions.
+    let only_active = !a.selection.is_empty();
+    let rules = m.expand_rules(&active, only_active)?;
+    let exposures = m.expand_exposures(&active, only_active)?;
+    match a.format {
+        Format::Json => {
+            for r in &rules {
+                let j = serde_json::json!({
+                    "id": r.id,
+                    "source": r.source,
+                    "target": r.target,
+                    "ports": r.ports.iter().map(|&(a, b)| [a, b]).collect::<Vec<_>>(),
+                    "proto": r.proto,
+                    "when": r.when,
+                    "purpose": r.purpose,
+                    "provenance": r.provenance,
+                    "active": r.active,
+                });
+                writeln!(out, "{j}")?;
+            }
+        }
+        Format::Text => {
+            let rows: Vec<Vec<String>> = rules
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.source.clone(),
+                        r.target.clone(),
+                        ports_text(&r.ports, r.proto),
+                        r.proto.as_str().to_string(),
+                        r.when.join(" && "),
+                        r.provenance.clone(),
+                        r.purpose.clone(),
+                    ]
+                })
+                .collect();
+            table(out, &["ID", "FROM", "TO", "PORTS", "PROTO", "WHEN", "WHERE", "PURPOSE"], &rows)?;
+            if !exposures.is_empty() {
+                writeln!(out)?;
+                let rows: Vec<Vec<String>> = exposures
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.id.clone(),
+                            x.target.clone(),
+                            ports_text(&x.ports, x.proto),
+                            x.proto.as_str().to_string(),
+                            x.only_from.join(", "),
+                            x.when.join(" && "),
+                            x.provenance.clone(),
+                        ]
+                    })
+                    .collect();
+                table(out, &["EXPOSURE", "TO", "PORTS", "PROTO", "ONLY FROM", "WHEN", "WHERE"], &rows)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ports_text(p: &[(u16, u16)], proto: RuleProto) -> String {
+    if proto == RuleProto::Icmp {
+        "-".into()
+    } else {
+        format_ports(p)
+    }
+}
+
+/// Left-aligned columns; the last column is not padded.
+fn table(out: &mut dyn Write, head: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { c.to_string() } else { format!("{c:<width$}", width = w[i]) })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(out, "{}", line(head.to_vec()))?;
+    for r in rows {
+        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
 }
