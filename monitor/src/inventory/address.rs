@@ -92,6 +92,8 @@ pub(crate) fn resolve(host: &str, ansible_host: Option<&Var>) -> Resolved {
 /// One warning for all hosts known only by a DNS name.
 pub(crate) fn unaddressed_warning(file: &Path, hosts: &[(String, Option<usize>)]) -> Option<Warning> {
     const SHOWN: usize = 8;
+    let mut hosts = hosts.to_vec();
+    hosts.sort_by_key(|(_, line)| *line);
     let (_, first_line) = hosts.first()?;
     let mut names: Vec<&str> = hosts.iter().take(SHOWN).map(|(h, _)| h.as_str()).collect();
     let more = hosts.len().saturating_sub(SHOWN);
@@ -157,7 +159,7 @@ pub(crate) fn address_like_vars<'a>(
     let mut out = Vec::new();
     for (key, var) in definitions {
         let message = if key == "ansible_ssh_host" {
-            format!("ansible_ssh_host is the old name of ansible_host and the monitor does not read it; rename it to ansible_host")
+            "ansible_ssh_host is the old name of ansible_host and the monitor does not read it; rename it to ansible_host".to_string()
         } else if address_like(key) && holds_ip(&var.value) {
             format!(
                 "variable {key} = {} looks like a host address, but the monitor learns addresses only from ansible_host \
