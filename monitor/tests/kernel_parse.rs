@@ -450,8 +450,18 @@ fn malformed_frames_pass_and_are_counted_by_reason() {
                 eth(&[], 0x0800, &ipv4(A4, B4, proto::ICMPV6, 0, &[128, 0, 0, 0, 0, 0, 0, 0])),
             ),
         ];
+        let mut refused_by_harness = 0;
         for (reason, frame) in &cases {
             let before = k.stats();
+            // The skb test harness (unlike XDP's) refuses an IPv4/IPv6 frame
+            // without a full IP header (EINVAL) before our program runs; the
+            // parser is shared, and the XDP pass covers these frames.
+            if hook == Hook::Tc && matches!(*reason, "short_ipv4" | "short_ipv6") {
+                let err = k.try_run(frame).expect_err("the skb test harness refuses a truncated IP header");
+                assert!(err.to_string().contains("Invalid argument"), "unexpected harness error: {err}");
+                refused_by_harness += 1;
+                continue;
+            }
             k.run(frame);
             let after = k.stats();
             let delta = after.get(reason).copied().unwrap_or(0) - before.get(reason).copied().unwrap_or(0);
@@ -459,7 +469,7 @@ fn malformed_frames_pass_and_are_counted_by_reason() {
         }
         assert!(k.flows().is_empty(), "{hook:?}: no malformed frame creates a flow");
         assert_eq!(k.stats().get("tracked"), None);
-        assert_eq!(k.stats()["packets"], cases.len() as u64);
+        assert_eq!(k.stats()["packets"], (cases.len() - refused_by_harness) as u64);
     });
 }
 
