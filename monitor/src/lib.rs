@@ -2,6 +2,7 @@
 //! and benchmarks drive the same code.
 
 pub mod alert;
+pub mod check;
 pub mod cmd;
 pub mod engine;
 pub mod flow;
