@@ -72,7 +72,15 @@ fn lint_against_an_inventory_reports_unbound_names() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("warning: service `lvs`: no address known for lvs.ravenphyre.net"), "{text}");
     let out = monitor()
-        .args(["matrix", "lint", "--profile", "ha", "--set", "bind:lvs.ravenphyre.net=203.0.113.10", "--inventory"])
+        .args([
+            "matrix",
+            "lint",
+            "--profile",
+            "ha",
+            "--set",
+            "bind:lvs.ravenphyre.net=203.0.113.10",
+            "--inventory",
+        ])
         .arg(example("inventory.ini"))
         .arg(example("matrix.yaml"))
         .output()
@@ -106,7 +114,16 @@ fn show_json_lists_every_rule_without_a_selection() {
 
 #[test]
 fn show_json_with_a_selection_lists_active_rules_shifted() {
-    let rules = show_json(&["--format", "json", "--profile", "ha", "--set", "grpcPortBase=8001", "--set", "db=mssql"]);
+    let rules = show_json(&[
+        "--format",
+        "json",
+        "--profile",
+        "ha",
+        "--set",
+        "grpcPortBase=8001",
+        "--set",
+        "db=mssql",
+    ]);
     let ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&"db-mssql") && ids.contains(&"redis"), "{ids:?}");
     assert!(!ids.contains(&"db-postgres") && !ids.contains(&"db-mssql-local"), "{ids:?}");
@@ -119,7 +136,10 @@ fn show_text_is_an_aligned_table() {
     let out = monitor().args(["matrix", "show"]).arg(example("matrix.yaml")).output().unwrap();
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("ID ") && lines[0].contains("PROTO") && lines[0].ends_with("PURPOSE"), "{text}");
+    assert!(
+        lines[0].starts_with("ID ") && lines[0].contains("PROTO") && lines[0].ends_with("PURPOSE"),
+        "{text}"
+    );
     let col = lines[0].find("FROM").unwrap();
     for l in &lines[1..24] {
         assert_eq!(&l[col - 2..col], "  ", "FROM column misaligned in {l:?}");
@@ -130,7 +150,11 @@ fn show_text_is_an_aligned_table() {
 
 #[test]
 fn show_with_an_unknown_profile_fails_with_the_known_ones() {
-    let out = monitor().args(["matrix", "show", "--profile", "cluster"]).arg(example("matrix.yaml")).output().unwrap();
+    let out = monitor()
+        .args(["matrix", "show", "--profile", "cluster"])
+        .arg(example("matrix.yaml"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown profile `cluster`") && err.contains("air-gapped"), "{err}");

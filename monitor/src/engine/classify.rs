@@ -109,14 +109,21 @@ impl AddrTable {
         let v4: Vec<(u128, u128, u8, NetItem)> = nets
             .iter()
             .filter_map(|(n, it)| match n {
-                IpNet::V4(n) => Some((u32::from(n.network()) as u128, u32::from(n.broadcast()) as u128, n.prefix_len(), *it)),
+                IpNet::V4(n) => Some((
+                    u32::from(n.network()) as u128,
+                    u32::from(n.broadcast()) as u128,
+                    n.prefix_len(),
+                    *it,
+                )),
                 IpNet::V6(_) => None,
             })
             .collect();
         let v6: Vec<(u128, u128, u8, NetItem)> = nets
             .iter()
             .filter_map(|(n, it)| match n {
-                IpNet::V6(n) => Some((u128::from(n.network()), u128::from(n.broadcast()), n.prefix_len(), *it)),
+                IpNet::V6(n) => {
+                    Some((u128::from(n.network()), u128::from(n.broadcast()), n.prefix_len(), *it))
+                }
                 IpNet::V4(_) => None,
             })
             .collect();

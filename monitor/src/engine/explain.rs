@@ -19,7 +19,11 @@ impl Engine {
         SideInfo {
             hosts: self.hosts_by_addr.get(&ip).cloned().unwrap_or_default(),
             services: (0..self.entities.len() as u32)
-                .filter(|&e| has(bits, e) && !self.is_zone[e as usize] && self.entities[e as usize] != crate::matrix::ANY)
+                .filter(|&e| {
+                    has(bits, e)
+                        && !self.is_zone[e as usize]
+                        && self.entities[e as usize] != crate::matrix::ANY
+                })
                 .map(|e| self.entities[e as usize].clone())
                 .collect(),
             zones: vec![self.entities[zone as usize].clone()],
@@ -37,8 +41,11 @@ impl Engine {
         let slot = self.slot(v.server_class, p, port);
         let cbits = self.classes.get(v.client_class);
         let slot_rules = &self.rule_cands[slot.rules.0 as usize..slot.rules.1 as usize];
-        let matching: Vec<String> =
-            slot_rules.iter().filter(|c| has(cbits, c.source)).map(|c| self.rules[c.rule as usize].id.clone()).collect();
+        let matching: Vec<String> = slot_rules
+            .iter()
+            .filter(|c| has(cbits, c.source))
+            .map(|c| self.rules[c.rule as usize].id.clone())
+            .collect();
         let mut closest = Vec::new();
         let mut exposure = None;
         let mut reason = match v.kind {
@@ -51,7 +58,8 @@ impl Engine {
                 )
             }
             VerdictKind::Exposed => {
-                let x = &self.exposures[v.exposure.expect("an exposed verdict names its constraint").0 as usize];
+                let x =
+                    &self.exposures[v.exposure.expect("an exposed verdict names its constraint").0 as usize];
                 exposure = Some(x.id.clone());
                 let mut s = format!(
                     "{what} on {sdesc} may only be reached from {} (exposure `{}`, {}), but the client is {cdesc}",
@@ -62,8 +70,7 @@ impl Engine {
                 if let Some(r) = v.rule {
                     s.push_str(&format!(
                         "; rule `{}` ({}) documents this flow, so the matrix contradicts itself",
-                        self.rules[r.0 as usize].id,
-                        self.rules[r.0 as usize].provenance
+                        self.rules[r.0 as usize].id, self.rules[r.0 as usize].provenance
                     ));
                 }
                 s
@@ -71,7 +78,8 @@ impl Engine {
             VerdictKind::Unexpected => self.unexpected(q, v, &what, &cdesc, &sdesc, slot_rules, &mut closest),
         };
         if !q.initiator_seen {
-            reason.push_str(" (the start of this flow was not seen, so which side is the client was guessed)");
+            reason
+                .push_str(" (the start of this flow was not seen, so which side is the client was guessed)");
         }
         Explanation { rules: matching, closest, exposure, reason, client, server }
     }

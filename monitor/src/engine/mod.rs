@@ -227,7 +227,11 @@ pub struct Engine {
 
 impl Engine {
     /// Compiles with the matrix's bindings and `--set bind:` only.
-    pub fn new(matrix: &Matrix, inventory: Option<&Inventory>, sel: &Selection) -> Result<Engine, EngineError> {
+    pub fn new(
+        matrix: &Matrix,
+        inventory: Option<&Inventory>,
+        sel: &Selection,
+    ) -> Result<Engine, EngineError> {
         Engine::with_resolver(matrix, inventory, sel, &NoResolver)
     }
 
@@ -264,7 +268,9 @@ impl Engine {
         let used: BTreeSet<&str> = expanded
             .iter()
             .flat_map(|r| [r.source.as_str(), r.target.as_str()])
-            .chain(xs.iter().flat_map(|x| std::iter::once(x.target.as_str()).chain(x.only_from.iter().map(String::as_str))))
+            .chain(xs.iter().flat_map(|x| {
+                std::iter::once(x.target.as_str()).chain(x.only_from.iter().map(String::as_str))
+            }))
             .collect();
 
         // Entities: services, then zones, then `any`.
@@ -272,8 +278,10 @@ impl Engine {
         let n_services = entities.len();
         entities.extend(matrix.zones.keys().cloned());
         entities.push(ANY.to_string());
-        let id_of: BTreeMap<&str, u32> = entities.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
-        let is_zone: Vec<bool> = (0..entities.len()).map(|i| i >= n_services && i + 1 < entities.len()).collect();
+        let id_of: BTreeMap<&str, u32> =
+            entities.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
+        let is_zone: Vec<bool> =
+            (0..entities.len()).map(|i| i >= n_services && i + 1 < entities.len()).collect();
         let any = id_of[ANY];
         let internet = id_of[INTERNET];
 
@@ -287,7 +295,10 @@ impl Engine {
             if h.addresses.is_empty() {
                 warnings.push(EngineWarning {
                     pos: None,
-                    message: format!("inventory host `{}` has no IP address; flows cannot be matched to it", h.name),
+                    message: format!(
+                        "inventory host `{}` has no IP address; flows cannot be matched to it",
+                        h.name
+                    ),
                 });
             }
             for a in h.addresses {
@@ -322,15 +333,19 @@ impl Engine {
                                 if have_inventory {
                                     format!("service `{sname}`: inventory group `{g}` has no hosts")
                                 } else {
-                                    format!("service `{sname}` runs on group `{g}`, but no inventory was given")
+                                    format!(
+                                        "service `{sname}` runs on group `{g}`, but no inventory was given"
+                                    )
                                 },
                             ));
                         }
                     }
                     PlacementKind::Host(name) => match hosts.iter().find(|h| h.name == name) {
                         Some(h) => h.addresses.iter().for_each(|a| add_exact(*a)),
-                        None if used => warnings
-                            .push(EngineWarning::at(&p.pos, format!("service `{sname}`: no inventory host `{name}`"))),
+                        None if used => warnings.push(EngineWarning::at(
+                            &p.pos,
+                            format!("service `{sname}`: no inventory host `{name}`"),
+                        )),
                         None => {}
                     },
                     PlacementKind::Fqdn(f) => {

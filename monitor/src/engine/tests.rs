@@ -61,7 +61,11 @@ fn ha_documented_flows_conform() {
     assert_eq!(judge(&e, q(NODE1, "10.200.1.21", 6379)), (C, "redis".into()));
     assert_eq!(judge(&e, q("10.200.1.10", NODE2, 7101)), (C, "lb-to-nodes".into()));
     assert_eq!(judge(&e, q(WS, "10.200.1.10", 443)), (C, "web-portal-vip/users".into()));
-    assert_eq!(judge(&e, q(ADMIN, NODE1, 7101)), (C, "web-portal/admins".into()), "admins is the more specific zone");
+    assert_eq!(
+        judge(&e, q(ADMIN, NODE1, 7101)),
+        (C, "web-portal/admins".into()),
+        "admins is the more specific zone"
+    );
     assert_eq!(judge(&e, q(NODE1, "10.200.3.10", 3389)), (C, "rdp-proxy".into()));
     assert_eq!(judge(&e, q("127.0.0.1", "127.0.0.1", 7012)), (C, "grpc-local".into()));
 }
@@ -73,7 +77,10 @@ fn off_matrix_flows_name_the_closest_rules() {
     let v = e.verdict(&f);
     assert_eq!(v.kind, VerdictKind::Unexpected);
     let x = e.explain(&f, &v);
-    assert_eq!(x.reason, "port 5432/tcp on database is documented from rppam, not from 10.200.2.50 (host ws01, zone users)");
+    assert_eq!(
+        x.reason,
+        "port 5432/tcp on database is documented from rppam, not from 10.200.2.50 (host ws01, zone users)"
+    );
     assert_eq!(x.closest, vec!["db-postgres"]);
     assert!(x.rules.is_empty());
 
@@ -94,7 +101,13 @@ fn off_matrix_flows_name_the_closest_rules() {
     );
     let f = FlowQuery { initiator_seen: false, ..q("192.0.2.9", DB, 9999) };
     let x = e.explain(&f, &e.verdict(&f));
-    assert!(x.reason.starts_with("no rule documents port 9999/tcp, nor any flow from 192.0.2.9 (zone internet) to database"), "{}", x.reason);
+    assert!(
+        x.reason.starts_with(
+            "no rule documents port 9999/tcp, nor any flow from 192.0.2.9 (zone internet) to database"
+        ),
+        "{}",
+        x.reason
+    );
     assert!(x.reason.contains("start of this flow was not seen"), "{}", x.reason);
 }
 
@@ -136,7 +149,11 @@ fn exposure_wins_over_a_conforming_rule() {
     assert_eq!(e.rule(v.rule.unwrap()).id, "open");
     let x = e.explain(&f, &v);
     assert_eq!(x.rules, vec!["open"]);
-    assert!(x.reason.contains("rule `open` (t.yaml:7) documents this flow, so the matrix contradicts itself"), "{}", x.reason);
+    assert!(
+        x.reason.contains("rule `open` (t.yaml:7) documents this flow, so the matrix contradicts itself"),
+        "{}",
+        x.reason
+    );
 }
 
 #[test]
@@ -154,7 +171,10 @@ fn fqdn_services_use_bindings_and_prefix_files() {
     let e = engine("inventory-single.ini", s);
     assert_eq!(judge(&e, q(NODE1, "203.0.113.10", 443)), (VerdictKind::Conforming, "lvs-checkin".into()));
     assert_eq!(judge(&e, q(NODE1, "20.190.130.5", 443)), (VerdictKind::Conforming, "entra-graph".into()));
-    assert_eq!(judge(&e, q(NODE1, "2603:1006:2000::7", 443)), (VerdictKind::Conforming, "entra-graph".into()));
+    assert_eq!(
+        judge(&e, q(NODE1, "2603:1006:2000::7", 443)),
+        (VerdictKind::Conforming, "entra-graph".into())
+    );
     assert_eq!(judge(&e, q(NODE1, "203.0.113.11", 443)).0, VerdictKind::Unexpected);
     assert!(
         !e.warnings().iter().any(|w| w.message.contains("lvs.ravenphyre.net")),
@@ -163,7 +183,8 @@ fn fqdn_services_use_bindings_and_prefix_files() {
     );
 
     // Air-gapped: the same check-in is off-matrix.
-    let e = engine("inventory-single.ini", sel(&["air-gapped"], &[("bind:lvs.ravenphyre.net", "203.0.113.10")]));
+    let e =
+        engine("inventory-single.ini", sel(&["air-gapped"], &[("bind:lvs.ravenphyre.net", "203.0.113.10")]));
     assert_eq!(judge(&e, q(NODE1, "203.0.113.10", 443)).0, VerdictKind::Unexpected);
 
     // A resolver (later: the DNS cache) feeds wildcard and exact names.
@@ -171,7 +192,11 @@ fn fqdn_services_use_bindings_and_prefix_files() {
     r.names.insert("graph.microsoft.com".into(), vec!["198.51.100.7".parse().unwrap()]);
     let (m, _) = Matrix::load(&example("matrix.yaml")).unwrap();
     let e = Engine::with_resolver(&m, None, &sel(&["entra"], &[]), &r).unwrap();
-    assert_eq!(judge(&e, q("10.200.9.9", "198.51.100.7", 443)).0, VerdictKind::Unexpected, "no inventory: rppam is nowhere");
+    assert_eq!(
+        judge(&e, q("10.200.9.9", "198.51.100.7", 443)).0,
+        VerdictKind::Unexpected,
+        "no inventory: rppam is nowhere"
+    );
     let side = e.side_info("198.51.100.7".parse().unwrap());
     assert_eq!(side.services, vec!["microsoft-graph"]);
     assert_eq!(side.zones, vec!["internet"]);
@@ -181,7 +206,10 @@ fn fqdn_services_use_bindings_and_prefix_files() {
 fn sides_resolve_to_hosts_services_and_zones() {
     let e = ha();
     let s = e.side_info(NODE1.parse().unwrap());
-    assert_eq!((s.hosts, s.services, s.zones), (vec!["rppam1".into()], vec!["rppam".into()], vec!["cluster".into()]));
+    assert_eq!(
+        (s.hosts, s.services, s.zones),
+        (vec!["rppam1".into()], vec!["rppam".into()], vec!["cluster".into()])
+    );
     let z = |ip: &str| e.side_info(ip.parse().unwrap()).zones;
     assert_eq!(z("10.200.2.61"), vec!["admins"]);
     assert_eq!(z("10.200.2.1"), vec!["users"]);
@@ -218,7 +246,11 @@ fn missing_inventory_is_warned_about_for_active_services_only() {
     let (m, _) = Matrix::load(&example("matrix.yaml")).unwrap();
     let e = Engine::new(&m, None, &Selection::default()).unwrap();
     let msgs: Vec<String> = e.warnings().iter().map(|w| w.to_string()).collect();
-    assert!(msgs.iter().any(|w| w.contains("service `rppam` runs on group `rppam_nodes`, but no inventory was given")), "{msgs:#?}");
+    assert!(
+        msgs.iter()
+            .any(|w| w.contains("service `rppam` runs on group `rppam_nodes`, but no inventory was given")),
+        "{msgs:#?}"
+    );
     assert!(!msgs.iter().any(|w| w.contains("`redis`")), "redis is HA-only: {msgs:#?}");
     assert!(msgs.iter().all(|w| w.contains("matrix.yaml:")), "warnings carry matrix positions: {msgs:#?}");
 }

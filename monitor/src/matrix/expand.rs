@@ -94,7 +94,10 @@ pub(super) fn vars_defaults(m: &Matrix) -> BTreeMap<String, String> {
 }
 
 /// Evaluates port items to sorted, merged ranges; errors carry the item's position.
-pub(crate) fn eval_ports(items: &[PortItem], vars: &BTreeMap<String, String>) -> Result<Vec<(u16, u16)>, (Pos, String)> {
+pub(crate) fn eval_ports(
+    items: &[PortItem],
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<(u16, u16)>, (Pos, String)> {
     let mut out = Vec::new();
     for it in items {
         let port = |t: &super::Template| -> Result<u16, (Pos, String)> {
@@ -147,7 +150,10 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
 }
 
 fn ports_str(p: &[(u16, u16)]) -> String {
-    p.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect::<Vec<_>>().join(",")
+    p.iter()
+        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Matrix {
@@ -205,7 +211,11 @@ impl Matrix {
 
     fn ports_for(&self, items: &[PortItem], a: &Active) -> Result<Vec<(u16, u16)>, MatrixError> {
         eval_ports(items, &a.vars).map_err(|(pos, msg)| {
-            MatrixError::Invalid(vec![super::Diagnostic { pos, severity: super::Severity::Error, message: msg }])
+            MatrixError::Invalid(vec![super::Diagnostic {
+                pos,
+                severity: super::Severity::Error,
+                message: msg,
+            }])
         })
     }
 
@@ -252,7 +262,11 @@ impl Matrix {
     }
 
     /// Every exposure constraint expanded per target and protocol.
-    pub fn expand_exposures(&self, a: &Active, only_active: bool) -> Result<Vec<ExpandedExposure>, MatrixError> {
+    pub fn expand_exposures(
+        &self,
+        a: &Active,
+        only_active: bool,
+    ) -> Result<Vec<ExpandedExposure>, MatrixError> {
         let mut out = Vec::new();
         for x in &self.exposures {
             let active = a.holds(&x.when);

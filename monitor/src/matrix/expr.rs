@@ -29,9 +29,9 @@ impl Template {
                 parts.push(Part::Lit(rest[..start].to_string()));
             }
             let after = &rest[start + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("`${{` without a closing `}}` in {s:?}; write ${{name}} or ${{name+N}}"))?;
+            let end = after.find('}').ok_or_else(|| {
+                format!("`${{` without a closing `}}` in {s:?}; write ${{name}} or ${{name+N}}")
+            })?;
             parts.push(parse_hole(after[..end].trim(), s)?);
             rest = &after[end + 1..];
         }
@@ -138,7 +138,10 @@ impl Cond {
         match self {
             Cond::Name(n) => {
                 env.profiles.contains(n)
-                    || env.vars.get(n).is_some_and(|v| !FALSY.contains(&v.trim().to_ascii_lowercase().as_str()))
+                    || env
+                        .vars
+                        .get(n)
+                        .is_some_and(|v| !FALSY.contains(&v.trim().to_ascii_lowercase().as_str()))
             }
             Cond::Eq(n, v) => env.vars.get(n).is_some_and(|x| x == v),
             Cond::Ne(n, v) => env.vars.get(n).is_none_or(|x| x != v),
@@ -249,23 +252,24 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 i += 1
             }
             '"' | '\'' => {
-                let end = s[i + 1..]
-                    .find(c)
-                    .ok_or_else(|| format!("unterminated quote in condition {s:?}"))?;
+                let end =
+                    s[i + 1..].find(c).ok_or_else(|| format!("unterminated quote in condition {s:?}"))?;
                 out.push(Tok::Word(s[i + 1..i + 1 + end].to_string()));
                 i += end + 2;
             }
             _ if c.is_ascii_alphanumeric() || "_-.:/".contains(c) => {
                 let start = i;
-                while i < b.len() && ((b[i] as char).is_ascii_alphanumeric() || "_-.:/".contains(b[i] as char)) {
+                while i < b.len()
+                    && ((b[i] as char).is_ascii_alphanumeric() || "_-.:/".contains(b[i] as char))
+                {
                     i += 1;
                 }
                 out.push(Tok::Word(s[start..i].to_string()));
             }
             _ => {
                 return Err(format!(
-                    "unexpected character {c:?} in condition {s:?}; use names, ==, !=, !, &&, || and parentheses"
-                ))
+                "unexpected character {c:?} in condition {s:?}; use names, ==, !=, !, &&, || and parentheses"
+            ))
             }
         }
     }
@@ -322,7 +326,11 @@ impl CondParser<'_> {
                 if matches!(op, Some(Tok::Eq) | Some(Tok::Ne)) {
                     self.i += 1;
                     let Some(Tok::Word(v)) = self.peek().cloned() else {
-                        return Err(format!("expected a value after `{}` in condition {:?}", op.unwrap(), self.src));
+                        return Err(format!(
+                            "expected a value after `{}` in condition {:?}",
+                            op.unwrap(),
+                            self.src
+                        ));
                     };
                     self.i += 1;
                     return Ok(if op == Some(Tok::Eq) { Cond::Eq(name, v) } else { Cond::Ne(name, v) });

@@ -15,7 +15,11 @@ const MAX_ENUMERATED_PROFILES: usize = 10;
 
 pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let warn = |pos: &super::Pos, message: String| Diagnostic { pos: pos.clone(), severity: Severity::Warning, message };
+    let warn = |pos: &super::Pos, message: String| Diagnostic {
+        pos: pos.clone(),
+        severity: Severity::Warning,
+        message,
+    };
     let defaults = vars_defaults(m);
     let ports = |items| eval_ports(items, &defaults).unwrap_or_default();
     let selections = selections(m);
@@ -29,7 +33,10 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
                 continue;
             }
             let pairs = |r: &super::Rule| -> BTreeSet<(String, String)> {
-                r.from.iter().flat_map(|f| r.to.iter().map(move |t| (f.name.clone(), t.name.clone()))).collect()
+                r.from
+                    .iter()
+                    .flat_map(|f| r.to.iter().map(move |t| (f.name.clone(), t.name.clone())))
+                    .collect()
             };
             let common: Vec<_> = pairs(a).intersection(&pairs(b)).cloned().collect();
             if common.is_empty() {
@@ -67,7 +74,9 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
         let xp = ports(&x.ports);
         let allowed: BTreeSet<&str> = x.only_from.iter().map(|n| n.name.as_str()).collect();
         for (i, r) in m.rules.iter().enumerate() {
-            if !protos_overlap(r.proto, x.proto) || !r.to.iter().any(|t| x.to.iter().any(|xt| xt.name == t.name)) {
+            if !protos_overlap(r.proto, x.proto)
+                || !r.to.iter().any(|t| x.to.iter().any(|xt| xt.name == t.name))
+            {
                 continue;
             }
             let ov = overlap(&rp[i], &xp);
@@ -79,7 +88,9 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
             if bad.is_empty() {
                 continue;
             }
-            let Some(sel) = selections.iter().find(|a| a.holds(&r.when) && a.holds(&x.when)) else { continue };
+            let Some(sel) = selections.iter().find(|a| a.holds(&r.when) && a.holds(&x.when)) else {
+                continue;
+            };
             let under = if sel.profiles.is_empty() {
                 "by default".to_string()
             } else {
@@ -110,7 +121,10 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
     }
     for (name, s) in &m.services {
         if !used.contains(name.as_str()) {
-            out.push(warn(&s.pos, format!("service `{name}` is used by no rule or exposure; remove it or add a rule")));
+            out.push(warn(
+                &s.pos,
+                format!("service `{name}` is used by no rule or exposure; remove it or add a rule"),
+            ));
         }
     }
     let mut cond_names = Vec::new();
@@ -119,14 +133,17 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
     }
     let mut var_used: BTreeSet<String> = cond_names.iter().cloned().collect();
     for it in m.rules.iter().flat_map(|r| &r.ports).chain(m.exposures.iter().flat_map(|x| &x.ports)) {
-        var_used.extend(it.first.variables().chain(it.last.iter().flat_map(|l| l.variables())).map(String::from));
+        var_used
+            .extend(it.first.variables().chain(it.last.iter().flat_map(|l| l.variables())).map(String::from));
     }
-    for t in m.zones.values().flat_map(|z| z.cidrs.iter().map(|(t, _)| t)).chain(m.services.values().flat_map(|s| {
-        s.placements.iter().filter_map(|p| match &p.kind {
-            PlacementKind::Cidr(t) => Some(t),
-            _ => None,
-        })
-    })) {
+    for t in m.zones.values().flat_map(|z| z.cidrs.iter().map(|(t, _)| t)).chain(
+        m.services.values().flat_map(|s| {
+            s.placements.iter().filter_map(|p| match &p.kind {
+                PlacementKind::Cidr(t) => Some(t),
+                _ => None,
+            })
+        }),
+    ) {
         var_used.extend(t.variables().map(String::from));
     }
     for (name, v) in &m.variables {
@@ -136,7 +153,10 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
     }
     for (name, p) in &m.profiles {
         if !cond_names.contains(name) && p.set.is_empty() {
-            out.push(warn(&p.pos, format!("profile `{name}` sets nothing and no `when:` names it, so it changes nothing")));
+            out.push(warn(
+                &p.pos,
+                format!("profile `{name}` sets nothing and no `when:` names it, so it changes nothing"),
+            ));
         }
     }
     out
@@ -171,7 +191,10 @@ fn covered(m: &Matrix, name: &str, allowed: &BTreeSet<&str>) -> bool {
         return true;
     }
     match m.services.get(name) {
-        Some(s) => s.placements.iter().all(|p| matches!(&p.kind, PlacementKind::Zone(z) if allowed.contains(z.as_str()))),
+        Some(s) => s
+            .placements
+            .iter()
+            .all(|p| matches!(&p.kind, PlacementKind::Zone(z) if allowed.contains(z.as_str()))),
         None => false,
     }
 }
@@ -181,7 +204,9 @@ fn selections(m: &Matrix) -> Vec<Active> {
     let names: Vec<&String> = m.profiles.keys().collect();
     let subsets: Vec<Vec<&String>> = if names.len() <= MAX_ENUMERATED_PROFILES {
         (0u32..(1 << names.len()))
-            .map(|mask| names.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect())
+            .map(|mask| {
+                names.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect()
+            })
             .collect()
     } else {
         std::iter::once(Vec::new()).chain(names.iter().map(|n| vec![*n])).collect()

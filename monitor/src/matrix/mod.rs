@@ -148,7 +148,9 @@ impl FqdnPattern {
         match self.0.strip_prefix('*') {
             Some(dot_suffix) => {
                 name.len() > dot_suffix.len()
-                    && name.get(name.len() - dot_suffix.len()..).is_some_and(|t| t.eq_ignore_ascii_case(dot_suffix))
+                    && name
+                        .get(name.len() - dot_suffix.len()..)
+                        .is_some_and(|t| t.eq_ignore_ascii_case(dot_suffix))
             }
             None => name.eq_ignore_ascii_case(&self.0),
         }

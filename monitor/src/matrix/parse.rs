@@ -46,7 +46,11 @@ pub(super) fn parse(text: &str, file: &str, dir: &Path) -> Result<(Matrix, Vec<D
     };
     let root = match docs.as_slice() {
         [] => {
-            return Err(MatrixError::Invalid(vec![p.diag_at(1, 1, "the file is empty; a matrix needs at least `version: 1` and `rules:`".into())]));
+            return Err(MatrixError::Invalid(vec![p.diag_at(
+                1,
+                1,
+                "the file is empty; a matrix needs at least `version: 1` and `rules:`".into(),
+            )]));
         }
         [root] => root,
         [_, second, ..] => {
@@ -63,8 +67,17 @@ pub(super) fn parse(text: &str, file: &str, dir: &Path) -> Result<(Matrix, Vec<D
     }
 }
 
-const TOP_KEYS: &[&str] =
-    &["version", "description", "variables", "profiles", "zones", "services", "bindings", "rules", "exposure"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "description",
+    "variables",
+    "profiles",
+    "zones",
+    "services",
+    "bindings",
+    "rules",
+    "exposure",
+];
 const SERVICE_KEYS: &[&str] = &[
     "description",
     "group",
@@ -145,10 +158,9 @@ impl Parser<'_> {
     /// A string, or a list of strings.
     fn names(&mut self, n: &Y, what: &str) -> Vec<(String, Pos)> {
         match &n.data {
-            YamlData::Sequence(items) => items
-                .iter()
-                .filter_map(|i| self.scalar(i, what).map(|s| (s, self.pos(i))))
-                .collect(),
+            YamlData::Sequence(items) => {
+                items.iter().filter_map(|i| self.scalar(i, what).map(|s| (s, self.pos(i)))).collect()
+            }
             _ => self.scalar(n, what).map(|s| vec![(s, self.pos(n))]).unwrap_or_default(),
         }
     }
@@ -236,14 +248,22 @@ impl Parser<'_> {
     fn variables(&mut self, n: &Y, m: &mut Matrix) {
         for (name, kn, v) in self.map(n, "variables").unwrap_or_default() {
             if !is_name(&name) || name.contains('-') || name.contains('.') {
-                self.error(kn, format!("variable name `{name}`: use letters, digits and `_` (it is written ${{{name}}})"));
+                self.error(
+                    kn,
+                    format!(
+                        "variable name `{name}`: use letters, digits and `_` (it is written ${{{name}}})"
+                    ),
+                );
                 continue;
             }
             let (default, description) = match &v.data {
                 YamlData::Mapping(_) => {
                     let e = self.map(v, "a variable").unwrap_or_default();
                     self.check_keys(&e, &["default", "description"], "a variable");
-                    let d = e.iter().find(|(k, _, _)| k == "default").and_then(|(_, _, v)| self.scalar(v, "default"));
+                    let d = e
+                        .iter()
+                        .find(|(k, _, _)| k == "default")
+                        .and_then(|(_, _, v)| self.scalar(v, "default"));
                     let desc = e
                         .iter()
                         .find(|(k, _, _)| k == "description")
@@ -295,7 +315,10 @@ impl Parser<'_> {
     fn zones(&mut self, n: &Y, m: &mut Matrix) {
         for (name, kn, v) in self.map(n, "zones").unwrap_or_default() {
             if reserved(&name) {
-                self.error(kn, format!("`{name}` is built in and cannot be redefined; choose another zone name"));
+                self.error(
+                    kn,
+                    format!("`{name}` is built in and cannot be redefined; choose another zone name"),
+                );
                 continue;
             }
             if !is_name(&name) {
@@ -314,7 +337,10 @@ impl Parser<'_> {
                     match e.iter().find(|(k, _, _)| k == "cidrs") {
                         Some((_, _, c)) => (*c, desc),
                         None => {
-                            self.error(v, format!("zone `{name}` needs `cidrs:` (a list such as [10.0.1.0/24])"));
+                            self.error(
+                                v,
+                                format!("zone `{name}` needs `cidrs:` (a list such as [10.0.1.0/24])"),
+                            );
                             continue;
                         }
                     }
@@ -406,7 +432,10 @@ impl Parser<'_> {
         self.check_keys(&e, &["file", "path"], "`prefixes`");
         let field = |k: &str| e.iter().find(|(key, _, _)| key == k).map(|(_, _, v)| *v);
         let (Some(file), Some(path)) = (field("file"), field("path")) else {
-            self.error(n, "`prefixes` needs `file:` (a JSON file) and `path:` (a JSONPath to its CIDRs)".into());
+            self.error(
+                n,
+                "`prefixes` needs `file:` (a JSON file) and `path:` (a JSONPath to its CIDRs)".into(),
+            );
             return None;
         };
         let (file_s, path_s) = (self.scalar(file, "file")?, self.scalar(path, "path")?);
@@ -436,7 +465,10 @@ impl Parser<'_> {
             for (text, pos) in self.names(v, "an address") {
                 match text.parse() {
                     Ok(a) => addresses.push(a),
-                    Err(_) => self.error_at(pos, format!("{text:?} is not an IP address; bindings map names to addresses")),
+                    Err(_) => self.error_at(
+                        pos,
+                        format!("{text:?} is not an IP address; bindings map names to addresses"),
+                    ),
                 }
             }
             m.bindings.insert(name.to_ascii_lowercase(), Binding { addresses, pos: self.pos(kn) });
@@ -513,22 +545,29 @@ impl Parser<'_> {
     fn refs(&mut self, e: &[Entry], key: &str, owner: &Y, what: &str) -> Vec<NameRef> {
         match e.iter().find(|(k, _, _)| k == key) {
             Some((_, _, v)) => {
-                let r: Vec<NameRef> =
-                    self.names(v, "a service or zone name").into_iter().map(|(name, pos)| NameRef { name, pos }).collect();
+                let r: Vec<NameRef> = self
+                    .names(v, "a service or zone name")
+                    .into_iter()
+                    .map(|(name, pos)| NameRef { name, pos })
+                    .collect();
                 if r.is_empty() {
                     self.error(v, format!("`{key}` of {what} is empty; name at least one service or zone"));
                 }
                 r
             }
             None => {
-                self.error(owner, format!("{what} needs `{key}:` (a service or zone name, or a list of them)"));
+                self.error(
+                    owner,
+                    format!("{what} needs `{key}:` (a service or zone name, or a list of them)"),
+                );
                 Vec::new()
             }
         }
     }
 
     fn common_ports(&mut self, e: &[Entry], owner: &Y, proto: ProtoSpec, what: &str) -> Vec<PortItem> {
-        let port_nodes: Vec<&Y> = e.iter().filter(|(k, _, _)| k == "port" || k == "ports").map(|(_, _, v)| *v).collect();
+        let port_nodes: Vec<&Y> =
+            e.iter().filter(|(k, _, _)| k == "port" || k == "ports").map(|(_, _, v)| *v).collect();
         if port_nodes.len() > 1 {
             self.error(port_nodes[1], format!("{what} has both `port` and `ports`; keep one"));
         }
@@ -556,10 +595,7 @@ impl Parser<'_> {
     }
 
     fn text(&mut self, e: &[Entry], key: &str) -> String {
-        e.iter()
-            .find(|(k, _, _)| k == key)
-            .and_then(|(_, _, v)| self.scalar(v, key))
-            .unwrap_or_default()
+        e.iter().find(|(k, _, _)| k == key).and_then(|(_, _, v)| self.scalar(v, key)).unwrap_or_default()
     }
 
     fn rule(&mut self, n: &Y) -> Option<Rule> {
@@ -608,7 +644,10 @@ impl Parser<'_> {
         for name in m.services.keys() {
             if let Some(z) = m.zones.get(name) {
                 let pos = z.pos.clone().unwrap_or_else(|| m.services[name].pos.clone());
-                self.error_at(pos, format!("`{name}` is both a zone and a service; rename one (rules name either)"));
+                self.error_at(
+                    pos,
+                    format!("`{name}` is both a zone and a service; rename one (rules name either)"),
+                );
             }
         }
         for name in m.profiles.keys() {
@@ -622,7 +661,10 @@ impl Parser<'_> {
         for p in m.profiles.values() {
             for (var, _, pos) in &p.set {
                 if !m.variables.contains_key(var) {
-                    self.error_at(pos.clone(), format!("profile sets undefined variable `{var}`; declare it under `variables:`"));
+                    self.error_at(
+                        pos.clone(),
+                        format!("profile sets undefined variable `{var}`; declare it under `variables:`"),
+                    );
                 }
             }
         }
@@ -630,14 +672,21 @@ impl Parser<'_> {
             for pl in &s.placements {
                 if let PlacementKind::Zone(z) = &pl.kind {
                     if !m.zones.contains_key(z) {
-                        self.error_at(pl.pos.clone(), format!("service `{sname}` is placed in unknown zone `{z}`; define it under `zones:`"));
+                        self.error_at(
+                            pl.pos.clone(),
+                            format!(
+                                "service `{sname}` is placed in unknown zone `{z}`; define it under `zones:`"
+                            ),
+                        );
                     }
                 }
             }
         }
-        let refs = m.rules.iter().flat_map(|r| r.from.iter().chain(&r.to)).chain(
-            m.exposures.iter().flat_map(|x| x.to.iter().chain(&x.only_from)),
-        );
+        let refs = m
+            .rules
+            .iter()
+            .flat_map(|r| r.from.iter().chain(&r.to))
+            .chain(m.exposures.iter().flat_map(|x| x.to.iter().chain(&x.only_from)));
         for r in refs {
             if !m.is_entity(&r.name) {
                 self.error_at(
@@ -649,7 +698,10 @@ impl Parser<'_> {
         for x in &m.exposures {
             for t in &x.to {
                 if t.name == ANY {
-                    self.error_at(t.pos.clone(), "an exposure constraint protects a service or zone, not `any`".into());
+                    self.error_at(
+                        t.pos.clone(),
+                        "an exposure constraint protects a service or zone, not `any`".into(),
+                    );
                 }
             }
         }
@@ -662,7 +714,10 @@ impl Parser<'_> {
             for n in names {
                 let is_compared = compared.iter().any(|(c, _)| *c == n);
                 if is_compared && !m.variables.contains_key(&n) {
-                    self.error_at(w.pos.clone(), format!("condition compares undefined variable `{n}`; declare it under `variables:`"));
+                    self.error_at(
+                        w.pos.clone(),
+                        format!("condition compares undefined variable `{n}`; declare it under `variables:`"),
+                    );
                 } else if !m.profiles.contains_key(&n) && !m.variables.contains_key(&n) {
                     self.error_at(
                         w.pos.clone(),
@@ -691,7 +746,10 @@ impl Parser<'_> {
         for (t, pos) in templates {
             for v in t.variables() {
                 if !m.variables.contains_key(v) && seen.insert((pos.clone(), v.to_string())) {
-                    self.error_at(pos.clone(), format!("undefined variable `{v}`; declare it under `variables:` with a default"));
+                    self.error_at(
+                        pos.clone(),
+                        format!("undefined variable `{v}`; declare it under `variables:` with a default"),
+                    );
                 }
             }
         }
@@ -708,7 +766,10 @@ impl Parser<'_> {
             if r.id_generated {
                 generated.push((i, true, gen_id(&r.to, &ports, r.proto)));
             } else if let Some(prev) = ids.insert(r.id.clone(), r.pos.clone()) {
-                self.error_at(r.pos.clone(), format!("duplicate id `{}` (first used at {prev}); ids must be unique", r.id));
+                self.error_at(
+                    r.pos.clone(),
+                    format!("duplicate id `{}` (first used at {prev}); ids must be unique", r.id),
+                );
             }
         }
         for (i, x) in m.exposures.iter().enumerate() {
@@ -716,7 +777,10 @@ impl Parser<'_> {
             if x.id_generated {
                 generated.push((i, false, format!("exposure-{}", gen_id(&x.to, &ports, x.proto))));
             } else if let Some(prev) = ids.insert(x.id.clone(), x.pos.clone()) {
-                self.error_at(x.pos.clone(), format!("duplicate id `{}` (first used at {prev}); ids must be unique", x.id));
+                self.error_at(
+                    x.pos.clone(),
+                    format!("duplicate id `{}` (first used at {prev}); ids must be unique", x.id),
+                );
             }
         }
         for (i, is_rule, base) in generated {
@@ -761,11 +825,18 @@ impl Parser<'_> {
         }
     }
 
-    fn eval_ports_or_report(&mut self, ports: &[PortItem], vars: &BTreeMap<String, String>) -> Vec<(u16, u16)> {
+    fn eval_ports_or_report(
+        &mut self,
+        ports: &[PortItem],
+        vars: &BTreeMap<String, String>,
+    ) -> Vec<(u16, u16)> {
         // Undefined variables were reported by `check_names`.
         let defined = |t: &Template| t.variables().all(|v| vars.contains_key(v));
-        let ports: Vec<PortItem> =
-            ports.iter().filter(|p| defined(&p.first) && p.last.as_ref().is_none_or(defined)).cloned().collect();
+        let ports: Vec<PortItem> = ports
+            .iter()
+            .filter(|p| defined(&p.first) && p.last.as_ref().is_none_or(defined))
+            .cloned()
+            .collect();
         match eval_ports(&ports, vars) {
             Ok(p) => p,
             Err((pos, msg)) => {

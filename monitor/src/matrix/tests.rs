@@ -67,7 +67,8 @@ fn yaml_syntax_errors_have_positions() {
 
 #[test]
 fn unknown_service_in_a_rule_points_at_the_name() {
-    let (line, col, msg) = error_of(&format!("{HEAD}rules:\n  - from: web\n    to: [db, dbb]\n    port: 5432\n"));
+    let (line, col, msg) =
+        error_of(&format!("{HEAD}rules:\n  - from: web\n    to: [db, dbb]\n    port: 5432\n"));
     assert_eq!((line, col), (7, 14), "{msg}");
     assert!(msg.contains("unknown service or zone `dbb`"), "{msg}");
     assert!(msg.contains("define it under `services:`"), "{msg}");
@@ -75,22 +76,25 @@ fn unknown_service_in_a_rule_points_at_the_name() {
 
 #[test]
 fn reversed_port_range_is_an_error_with_the_fix() {
-    let (line, col, msg) = error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    ports: 7012-7001\n"));
+    let (line, col, msg) =
+        error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    ports: 7012-7001\n"));
     assert_eq!((line, col), (8, 12), "{msg}");
     assert!(msg.contains("bad port range 7012-7001") && msg.contains("write 7001-7012"), "{msg}");
 }
 
 #[test]
 fn out_of_range_port_is_an_error() {
-    let (line, _, msg) = error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    ports: [22, 70000]\n"));
+    let (line, _, msg) =
+        error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    ports: [22, 70000]\n"));
     assert_eq!(line, 8);
     assert!(msg.contains("\"70000\" is not a number from 1 to 65535"), "{msg}");
 }
 
 #[test]
 fn undefined_variable_is_an_error() {
-    let (line, col, msg) =
-        error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    ports: \"${{base}}-${{base+11}}\"\n"));
+    let (line, col, msg) = error_of(&format!(
+        "{HEAD}rules:\n  - from: web\n    to: db\n    ports: \"${{base}}-${{base+11}}\"\n"
+    ));
     assert_eq!((line, col), (8, 12), "{msg}");
     assert!(msg.contains("undefined variable `base`"), "{msg}");
 }
@@ -107,7 +111,8 @@ fn unknown_profile_in_when_is_an_error() {
 
 #[test]
 fn unknown_keys_list_the_allowed_ones() {
-    let (line, col, msg) = error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    port: 1\n    prot: udp\n"));
+    let (line, col, msg) =
+        error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    port: 1\n    prot: udp\n"));
     assert_eq!((line, col), (9, 5), "{msg}");
     assert!(msg.contains("unknown key `prot`") && msg.contains("proto"), "{msg}");
 }
@@ -117,14 +122,16 @@ fn missing_version_and_bad_proto() {
     let (line, _, msg) = error_of("rules: []\n");
     assert_eq!(line, 1);
     assert!(msg.contains("missing `version: 1`"), "{msg}");
-    let (line, col, msg) = error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    port: 1\n    proto: sctp\n"));
+    let (line, col, msg) =
+        error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    port: 1\n    proto: sctp\n"));
     assert_eq!((line, col), (9, 12), "{msg}");
     assert!(msg.contains("use tcp, udp, both or icmp"), "{msg}");
 }
 
 #[test]
 fn icmp_takes_no_ports_and_tcp_needs_them() {
-    let (line, _, msg) = error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    proto: icmp\n    port: 1\n"));
+    let (line, _, msg) =
+        error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n    proto: icmp\n    port: 1\n"));
     assert_eq!(line, 9);
     assert!(msg.contains("icmp has no ports"), "{msg}");
     let (line, col, msg) = error_of(&format!("{HEAD}rules:\n  - from: web\n    to: db\n"));
@@ -153,7 +160,9 @@ fn duplicate_ids_are_errors() {
 
 #[test]
 fn condition_syntax_errors_point_at_the_condition() {
-    let yaml = format!("{HEAD}profiles:\n  ha: {{}}\nrules:\n  - {{ from: web, to: db, port: 1, when: \"ha &&\" }}\n");
+    let yaml = format!(
+        "{HEAD}profiles:\n  ha: {{}}\nrules:\n  - {{ from: web, to: db, port: 1, when: \"ha &&\" }}\n"
+    );
     let (line, col, msg) = error_of(&yaml);
     assert_eq!((line, col), (8, 41), "{msg}");
     assert!(msg.contains("ends early"), "{msg}");
@@ -206,7 +215,10 @@ fn grpc_port_base_shifts_the_whole_range() {
     let x = m.expand_exposures(&a, true).unwrap();
     let grpc = x.iter().find(|x| x.id == "grpc-cluster-only").unwrap();
     assert_eq!(grpc.ports, vec![(8001, 8012)], "exposures shift too");
-    let e = m.activate(&sel(&[], &[("grpcPortBase", "65530")])).and_then(|a| m.expand_rules(&a, true)).unwrap_err();
+    let e = m
+        .activate(&sel(&[], &[("grpcPortBase", "65530")]))
+        .and_then(|a| m.expand_rules(&a, true))
+        .unwrap_err();
     assert!(e.to_string().contains("matrix.yaml:164:12: error: port \"65541\""), "{e}");
 }
 
@@ -276,7 +288,15 @@ fn generated_ids_and_expansion_suffixes() {
     let ex_ids: Vec<&str> = ex.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(
         ex_ids,
-        vec!["db-1433,5432/web", "db-1433,5432/lan", "db-53-both/tcp", "db-53-both/udp", "db-icmp", "web-80", "web-80-2"]
+        vec![
+            "db-1433,5432/web",
+            "db-1433,5432/lan",
+            "db-53-both/tcp",
+            "db-53-both/udp",
+            "db-icmp",
+            "web-80",
+            "web-80-2"
+        ]
     );
     assert_eq!(ex[0].ports, vec![(1433, 1433), (5432, 5432)]);
     assert!(ex[4].ports.is_empty());
@@ -292,7 +312,10 @@ fn duplicates_overlaps_and_contradictions_are_warnings() {
     let msgs: Vec<String> = w.iter().map(|d| format!("{}: {}", d.pos.line, d.message)).collect();
     assert_eq!(w.len(), 3, "{msgs:#?}");
     assert!(msgs[0].starts_with("9: rule `b` duplicates rule `a` (t.yaml:8)"), "{msgs:#?}");
-    assert!(msgs[1].starts_with("10: rule `c` overlaps rule `a`") && msgs[1].contains("port(s) 5432"), "{msgs:#?}");
+    assert!(
+        msgs[1].starts_with("10: rule `c` overlaps rule `a`") && msgs[1].contains("port(s) 5432"),
+        "{msgs:#?}"
+    );
     assert!(
         msgs[2].starts_with("12: rule `e` documents web -> port(s) 7001, but exposure `x` (t.yaml:14) allows them only from loopback (with profile(s) ha)"),
         "{msgs:#?}"
