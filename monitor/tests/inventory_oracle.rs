@@ -78,7 +78,9 @@ enum AnsibleSays {
 fn run_ansible(file: &Path) -> AnsibleSays {
     let plugin = match file.extension().and_then(|e| e.to_str()) {
         Some("yml" | "yaml") => "yaml",
-        _ => "ini",
+        Some(_) => "ini",
+        // Ansible tries YAML first, then INI, on a file without extension.
+        None => "yaml,ini",
     };
     let home = tempfile::tempdir().expect("temp dir");
     let config = home.path().join("ansible.cfg");
@@ -254,6 +256,8 @@ agrees_with_ansible! {
     yaml_1_1_scalars_anchors_merges => "yaml11.yml",
     yaml_ungrouped_and_top_level => "ungrouped.yml",
     yaml_rp_pam_cluster => "rp-pam.yml",
+    no_extension_ini => "hosts",
+    no_extension_yaml => "cluster",
 }
 
 fn check_rejected(name: &str, line: usize, needle: &str) {

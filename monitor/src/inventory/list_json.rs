@@ -302,10 +302,10 @@ mod tests {
     #[test]
     fn bad_json_points_at_the_element() {
         let text = "{\n  \"web\": {\n    \"hosts\": [\n      \"a\",\n      7\n    ]\n  }\n}\n";
-        let e = parse(text, Path::new("l.json")).err().expect("a number is not a host name");
+        let e = parse(text, Path::new("l.json")).expect_err("a number is not a host name");
         assert_eq!(e.line(), Some(5), "{e}");
         assert!(e.to_string().contains("integer `7`, expected a host name in group \"web\""), "{e}");
-        let e = parse("{\"web\": {\"hosts\": [\"a\"]\n", Path::new("l.json")).err().expect("truncated");
+        let e = parse("{\"web\": {\"hosts\": [\"a\"]\n", Path::new("l.json")).expect_err("truncated");
         assert_eq!(e.line(), Some(2), "{e}");
     }
 }

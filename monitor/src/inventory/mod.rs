@@ -243,3 +243,51 @@ pub fn detect_format(path: &Path, text: &str) -> Format {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_told_apart_by_extension_then_content() {
+        let ini = "[web]\nw1 ansible_host=10.0.0.1\n";
+        let yaml = "all:\n  hosts:\n    w1:\n";
+        let list = r#"{"_meta": {"hostvars": {}}, "all": {"children": ["ungrouped"]}}"#;
+        let yaml_as_json = r#"{"all": {"hosts": {"w1": null}}}"#;
+        let cases = [
+            ("inv.yml", yaml, Format::Yaml),
+            ("inv.YAML", yaml, Format::Yaml),
+            ("inv.ini", ini, Format::Ini),
+            ("inv.cfg", ini, Format::Ini),
+            ("inv.json", list, Format::ListJson),
+            ("inv.json", yaml_as_json, Format::Yaml),
+            ("hosts", ini, Format::Ini),
+            ("hosts", yaml, Format::Yaml),
+            ("hosts", list, Format::ListJson),
+        ];
+        for (name, text, want) in cases {
+            assert_eq!(detect_format(Path::new(name), text), want, "{name}: {text:?}");
+        }
+    }
+
+    #[test]
+    fn unreadable_files_are_errors_naming_the_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("nope.ini");
+        let e = Inventory::load(&missing).expect_err("missing file");
+        assert!(matches!(e, InventoryError::Read { .. }), "{e:?}");
+        assert!(e.to_string().starts_with(&format!("{}: cannot read", missing.display())), "{e}");
+        assert!(Inventory::load(dir.path()).is_err(), "a directory is not an inventory file");
+    }
+
+    #[test]
+    fn group_vars_next_to_the_file_are_reported_not_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("inv.ini");
+        std::fs::write(&file, "[web]\nw1 ansible_host=10.0.0.1\n").expect("write inventory");
+        std::fs::create_dir(dir.path().join("group_vars")).expect("mkdir");
+        let (inv, warnings) = Inventory::load(&file).expect("loads");
+        assert_eq!(inv.hosts_in_group("web").map(|h| h.name.as_str()).collect::<Vec<_>>(), ["w1"]);
+        assert!(warnings.iter().any(|w| w.message.contains("group_vars/")), "{warnings:?}");
+    }
+}

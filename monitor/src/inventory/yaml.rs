@@ -493,7 +493,7 @@ fn parse_group(b: &mut Builder, name_node: &Node, data: &Node) -> Result<String,
                     file,
                     Some(value.line),
                     format!("{k} of group {name:?} is {}, but must be a mapping", value.type_name()),
-                    &format!("write {k} as `name:` entries, one per line (e.g. `node1:` with a trailing colon), not as a list"),
+                    format!("write {k} as `name:` entries, one per line (e.g. `node1:` with a trailing colon), not as a list"),
                 ))
             }
         };
