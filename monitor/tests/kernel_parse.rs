@@ -162,24 +162,30 @@ impl Kernel {
 
     /// Runs one frame and asserts that it passes unchanged.
     fn run(&mut self, frame: &[u8]) {
+        let hook = self.hook;
+        self.try_run(frame).unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN ({hook:?}) failed: {e}"))
+    }
+
+    /// Runs one frame; an error is the test harness refusing the frame.
+    fn try_run(&mut self, frame: &[u8]) -> Result<(), aya::programs::ProgramError> {
         let mut out = vec![0u8; frame.len() + 256];
         let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::new() };
-        let (ret, size) = match self.hook {
+        let size = match self.hook {
             Hook::Xdp => {
                 let p: &mut Xdp = kernel::program(&mut self.ebpf, programs::XDP_INGRESS).unwrap();
-                let r = p.test_run(opts).expect("BPF_PROG_TEST_RUN on xdp_ingress");
+                let r = p.test_run(opts)?;
                 assert_eq!(r.return_value, XDP_PASS, "xdp_ingress must pass every frame: {frame:02x?}");
-                (r.return_value, r.data_size_out)
+                r.data_size_out
             }
             Hook::Tc => {
                 let p: &mut SchedClassifier = kernel::program(&mut self.ebpf, programs::TC_INGRESS).unwrap();
-                let r = p.test_run(opts).expect("BPF_PROG_TEST_RUN on tc_ingress");
+                let r = p.test_run(opts)?;
                 assert_eq!(r.return_value, TC_ACT_UNSPEC, "tc_ingress must pass every frame: {frame:02x?}");
-                (r.return_value, r.data_size_out)
+                r.data_size_out
             }
         };
-        let _ = ret;
         assert_eq!(&out[..size as usize], frame, "the program must not alter the frame");
+        Ok(())
     }
 
     fn stats(&self) -> BTreeMap<&'static str, u64> {
