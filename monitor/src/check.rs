@@ -84,15 +84,18 @@ fn names(s: &SideInfo) -> Names {
 
 /// Why a documented flow failed, if it did. The reason starts with one of
 /// the tokens of docs/alerts.md: `refused`, `unanswered`, `icmp NAME`.
+///
+/// Only TCP can be unanswered: a datagram without a reply proves nothing
+/// (syslog, SNMP traps and heartbeats never answer), so UDP and ICMP are
+/// blocked only when an ICMP error says so.
 fn blocked_reason(flow: &Flow) -> Option<String> {
     match flow.state {
         FlowState::Refused => {
             Some("refused: the server answered the connection attempt with a TCP reset".into())
         }
-        FlowState::Unanswered => Some(match flow.proto {
-            Proto::Tcp => "unanswered: the SYN got no answer within the answer timeout".into(),
-            _ => "unanswered: nothing came back within the answer timeout".into(),
-        }),
+        FlowState::Unanswered if flow.proto == Proto::Tcp => {
+            Some("unanswered: the SYN got no answer within the answer timeout".into())
+        }
         FlowState::IcmpUnreachable => {
             let i = flow.icmp_error.expect("an icmp-unreachable flow carries its ICMP error");
             Some(format!(
@@ -297,5 +300,192 @@ fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S:
     match t {
         Some(t) => ser_time(t, s),
         None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, time::Duration};
+
+    use monitor_common::{initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, IcmpError};
+
+    use super::*;
+    use crate::{
+        engine::Selection,
+        flow::{addr_key, EpochClock, NoHint},
+        matrix::Matrix,
+    };
+
+    const MATRIX: &str = r#"
+version: 1
+zones:
+  servers: {cidrs: ["10.0.1.0/24"]}
+  clients: {cidrs: ["10.0.2.0/24"]}
+services:
+  app: {cidr: 10.0.1.10/32}
+  logs: {cidr: 10.0.1.20/32}
+rules:
+  - {id: web, from: clients, to: app, port: 443}
+  - {id: syslog, from: app, to: logs, port: 514, proto: udp}
+  - {id: admin, from: app, to: app, port: 9000}
+exposure:
+  - {id: admin-local, to: app, port: 9000, only_from: [app]}
+"#;
+
+    const APP: &str = "10.0.1.10";
+    const LOGS: &str = "10.0.1.20";
+    const CLIENT: &str = "10.0.2.7";
+    const NOW: u64 = 1_775_469_600_000_000_000;
+    const SEC: u64 = 1_000_000_000;
+    const SYN: u32 = tcp_flag::SYN;
+    const SYN_ACK: u32 = tcp_flag::SYN_ACK | tcp_flag::ACK;
+    const RST: u32 = tcp_flag::RST | tcp_flag::ACK;
+
+    fn engine() -> Engine {
+        let (m, _) = Matrix::from_str(MATRIX, "test.yaml", Path::new(".")).expect("test matrix");
+        Engine::new(&m, None, &Selection::default()).expect("engine")
+    }
+
+    /// A flow from `client:40000` to `server:port` whose first packet came
+    /// `age` seconds before the end of the capture: TCP with the flags seen
+    /// each way, or a datagram flow with `replies` packets back.
+    fn entry(
+        p: u8,
+        client: &str,
+        server: &str,
+        port: u16,
+        flags: (u32, u32),
+        replies: u64,
+        age: u64,
+    ) -> (FlowKey, FlowValue) {
+        let (key, c2s) = FlowKey::canonical(
+            addr_key(client.parse().unwrap()),
+            40000,
+            addr_key(server.parse().unwrap()),
+            port,
+            p,
+        );
+        let s2c = 1 - c2s;
+        let mut v = FlowValue {
+            first_seen_ns: NOW - age * SEC,
+            last_seen_ns: NOW - age * SEC,
+            initiator: if c2s == 0 { side::A } else { side::B },
+            initiator_how: if p == proto::TCP { initiator_how::TCP_SYN } else { initiator_how::FIRST_PACKET },
+            ..FlowValue::default()
+        };
+        v.packets[c2s] = 1;
+        v.packets[s2c] = replies;
+        v.tcp_flags[c2s] = flags.0;
+        v.tcp_flags[s2c] = flags.1;
+        (key, v)
+    }
+
+    fn tcp(server: &str, port: u16, flags: (u32, u32), age: u64) -> (FlowKey, FlowValue) {
+        entry(proto::TCP, CLIENT, server, port, flags, u64::from(flags.1 != 0), age)
+    }
+
+    fn to_flow((k, v): (FlowKey, FlowValue)) -> Flow {
+        Flow::from_entry(&k, &v, &EpochClock { now_ns: NOW }, &NoHint, Duration::from_secs(3)).unwrap()
+    }
+
+    fn judge(e: &Engine, entry: (FlowKey, FlowValue)) -> (Flow, Outcome) {
+        let f = to_flow(entry);
+        let (_, o) = assess(e, &f);
+        (f, o)
+    }
+
+    fn finding(o: &Outcome) -> &Alert {
+        match o {
+            Outcome::Finding(a) => a,
+            other => panic!("want a finding, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_documented_working_flow_conforms() {
+        let (_, o) = judge(&engine(), tcp(APP, 443, (SYN | tcp_flag::ACK, SYN_ACK), 10));
+        assert_eq!(o, Outcome::Conforming);
+    }
+
+    #[test]
+    fn documented_tcp_failures_are_blocked_with_their_rule() {
+        let e = engine();
+        let (_, o) = judge(&e, tcp(APP, 443, (SYN, 0), 10));
+        let a = finding(&o);
+        assert_eq!((a.kind, a.rule.as_deref()), (Kind::Blocked, Some("web")));
+        assert!(a.reason.starts_with("unanswered"), "{}", a.reason);
+
+        let (_, o) = judge(&e, tcp(APP, 443, (SYN, RST), 10));
+        assert!(finding(&o).reason.starts_with("refused"), "{o:?}");
+
+        // Younger than the answer timeout: not yet a failure.
+        let (_, o) = judge(&e, tcp(APP, 443, (SYN, 0), 1));
+        assert_eq!(o, Outcome::Conforming);
+    }
+
+    #[test]
+    fn udp_without_reply_is_not_blocked_but_an_icmp_error_is() {
+        let e = engine();
+        let (f, o) = judge(&e, entry(proto::UDP, APP, LOGS, 514, (0, 0), 0, 10));
+        assert_eq!((f.state, o), (FlowState::Unanswered, Outcome::Conforming));
+
+        let (k, mut v) = entry(proto::UDP, APP, LOGS, 514, (0, 0), 0, 10);
+        v.icmp_error = IcmpError { v6: false, icmp_type: 3, code: 3, quoted_side: v.initiator }.pack();
+        let (_, o) = judge(&e, (k, v));
+        let a = finding(&o);
+        assert_eq!((a.kind, a.rule.as_deref()), (Kind::Blocked, Some("syslog")));
+        assert!(a.reason.starts_with("icmp port-unreachable"), "{}", a.reason);
+        assert_eq!(a.icmp.map(|i| (i.icmp_type, i.code)), Some((3, 3)));
+    }
+
+    #[test]
+    fn exposure_is_a_finding_only_when_the_server_answers() {
+        let e = engine();
+        let (_, o) = judge(&e, tcp(APP, 9000, (SYN | tcp_flag::ACK, SYN_ACK), 10));
+        let a = finding(&o);
+        assert_eq!((a.kind, a.rule.as_deref()), (Kind::Exposed, Some("admin-local")));
+        assert!(a.reason.ends_with("the server answered (SYN-ACK)"), "{}", a.reason);
+        assert_eq!(a.dst.names.service.as_deref(), Some("app"));
+        assert_eq!(a.src.names.zone.as_deref(), Some("clients"));
+
+        for (answer, age) in [(0, 10), (RST, 10), (0, 1)] {
+            let (_, o) = judge(&e, tcp(APP, 9000, (SYN, answer), age));
+            assert_eq!(o, Outcome::ExposedUnanswered, "answer {answer:#x}, age {age}s");
+        }
+    }
+
+    #[test]
+    fn undocumented_flows_are_unexpected_even_when_they_fail() {
+        let e = engine();
+        let (_, o) = judge(&e, tcp(LOGS, 514, (SYN, 0), 10));
+        let a = finding(&o);
+        assert_eq!((a.kind, a.rule.as_deref(), a.state), (Kind::Unexpected, None, FlowState::Unanswered));
+        // Port 514 is documented over UDP from app only: that rule is the nearest.
+        let (_, o) = judge(&e, entry(proto::UDP, CLIENT, LOGS, 514, (0, 0), 1, 10));
+        assert_eq!(finding(&o).closest, vec!["syslog".to_string()]);
+    }
+
+    #[test]
+    fn the_tally_counts_outcomes_and_lists_rules_never_seen() {
+        let e = engine();
+        let mut t = Tally::default();
+        for entry in [
+            tcp(APP, 443, (SYN | tcp_flag::ACK, SYN_ACK), 10),
+            tcp(APP, 443, (SYN, 0), 10),
+            tcp(APP, 443, (SYN, 0), 1),
+            tcp(APP, 9000, (SYN, 0), 10),
+            tcp(LOGS, 22, (SYN, SYN_ACK), 10),
+        ] {
+            let f = to_flow(entry);
+            let (v, o) = assess(&e, &f);
+            t.add(&f, &v, &o);
+        }
+        assert_eq!(
+            (t.flows, t.conforming, t.blocked, t.exposed_unanswered, t.unexpected, t.awaiting),
+            (5, 2, 1, 1, 1, 1)
+        );
+        assert_eq!(t.findings(), 2);
+        let unused: Vec<String> = t.unused_rules(&e).into_iter().map(|r| r.id).collect();
+        assert_eq!(unused, vec!["syslog".to_string(), "admin".to_string()]);
     }
 }
