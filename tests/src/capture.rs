@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use crate::{cmd, netns::NetNs};
 
@@ -36,9 +36,24 @@ impl Capture {
         let path = dir.path().join("capture.pcap");
         let mut command = ns.command("tcpdump");
         // -U: write each packet at once; -Z root: Debian's tcpdump otherwise
-        // drops to a user that cannot write into our directory.
+        // drops to a user that cannot write into our directory. A short snap
+        // length (headers only; orig_len keeps the size) and a 32 MiB buffer
+        // give the ring thousands of slots, so a busy CPU loses no frame.
         command
-            .args(["-i", iface, "-n", "-U", "-Z", "root", "--immediate-mode", "-w"])
+            .args([
+                "-i",
+                iface,
+                "-n",
+                "-U",
+                "-Z",
+                "root",
+                "--immediate-mode",
+                "-s",
+                "256",
+                "-B",
+                "32768",
+                "-w",
+            ])
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -156,9 +171,19 @@ impl Tally {
             .unwrap_or_else(|e| panic!("{}: not a pcap file: {e}", path.display()));
         let mut frames = Vec::new();
         let mut index = 0usize;
-        while let Some(pkt) = reader.next_packet() {
+        // Raw records: pcap-file's checked packets reject orig_len above the
+        // snap length, which is what a short snap length produces.
+        while let Some(pkt) = reader.next_raw_packet() {
             index += 1;
             let pkt = pkt.unwrap_or_else(|e| panic!("{}: frame {index}: {e}", path.display()));
+            assert!(
+                pkt.incl_len <= pkt.orig_len && pkt.incl_len as usize == pkt.data.len(),
+                "{}: frame {index}: inconsistent lengths (incl {}, orig {}, data {})",
+                path.display(),
+                pkt.incl_len,
+                pkt.orig_len,
+                pkt.data.len()
+            );
             frames.push(classify(&pkt.data, pkt.orig_len as u64).unwrap_or_else(|e| {
                 panic!("{}: frame {index} ({} bytes) does not parse: {e}", path.display(), pkt.orig_len)
             }));
@@ -211,14 +236,20 @@ fn kind_proto(f: &Frame) -> Option<&'static str> {
 }
 
 fn classify(data: &[u8], len: u64) -> Result<Frame, String> {
-    let p = SlicedPacket::from_ethernet(data).map_err(|e| e.to_string())?;
+    // Lax: frames are cut at the snap length, headers are all there.
+    let p = LaxSlicedPacket::from_ethernet(data).map_err(|e| e.to_string())?;
     let vlan = !p.link_exts.is_empty();
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
     let (src_ip, dst_ip): (IpAddr, IpAddr) = match &p.net {
-        Some(NetSlice::Ipv4(s)) => (s.header().source_addr().into(), s.header().destination_addr().into()),
-        Some(NetSlice::Ipv6(s)) => (s.header().source_addr().into(), s.header().destination_addr().into()),
+        Some(LaxNetSlice::Ipv4(s)) => (s.header().source_addr().into(), s.header().destination_addr().into()),
+        Some(LaxNetSlice::Ipv6(s)) => (s.header().source_addr().into(), s.header().destination_addr().into()),
         _ => return Ok(Frame { src: unspecified, dst: unspecified, kind: Kind::NotIp, len, vlan }),
     };
+    if p.transport.is_none() {
+        if let Some((e, layer)) = &p.stop_err {
+            return Err(format!("{src_ip} -> {dst_ip}: {layer:?}: {e}"));
+        }
+    }
     let (sport, dport, kind) = match &p.transport {
         Some(TransportSlice::Tcp(t)) => (
             t.source_port(),

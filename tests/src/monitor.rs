@@ -136,9 +136,15 @@ impl Monitor {
 
     /// Sends SIGTERM, waits (up to 15 s) for the exit and returns everything
     /// it printed.
-    pub fn stop(mut self) -> MonitorOutput {
+    pub fn stop(self) -> MonitorOutput {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `signal` (SIGTERM, SIGINT), waits up to 15 s for the exit and
+    /// returns everything it printed.
+    pub fn stop_with(mut self, signal: i32) -> MonitorOutput {
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         self.wait(Duration::from_secs(15))
     }
 

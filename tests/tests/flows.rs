@@ -8,9 +8,9 @@
 //! - a tcpdump capture on `veth-b` (the same skbs `veth-a` sends and
 //!   receives), for exact packets and bytes of small-message traffic, where
 //!   every captured frame is a wire frame (checked against the MTU);
-//! - the stacks' own `Tcp OutSegs` counters in `a` and `b` for bulk
-//!   transfers, where TC sees GSO super-packets: the monitor counts a
-//!   super-packet as its `gso_segs` wire segments, as the stack does.
+//! - the stacks' own `Tcp OutSegs + RetransSegs` counters in `a` and `b`
+//!   for bulk transfers, where TC sees GSO super-packets: the monitor counts
+//!   a super-packet as its `gso_segs` wire segments, as the stack does.
 //!
 //! The final table is the last occurrence of each (proto, client, server)
 //! in the output (see `monitor_tests::monitor`).
@@ -181,14 +181,16 @@ fn tcp_bulk_counts_segments(attach: &str) {
     let p = Pair::new();
     let mut report = None;
     let mut segs = (0, 0);
+    // OutSegs leaves out retransmissions (RFC 1213): add RetransSegs.
+    let sent = |ns: &monitor_tests::NetNs| ns.snmp("Tcp", "OutSegs") + ns.snmp("Tcp", "RetransSegs");
     let run = monitored_with(&p, attach, &[], false, || {
-        let (a0, b0) = (p.a.snmp("Tcp", "OutSegs"), p.b.snmp("Tcp", "OutSegs"));
+        let (a0, b0) = (sent(&p.a), sent(&p.b));
         let server = traffic::TcpEchoServer::start(&p.b, Pair::addr_b(false, 7010), 1);
         report = Some(traffic::tcp_bulk_client(&p.a, server.addr, TOTAL));
         server.join();
         // Let the closing handshake finish before reading the counters.
         std::thread::sleep(Duration::from_millis(300));
-        segs = (p.a.snmp("Tcp", "OutSegs") - a0, p.b.snmp("Tcp", "OutSegs") - b0);
+        segs = (sent(&p.a) - a0, sent(&p.b) - b0);
     });
     let r = report.expect("bulk client ran");
     assert_eq!(r.received, TOTAL as u64, "echo incomplete");
@@ -197,7 +199,7 @@ fn tcp_bulk_counts_segments(attach: &str) {
     assert_eq!(
         (f.to_server.packets, f.to_client.packets),
         segs,
-        "{what}: packets differ from the stacks' Tcp OutSegs (a, b); flow {f:#?}"
+        "{what}: packets differ from the stacks' Tcp OutSegs + RetransSegs (a, b); flow {f:#?}"
     );
     // Every IPv4 TCP segment has 14 + 20 + 20..60 bytes of headers.
     for (dir, c, s) in [("to_server", f.to_server, segs.0), ("to_client", f.to_client, segs.1)] {
@@ -508,6 +510,28 @@ fn prints_every_interval_and_stats_on_exit() {
         "flows from another interface:\n{}",
         table(&flows)
     );
+}
+
+#[test]
+fn final_table_is_printed_on_sigint() {
+    let p = Pair::new();
+    // No interval passes: the only table is the one printed on exit.
+    let mut mon = Monitor::start(
+        &p.a,
+        &["flows", "--iface", Pair::IF_A, "--format", "json", "--interval", "60", "--attach", "tc"],
+    );
+    let attached = mon.wait_attached(&p.a, Pair::IF_A);
+    let ping = traffic::ping(&p.a, Pair::B4.into(), 3, 8);
+    let out = mon.stop_with(libc::SIGINT);
+    out.assert_success();
+    assert_left_nothing(&p.a, Pair::IF_A, &attached);
+    let f = out.flow(
+        "icmp",
+        SocketAddr::new(Pair::A4.into(), ping.id),
+        SocketAddr::new(Pair::B4.into(), ping.id),
+    );
+    assert_eq!((f.to_server.packets, f.to_client.packets), (3, 3), "{f:#?}");
+    assert!(out.stat("tracked") >= 6, "{:?}", out.stats_line());
 }
 
 #[test]
