@@ -5,7 +5,7 @@
 //! (`monitor-ebpf/src/parse.rs`) is compiled into this module, so a frame is
 //! classified here exactly as the XDP/TC programs classify it. Only the flow
 //! table update of `monitor-ebpf/src/flow.rs` is written again, because the
-//! kernel version works on BPF maps; keep [`Tracker::track`] in step with it.
+//! kernel version works on BPF maps; keep `Tracker::track` in step with it.
 //!
 //! Differences from the kernel, all forced by replaying a file:
 //! - the table never evicts (the kernel's is an LRU of bounded size), so

@@ -196,6 +196,27 @@ fn bad_input_exits_2_and_names_the_file() {
 }
 
 #[test]
+fn an_empty_capture_conforms_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pcap");
+    pcap_file::pcap::PcapWriter::new(std::fs::File::create(&empty).unwrap()).unwrap();
+    let m = example("matrix.yaml");
+    let out = monitor(&[
+        "check",
+        "--matrix",
+        m.to_str().unwrap(),
+        "--pcap",
+        empty.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("one summary line");
+    assert_eq!((s["packets"].as_u64(), s["flows"].as_u64()), (Some(0), Some(0)));
+    assert!(s["first_packet"].is_null() && s["last_packet"].is_null(), "{s}");
+}
+
+#[test]
 fn help_documents_the_exit_status() {
     let out = monitor(&["check", "--help"]);
     let help = String::from_utf8(out.stdout).unwrap();

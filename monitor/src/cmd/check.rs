@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => {
             let (inv, warnings) = Inventory::load(path)?;
             for w in &warnings {
-                eprintln!("monitor: {}: warning: {}", w.file.display(), w.message);
+                eprintln!("monitor: warning: {w}");
             }
             Some(inv)
         }
