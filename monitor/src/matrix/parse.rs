@@ -67,7 +67,7 @@ pub(super) fn parse(text: &str, file: &str, dir: &Path) -> Result<(Matrix, Vec<D
     }
 }
 
-const TOP_KEYS: &[&str] = &[
+pub(super) const TOP_KEYS: &[&str] = &[
     "version",
     "description",
     "variables",
@@ -78,7 +78,7 @@ const TOP_KEYS: &[&str] = &[
     "rules",
     "exposure",
 ];
-const SERVICE_KEYS: &[&str] = &[
+pub(super) const SERVICE_KEYS: &[&str] = &[
     "description",
     "group",
     "groups",
@@ -92,8 +92,9 @@ const SERVICE_KEYS: &[&str] = &[
     "fqdns",
     "prefixes",
 ];
-const RULE_KEYS: &[&str] = &["id", "from", "to", "port", "ports", "proto", "purpose", "when"];
-const EXPOSURE_KEYS: &[&str] = &["id", "to", "port", "ports", "proto", "only_from", "purpose", "when"];
+pub(super) const RULE_KEYS: &[&str] = &["id", "from", "to", "port", "ports", "proto", "purpose", "when"];
+pub(super) const EXPOSURE_KEYS: &[&str] =
+    &["id", "to", "port", "ports", "proto", "only_from", "purpose", "when"];
 
 impl Parser<'_> {
     fn pos(&self, n: &Y) -> Pos {
@@ -148,6 +149,10 @@ impl Parser<'_> {
     }
 
     fn scalar(&mut self, n: &Y, what: &str) -> Option<String> {
+        if let Some(tag) = custom_tag(n) {
+            self.error(n, format!("YAML reads `{tag}` as a tag, not as text; quote it, e.g. \"{tag}\""));
+            return None;
+        }
         let s = scalar_text(n);
         if s.is_none() {
             self.error(n, format!("{what} must be a single value, not {}", kind(n)));
@@ -909,6 +914,16 @@ fn scalar_text(n: &Y) -> Option<String> {
         YamlData::Tagged(_, inner) => scalar_text(inner),
         _ => None,
     }
+}
+
+/// A `!name` tag that YAML took from what was meant as text (`when: !ha`).
+fn custom_tag(n: &Y) -> Option<String> {
+    let tag = match &n.data {
+        YamlData::Tagged(tag, _) => tag.as_ref(),
+        YamlData::Representation(_, _, Some(tag)) => tag.as_ref(),
+        _ => return None,
+    };
+    (!tag.is_yaml_core_schema()).then(|| format!("{}{}", tag.handle, tag.suffix))
 }
 
 fn kind(n: &Y) -> &'static str {

@@ -345,3 +345,32 @@ fn fqdn_patterns_match_names_below_a_wildcard() {
     assert!(!p.matches("microsoft.com") && !p.matches("evilmicrosoft.com"));
     assert!(FqdnPattern::new("bad name").is_err());
 }
+
+#[test]
+fn the_json_schema_knows_every_key_the_parser_accepts() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/matrix.schema.json");
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v["properties"].as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let sorted = |k: &[&str]| {
+        let mut v: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(keys(&s), sorted(parse::TOP_KEYS));
+    assert_eq!(keys(&s["$defs"]["service"]), sorted(parse::SERVICE_KEYS));
+    assert_eq!(keys(&s["$defs"]["rule"]), sorted(parse::RULE_KEYS));
+    assert_eq!(keys(&s["$defs"]["exposure"]), sorted(parse::EXPOSURE_KEYS));
+}
+
+#[test]
+fn an_unquoted_negation_is_explained() {
+    let (line, _, msg) = error_of(&format!(
+        "{HEAD}profiles:\n  ha: {{}}\nrules:\n  - from: web\n    to: db\n    port: 1\n    when: !ha\n"
+    ));
+    assert_eq!(line, 11);
+    assert!(msg.contains("quote it"), "{msg}");
+}
