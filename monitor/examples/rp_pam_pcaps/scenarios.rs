@@ -1,15 +1,12 @@
-//! Writes the example captures of examples/rp-pam/pcaps/: RP-PAM traffic
-//! that conforms to the matrix, and one capture per kind of finding.
+//! The example captures of examples/rp-pam/pcaps/: RP-PAM traffic that
+//! conforms to the matrix, and one capture per kind of finding.
 //!
-//! ```text
-//! cargo run -p monitor --example rp_pam_pcaps -- examples/rp-pam/pcaps
-//! ```
-//!
-//! Frames are real Ethernet/IPv4/TCP/UDP/ICMP (etherparse builds them, with
-//! checksums), written with a pcap writer; the output is byte-for-byte the
-//! same on every run, so the committed files can be regenerated and diffed.
+//! Frames are real Ethernet/IPv4/TCP/ICMP (etherparse builds them, with
+//! checksums), written with a pcap writer. The bytes are the same on every
+//! run: monitor/tests/pcap_examples.rs checks that the committed files are
+//! exactly what this writes.
 
-use std::{fs::File, io::BufWriter, net::Ipv4Addr, path::Path, time::Duration};
+use std::{net::Ipv4Addr, time::Duration};
 
 use etherparse::PacketBuilder;
 use pcap_file::{
@@ -213,20 +210,17 @@ fn blocked() -> Capture {
     c
 }
 
-fn write_pcap(path: &Path, cap: &Capture) {
-    let file =
-        BufWriter::new(File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display())));
-    let mut w = PcapWriter::new(file).expect("pcap header");
+fn pcap(cap: &Capture) -> Vec<u8> {
+    let mut w = PcapWriter::new(Vec::new()).expect("pcap header");
     for (ts, frame) in &cap.frames {
         w.write_packet(&PcapPacket::new(*ts, frame.len() as u32, frame)).expect("write packet");
     }
+    w.into_writer()
 }
 
 /// pcapng with nanosecond timestamps (if_tsresol 9), as dumpcap can write.
-fn write_pcapng(path: &Path, cap: &Capture) {
-    let file =
-        BufWriter::new(File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display())));
-    let mut w = PcapNgWriter::new(file).expect("pcapng section header");
+fn pcapng(cap: &Capture) -> Vec<u8> {
+    let mut w = PcapNgWriter::new(Vec::new()).expect("pcapng section header");
     w.write_pcapng_block(InterfaceDescriptionBlock {
         linktype: DataLink::ETHERNET,
         snaplen: 262_144,
@@ -243,15 +237,15 @@ fn write_pcapng(path: &Path, cap: &Capture) {
         })
         .expect("packet block");
     }
+    w.into_inner()
 }
 
-fn main() {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "examples/rp-pam/pcaps".into());
-    let dir = Path::new(&dir);
-    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    write_pcap(&dir.join("conforming.pcap"), &conforming());
-    write_pcap(&dir.join("unexpected.pcap"), &unexpected());
-    write_pcap(&dir.join("exposed-single-node.pcap"), &exposed_single_node());
-    write_pcapng(&dir.join("blocked.pcapng"), &blocked());
-    println!("wrote 4 captures to {}", dir.display());
+/// Every example capture: file name and contents.
+pub fn captures() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("conforming.pcap", pcap(&conforming())),
+        ("unexpected.pcap", pcap(&unexpected())),
+        ("exposed-single-node.pcap", pcap(&exposed_single_node())),
+        ("blocked.pcapng", pcapng(&blocked())),
+    ]
 }
