@@ -170,6 +170,32 @@ fn pcapng_honours_each_interface_resolution_and_link_type() {
 }
 
 #[test]
+fn big_endian_pcapng_reads_like_little_endian() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("be.pcapng");
+    let mut w = PcapNgWriter::with_endianness(fs::File::create(&path).unwrap(), Endianness::Big).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::RAW,
+        snaplen: 0,
+        options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+    })
+    .unwrap();
+    let f = udp_l3(12);
+    w.write_pcapng_block(EnhancedPacketBlock {
+        interface_id: 0,
+        timestamp: TS,
+        original_len: f.len() as u32,
+        data: f.as_slice().into(),
+        options: vec![],
+    })
+    .unwrap();
+    drop(w);
+    let (ts, links, t, _) = read(&path);
+    assert_eq!((ts, links), (vec![ns(TS)], vec![LinkKind::RawIp]));
+    assert_eq!(t.stats().get(Stat::Tracked), 1);
+}
+
+#[test]
 fn pcapng_simple_packets_take_the_previous_timestamp() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("simple.pcapng");
