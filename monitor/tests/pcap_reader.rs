@@ -269,6 +269,47 @@ fn a_truncated_pcapng_block_is_reported() {
 }
 
 #[test]
+fn a_corrupt_pcapng_block_is_malformed_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.pcapng");
+    let mut w = PcapNgWriter::new(fs::File::create(&path).unwrap()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 0,
+        options: vec![],
+    })
+    .unwrap();
+    let f = udp_eth(1);
+    for _ in 0..2 {
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: TS,
+            original_len: f.len() as u32,
+            data: f.as_slice().into(),
+            options: vec![],
+        })
+        .unwrap();
+    }
+    drop(w);
+    let mut bytes = fs::read(&path).unwrap();
+    // The second packet block's trailing length no longer matches its header.
+    let end = bytes.len();
+    bytes[end - 4..].copy_from_slice(&7u32.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let mut seen = 0;
+    let err = pcap::for_each_packet(&path, |_| seen += 1).unwrap_err();
+    assert_eq!(seen, 1, "the packet before the damage is read");
+    match &err {
+        PcapError::Malformed { packet, offset, .. } => {
+            let epb = (end as u64 - 28 - 20) / 2;
+            assert_eq!((*packet, *offset), (2, 28 + 20 + epb))
+        }
+        other => panic!("want Malformed, got {other:?}"),
+    }
+    assert!(err.to_string().contains("corrupt.pcapng"), "{err}");
+}
+
+#[test]
 fn garbage_and_empty_files_are_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("capture.txt");
