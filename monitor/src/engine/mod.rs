@@ -579,8 +579,9 @@ fn invalid(pos: &crate::matrix::Pos, message: String) -> EngineError {
     }]))
 }
 
-/// Cuts the port space into intervals of constant candidates.
-/// `items`: (first, last, is_rule, index).
+/// Cuts the port space into intervals of constant candidates, by a sweep
+/// over the range ends. `items`: (first, last, is_rule, index). Candidates
+/// of an interval are in file order, so a verdict names the first rule.
 fn port_table(
     items: &[(u16, u16, bool, u32)],
     rule_entities: &[(u32, u32)],
@@ -595,17 +596,26 @@ fn port_table(
     }
     bounds.sort_unstable();
     bounds.dedup();
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| items[i].0);
+    let mut next = 0;
+    let mut active: Vec<(bool, u32, u16)> = Vec::new();
     let mut t = PortTable::default();
     for &x in bounds.iter().filter(|&&x| x <= u16::MAX as u32) {
+        while next < order.len() && items[order[next]].0 as u32 <= x {
+            let (_, b, is_rule, i) = items[order[next]];
+            active.push((!is_rule, i, b));
+            next += 1;
+        }
+        active.retain(|&(_, _, b)| b as u32 >= x);
+        active.sort_unstable();
         let r0 = rule_cands.len() as u32;
         let x0 = exp_cands.len() as u32;
-        for &(a, b, is_rule, i) in items {
-            if (a as u32) <= x && x <= b as u32 {
-                if is_rule {
-                    rule_cands.push(RuleCand { rule: i, source: rule_entities[i as usize].0 });
-                } else {
-                    exp_cands.push(ExpCand { exposure: i, mask: exp_mask[i as usize] });
-                }
+        for &(is_exposure, i, _) in &active {
+            if is_exposure {
+                exp_cands.push(ExpCand { exposure: i, mask: exp_mask[i as usize] });
+            } else {
+                rule_cands.push(RuleCand { rule: i, source: rule_entities[i as usize].0 });
             }
         }
         t.starts.push(x as u16);

@@ -261,3 +261,27 @@ fn unknown_selection_is_an_engine_error() {
     let err = Engine::new(&m, None, &sel(&["cluster"], &[])).err().expect("unknown profile must fail");
     assert!(err.to_string().contains("unknown profile `cluster`"), "{err}");
 }
+
+#[test]
+fn overlapping_ranges_keep_every_candidate_in_file_order() {
+    let yaml = "version: 1\nzones:\n  lan: [10.0.0.0/8]\nservices:\n  app: { cidr: 10.0.0.1 }\n  ops: { cidr: 10.0.0.2 }\nrules:\n  - { id: wide, from: lan, to: app, ports: 1000-2000 }\n  - { id: narrow, from: ops, to: app, ports: [1500, 1990-2010] }\n  - { id: other, from: ops, to: app, port: 2005 }\n";
+    let (m, _) = Matrix::from_str(yaml, "t.yaml", Path::new(".")).unwrap();
+    let e = Engine::new(&m, None, &Selection::default()).unwrap();
+    let ids = |port| {
+        let f = q("10.0.0.2", "10.0.0.1", port);
+        e.explain(&f, &e.verdict(&f)).rules
+    };
+    assert_eq!(ids(999), Vec::<String>::new());
+    assert_eq!(ids(1000), vec!["wide"]);
+    assert_eq!(ids(1500), vec!["wide", "narrow"]);
+    assert_eq!(ids(1501), vec!["wide"]);
+    assert_eq!(ids(2000), vec!["wide", "narrow"]);
+    assert_eq!(ids(2005), vec!["narrow", "other"]);
+    assert_eq!(ids(2011), Vec::<String>::new());
+    assert_eq!(
+        e.rule(e.verdict(&q("10.0.0.2", "10.0.0.1", 1500)).rule.unwrap()).id,
+        "wide",
+        "first in file order"
+    );
+    assert_eq!(ids(65535), Vec::<String>::new());
+}

@@ -111,6 +111,23 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
         }
     }
 
+    // The same CIDR in two zones: the zone of its addresses is arbitrary.
+    let mut zone_nets: BTreeMap<ipnet::IpNet, (&str, &super::Pos)> = BTreeMap::new();
+    for (name, z) in &m.zones {
+        for (t, pos) in &z.cidrs {
+            let Ok(net) = t.eval(&defaults).and_then(|s| super::expand::parse_net(&s)) else { continue };
+            match zone_nets.get(&net) {
+                Some((other, _)) if *other != name.as_str() => out.push(warn(
+                    pos,
+                    format!("{net} is in zones `{other}` and `{name}`; an address has one zone, so give one of them a narrower CIDR"),
+                )),
+                _ => {
+                    zone_nets.insert(net, (name.as_str(), pos));
+                }
+            }
+        }
+    }
+
     // Definitions nothing uses.
     let mut used: BTreeSet<&str> = BTreeSet::new();
     for r in &m.rules {

@@ -374,3 +374,13 @@ fn an_unquoted_negation_is_explained() {
     assert_eq!(line, 11);
     assert!(msg.contains("quote it"), "{msg}");
 }
+
+#[test]
+fn one_cidr_in_two_zones_is_a_warning() {
+    let yaml =
+        "version: 1\nzones:\n  a: [10.0.0.0/8]\n  b: [10.0.0.0/8]\nrules:\n  - { from: a, to: b, port: 1 }\n";
+    let (_, w) = load(yaml).unwrap();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(w[0].pos.line, 4);
+    assert!(w[0].message.contains("10.0.0.0/8 is in zones `a` and `b`"), "{}", w[0].message);
+}
