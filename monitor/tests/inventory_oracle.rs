@@ -117,6 +117,19 @@ struct Oracle {
     hostvars: BTreeMap<String, serde_json::Map<String, Value>>,
 }
 
+/// ansible-inventory writes `!unsafe` strings as `{"__ansible_unsafe": s}`;
+/// the inventory keeps them as plain strings.
+fn untag(v: &Value) -> Value {
+    match v {
+        Value::Object(o) if o.len() == 1 && o.contains_key("__ansible_unsafe") => {
+            o["__ansible_unsafe"].clone()
+        }
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), untag(v))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(untag).collect()),
+        other => other.clone(),
+    }
+}
+
 fn names(v: Option<&Value>) -> BTreeSet<String> {
     v.and_then(Value::as_array)
         .map(|a| a.iter().map(|s| s.as_str().expect("names are strings").to_string()).collect())
@@ -158,7 +171,10 @@ impl Oracle {
             .as_object()
             .map(|o| {
                 o.iter()
-                    .map(|(h, v)| (h.clone(), v.as_object().expect("hostvars are objects").clone()))
+                    .map(|(h, v)| match untag(v) {
+                        Value::Object(vars) => (h.clone(), vars),
+                        other => panic!("hostvars of {h} is {other}, not an object"),
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -315,6 +331,7 @@ fn skipped_and_unusable_entries_are_warned_about_with_their_line() {
         ("ports_ipv6.ini", 7, "no IP address"),
         ("ungrouped.ini", 1, "both a group and a host"),
         ("edge_names.ini", 5, "both a group and a host"),
+        ("edge_names.ini", 5, "variable role of host \"servers\" goes to group \"servers\""),
     ];
     for (name, line, needle) in expect {
         let (_, warnings) = load(&fixture(name));

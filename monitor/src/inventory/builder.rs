@@ -113,9 +113,25 @@ impl<'f> Builder<'f> {
         Ok(())
     }
 
-    pub fn set_host_var(&mut self, host: &str, key: &str, value: Value, line: Option<usize>) {
+    /// Ansible's `set_variable` looks the name up among groups first: a
+    /// variable given to host `web` goes to group `web` when there is one.
+    pub fn set_host_var(
+        &mut self,
+        host: &str,
+        key: &str,
+        value: Value,
+        line: Option<usize>,
+    ) -> Result<(), InventoryError> {
+        if self.groups.contains_key(host) {
+            self.warn(
+                line,
+                format!("variable {key} of host {host:?} goes to group {host:?}, as in Ansible, because a group has that name; rename the host or the group"),
+            );
+            return self.set_group_var(host, key, value, line);
+        }
         let h = self.hosts.get_mut(host).expect("readers add a host before setting its vars");
         h.vars.insert(key.to_string(), Var { value, line });
+        Ok(())
     }
 
     /// `ansible_group_priority` is not a variable in Ansible but the group's
@@ -271,6 +287,30 @@ impl<'f> Builder<'f> {
         d
     }
 
+    /// Ansible adds a host that is only in `all` to `ungrouped` with
+    /// `add_child`, which prefers a *group* of the same name: then that group,
+    /// not the host, goes under `ungrouped`.
+    fn put_in_ungrouped(&mut self, host: &str) -> Result<(), InventoryError> {
+        if !self.groups.contains_key(host) {
+            self.groups.get_mut(UNGROUPED).expect("always there").hosts.insert(host.to_string());
+            return Ok(());
+        }
+        let line = self.hosts[host].line;
+        self.add_child(UNGROUPED, host, line).map_err(|_| {
+            InventoryError::syntax(
+                self.file,
+                line,
+                format!("host {host:?} is in no group but all, and group {host:?} exists: Ansible would make that group a child of ungrouped, which is a loop"),
+                "rename the host or put it in a group",
+            )
+        })?;
+        self.warn(
+            line,
+            format!("host {host:?} is in no group but all and a group has its name: as in Ansible, the group (not the host) is put in ungrouped; rename one of them"),
+        );
+        Ok(())
+    }
+
     /// Applies `reconcile_inventory` and merges variables per host.
     pub fn finish(mut self) -> Result<Loaded, InventoryError> {
         let roots: Vec<String> = self
@@ -290,7 +330,7 @@ impl<'f> Builder<'f> {
                     self.groups.get_mut(UNGROUPED).expect("always there").hosts.remove(host);
                 }
             } else if groups.iter().all(|g| g == ALL) {
-                self.groups.get_mut(UNGROUPED).expect("always there").hosts.insert(host.clone());
+                self.put_in_ungrouped(host)?;
             }
         }
         let sets = self.host_group_sets();

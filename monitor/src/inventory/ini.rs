@@ -221,7 +221,7 @@ fn host_line(b: &mut Builder, line: &str, group: &str, n: usize) -> Result<(), I
     for name in &names {
         b.add_host(name, group, port, Some(n))?;
         for (k, v) in &vars {
-            b.set_host_var(name, k, v.clone(), Some(n));
+            b.set_host_var(name, k, v.clone(), Some(n))?;
         }
     }
     Ok(())

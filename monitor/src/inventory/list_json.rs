@@ -212,6 +212,24 @@ pub(crate) fn looks_like_list_output(text: &str) -> bool {
         })
 }
 
+/// ansible-inventory writes `!unsafe` strings as `{"__ansible_unsafe": s}`
+/// and vaulted ones as `{"__ansible_vault": ciphertext}`; both are strings to
+/// the monitor, as the YAML reader has them.
+fn untag(v: Value) -> Value {
+    match v {
+        Value::Object(o) if o.len() == 1 => {
+            let (k, inner) = o.into_iter().next().expect("one entry");
+            match (k.as_str(), inner) {
+                ("__ansible_unsafe" | "__ansible_vault", Value::String(s)) => Value::String(s),
+                (_, inner) => Value::Object(Map::from_iter([(k, untag(inner))])),
+            }
+        }
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, untag(v))).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(untag).collect()),
+        other => other,
+    }
+}
+
 fn json_error(file: &Path, e: serde_json::Error) -> InventoryError {
     let full = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
@@ -254,7 +272,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
             listed_hosts.insert(host.clone());
         }
         for (k, v) in g.vars {
-            b.set_group_var(&name, &k, v, None)?;
+            b.set_group_var(&name, &k, untag(v), None)?;
         }
         for child in &g.children {
             b.add_group(child, None)?;
@@ -270,7 +288,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
             continue;
         }
         for (k, v) in vars {
-            b.set_host_var(&host, &k, v, None);
+            b.set_host_var(&host, &k, untag(v), None)?;
         }
     }
     b.finish()

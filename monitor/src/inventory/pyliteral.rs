@@ -363,8 +363,12 @@ fn int_value(digits: &str, radix: u32) -> Option<Value> {
         return Some(Value::from(v));
     }
     // Beyond 64 bits Python keeps the exact integer; JSON readers (and so the
-    // oracle's) see it as a float.
-    let f = digits.chars().try_fold(0f64, |acc, c| Some(acc * radix as f64 + c.to_digit(radix)? as f64))?;
+    // oracle's) see it as the nearest float.
+    let f = if radix == 10 {
+        digits.parse::<f64>().ok()?
+    } else {
+        u128::from_str_radix(digits, radix).ok()? as f64
+    };
     Number::from_f64(f).map(Value::Number)
 }
 

@@ -551,7 +551,7 @@ fn parse_group(b: &mut Builder, name_node: &Node, data: &Node) -> Result<String,
                     for host in &names {
                         b.add_host(host, &name, port, Some(pattern_node.line))?;
                         for (k, v) in vars {
-                            b.set_host_var(host, &k.key_text(), v.to_value(), Some(k.line));
+                            b.set_host_var(host, &k.key_text(), v.to_value(), Some(k.line))?;
                         }
                     }
                 }
