@@ -180,17 +180,18 @@ fn tcp_bulk_counts_segments(attach: &str) {
     const TOTAL: usize = 4 << 20;
     let p = Pair::new();
     let mut report = None;
-    let mut segs = (0, 0);
-    // OutSegs leaves out retransmissions (RFC 1213): add RetransSegs.
-    let sent = |ns: &monitor_tests::NetNs| ns.snmp("Tcp", "OutSegs") + ns.snmp("Tcp", "RetransSegs");
+    // (OutSegs, RetransSegs): OutSegs leaves retransmissions out (RFC 1213).
+    let counters = |ns: &monitor_tests::NetNs| (ns.snmp("Tcp", "OutSegs"), ns.snmp("Tcp", "RetransSegs"));
+    let (mut a_sent, mut b_sent) = ((0, 0), (0, 0));
     let run = monitored_with(&p, attach, &[], false, || {
-        let (a0, b0) = (sent(&p.a), sent(&p.b));
+        let (a0, b0) = (counters(&p.a), counters(&p.b));
         let server = traffic::TcpEchoServer::start(&p.b, Pair::addr_b(false, 7010), 1);
         report = Some(traffic::tcp_bulk_client(&p.a, server.addr, TOTAL));
         server.join();
         // Let the closing handshake finish before reading the counters.
         std::thread::sleep(Duration::from_millis(300));
-        segs = (sent(&p.a) - a0, sent(&p.b) - b0);
+        let (a1, b1) = (counters(&p.a), counters(&p.b));
+        (a_sent, b_sent) = ((a1.0 - a0.0, a1.1 - a0.1), (b1.0 - b0.0, b1.1 - b0.1));
     });
     let r = report.expect("bulk client ran");
     assert_eq!(r.received, TOTAL as u64, "echo incomplete");
@@ -198,15 +199,19 @@ fn tcp_bulk_counts_segments(attach: &str) {
     let f = run.out.flow("tcp", r.local, r.peer);
     assert_eq!(
         (f.to_server.packets, f.to_client.packets),
-        segs,
-        "{what}: packets differ from the stacks' Tcp OutSegs + RetransSegs (a, b); flow {f:#?}"
+        (a_sent.0 + a_sent.1, b_sent.0 + b_sent.1),
+        "{what}: packets differ from the stacks' Tcp OutSegs + RetransSegs (a: {a_sent:?}, b: {b_sent:?}); \
+         flow {f:#?}"
     );
-    // Every IPv4 TCP segment has 14 + 20 + 20..60 bytes of headers.
-    for (dir, c, s) in [("to_server", f.to_server, segs.0), ("to_client", f.to_client, segs.1)] {
-        let (lo, hi) = (TOTAL as u64 + 54 * s, TOTAL as u64 + 94 * s);
+    // Every IPv4 TCP segment has 14 + 20 + 20..60 bytes of headers, and a
+    // retransmitted one at most an MSS (1460) of payload again.
+    for (dir, c, (out, re)) in [("to_server", f.to_server, a_sent), ("to_client", f.to_client, b_sent)] {
+        let s = out + re;
+        let (lo, hi) = (TOTAL as u64 + 54 * s, TOTAL as u64 + 94 * s + 1460 * re);
         assert!(
             (lo..=hi).contains(&c.bytes),
-            "{what}: {dir} bytes {} outside [{lo}, {hi}] for {TOTAL} payload bytes in {s} segments",
+            "{what}: {dir} bytes {} outside [{lo}, {hi}] for {TOTAL} payload bytes in {s} segments ({re} \
+             retransmitted)",
             c.bytes
         );
     }
