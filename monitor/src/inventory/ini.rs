@@ -47,6 +47,15 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
     let mut state = State::Hosts;
     let err =
         |line: usize, message: String, hint: &str| InventoryError::syntax(file, Some(line), message, hint);
+    // Ansible reads a byte-order mark as part of the first line (a section
+    // header then fails, a host gets it in its name).
+    if text.starts_with('\u{feff}') {
+        return Err(err(
+            1,
+            "the file starts with a UTF-8 byte-order mark".into(),
+            "save it as UTF-8 without BOM",
+        ));
+    }
 
     for (index, raw) in text.lines().enumerate() {
         let n = index + 1;
@@ -280,6 +289,7 @@ mod tests {
             ("[web]\n[bad name]\n", 2, "invalid section"),
             ("[web:children]\na b\n", 2, "expected a group name"),
             ("[a:children]\na\n", 2, "a -> a"),
+            ("\u{feff}[web]\nw1\n", 1, "byte-order mark"),
         ];
         for (text, line, needle) in cases {
             let e = load_err(text);

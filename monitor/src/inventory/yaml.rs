@@ -22,6 +22,8 @@ struct Node {
     kind: Kind,
     line: usize,
     column: usize,
+    /// A scalar as written, for messages about what YAML made of it.
+    raw: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -285,9 +287,9 @@ impl<'a> TreeReader<'a> {
                     ),
                     (None, ScalarStyle::Plain) if text == "<<" => Kind::Merge,
                     (None, ScalarStyle::Plain) => Kind::Scalar(resolve_plain(&text)),
-                    (None, _) => Kind::Scalar(Value::String(text.into_owned())),
+                    (None, _) => Kind::Scalar(Value::String(text.to_string())),
                 };
-                (Node { kind, line, column }, anchor)
+                (Node { kind, line, column, raw: Some(text.into_owned()) }, anchor)
             }
             Event::SequenceStart(anchor, _) => {
                 let mut items = Vec::new();
@@ -298,7 +300,7 @@ impl<'a> TreeReader<'a> {
                     }
                     items.push(self.node(ev, span)?);
                 }
-                (Node { kind: Kind::Seq(items), line, column }, anchor)
+                (Node { kind: Kind::Seq(items), line, column, raw: None }, anchor)
             }
             Event::MappingStart(anchor, _) => {
                 let mut entries = Vec::new();
@@ -312,7 +314,7 @@ impl<'a> TreeReader<'a> {
                     let value = self.node(ev, span)?;
                     entries.push((key, value));
                 }
-                (Node { kind: Kind::Map(self.flatten(entries)?), line, column }, anchor)
+                (Node { kind: Kind::Map(self.flatten(entries)?), line, column, raw: None }, anchor)
             }
             other => unreachable!("the parser emits a node, not {other:?}"),
         };
@@ -442,7 +444,12 @@ fn parse_group(b: &mut Builder, name_node: &Node, data: &Node) -> Result<String,
             return Err(InventoryError::syntax(
                 file,
                 Some(name_node.line),
-                format!("group name {} is {}, not a string", name_node.key_text(), name_node.type_name()),
+                format!(
+                    "group name {} is read by YAML as {} {}, not a string",
+                    name_node.raw.as_deref().unwrap_or("?"),
+                    name_node.type_name(),
+                    name_node.key_text()
+                ),
                 "quote the group name",
             ))
         }
@@ -521,11 +528,12 @@ fn parse_group(b: &mut Builder, name_node: &Node, data: &Node) -> Result<String,
                             file,
                             Some(pattern_node.line),
                             format!(
-                                "host {} is {}, not a string",
-                                pattern_node.key_text(),
-                                pattern_node.type_name()
+                                "host {} is read by YAML as {} {}, not a string",
+                                pattern_node.raw.as_deref().unwrap_or("?"),
+                                pattern_node.type_name(),
+                                pattern_node.key_text()
                             ),
-                            "quote it, e.g. \"10.0\":",
+                            &format!("quote it: \"{}\":", pattern_node.raw.as_deref().unwrap_or("")),
                         ));
                     };
                     let (names, port) = pattern::expand_hostpattern(host_pattern).map_err(|e| {
@@ -618,7 +626,12 @@ mod tests {
         let cases: &[(&str, usize, &str)] = &[
             ("all:\n  children:\n    web:\n      hosts:\n        - a\n", 5, "must be a mapping"),
             ("all:\n  hosts:\n    node[01:03:\n", 3, "no closing"),
-            ("all:\n  hosts:\n    10.5:\n", 3, "not a string"),
+            ("all:\n  hosts:\n    10.5:\n", 3, "host 10.5 is read by YAML as a number 10.5"),
+            (
+                "all:\n  hosts:\n    2001:0:0:1:\n",
+                3,
+                "as a number 432216001, not a string; quote it: \"2001:0:0:1\":",
+            ),
             ("all:\n  hosts:\n    a: [1]\n", 3, "where its variables should be"),
             ("plugin: aws_ec2\n", 1, "plugin configuration"),
             ("all:\n  hosts:\n    a: {\n", 4, "YAML syntax error"),
