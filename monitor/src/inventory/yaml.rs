@@ -533,7 +533,7 @@ fn parse_group(b: &mut Builder, name_node: &Node, data: &Node) -> Result<String,
                                 pattern_node.type_name(),
                                 pattern_node.key_text()
                             ),
-                            &format!("quote it: \"{}\":", pattern_node.raw.as_deref().unwrap_or("")),
+                            format!("quote it: \"{}\":", pattern_node.raw.as_deref().unwrap_or("")),
                         ));
                     };
                     let (names, port) = pattern::expand_hostpattern(host_pattern).map_err(|e| {
