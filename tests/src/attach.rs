@@ -84,18 +84,29 @@ impl Attachments {
 }
 
 /// Program ids among `ids` that are still loaded in the kernel, and the ids
-/// of links (`bpftool link show`) that still point at one of them.
+/// of links (`bpftool link show`) that still point at one of them. A link
+/// holds its program, so no loaded program means no link either; programs
+/// are asked for one by one because whole listings race with other tests'
+/// programs coming and going (bpftool then fails on a vanished id).
 pub fn still_loaded(ids: &[u32]) -> (Vec<u32>, Vec<u64>) {
-    let progs = json(&cmd::run_args("bpftool", &["-j", "prog", "show"]));
-    let loaded: Vec<u32> = progs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["id"].as_u64())
-        .map(|id| id as u32)
-        .filter(|id| ids.contains(id))
+    let loaded: Vec<u32> = ids
+        .iter()
+        .copied()
+        .filter(|id| {
+            let out = cmd::output(std::process::Command::new("bpftool").args([
+                "-j",
+                "prog",
+                "show",
+                "id",
+                &id.to_string(),
+            ]));
+            out.status.success()
+        })
         .collect();
-    let links = json(&cmd::run_args("bpftool", &["-j", "link", "show"]));
+    if loaded.is_empty() {
+        return (loaded, Vec::new());
+    }
+    let links = json(&retry_listing(&["-j", "link", "show"]));
     let linked: Vec<u64> = links
         .as_array()
         .into_iter()
@@ -104,6 +115,18 @@ pub fn still_loaded(ids: &[u32]) -> (Vec<u32>, Vec<u64>) {
         .filter_map(|l| l["id"].as_u64())
         .collect();
     (loaded, linked)
+}
+
+/// A bpftool listing, retried while objects vanish under it.
+fn retry_listing(args: &[&str]) -> String {
+    for _ in 0..10 {
+        let out = cmd::output(std::process::Command::new("bpftool").args(args));
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cmd::run_args("bpftool", args)
 }
 
 fn json(s: &str) -> Value {

@@ -21,7 +21,7 @@ use std::{
 };
 
 use monitor_tests::{
-    attach::{assert_left_nothing, Attachments},
+    attach::{assert_left_nothing, still_loaded, Attachments},
     capture::{Capture, Kind, Tally},
     inject,
     monitor::{table, FlowRecord, Monitor, MonitorOutput},
@@ -493,6 +493,10 @@ fn prints_every_interval_and_stats_on_exit() {
         "the ping flow was not printed at each 1 s interval before SIGTERM; stdout so far:\n{}",
         early.join("\n")
     );
+    // The cleanup check below must be able to fail: the programs are
+    // visible to it while the monitor runs.
+    let ids = attached.program_ids();
+    assert_eq!(still_loaded(&ids).0, ids, "bpftool does not see the running monitor's programs");
     let out = mon.stop();
     out.assert_success();
     assert_left_nothing(&p.a, Pair::IF_A, &attached);
