@@ -179,7 +179,8 @@ fn parse_ipv6(data: usize, end: usize, off: usize, follow_ext: bool) -> Result<L
     if follow_ext {
         let mut done = false;
         for _ in 0..MAX_IPV6_EXT {
-            if !matches!(next, NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH | NEXTHDR_FRAGMENT) {
+            if !matches!(next, NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH | NEXTHDR_FRAGMENT)
+            {
                 done = true;
                 break;
             }

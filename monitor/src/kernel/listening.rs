@@ -41,7 +41,8 @@ impl Listening {
     fn add_table(&mut self, text: &str, proto: Proto, want_state: &str, v6: bool) {
         for line in text.lines().skip(1) {
             let mut cols = line.split_whitespace();
-            let (Some(_), Some(local), Some(_), Some(state)) = (cols.next(), cols.next(), cols.next(), cols.next())
+            let (Some(_), Some(local), Some(_), Some(state)) =
+                (cols.next(), cols.next(), cols.next(), cols.next())
             else {
                 continue;
             };

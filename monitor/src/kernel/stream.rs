@@ -12,14 +12,14 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use monitor_common::{FlowEvent, FlowKey, FlowValue, event_kind};
+use monitor_common::{event_kind, FlowEvent, FlowKey, FlowValue};
 use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, watch},
     task::JoinHandle,
 };
 
-use super::{Kernel, KernelError, KernelStats, listening::Listening};
+use super::{listening::Listening, Kernel, KernelError, KernelStats};
 use crate::flow::{Clock, Flow, FlowState};
 
 /// What a ring-buffer event announces.
@@ -178,7 +178,8 @@ fn drain_events(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<F
             }
         };
         st.known.insert(ev.key);
-        let Some(flow) = Flow::from_entry(&ev.key, &ev.value, &clock, &st.hint, st.opts.answer_timeout) else {
+        let Some(flow) = Flow::from_entry(&ev.key, &ev.value, &clock, &st.hint, st.opts.answer_timeout)
+        else {
             continue;
         };
         if tx.try_send(FlowUpdate::Event { kind, flow }).is_err() {
@@ -202,7 +203,8 @@ impl State {
         let mut flows = Vec::with_capacity(self.buf.len());
         let mut expire = Vec::new();
         for (key, value) in &self.buf {
-            let Some(flow) = Flow::from_entry(key, value, &clock, &self.hint, self.opts.answer_timeout) else {
+            let Some(flow) = Flow::from_entry(key, value, &clock, &self.hint, self.opts.answer_timeout)
+            else {
                 continue;
             };
             let idle = Duration::from_nanos(now.saturating_sub(value.last_seen_ns));
