@@ -137,6 +137,8 @@ pub enum Kind {
         icmp_type: u8,
         code: u8,
     },
+    /// An IPv4 fragment other than the first: no ports (both 0 here).
+    LaterFragment,
     /// ARP and whatever else is not IP.
     NotIp,
 }
@@ -209,6 +211,11 @@ impl Tally {
             .collect()
     }
 
+    /// IPv4 fragments other than the first.
+    pub fn later_fragments(&self) -> u64 {
+        self.frames.iter().filter(|f| f.kind == Kind::LaterFragment).count() as u64
+    }
+
     /// ICMP/ICMPv6 messages other than echo sent by `from`.
     pub fn icmp_other_from(&self, from: IpAddr) -> Vec<Frame> {
         self.frames
@@ -245,6 +252,23 @@ fn classify(data: &[u8], len: u64) -> Result<Frame, String> {
         Some(LaxNetSlice::Ipv6(s)) => (s.header().source_addr().into(), s.header().destination_addr().into()),
         _ => return Ok(Frame { src: unspecified, dst: unspecified, kind: Kind::NotIp, len, vlan }),
     };
+    if let Some(LaxNetSlice::Ipv4(s)) = &p.net {
+        if s.header().is_fragmenting_payload() {
+            let (src, dst) = (SocketAddr::new(src_ip, 0), SocketAddr::new(dst_ip, 0));
+            if s.header().fragments_offset().value() != 0 {
+                return Ok(Frame { src, dst, kind: Kind::LaterFragment, len, vlan });
+            }
+            let (sport, dport, kind) = first_fragment(s.header().protocol().0, s.payload().payload)
+                .map_err(|e| format!("first fragment {src_ip} -> {dst_ip}: {e}"))?;
+            return Ok(Frame {
+                src: SocketAddr::new(src_ip, sport),
+                dst: SocketAddr::new(dst_ip, dport),
+                kind,
+                len,
+                vlan,
+            });
+        }
+    }
     if p.transport.is_none() {
         if let Some((e, layer)) = &p.stop_err {
             return Err(format!("{src_ip} -> {dst_ip}: {layer:?}: {e}"));
@@ -262,6 +286,23 @@ fn classify(data: &[u8], len: u64) -> Result<Frame, String> {
         _ => return Err(format!("IP frame {src_ip} -> {dst_ip} with a transport the tests do not make")),
     };
     Ok(Frame { src: SocketAddr::new(src_ip, sport), dst: SocketAddr::new(dst_ip, dport), kind, len, vlan })
+}
+
+/// Ports and kind of an IPv4 first fragment, from the start of its payload
+/// (etherparse leaves fragmented transports unparsed).
+fn first_fragment(proto: u8, pl: &[u8]) -> Result<(u16, u16, Kind), String> {
+    let be16 = |i: usize| u16::from_be_bytes([pl[i], pl[i + 1]]);
+    match proto {
+        6 if pl.len() >= 20 => {
+            let f = pl[13];
+            let kind =
+                Kind::Tcp { syn: f & 0x02 != 0, ack: f & 0x10 != 0, fin: f & 0x01 != 0, rst: f & 0x04 != 0 };
+            Ok((be16(0), be16(2), kind))
+        }
+        17 if pl.len() >= 8 => Ok((be16(0), be16(2), Kind::Udp)),
+        1 if pl.len() >= 8 => Ok(icmp_kind(false, pl[0], pl[1], [pl[4], pl[5], pl[6], pl[7]])),
+        _ => Err(format!("protocol {proto} with {} payload bytes", pl.len())),
+    }
 }
 
 fn icmp_kind(v6: bool, t: u8, code: u8, rest: [u8; 4]) -> (u16, u16, Kind) {

@@ -555,3 +555,64 @@ fn nonexistent_interface_is_a_clear_error() {
     let att = Attachments::of(&p.a, Pair::IF_A);
     assert!(!att.any(), "a failed start left something on veth-a: {att:?}");
 }
+
+/// Counters that are not the fate of one packet: events and losses of
+/// other things, and user-space bookkeeping. Every other counter of the
+/// stats line is a fate, and each packet has exactly one.
+const NOT_PACKET_FATES: [&str; 8] = [
+    "packets",
+    "flow_map_full",
+    "ringbuf_full",
+    "events",
+    "events_dropped",
+    "events_malformed",
+    "flows_evicted",
+    "flows_expired",
+];
+
+#[test]
+fn every_packet_is_accounted_for() {
+    let p = Pair::new();
+    let (mut udp, mut closed) = (None, None);
+    let run = monitored(&p, "tc", &[], || {
+        let tcp = traffic::TcpEchoServer::start(&p.b, Pair::addr_b(false, 7070), 1);
+        traffic::tcp_echo_client(&p.a, tcp.addr, 2, 100);
+        tcp.join();
+        // 3000-byte datagrams: three IPv4 fragments each way per datagram.
+        let srv = traffic::UdpEchoServer::start(&p.b, Pair::addr_b(false, 5370), 2);
+        udp = Some(traffic::udp_echo_client(&p.a, Pair::addr_b(false, 5370), 2, 3000));
+        srv.join();
+        traffic::ping(&p.a, Pair::B4.into(), 2, 56);
+        closed = Some(traffic::udp_send(&p.a, Pair::addr_b(false, 5371), 1, 10));
+    });
+    let stats = run.out.stats_line();
+    let fates: u64 = stats
+        .iter()
+        .filter(|(k, _)| k.as_str() != "type" && !NOT_PACKET_FATES.contains(&k.as_str()))
+        .map(|(k, v)| v.as_u64().unwrap_or_else(|| panic!("stats {k} is not a counter: {v}")))
+        .sum();
+    assert_eq!(
+        run.out.stat("packets"),
+        fates,
+        "packets seen != sum of per-packet fates: some packets are not accounted for; stats {stats:?}"
+    );
+    let flows = run.out.flows();
+    let in_flows: u64 = flows.iter().map(|f| f.to_server.packets + f.to_client.packets).sum();
+    assert_eq!(
+        in_flows,
+        run.out.stat("tracked"),
+        "flow packets != tracked (no GSO in this traffic); table:\n{}",
+        table(&flows)
+    );
+    let later = run.tally.later_fragments();
+    assert_eq!(later, 8, "capture: 2 datagrams x 2 directions x 2 later fragments");
+    assert_eq!(run.out.stat("later_fragment"), later, "later fragments; stats {stats:?}");
+    // The flow holds the first fragments (they carry the ports); later
+    // fragments are only in the `later_fragment` counter.
+    let f = run.out.flow("udp", udp.expect("UDP ran"), Pair::addr_b(false, 5370));
+    assert_eq!((f.to_server.packets, f.to_client.packets), (2, 2), "{f:#?}");
+    assert_counts_match(&run, &f, "fragmented UDP");
+    assert!(run.out.stat("icmp_error_matched") >= 1, "port unreachable not matched; stats {stats:?}");
+    let c = run.out.flow("udp", closed.expect("UDP ran"), Pair::addr_b(false, 5371));
+    assert_eq!(c.state, "icmp-unreachable", "{c:#?}");
+}
