@@ -29,7 +29,8 @@ enum Cmd {
     Setup,
     /// Build the kernel object, then the user-space binary (target/release/monitor).
     Build,
-    /// Build, then run `monitor ARGS` as root. Without ARGS: `monitor flows`.
+    /// Build, then run `monitor ARGS` as root. Without ARGS: the live monitor
+    /// against the bundled RP-PAM example, on every interface, alerts as text.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -55,13 +56,27 @@ fn main() -> Result<()> {
         Cmd::Build => build(&root),
         Cmd::Run { args } => {
             build(&root)?;
-            let args = if args.is_empty() { vec!["flows".to_string()] } else { args };
+            let args = if args.is_empty() { default_run_args(&root) } else { args };
             run_as_root(&root.join("target/release/monitor"), &args)
         }
         Cmd::Test { args } => test(&root, &args),
         Cmd::Bench { which } => bench(&root, &which),
         Cmd::Lint => lint(&root),
     }
+}
+
+/// A newcomer's first run: the RP-PAM example, so the alert stream shows at once.
+fn default_run_args(root: &Path) -> Vec<String> {
+    let example = root.join("examples/rp-pam");
+    vec![
+        "run".into(),
+        "--matrix".into(),
+        example.join("matrix.yaml").display().to_string(),
+        "--inventory".into(),
+        example.join("inventory.ini").display().to_string(),
+        "--format".into(),
+        "text".into(),
+    ]
 }
 
 fn workspace_root() -> PathBuf {
