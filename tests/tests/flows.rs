@@ -385,11 +385,10 @@ fn vlan_tagged_frames_are_counted_with_xdp() {
     vlan_frames_are_counted("xdp");
 }
 
-#[test]
-fn connection_refused_by_rst() {
+fn refused(attach: &str) {
     let p = Pair::new();
     let mut attempt = None;
-    let run = monitored(&p, "tc", &[], || {
+    let run = monitored(&p, attach, &[], || {
         attempt = Some(traffic::tcp_attempt(
             &p.a,
             Pair::A4.into(),
@@ -407,14 +406,24 @@ fn connection_refused_by_rst() {
     assert_counts_match(&run, &f, "refused");
 }
 
-fn prohibited(v6: bool) {
+#[test]
+fn connection_refused_by_rst_with_tc() {
+    refused("tc");
+}
+
+#[test]
+fn connection_refused_by_rst_with_xdp() {
+    refused("xdp");
+}
+
+fn prohibited(v6: bool, attach: &str) {
     let p = Pair::new();
     let rule = if v6 { nft::prohibit_tcp(7050) } else { nft::prohibit_tcp_v4(7050) };
     nft::apply(&p.b, &nft::input_rules(&[&rule]));
     let local_ip: IpAddr = if v6 { Pair::A6.into() } else { Pair::A4.into() };
     let server = Pair::addr_b(v6, 7050);
     let mut attempt = None;
-    let run = monitored(&p, "tc", &[], || {
+    let run = monitored(&p, attach, &[], || {
         attempt = Some(traffic::tcp_attempt(&p.a, local_ip, server, Duration::from_secs(2)));
     });
     let (local, result) = attempt.expect("attempt ran");
@@ -436,13 +445,23 @@ fn prohibited(v6: bool) {
 }
 
 #[test]
-fn connection_rejected_with_icmp_admin_prohibited() {
-    prohibited(false);
+fn connection_rejected_with_icmp_admin_prohibited_with_tc() {
+    prohibited(false, "tc");
 }
 
 #[test]
-fn connection_rejected_with_icmpv6_admin_prohibited() {
-    prohibited(true);
+fn connection_rejected_with_icmp_admin_prohibited_with_xdp() {
+    prohibited(false, "xdp");
+}
+
+#[test]
+fn connection_rejected_with_icmpv6_admin_prohibited_with_tc() {
+    prohibited(true, "tc");
+}
+
+#[test]
+fn connection_rejected_with_icmpv6_admin_prohibited_with_xdp() {
+    prohibited(true, "xdp");
 }
 
 #[test]
