@@ -368,17 +368,29 @@ impl<'a> TreeReader<'a> {
             }
         }
         let mut out: Vec<(Node, Node)> = Vec::new();
+        // key -> (index in out, whether it came from a merge)
+        let mut index: HashMap<String, (usize, bool)> = HashMap::new();
         let from_merge = merged.len();
         for (i, (k, v)) in merged.into_iter().chain(own).enumerate() {
-            let text = k.key_text();
-            match out.iter_mut().find(|(existing, _)| existing.key_text() == text) {
-                Some(slot) => {
-                    if i >= from_merge && slot.0.line != k.line {
-                        self.duplicates.push((k.line, format!("duplicate key {text:?} (first at line {}); the last one is used, as Ansible does", slot.0.line)));
+            let merging = i < from_merge;
+            match index.get_mut(&k.key_text()) {
+                Some((slot, slot_merged)) => {
+                    // Overriding a merged key is what merges are for; only a
+                    // key written twice in the same mapping is a mistake.
+                    if !merging && !*slot_merged {
+                        let first = out[*slot].0.line;
+                        self.duplicates.push((
+                            k.line,
+                            format!("duplicate key {:?} (first at line {first}); the last one is used, as Ansible does", k.key_text()),
+                        ));
                     }
-                    slot.1 = v;
+                    *slot_merged = merging;
+                    out[*slot].1 = v;
                 }
-                None => out.push((k, v)),
+                None => {
+                    index.insert(k.key_text(), (out.len(), merging));
+                    out.push((k, v));
+                }
             }
         }
         Ok(out)
@@ -615,10 +627,9 @@ mod tests {
         );
         assert_eq!(inv.hosts["b"].vars["ansible_host"], json!("10.0.0.1"));
         assert_eq!(inv.hosts["b"].vars["role"], json!("z"));
-        assert!(
-            warnings.iter().any(|w| w.line == Some(7) && w.message.contains("duplicate key")),
-            "{warnings:?}"
-        );
+        // `role: y` overriding the merged `role: x` is not a duplicate; `role: z` is.
+        let duplicates: Vec<_> = warnings.iter().filter(|w| w.message.contains("duplicate key")).collect();
+        assert!(duplicates.len() == 1 && duplicates[0].line == Some(7), "{warnings:?}");
     }
 
     #[test]
