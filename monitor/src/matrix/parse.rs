@@ -581,7 +581,14 @@ impl Parser<'_> {
                 self.error(p, "icmp has no ports; remove `ports:` or change `proto:`".into());
                 Vec::new()
             }
-            (Some(p), _) => self.ports(p),
+            (Some(p), _) => {
+                let ports = self.ports(p);
+                if ports.is_empty() && matches!(p.data, YamlData::Sequence(_) | YamlData::Value(Scalar::Null))
+                {
+                    self.error(p, format!("`ports` of {what} is empty; list at least one port"));
+                }
+                ports
+            }
             (None, ProtoSpec::Icmp) => Vec::new(),
             (None, _) => {
                 self.error(owner, format!("{what} needs `ports:` (e.g. 443, \"7001-7012\" or [22, 3389])"));

@@ -384,3 +384,43 @@ fn one_cidr_in_two_zones_is_a_warning() {
     assert_eq!(w[0].pos.line, 4);
     assert!(w[0].message.contains("10.0.0.0/8 is in zones `a` and `b`"), "{}", w[0].message);
 }
+
+#[test]
+fn odd_inputs_give_positioned_errors_not_panics() {
+    let cases = [
+        "",
+        "# only a comment\n",
+        "version: 1\nrules: 5\n",
+        "version: 1\nservices: { a: 5 }\n",
+        "version: 1\nservices: { a: {} }\n",
+        "version: 1\nservices: { a: { cidr: 10.0.0.1 } }\nrules:\n  - { from: [], to: a, port: 1 }\n",
+        "version: 1\nservices: { a: { cidr: 10.0.0.1 } }\nrules:\n  - { from: a, to: a, ports: [] }\n",
+        "version: 1\nservices: { a: { cidr: 10.0.0.1 } }\nrules:\n  - { from: a, to: a, ports: \"80-\" }\n",
+        "version: 1\nservices: { a: { cidr: 10.0.0.1 } }\nrules:\n  - { from: a, to: a, ports: \"-80\" }\n",
+        "version: 1\nvariables: { p: x }\nservices: { a: { cidr: 10.0.0.1 } }\nrules:\n  - { from: a, to: a, ports: \"${p+1}\" }\n",
+        "version: 1\nservices: { a: { fqdn: \"bad name\" } }\n",
+        "version: 1\nbindings: { lvs.example.net: [not-an-ip] }\n",
+        "version: 1\nrules:\n  - 7\n",
+        "version: 1\n---\nversion: 1\n",
+        "- a\n- b\n",
+    ];
+    for yaml in cases {
+        match load(yaml) {
+            Err(MatrixError::Invalid(d)) => {
+                assert!(!d.is_empty());
+                for d in &d {
+                    assert!(d.pos.line >= 1 && d.pos.col >= 1, "unpositioned {d:?} for {yaml:?}");
+                    assert!(!d.message.is_empty());
+                }
+            }
+            Ok(_) => panic!("{yaml:?} must not load"),
+            Err(e) => panic!("{yaml:?}: expected positioned errors, got {e}"),
+        }
+    }
+}
+
+#[test]
+fn yaml_anchors_and_aliases_are_followed() {
+    let (m, _) = load("version: 1\nservices: { a: &x { cidr: 10.0.0.1 }, b: *x }\nrules: []\n").unwrap();
+    assert_eq!(m.services["b"].placements.len(), 1);
+}
