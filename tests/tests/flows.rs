@@ -635,3 +635,28 @@ fn every_packet_is_accounted_for() {
     let c = run.out.flow("udp", closed.expect("UDP ran"), Pair::addr_b(false, 5371));
     assert_eq!(c.state, "icmp-unreachable", "{c:#?}");
 }
+
+#[test]
+fn text_format_shows_the_flow_and_the_final_table() {
+    let p = Pair::new();
+    let mut mon = Monitor::start(
+        &p.a,
+        &["flows", "--iface", Pair::IF_A, "--format", "text", "--interval", "60", "--attach", "tc"],
+    );
+    let attached = mon.wait_attached(&p.a, Pair::IF_A);
+    let ping = traffic::ping(&p.a, Pair::B4.into(), 2, 8);
+    let out = mon.stop();
+    out.assert_success();
+    assert_left_nothing(&p.a, Pair::IF_A, &attached);
+    let text = out.lines.join("\n");
+    let client = format!("10.200.0.1:{}", ping.id);
+    let row = out
+        .lines
+        .iter()
+        .find(|l| l.starts_with("icmp") && l.contains(&client))
+        .unwrap_or_else(|| panic!("no icmp row for {client} in the text table:\n{text}"));
+    assert!(row.contains(&format!("10.200.0.2:{}", ping.id)), "server missing from {row:?}");
+    assert!(row.contains("2/2") && row.contains("answered"), "packets 2/2 and state expected in {row:?}");
+    assert!(out.lines.first().is_some_and(|l| l.starts_with("PROTO")), "no header line:\n{text}");
+    assert!(out.lines.last().is_some_and(|l| l.contains("(final)")), "no final marker:\n{text}");
+}
