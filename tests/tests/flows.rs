@@ -660,3 +660,22 @@ fn text_format_shows_the_flow_and_the_final_table() {
     assert!(out.lines.first().is_some_and(|l| l.starts_with("PROTO")), "no header line:\n{text}");
     assert!(out.lines.last().is_some_and(|l| l.contains("(final)")), "no final marker:\n{text}");
 }
+
+#[test]
+fn without_iface_it_watches_every_up_interface_but_loopback() {
+    let p = Pair::new();
+    let mut mon = Monitor::start(&p.a, &["flows", "--format", "json", "--interval", "60"]);
+    let attached = mon.wait_attached(&p.a, Pair::IF_A);
+    let lo = Attachments::of(&p.a, "lo");
+    assert!(!lo.any(), "loopback must be left alone by default: {lo:?}");
+    let ping = traffic::ping(&p.a, Pair::B4.into(), 1, 8);
+    let out = mon.stop();
+    out.assert_success();
+    assert_left_nothing(&p.a, Pair::IF_A, &attached);
+    let f = out.flow(
+        "icmp",
+        SocketAddr::new(Pair::A4.into(), ping.id),
+        SocketAddr::new(Pair::B4.into(), ping.id),
+    );
+    assert_eq!((f.to_server.packets, f.to_client.packets), (1, 1), "{f:#?}");
+}
