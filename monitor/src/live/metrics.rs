@@ -404,9 +404,9 @@ impl Collector for Totals {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let st = self.lock();
         let rules: [(&str, &str, fn(&RuleTraffic) -> u64); 3] = [
-            ("rule_packets", "Packets of flows a matrix rule documents, both directions", |r| r.packets),
-            ("rule_bytes", "Bytes of flows a matrix rule documents, both directions", |r| r.bytes),
-            ("rule_flows", "Flows a matrix rule documents", |r| r.flows),
+            ("rule_packets", "Packets of flows a matrix rule documents, both directions.", |r| r.packets),
+            ("rule_bytes", "Bytes of flows a matrix rule documents, both directions.", |r| r.bytes),
+            ("rule_flows", "Flows a matrix rule documents.", |r| r.flows),
         ];
         if !st.rules.is_empty() {
             for (name, help, get) in rules {
@@ -418,7 +418,7 @@ impl Collector for Totals {
             let unit = Unit::Seconds;
             let mut m = enc.encode_descriptor(
                 "rule_last_seen_timestamp",
-                "Unix time of the last flow a matrix rule documents",
+                "Unix time of the last flow a matrix rule documents.",
                 Some(&unit),
                 MetricType::Gauge,
             )?;
@@ -429,7 +429,7 @@ impl Collector for Totals {
         if !st.counters.is_empty() {
             let mut m = enc.encode_descriptor(
                 "kernel_events",
-                "Counters of the kernel programs and of the flow reader, by name (docs/deploy.md)",
+                "Counters of the kernel programs and of the flow reader, by name (docs/deploy.md).",
                 None,
                 MetricType::Counter,
             )?;
@@ -440,14 +440,14 @@ impl Collector for Totals {
         if let Some(w) = st.webhook {
             let m = enc.encode_descriptor(
                 "webhook_sent",
-                "Alerts the webhook accepted",
+                "Alerts the webhook accepted.",
                 None,
                 MetricType::Counter,
             )?;
             ConstCounter::new(w.sent).encode(m)?;
             let mut m = enc.encode_descriptor(
                 "webhook_dropped",
-                "Alerts the webhook lost, by reason",
+                "Alerts the webhook lost, by reason.",
                 None,
                 MetricType::Counter,
             )?;

@@ -158,9 +158,7 @@ impl Webhook {
                 return Err(WebhookError::Zero(name));
             }
         }
-        // reqwest is built without a crypto provider of its own; ring is the
-        // one this binary links. Another one already installed is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("monitor/", env!("CARGO_PKG_VERSION")))
             .timeout(opts.timeout)
@@ -270,6 +268,14 @@ impl Shared {
             dropped_at_shutdown: c.dropped_at_shutdown.load(Relaxed),
         }
     }
+}
+
+/// Makes ring the process's TLS crypto provider. reqwest is built without
+/// one of its own (which would pull in aws-lc), and `reqwest::Client::new`
+/// panics until one is installed: call this before building any client.
+/// Idempotent; a provider installed earlier stays.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn check_url(raw: &str) -> Result<Url, WebhookError> {

@@ -1,0 +1,340 @@
+//! The metrics endpoint, checked by the real Prometheus tools: every family
+//! is exercised, `promtool check metrics` lints the exposition, and a real
+//! Prometheus server (on 127.0.0.1) scrapes it and answers queries with our
+//! values. Prometheus is Debian's `prometheus` package (`cargo xtask setup`
+//! installs it).
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime},
+};
+
+use monitor::{
+    alert::Kind,
+    engine::VerdictKind,
+    kernel::{stream::UserStats, KernelStats},
+    live::{
+        metrics::{Metrics, OPENMETRICS_TYPE, TEXT_TYPE},
+        webhook::WebhookStats,
+    },
+};
+use monitor_common::Stat;
+use tokio::{net::TcpListener, sync::watch};
+
+/// Metrics with every family set to known values.
+fn exercised() -> Metrics {
+    let m = Metrics::new();
+    for (v, n) in [(VerdictKind::Conforming, 7), (VerdictKind::Unexpected, 3), (VerdictKind::Exposed, 1)] {
+        for _ in 0..n {
+            m.flow(v);
+        }
+    }
+    for (k, n) in [(Kind::Unexpected, 3), (Kind::Blocked, 2), (Kind::Exposed, 1)] {
+        for _ in 0..n {
+            m.alert(k);
+        }
+    }
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_775_469_600);
+    m.rule_traffic("db-postgres", 120, 48_000, 4, t);
+    m.rule_traffic("web-portal/users", 10, 1_500, 2, t + Duration::from_millis(1500));
+    m.rule_traffic("db-postgres", 130, 49_000, 5, t + Duration::from_secs(2)); // totals replace
+    let mut kernel = KernelStats::default();
+    for (i, c) in kernel.counts.iter_mut().enumerate() {
+        *c = 100 + i as u64;
+    }
+    let user =
+        UserStats { events: 50, events_dropped: 1, events_malformed: 0, flows_evicted: 4, flows_expired: 9 };
+    m.kernel_counters(&kernel, &user);
+    for us in [2, 4, 40, 900] {
+        m.engine_latency(Duration::from_micros(us));
+    }
+    for ms in [3, 250, 1200] {
+        m.alert_latency(Duration::from_millis(ms));
+    }
+    m.webhook(&WebhookStats {
+        sent: 40,
+        batches_ok: 4,
+        batches_failed: 1,
+        retries: 3,
+        dropped_queue_full: 6,
+        dropped_after_retries: 10,
+        dropped_at_shutdown: 2,
+    });
+    m.reload(true);
+    m.reload(true);
+    m.reload(false);
+    m.tracked_flows(42);
+    m
+}
+
+/// Sample lines by name and labels, from either format.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line {l:?}"));
+            (k.to_string(), v.parse().unwrap_or_else(|_| panic!("bad value in {l:?}")))
+        })
+        .collect()
+}
+
+#[test]
+fn every_family_carries_its_values() {
+    let om = exercised().encode();
+    assert!(om.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    let s = samples(&om);
+    let want = [
+        (r#"monitor_flows_total{verdict="conforming"}"#, 7.0),
+        (r#"monitor_flows_total{verdict="unexpected"}"#, 3.0),
+        (r#"monitor_flows_total{verdict="exposed"}"#, 1.0),
+        (r#"monitor_alerts_total{kind="unexpected"}"#, 3.0),
+        (r#"monitor_alerts_total{kind="blocked"}"#, 2.0),
+        (r#"monitor_alerts_total{kind="exposed"}"#, 1.0),
+        (r#"monitor_rule_packets_total{rule="db-postgres"}"#, 130.0),
+        (r#"monitor_rule_bytes_total{rule="db-postgres"}"#, 49_000.0),
+        (r#"monitor_rule_flows_total{rule="db-postgres"}"#, 5.0),
+        (r#"monitor_rule_flows_total{rule="web-portal/users"}"#, 2.0),
+        (r#"monitor_rule_last_seen_timestamp_seconds{rule="db-postgres"}"#, 1_775_469_602.0),
+        (r#"monitor_rule_last_seen_timestamp_seconds{rule="web-portal/users"}"#, 1_775_469_601.5),
+        (r#"monitor_kernel_events_total{counter="events"}"#, 50.0),
+        (r#"monitor_kernel_events_total{counter="flows_evicted"}"#, 4.0),
+        (r#"monitor_kernel_events_total{counter="flows_expired"}"#, 9.0),
+        (r#"monitor_engine_latency_seconds_count"#, 4.0),
+        (r#"monitor_engine_latency_seconds_bucket{le="0.000001"}"#, 0.0),
+        (r#"monitor_engine_latency_seconds_bucket{le="0.000005"}"#, 2.0),
+        (r#"monitor_engine_latency_seconds_bucket{le="0.001"}"#, 4.0),
+        (r#"monitor_alert_latency_seconds_count"#, 3.0),
+        (r#"monitor_alert_latency_seconds_bucket{le="0.25"}"#, 2.0),
+        (r#"monitor_alert_latency_seconds_bucket{le="+Inf"}"#, 3.0),
+        (r#"monitor_webhook_sent_total"#, 40.0),
+        (r#"monitor_webhook_dropped_total{reason="queue_full"}"#, 6.0),
+        (r#"monitor_webhook_dropped_total{reason="after_retries"}"#, 10.0),
+        (r#"monitor_webhook_dropped_total{reason="shutdown"}"#, 2.0),
+        (r#"monitor_reloads_total{result="ok"}"#, 2.0),
+        (r#"monitor_reloads_total{result="error"}"#, 1.0),
+        (r#"monitor_tracked_flows"#, 42.0),
+        (&format!(r#"monitor_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION")), 1.0),
+    ];
+    for (k, v) in want {
+        assert_eq!(s.get(k), Some(&v), "{k} in\n{om}");
+    }
+    for stat in Stat::ALL {
+        let k = format!(r#"monitor_kernel_events_total{{counter="{}"}}"#, stat.name());
+        assert_eq!(s.get(&k), Some(&(100.0 + stat as u32 as f64)), "{k} in\n{om}");
+    }
+}
+
+#[test]
+fn the_text_format_has_the_same_samples() {
+    let m = exercised();
+    let (om, text) = (m.encode(), m.encode_text());
+    assert_eq!(samples(&om), samples(&text));
+    assert!(text.contains("# TYPE monitor_alerts_total counter\n"), "{text}");
+    assert!(text.contains("# TYPE monitor_build_info gauge\n"), "{text}");
+    assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), monitor::live::metrics::MetricsError>>,
+}
+
+async fn serve(m: Metrics) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(m.serve_on(listener, rx));
+    Server { addr, stop, task }
+}
+
+impl Server {
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the metrics server must stop when told")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn promtool_finds_no_problem() {
+    monitor::live::webhook::install_tls_provider();
+    let srv = serve(exercised()).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/metrics", srv.addr);
+
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], TEXT_TYPE, "no Accept header: the text format");
+    let text = resp.text().await.unwrap();
+
+    let resp = client
+        .get(&url)
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], OPENMETRICS_TYPE);
+    assert!(resp.text().await.unwrap().ends_with("# EOF\n"));
+
+    let resp = client.get(format!("http://{}/other", srv.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = client.post(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    srv.stop().await;
+
+    // promtool 2.x lints the text format only; the OpenMetrics form is
+    // checked by the real Prometheus scrape below.
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool: {e} (apt-get install prometheus, or cargo xtask setup)"));
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}\non:\n{text}"
+    );
+}
+
+/// Kills Prometheus however the test ends.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_prometheus(dir: &Path, target: std::net::SocketAddr) -> (Prometheus, u16) {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: monitor\n    metrics_path: /metrics\n    \
+             static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("prometheus: {e} (apt-get install prometheus, or cargo xtask setup)"));
+    (Prometheus(child), port)
+}
+
+/// `query`'s result as labels → value, or None while Prometheus is not up
+/// or has not scraped yet.
+async fn query(client: &reqwest::Client, port: u16, q: &str) -> Option<Vec<(serde_json::Value, f64)>> {
+    let url =
+        reqwest::Url::parse_with_params(&format!("http://127.0.0.1:{port}/api/v1/query"), [("query", q)])
+            .unwrap();
+    let body = client.get(url).send().await.ok()?.text().await.ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let result = v["data"]["result"].as_array()?;
+    Some(
+        result
+            .iter()
+            .map(|r| (r["metric"].clone(), r["value"][1].as_str().unwrap().parse::<f64>().unwrap()))
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_it() {
+    monitor::live::webhook::install_tls_provider();
+    let srv = serve(exercised()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut prom, port) = start_prometheus(dir.path(), srv.addr);
+    let client = reqwest::Client::new();
+
+    let start = Instant::now();
+    let alerts = loop {
+        if let Some(r) = query(&client, port, "monitor_alerts_total").await.filter(|r| r.len() == 3) {
+            break r;
+        }
+        if let Ok(Some(status)) = prom.0.try_wait() {
+            panic!("prometheus exited ({status}):\n{}", log(dir.path()));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "prometheus did not scrape our alerts within 20 s:\n{}",
+            log(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let by_kind: BTreeMap<String, f64> =
+        alerts.iter().map(|(m, v)| (m["kind"].as_str().unwrap().to_string(), *v)).collect();
+    assert_eq!(
+        by_kind,
+        BTreeMap::from([("blocked".into(), 2.0), ("exposed".into(), 1.0), ("unexpected".into(), 3.0)])
+    );
+    for (m, _) in &alerts {
+        assert_eq!(
+            (m["job"].as_str(), m["instance"].as_str()),
+            (Some("monitor"), Some(&*srv.addr.to_string()))
+        );
+    }
+
+    let one = |r: Option<Vec<(serde_json::Value, f64)>>, q: &str| match r.as_deref() {
+        Some([(_, v)]) => *v,
+        other => panic!("{q}: expected one series, got {other:?}\n{}", log(dir.path())),
+    };
+    for (q, want) in [
+        (r#"up{job="monitor"}"#, 1.0),
+        (r#"monitor_kernel_events_total{counter="ringbuf_full"}"#, 100.0 + Stat::RingBufFull as u32 as f64),
+        (r#"monitor_kernel_events_total{counter="flows_evicted"}"#, 4.0),
+        (r#"monitor_rule_bytes_total{rule="db-postgres"}"#, 49_000.0),
+        (r#"monitor_rule_last_seen_timestamp_seconds{rule="web-portal/users"}"#, 1_775_469_601.5),
+        ("monitor_engine_latency_seconds_count", 4.0),
+        (r#"monitor_alert_latency_seconds_bucket{le="0.25"}"#, 2.0),
+        (r#"monitor_webhook_dropped_total{reason="queue_full"}"#, 6.0),
+        ("monitor_tracked_flows", 42.0),
+        (r#"monitor_reloads_total{result="error"}"#, 1.0),
+        ("monitor_build_info", 1.0),
+    ] {
+        assert_eq!(one(query(&client, port, q).await, q), want, "{q}");
+    }
+
+    // The scrape itself: healthy, no parse error.
+    let body = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/targets"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let targets: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let t = &targets["data"]["activeTargets"][0];
+    assert_eq!((t["health"].as_str(), t["lastError"].as_str()), (Some("up"), Some("")), "{t}");
+
+    drop(prom);
+    srv.stop().await;
+}
+
+fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+}

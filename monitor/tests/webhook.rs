@@ -1,0 +1,298 @@
+//! The webhook against real HTTP servers on 127.0.0.1: batches arrive whole
+//! and in order, 503 and 429 are retried, other 4xx are not, a dead endpoint
+//! never blocks `send` and every dropped alert is counted, shutdown flushes.
+
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{server::conn::http1, service::service_fn, Request, Response};
+use hyper_util::rt::TokioIo;
+use monitor::{
+    alert::{Alert, End, Kind, Names, SCHEMA},
+    flow::{FlowState, Proto},
+    live::webhook::{Webhook, WebhookOptions},
+};
+use tokio::{io::AsyncReadExt, net::TcpListener};
+
+/// Alert number `i`: its client port says which one it is.
+fn alert(i: u16) -> Alert {
+    let end = |ip: [u8; 4], port| End { ip: IpAddr::V4(Ipv4Addr::from(ip)), port, names: Names::default() };
+    Alert {
+        record: "alert",
+        schema: SCHEMA,
+        kind: Kind::ALL[i as usize % 3],
+        proto: Proto::Tcp,
+        src: end([10, 200, 2, 50], 40_000 + i),
+        dst: end([10, 200, 1, 20], 5432),
+        rule: None,
+        closest: vec!["db-postgres".into()],
+        reason: format!("test alert {i}"),
+        state: FlowState::Established,
+        icmp: None,
+        initiator_seen: true,
+        first_seen: SystemTime::UNIX_EPOCH + Duration::from_secs(1_775_469_600),
+        last_seen: SystemTime::UNIX_EPOCH + Duration::from_secs(1_775_469_601),
+        packets: 3,
+        bytes: 180,
+        count: 1,
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    /// Content-Type and body of every request, in arrival order.
+    requests: Mutex<Vec<(String, Bytes)>>,
+    /// Statuses to answer with before answering 200.
+    fail: Mutex<VecDeque<(u16, Option<&'static str>)>>,
+}
+
+impl Recorder {
+    fn requests(&self) -> Vec<(String, Bytes)> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Alerts of every request, in order, each request parsed as a JSON array.
+    fn alerts(&self) -> Vec<Vec<serde_json::Value>> {
+        self.requests()
+            .iter()
+            .map(|(_, body)| {
+                let v: serde_json::Value = serde_json::from_slice(body)
+                    .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(body)));
+                v.as_array().unwrap_or_else(|| panic!("body is not a JSON array: {v}")).clone()
+            })
+            .collect()
+    }
+}
+
+/// An HTTP server on 127.0.0.1 that records every request.
+async fn server(fail: &[(u16, Option<&'static str>)]) -> (String, Arc<Recorder>) {
+    let rec = Arc::new(Recorder::default());
+    rec.fail.lock().unwrap().extend(fail.iter().copied());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let r = rec.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let r = r.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let r = r.clone();
+                    async move {
+                        let ct = req
+                            .headers()
+                            .get("content-type")
+                            .map(|v| v.to_str().unwrap().to_owned())
+                            .unwrap_or_default();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        r.requests.lock().unwrap().push((ct, body));
+                        let answer = r.fail.lock().unwrap().pop_front();
+                        let mut resp = Response::new(Full::new(Bytes::from_static(b"")));
+                        if let Some((status, retry_after)) = answer {
+                            *resp.status_mut() = status.try_into().unwrap();
+                            if let Some(s) = retry_after {
+                                resp.headers_mut().insert("retry-after", s.parse().unwrap());
+                            }
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    (format!("http://{addr}/hook/secret-token"), rec)
+}
+
+fn options(url: &str) -> WebhookOptions {
+    WebhookOptions { linger: Duration::from_millis(50), ..WebhookOptions::new(url) }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_arrive_whole_and_in_order() {
+    let (url, rec) = server(&[]).await;
+    let (hook, task) = Webhook::spawn(WebhookOptions { batch: 10, ..options(&url) }).unwrap();
+    let sent: Vec<Alert> = (0..35).map(alert).collect();
+    for a in &sent {
+        hook.send(a);
+    }
+    let stats = hook.shutdown(Duration::from_secs(5)).await;
+    task.await.unwrap();
+
+    let batches = rec.alerts();
+    assert!(batches.iter().all(|b| !b.is_empty() && b.len() <= 10), "batch sizes {:?}", sizes(&batches));
+    let got: Vec<serde_json::Value> = batches.into_iter().flatten().collect();
+    let want: Vec<serde_json::Value> =
+        sent.iter().map(|a| serde_json::from_str(&a.to_json()).unwrap()).collect();
+    assert_eq!(got, want, "the endpoint must get every alert, intact, in the order sent");
+    for (ct, _) in rec.requests() {
+        assert_eq!(ct, "application/json");
+    }
+    assert_eq!(stats.sent, 35);
+    assert_eq!(stats.batches_ok, rec.requests().len() as u64);
+    assert_eq!((stats.dropped(), stats.retries, stats.batches_failed), (0, 0, 0), "{stats:?}");
+}
+
+fn sizes(b: &[Vec<serde_json::Value>]) -> Vec<usize> {
+    b.iter().map(Vec::len).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_batch_leaves_after_the_linger_time() {
+    let (url, rec) = server(&[]).await;
+    let (hook, _task) =
+        Webhook::spawn(WebhookOptions { linger: Duration::from_millis(200), ..options(&url) }).unwrap();
+    for i in 0..3 {
+        hook.send(&alert(i));
+    }
+    // No shutdown: only the linger timer can send this batch of 3 (of 100).
+    wait_for("the lingering batch", Duration::from_secs(10), || !rec.requests().is_empty()).await;
+    assert_eq!(sizes(&rec.alerts()), [3]);
+    assert_eq!(hook.stats().sent, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_and_rate_limited_answers_are_retried() {
+    let (url, rec) = server(&[(503, None), (429, Some("1"))]).await;
+    let (hook, task) = Webhook::spawn(options(&url)).unwrap();
+    for i in 0..4 {
+        hook.send(&alert(i));
+    }
+    wait_for("delivery after two refusals", Duration::from_secs(20), || hook.stats().sent == 4).await;
+    let stats = hook.shutdown(Duration::from_secs(5)).await;
+    task.await.unwrap();
+
+    let reqs = rec.requests();
+    assert_eq!(reqs.len(), 3, "503, 429, then 200");
+    assert!(reqs.iter().all(|(_, b)| *b == reqs[0].1), "every retry must carry the same batch");
+    assert_eq!(sizes(&rec.alerts()), [4, 4, 4]);
+    assert_eq!(
+        (stats.sent, stats.batches_ok, stats.retries, stats.batches_failed, stats.dropped()),
+        (4, 1, 2, 0, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_error_is_not_retried_and_its_alerts_are_counted() {
+    let (url, rec) = server(&[(400, None)]).await;
+    let (hook, task) = Webhook::spawn(options(&url)).unwrap();
+    for i in 0..5 {
+        hook.send(&alert(i));
+    }
+    wait_for("the refused batch", Duration::from_secs(10), || hook.stats().batches_failed == 1).await;
+    // The next batch goes through: the endpoint is not given up on.
+    hook.send(&alert(5));
+    let stats = hook.shutdown(Duration::from_secs(5)).await;
+    task.await.unwrap();
+    assert_eq!(sizes(&rec.alerts()), [5, 1]);
+    assert_eq!(
+        (stats.sent, stats.batches_failed, stats.dropped_after_retries, stats.retries),
+        (1, 1, 5, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_never_blocks_and_every_drop_is_counted() {
+    // A loopback port nobody listens on: connections are refused.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let (queue, batch) = (4, 2);
+    let (hook, task) = Webhook::spawn(WebhookOptions { queue, batch, ..options(&url) }).unwrap();
+    let late = hook.clone();
+
+    const N: u64 = 1000;
+    let start = Instant::now();
+    for i in 0..N {
+        hook.send(&alert(i as u16));
+    }
+    eprintln!("{N} sends to a dead endpoint took {:?}", start.elapsed());
+
+    let during = hook.stats();
+    // The worker holds at most one batch; the queue holds the rest.
+    assert!(
+        during.dropped_queue_full >= N - queue as u64 - batch as u64,
+        "only the queue ({queue}) and one batch ({batch}) may be kept: {during:?}"
+    );
+    let stats = hook.shutdown(Duration::from_millis(300)).await;
+    task.await.unwrap();
+    assert_eq!(stats.sent, 0);
+    assert_eq!(
+        stats.dropped_queue_full + stats.dropped_after_retries + stats.dropped_at_shutdown,
+        N,
+        "every alert must be counted exactly once: {stats:?}"
+    );
+    assert!(stats.dropped_at_shutdown > 0, "the batch being retried is lost at shutdown: {stats:?}");
+
+    late.send(&alert(0));
+    assert_eq!(
+        late.stats().dropped_at_shutdown,
+        stats.dropped_at_shutdown + 1,
+        "a send after shutdown is counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_flushes_without_waiting_for_the_linger_time() {
+    let (url, rec) = server(&[]).await;
+    let (hook, task) =
+        Webhook::spawn(WebhookOptions { linger: Duration::from_secs(3600), batch: 4, ..options(&url) })
+            .unwrap();
+    for i in 0..10 {
+        hook.send(&alert(i));
+    }
+    let stats = hook.shutdown(Duration::from_secs(5)).await;
+    task.await.unwrap();
+    assert_eq!(sizes(&rec.alerts()), [4, 4, 2]);
+    assert_eq!((stats.sent, stats.dropped()), (10, 0), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoints_speak_tls() {
+    // A plain TCP listener: enough to see the client open with a TLS
+    // handshake record (0x16, version 3.x), which proves the TLS stack and
+    // its crypto provider are in place.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let first = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut b = [0u8; 3];
+        s.read_exact(&mut b).await.unwrap();
+        b
+    });
+    let (hook, task) = Webhook::spawn(options(&format!("https://127.0.0.1:{}/hook", addr.port()))).unwrap();
+    hook.send(&alert(0));
+    let b = tokio::time::timeout(Duration::from_secs(10), first).await.expect("no connection").unwrap();
+    assert_eq!((b[0], b[1]), (0x16, 0x03), "expected a TLS ClientHello, got {b:02x?}");
+    let stats = hook.shutdown(Duration::from_millis(200)).await;
+    task.await.unwrap();
+    assert_eq!((stats.sent, stats.dropped()), (0, 1), "{stats:?}");
+}
+
+#[tokio::test]
+async fn bad_options_are_refused_with_a_clear_error() {
+    let err = |o: WebhookOptions| Webhook::spawn(o).err().expect("must be refused").to_string();
+    assert!(err(WebhookOptions::new("hooks.example.com/x")).contains("is not a URL"));
+    assert!(err(WebhookOptions::new("file:///tmp/x")).contains("must be http or https"));
+    assert!(err(WebhookOptions { queue: 0, ..WebhookOptions::new("http://127.0.0.1:1/") })
+        .contains("queue size must be above zero"));
+}
