@@ -22,7 +22,7 @@ use crate::track::{LinkKind, Tracker};
 
 /// The read buffer starts here and doubles for larger blocks up to
 /// [`MAX_BLOCK`]: a pcapng block can be as large as its writer wants.
-const INITIAL_BUFFER: usize = 1 << 20;
+const INITIAL_BUFFER: usize = 256 << 10;
 /// No real capture has records this large (libpcap's largest snaplen is
 /// 256 KiB); a larger length field means the file is corrupt.
 const MAX_BLOCK: usize = 64 << 20;

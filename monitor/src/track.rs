@@ -19,9 +19,11 @@
 //!   bytes are counted from the IP header on: the link header there is a
 //!   capture artefact, not wire bytes.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use monitor_common::{initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, Stat, DIR_A_TO_B};
+
+use rustc_hash::FxHashMap;
 
 use crate::flow::{EpochClock, Flow, NoHint};
 
@@ -86,6 +88,9 @@ const ETH_P_NONE: u16 = 0;
 /// plus the largest header read there), so a frame prefix this long decides
 /// everything it decides on the whole frame.
 const PARSE_WINDOW: usize = 1024;
+/// Headers of almost every frame fit in this many bytes (Ethernet, two VLAN
+/// tags, IPv6 and a TCP header with options take 118).
+const HEADERS_GUESS: usize = 128;
 /// Where a frame must start relative to a 4-byte boundary so that the IP
 /// header behind a 14-byte Ethernet header is word aligned.
 const NET_IP_ALIGN: usize = 2;
@@ -119,7 +124,9 @@ impl Stats {
 /// A flow table fed one captured frame at a time.
 #[derive(Debug)]
 pub struct Tracker {
-    flows: HashMap<FlowKey, FlowValue>,
+    /// Fx rather than SipHash: the keys come from the operator's own
+    /// captures, and hashing is on the path of every packet.
+    flows: FxHashMap<FlowKey, FlowValue>,
     stats: Stats,
     /// The latest packet timestamp seen: "now" when flows are aged.
     now_ns: u64,
@@ -137,7 +144,7 @@ impl Default for Tracker {
 impl Tracker {
     pub fn new() -> Tracker {
         Tracker {
-            flows: HashMap::new(),
+            flows: FxHashMap::default(),
             stats: Stats::default(),
             now_ns: 0,
             scratch: vec![0; PARSE_WINDOW + 4].into_boxed_slice(),
@@ -169,9 +176,26 @@ impl Tracker {
         if frame.as_ptr() as usize % 4 == NET_IP_ALIGN {
             return parse_frame(frame);
         }
-        let n = frame.len().min(PARSE_WINDOW);
+        self.parse_copy(&[], frame)
+    }
+
+    /// Parses `head` followed by `body`, copied to an aligned place. A parse
+    /// that succeeds on a prefix of a frame succeeds alike on the whole frame
+    /// (the parser reads only bytes inside its bounds checks and takes
+    /// nothing else from the frame's end), so the headers are tried first
+    /// and the rest is copied only when that fails.
+    fn parse_copy(&mut self, head: &[u8], body: &[u8]) -> Result<Packet, Stat> {
         let at = self.aligned_start();
-        self.scratch[at..at + n].copy_from_slice(&frame[..n]);
+        let (h, total) = (head.len(), head.len() + body.len());
+        self.scratch[at..at + h].copy_from_slice(head);
+        let short = total.min(HEADERS_GUESS);
+        self.scratch[at + h..at + short].copy_from_slice(&body[..short - h]);
+        let first = parse_frame(&self.scratch[at..at + short]);
+        if first.is_ok() || short == total {
+            return first;
+        }
+        let n = total.min(PARSE_WINDOW);
+        self.scratch[at + short..at + n].copy_from_slice(&body[short - h..n - h]);
         parse_frame(&self.scratch[at..at + n])
     }
 
@@ -208,13 +232,9 @@ impl Tracker {
             }
         };
         let l3_len = orig_len.saturating_sub((frame.len() - l3.len()) as u64);
-        let copy = l3.len().min(PARSE_WINDOW - ETH_HLEN);
-        let at = self.aligned_start();
-        let buf = &mut self.scratch[at..at + ETH_HLEN + copy];
-        buf[..12].fill(0);
-        buf[12..ETH_HLEN].copy_from_slice(&ethertype.to_be_bytes());
-        buf[ETH_HLEN..].copy_from_slice(&l3[..copy]);
-        parse_frame(buf).map(|p| (p, l3_len))
+        let mut eth = [0u8; ETH_HLEN];
+        eth[12..].copy_from_slice(&ethertype.to_be_bytes());
+        self.parse_copy(&eth, l3).map(|p| (p, l3_len))
     }
 
     /// The flow table update of `monitor-ebpf/src/flow.rs::track`, one wire
@@ -731,6 +751,24 @@ mod tests {
             only_reason(&t),
             vec![(Stat::BadIpv6Ext, 1), (Stat::TooManyIpv6Ext, 1), (Stat::LaterFragment, 1)]
         );
+    }
+
+    #[test]
+    fn headers_past_the_first_guess_are_parsed_on_the_whole_frame() {
+        // A 160-byte hop-by-hop header (one PadN option) puts UDP at offset 214.
+        let long = udp6_with_ext(&[(NEXTHDR_HOP, [1, 156].into_iter().chain([0; 156]).collect())]);
+        assert_eq!(long.len(), 14 + 40 + 160 + 8 + 4);
+        let mut t = Tracker::new();
+        for shift in 0..4 {
+            let mut buf = vec![0u8; long.len() + 8];
+            let base = (8 - buf.as_ptr() as usize % 4 + shift) % 4;
+            buf[base..base + long.len()].copy_from_slice(&long);
+            t.push(T0, LinkKind::Ethernet, &buf[base..base + long.len()]);
+            t.push(T0, LinkKind::RawIpv6, &buf[base + 14..base + long.len()]);
+        }
+        let k = FlowKey::canonical(CLIENT6, 3000, SERVER6, 4000, proto::UDP).0;
+        assert_eq!(value(&t, &k).packets, [0, 8]);
+        assert_eq!(only_reason(&t), vec![]);
     }
 
     #[test]
