@@ -22,7 +22,6 @@
 use std::time::Duration;
 
 use monitor_common::{initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, Stat, DIR_A_TO_B};
-
 use rustc_hash::FxHashMap;
 
 use crate::flow::{EpochClock, Flow, NoHint};
@@ -30,7 +29,7 @@ use crate::flow::{EpochClock, Flow, NoHint};
 // The kernel's parser, compiled for the host. It reads only through its own
 // bounds-checked `ptr_at`, and loads addresses as 32-bit words, relying (as
 // the kernel does, NET_IP_ALIGN) on the frame starting 2 bytes past a 4-byte
-// boundary: [`Tracker`] copies each frame to such a place first.
+// boundary: [`Tracker`] copies a frame to such a place unless it sits there.
 #[allow(clippy::all, dead_code, unused_imports)]
 #[path = "../../monitor-ebpf/src/parse.rs"]
 mod parse;
