@@ -339,7 +339,7 @@ impl<'f> Builder<'f> {
             let line = self.hosts[&name].line;
             self.warn(
                 line,
-                format!("{name:?} is both a group and a host; patterns naming it will mean both"),
+                format!("{name:?} is both a group and a host; Ansible resolves the name to the group (it warns too); rename one of them"),
             );
         }
 
