@@ -1,0 +1,277 @@
+//! The files in deploy/, checked by the tools that will read them:
+//! `systemd-analyze verify` and `security` for the unit, `promtool` for the
+//! alerting rules, a YAML parser for the DaemonSet (kubeconform is not
+//! available here), and the monitor binary itself for every command line.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use saphyr::{LoadableYamlNode, Yaml};
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(file)
+}
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(deploy(file)).unwrap_or_else(|e| panic!("deploy/{file}: {e}"))
+}
+
+/// `[Section]` → key → values (a key may repeat).
+fn unit_settings(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut section = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+        } else {
+            let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("not key=value: {line}"));
+            out.entry(section.clone()).or_default().entry(k.to_string()).or_default().push(v.to_string());
+        }
+    }
+    out
+}
+
+fn tool(name: &str) -> bool {
+    Command::new(name).arg("--version").output().is_ok()
+}
+
+#[test]
+fn the_unit_grants_capabilities_not_root() {
+    let unit = unit_settings(&read("monitor.service"));
+    let svc = &unit["Service"];
+    let one = |k: &str| -> &str {
+        match svc.get(k).map(Vec::as_slice) {
+            Some([v]) => v,
+            other => panic!("[Service] {k}: expected one value, got {other:?}"),
+        }
+    };
+    let caps = "CAP_BPF CAP_NET_ADMIN CAP_PERFMON";
+    assert_eq!(one("AmbientCapabilities"), caps);
+    assert_eq!(one("CapabilityBoundingSet"), caps);
+    assert_eq!(one("DynamicUser"), "yes");
+    assert!(svc.get("User").is_none(), "no fixed user, least of all root");
+    for (k, v) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("RuntimeDirectory", "monitor"),
+        ("LogsDirectory", "monitor"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("Restart", "on-failure"),
+    ] {
+        assert_eq!(one(k), v, "[Service] {k}");
+    }
+    assert!(svc.get("PrivateNetwork").is_none(), "the host's network is what the monitor watches");
+    // The paths the service writes are the ones systemd makes writable.
+    let exec = one("ExecStart");
+    assert!(exec.starts_with("/usr/local/bin/monitor run "), "{exec}");
+    assert!(exec.contains("--alerts-out /var/log/monitor/"), "alerts go under LogsDirectory: {exec}");
+    assert!(exec.contains("--metrics 127.0.0.1:9469"), "metrics on loopback only: {exec}");
+    assert_eq!(monitor::live::control::DEFAULT_SOCKET.rsplit_once('/').unwrap().0, "/run/monitor");
+}
+
+#[test]
+fn the_units_command_line_is_one_the_binary_accepts() {
+    let unit = unit_settings(&read("monitor.service"));
+    let exec = &unit["Service"]["ExecStart"][0];
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    // Options are parsed left to right before --help is acted on, so a
+    // misspelt or removed option fails here.
+    let out = Command::new(env!("CARGO_BIN_EXE_monitor")).args(&args).arg("--help").output().unwrap();
+    assert!(
+        out.status.success(),
+        "`monitor {}` is refused:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn systemd_analyze_verifies_the_unit() {
+    if !tool("systemd-analyze") {
+        eprintln!("systemd-analyze is not installed: unit not verified (apt-get install systemd)");
+        return;
+    }
+    // verify insists that ExecStart exists: point it at the binary built
+    // for this test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitor.service");
+    let text = read("monitor.service").replace("/usr/local/bin/monitor", env!("CARGO_BIN_EXE_monitor"));
+    std::fs::write(&path, text).unwrap();
+
+    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // verify only warns (exit 0) about unknown keys and bad values: any
+    // line about our unit is a failure.
+    let ours: Vec<&str> = report.lines().filter(|l| l.contains("monitor.service")).collect();
+    assert!(out.status.success() && ours.is_empty(), "systemd-analyze verify:\n{report}");
+
+    // The exposure score stays in systemd's "OK" band (below 4.0 of 10).
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=40"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-analyze security: exposure above 4.0:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn promtool(args: &[&str]) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(deploy(""))
+        .output()
+        .unwrap_or_else(|e| panic!("promtool: {e} (apt-get install prometheus, or cargo xtask setup)"));
+    assert!(
+        out.status.success(),
+        "promtool {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn promtool_checks_and_tests_the_alerting_rules() {
+    promtool(&["check", "rules", "prometheus-rules.yaml"]);
+    // Each alert against made-up series: fires when it should, not otherwise.
+    promtool(&["test", "rules", "prometheus-rules.test.yaml"]);
+}
+
+#[test]
+fn the_rules_use_only_metrics_the_monitor_exports() {
+    let rules = read("prometheus-rules.yaml");
+    // Every family present: the collected ones appear once they are set.
+    let m = monitor::live::metrics::Metrics::new();
+    let user = monitor::kernel::stream::UserStats::default();
+    m.kernel_counters(&monitor::kernel::KernelStats::default(), &user);
+    m.webhook(&monitor::live::webhook::WebhookStats::default());
+    m.rule_traffic("r", 0, 0, 0, std::time::SystemTime::now());
+    let exposed = m.encode();
+    let samples: Vec<&str> = exposed
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    let names = regex::Regex::new(r"\bmonitor_[a-z0-9_]+").unwrap();
+    let used: Vec<&str> = names.find_iter(&rules).map(|m| m.as_str()).collect();
+    assert!(used.len() >= 5, "{used:?}");
+    for name in used {
+        assert!(samples.contains(&name), "the rules use {name}, which the monitor does not export");
+    }
+    // And every kernel or user-space counter they name exists.
+    let mut counters: Vec<String> = monitor_common::Stat::ALL.iter().map(|s| s.name().to_string()).collect();
+    if let serde_json::Value::Object(fields) = serde_json::to_value(user).unwrap() {
+        counters.extend(fields.keys().cloned());
+    }
+    let selectors = regex::Regex::new(r#"counter=~?"([^"]+)""#).unwrap();
+    let mut named = 0;
+    for c in
+        selectors.captures_iter(&rules).flat_map(|c| c[1].split('|').map(str::to_owned).collect::<Vec<_>>())
+    {
+        assert!(counters.contains(&c), "the rules watch counter {c}, which does not exist");
+        named += 1;
+    }
+    assert!(named >= 4, "ringbuf_full, flow_map_full, flows_evicted, events_dropped");
+}
+
+/// `doc` at `path` (dot-separated mapping keys), with a clear panic.
+fn at<'a>(doc: &'a Yaml<'a>, path: &str) -> &'a Yaml<'a> {
+    path.split('.').fold(doc, |node, key| {
+        node.as_mapping_get(key).unwrap_or_else(|| panic!("deploy/daemonset.yaml: no `{path}` (at `{key}`)"))
+    })
+}
+
+fn strings<'a>(node: &'a Yaml<'a>) -> Vec<&'a str> {
+    node.as_sequence()
+        .unwrap_or_else(|| panic!("not a list: {node:?}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}")))
+        .collect()
+}
+
+#[test]
+fn the_daemonset_watches_the_host_with_three_capabilities() {
+    let text = read("daemonset.yaml");
+    let docs = Yaml::load_from_str(&text).unwrap_or_else(|e| panic!("deploy/daemonset.yaml: {e}"));
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| at(d, "kind").as_str() == Some(k))
+            .unwrap_or_else(|| panic!("deploy/daemonset.yaml has no {k}"))
+    };
+    let ds = kind("DaemonSet");
+    let cm = kind("ConfigMap");
+    assert!(kind("Namespace").as_mapping_get("metadata").is_some());
+
+    let pod = at(ds, "spec.template.spec");
+    assert_eq!(at(pod, "hostNetwork").as_bool(), Some(true));
+    let tolerations = at(pod, "tolerations").as_sequence().unwrap();
+    assert!(
+        tolerations
+            .iter()
+            .any(|t| at(t, "operator").as_str() == Some("Exists") && t.as_mapping_get("key").is_none()),
+        "a toleration of every taint, so that every node runs it"
+    );
+    let labels = at(ds, "spec.selector.matchLabels");
+    assert_eq!(labels, at(ds, "spec.template.metadata.labels"), "the selector must match the pod's labels");
+
+    let c = &at(pod, "containers").as_sequence().unwrap()[0];
+    let sc = at(c, "securityContext");
+    assert_eq!(strings(at(sc, "capabilities.drop")), ["ALL"]);
+    assert_eq!(strings(at(sc, "capabilities.add")), ["BPF", "NET_ADMIN", "PERFMON"]);
+    assert_eq!(at(sc, "privileged").as_bool(), Some(false));
+    assert_eq!(at(sc, "allowPrivilegeEscalation").as_bool(), Some(false));
+    assert_eq!(at(sc, "readOnlyRootFilesystem").as_bool(), Some(true));
+    assert_eq!(at(c, "resources.limits.memory").as_str(), Some("128Mi"));
+
+    // Volumes: the ConfigMap's files where the arguments look for them,
+    // host paths read-only.
+    let mounts: BTreeMap<&str, &Yaml> = at(c, "volumeMounts")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| (at(m, "name").as_str().unwrap(), m))
+        .collect();
+    let volumes: BTreeMap<&str, &Yaml> = at(pod, "volumes")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| (at(v, "name").as_str().unwrap(), v))
+        .collect();
+    for (name, v) in &volumes {
+        let m = mounts.get(name).unwrap_or_else(|| panic!("volume {name} is not mounted"));
+        if v.as_mapping_get("hostPath").is_some() {
+            assert_eq!(at(m, "readOnly").as_bool(), Some(true), "host path {name} must be read-only");
+        }
+    }
+    let config_dir = at(mounts["config"], "mountPath").as_str().unwrap();
+    assert_eq!(at(volumes["config"], "configMap.name").as_str(), at(cm, "metadata.name").as_str());
+    let args = strings(at(c, "args"));
+    for file in ["matrix.yaml", "inventory.ini"] {
+        assert!(at(cm, "data").as_mapping_get(file).is_some(), "the ConfigMap has no {file}");
+        assert!(
+            args.iter().any(|a| a.ends_with(&format!("={config_dir}/{file}"))),
+            "no argument reads {config_dir}/{file}: {args:?}"
+        );
+    }
+
+    // The metrics port is the one --metrics serves, and the binary
+    // accepts the arguments (with the node address filled in).
+    let port = at(&at(c, "ports").as_sequence().unwrap()[0], "containerPort").as_integer().unwrap();
+    assert!(args.contains(&&*format!("--metrics=$(NODE_IP):{port}")), "{args:?}");
+    let args: Vec<String> = args.iter().map(|a| a.replace("$(NODE_IP)", "192.0.2.1")).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_monitor")).args(&args).arg("--help").output().unwrap();
+    assert!(
+        out.status.success(),
+        "`monitor {}` is refused:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
