@@ -329,6 +329,7 @@ fn skipped_and_unusable_entries_are_warned_about_with_their_line() {
         ("ports_ipv6.ini", 14, "ansible_ssh_host is the old name"),
         ("ports_ipv6.ini", 14, "private_ip"),
         ("ports_ipv6.ini", 7, "no IP address"),
+        ("ports_ipv6.ini", 8, "port 9022 of host \"web.example.com\" is ignored"),
         ("ungrouped.ini", 1, "both a group and a host"),
         ("edge_names.ini", 5, "both a group and a host"),
         ("edge_names.ini", 5, "variable role of host \"servers\" goes to group \"servers\""),

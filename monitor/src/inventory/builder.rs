@@ -98,12 +98,24 @@ impl<'f> Builder<'f> {
                 "remove the empty entry or name the host",
             ));
         }
-        if !self.hosts.contains_key(name) {
-            let mut vars = BTreeMap::new();
-            if let Some(port) = port.filter(|p| *p != 0) {
-                vars.insert("ansible_port".to_string(), Var { value: Value::from(port), line });
+        let port = port.filter(|p| *p != 0);
+        match self.hosts.get(name) {
+            None => {
+                let mut vars = BTreeMap::new();
+                if let Some(port) = port {
+                    vars.insert("ansible_port".to_string(), Var { value: Value::from(port), line });
+                }
+                self.hosts.insert(name.to_string(), HostState { line, vars });
             }
-            self.hosts.insert(name.to_string(), HostState { line, vars });
+            Some(first) => {
+                if let Some(port) = port {
+                    let first = first.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                    self.warn(
+                        line,
+                        format!("port {port} of host {name:?} is ignored: as in Ansible, the port comes from the line that first names the host{first}; set ansible_port instead"),
+                    );
+                }
+            }
         }
         self.groups
             .get_mut(group)

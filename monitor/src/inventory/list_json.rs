@@ -23,8 +23,15 @@ struct ListGroup {
     unknown_keys: Vec<String>,
 }
 
+/// `_meta`: the hosts' variables, and keys other than the known ones.
+#[derive(Default)]
+struct Meta {
+    hostvars: Vec<(String, Map<String, Value>)>,
+    unknown_keys: Vec<String>,
+}
+
 enum Entry {
-    Meta(Vec<(String, Map<String, Value>)>),
+    Meta(Meta),
     Group(String, ListGroup),
 }
 
@@ -58,26 +65,30 @@ impl<'de> de::Deserialize<'de> for Doc {
 struct MetaSeed;
 
 impl<'de> DeserializeSeed<'de> for MetaSeed {
-    type Value = Vec<(String, Map<String, Value>)>;
+    type Value = Meta;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Vec<(String, Map<String, Value>)>;
+            type Value = Meta;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object with \"hostvars\"")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut hostvars = Vec::new();
+                let mut meta = Meta::default();
                 while let Some(key) = map.next_key::<String>()? {
                     if key != "hostvars" {
-                        map.next_value::<de::IgnoredAny>()?; // e.g. "profile"
+                        map.next_value::<de::IgnoredAny>()?;
+                        // "profile" says which JSON layout this is; nothing to read.
+                        if key != "profile" {
+                            meta.unknown_keys.push(key);
+                        }
                         continue;
                     }
                     let all: Map<String, Value> = map.next_value()?;
                     for (host, vars) in all {
                         match vars {
-                            Value::Object(v) => hostvars.push((host, v)),
-                            Value::Null => hostvars.push((host, Map::new())),
+                            Value::Object(v) => meta.hostvars.push((host, v)),
+                            Value::Null => meta.hostvars.push((host, Map::new())),
                             other => {
                                 return Err(de::Error::custom(format!(
                                     "_meta.hostvars of {host:?} is {other}, not an object of variables"
@@ -86,7 +97,7 @@ impl<'de> DeserializeSeed<'de> for MetaSeed {
                         }
                     }
                 }
-                Ok(hostvars)
+                Ok(meta)
             }
         }
         d.deserialize_map(V)
@@ -251,8 +262,11 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
     let mut listed_hosts = BTreeSet::new();
     for entry in entries {
         let (name, g) = match entry {
-            Entry::Meta(v) => {
-                hostvars.extend(v);
+            Entry::Meta(meta) => {
+                for key in meta.unknown_keys {
+                    b.warn(None, format!("skipped key {key:?} of _meta: only hostvars is read"));
+                }
+                hostvars.extend(meta.hostvars);
                 continue;
             }
             Entry::Group(name, g) => (name, g),
@@ -302,13 +316,14 @@ mod tests {
     #[test]
     fn list_output_round_trips_groups_and_vars() {
         let text = r#"{
-            "_meta": {"hostvars": {"n1": {"ansible_host": "10.0.0.1", "v": 2}}, "profile": "inventory_legacy"},
+            "_meta": {"hostvars": {"n1": {"ansible_host": "10.0.0.1", "v": 2}}, "profile": "inventory_legacy", "extra": 1},
             "all": {"children": ["ungrouped", "web"]},
             "web": {"hosts": ["n1"], "children": ["edge"]},
             "edge": ["n2"],
             "ungrouped": {"hosts": ["lone"]}
         }"#;
-        let (inv, _) = parse(text, Path::new("l.json")).unwrap_or_else(|e| panic!("{e}"));
+        let (inv, warnings) = parse(text, Path::new("l.json")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(warnings.iter().any(|w| w.message.contains("\"extra\" of _meta")), "{warnings:?}");
         assert_eq!(inv.hosts["n2"].groups, ["all", "edge", "web"].map(String::from).into());
         assert_eq!(inv.hosts["n1"].vars["v"], json!(2));
         assert_eq!(inv.hosts["n1"].addresses, vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
