@@ -185,7 +185,7 @@ fn host_line(b: &mut Builder, line: &str, group: &str, n: usize) -> Result<(), I
         InventoryError::syntax(file, Some(n), message, hint)
     })?;
     let Some((host_pattern, assignments)) = words.split_first() else {
-        return Ok(()); // only reachable for a line that is all comment
+        return Ok(()); // not reached: the caller skips blank and comment lines
     };
 
     let (names, port) = pattern::expand_hostpattern(host_pattern)
