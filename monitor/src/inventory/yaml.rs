@@ -487,7 +487,7 @@ fn parse_group(b: &mut Builder, name_node: &Node, data: &Node) -> Result<String,
     b.add_group(&name, Some(name_node.line))?;
 
     // A string in place of a section's mapping names one entry.
-    let mut sections: Vec<(&str, Node, &Node)> = Vec::new();
+    let mut sections: Vec<(&str, Node)> = Vec::new();
     for (key, value) in entries {
         let Some(k) = key.as_str().filter(|k| matches!(*k, "hosts" | "children" | "vars")) else {
             let what = if matches!(value.kind, Kind::Map(_)) || value.is_null() {
@@ -505,21 +505,30 @@ fn parse_group(b: &mut Builder, name_node: &Node, data: &Node) -> Result<String,
             continue;
         };
         let normalized = match &value.kind {
-            Kind::Scalar(Value::String(_)) => Node { kind: Kind::Map(vec![(value.clone(), Node { kind: Kind::Scalar(Value::Null), ..value.clone() })]), ..value.clone() },
+            Kind::Scalar(Value::String(_)) => Node {
+                kind: Kind::Map(vec![(
+                    value.clone(),
+                    Node { kind: Kind::Scalar(Value::Null), ..value.clone() },
+                )]),
+                ..value.clone()
+            },
             Kind::Map(_) | Kind::Scalar(Value::Null) => value.clone(),
             _ => {
                 return Err(InventoryError::syntax(
                     file,
                     Some(value.line),
                     format!("{k} of group {name:?} is {}, but must be a mapping", value.type_name()),
-                    format!("write {k} as `name:` entries, one per line (e.g. `node1:` with a trailing colon), not as a list"),
+                    format!(
+                        "write {k} as `name:` entries, one per line (e.g. `node1:` with a trailing colon){}",
+                        if matches!(value.kind, Kind::Seq(_)) { ", not as a list" } else { "" }
+                    ),
                 ))
             }
         };
-        sections.push((k, normalized, key));
+        sections.push((k, normalized));
     }
 
-    for (section, node, _) in sections {
+    for (section, node) in sections {
         let Kind::Map(items) = &node.kind else { continue }; // null: nothing to add
         match section {
             "vars" => {
