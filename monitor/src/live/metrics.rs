@@ -292,9 +292,6 @@ impl Metrics {
         listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), MetricsError> {
-        if let Ok(a) = listener.local_addr() {
-            log::info!("metrics on http://{a}/metrics");
-        }
         let mut conns = JoinSet::new();
         loop {
             tokio::select! {
@@ -400,10 +397,13 @@ impl Totals {
     }
 }
 
+/// A per-rule counter family: name, help, and which total it shows.
+type RuleCounter = (&'static str, &'static str, fn(&RuleTraffic) -> u64);
+
 impl Collector for Totals {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let st = self.lock();
-        let rules: [(&str, &str, fn(&RuleTraffic) -> u64); 3] = [
+        let rules: [RuleCounter; 3] = [
             ("rule_packets", "Packets of flows a matrix rule documents, both directions.", |r| r.packets),
             ("rule_bytes", "Bytes of flows a matrix rule documents, both directions.", |r| r.bytes),
             ("rule_flows", "Flows a matrix rule documents.", |r| r.flows),
