@@ -413,8 +413,10 @@ impl Worker {
         }
     }
 
-    /// POSTs one batch, retrying with backoff; counts the outcome. Cancel
-    /// safe: a batch cancelled here is counted by the caller.
+    /// POSTs one batch, retrying with backoff; counts the outcome. When
+    /// shutdown cancels it, the caller sends the batch again against the
+    /// deadline (or counts it lost): a request cut off in flight may then
+    /// reach the endpoint twice, never zero times uncounted.
     async fn deliver(&mut self, body: Bytes, n: u64) {
         let shared = self.shared.clone();
         let c = &shared.counters;
