@@ -307,6 +307,12 @@ impl Engine {
                 hosts_by_addr.entry(a).or_default().push(h.name.to_string());
             }
         }
+        let mut by_group: BTreeMap<&str, Vec<&HostView>> = BTreeMap::new();
+        for h in hosts {
+            for g in h.groups {
+                by_group.entry(g.as_str()).or_default().push(h);
+            }
+        }
         let mut zone_services: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         let mut resolved = Vec::new();
         let statics = StaticResolver { names: active.bindings.clone() };
@@ -322,12 +328,11 @@ impl Engine {
                 };
                 match &p.kind {
                     PlacementKind::Group(g) => {
-                        let mut n = 0;
-                        for h in hosts.iter().filter(|h| h.groups.contains(g)) {
-                            n += 1;
+                        let members = by_group.get(g.as_str()).map(Vec::as_slice).unwrap_or_default();
+                        for h in members {
                             h.addresses.iter().for_each(|a| add_exact(*a));
                         }
-                        if n == 0 && used {
+                        if members.is_empty() && used {
                             warnings.push(EngineWarning::at(
                                 &p.pos,
                                 if have_inventory {
