@@ -106,7 +106,7 @@ fn parse_hole(inner: &str, whole: &str) -> Result<Part, String> {
     Ok(Part::Var { name: name.to_string(), offset })
 }
 
-fn is_ident(s: &str) -> bool {
+pub(super) fn is_ident(s: &str) -> bool {
     !s.is_empty()
         && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

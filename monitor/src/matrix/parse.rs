@@ -252,11 +252,11 @@ impl Parser<'_> {
 
     fn variables(&mut self, n: &Y, m: &mut Matrix) {
         for (name, kn, v) in self.map(n, "variables").unwrap_or_default() {
-            if !is_name(&name) || name.contains('-') || name.contains('.') {
+            if !super::expr::is_ident(&name) {
                 self.error(
                     kn,
                     format!(
-                        "variable name `{name}`: use letters, digits and `_` (it is written ${{{name}}})"
+                        "variable name `{name}`: use letters, digits and `_`, starting with a letter or `_`"
                     ),
                 );
                 continue;
