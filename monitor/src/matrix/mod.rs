@@ -303,6 +303,20 @@ impl Matrix {
         Ok((m, warnings))
     }
 
+    /// Every DNS name or `*.suffix` pattern that services are placed on,
+    /// with its service: what a DNS cache should watch for.
+    pub fn fqdn_patterns(&self) -> Vec<(&str, &FqdnPattern)> {
+        self.services
+            .iter()
+            .flat_map(|(name, s)| {
+                s.placements.iter().filter_map(move |p| match &p.kind {
+                    PlacementKind::Fqdn(f) => Some((name.as_str(), f)),
+                    _ => None,
+                })
+            })
+            .collect()
+    }
+
     /// Whether `name` is a service, a zone, or `any`.
     pub fn is_entity(&self, name: &str) -> bool {
         name == ANY || self.services.contains_key(name) || self.zones.contains_key(name)

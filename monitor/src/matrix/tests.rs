@@ -424,3 +424,20 @@ fn yaml_anchors_and_aliases_are_followed() {
     let (m, _) = load("version: 1\nservices: { a: &x { cidr: 10.0.0.1 }, b: *x }\nrules: []\n").unwrap();
     assert_eq!(m.services["b"].placements.len(), 1);
 }
+
+#[test]
+fn fqdn_patterns_list_what_a_dns_cache_should_watch() {
+    let (m, _) = Matrix::load(&example_dir().join("matrix.yaml")).unwrap();
+    let names: Vec<String> = m.fqdn_patterns().iter().map(|(s, f)| format!("{s}={f}")).collect();
+    assert_eq!(
+        names,
+        vec![
+            "ai-providers=api.openai.com",
+            "ai-providers=api.anthropic.com",
+            "ai-providers=api.x.ai",
+            "lvs=lvs.ravenphyre.net",
+            "microsoft-graph=graph.microsoft.com",
+            "microsoft-graph=login.microsoftonline.com",
+        ]
+    );
+}
