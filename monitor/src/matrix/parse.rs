@@ -734,8 +734,12 @@ impl Parser<'_> {
                     self.error_at(
                         w.pos.clone(),
                         format!(
-                            "condition names unknown profile or variable `{n}`; define it under `profiles:` or `variables:` (profiles: {})",
-                            m.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                            "condition names unknown profile or variable `{n}`; define it under `profiles:` or `variables:` ({})",
+                            if m.profiles.is_empty() {
+                                "no profiles are defined".to_string()
+                            } else {
+                                format!("profiles: {}", m.profiles.keys().cloned().collect::<Vec<_>>().join(", "))
+                            }
                         ),
                     );
                 }
