@@ -64,7 +64,7 @@ pub const DIR_B_TO_A: usize = 1;
 /// is `b`. IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so that one
 /// key type serves both families. Ports are in host byte order. For ICMP
 /// echo, both ports hold the echo identifier; for other non-error ICMP both
-/// are zero. 8-byte aligned so the kernel can build it with word stores.
+/// hold the ICMP type. 8-byte aligned so the kernel can build it with word stores.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct FlowKey {

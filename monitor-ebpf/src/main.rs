@@ -80,8 +80,9 @@ mod programs {
     fn try_tc(ctx: &TcContext, egress: bool) {
         flow::count(Stat::Packets, 1);
         let skb = ctx.skb.skb;
-        let (len, ifindex, ingress_ifindex, gso_segs) =
-            unsafe { ((*skb).len, (*skb).ifindex, (*skb).ingress_ifindex, (*skb).gso_segs) };
+        let (len, ifindex, ingress_ifindex, gso_segs, vlan_present) = unsafe {
+            ((*skb).len, (*skb).ifindex, (*skb).ingress_ifindex, (*skb).gso_segs, (*skb).vlan_present)
+        };
         if egress && flow::counted_at_ingress(ingress_ifindex) {
             flow::count(Stat::ForwardedSkipped, 1);
             return;
@@ -96,7 +97,12 @@ mod programs {
                 // A GSO/GRO super-packet: count its wire segments, and add back
                 // the headers that each segment after the first carries.
                 let segs = if gso_segs > 1 { gso_segs as u64 } else { 1 };
-                let bytes = len as u64 + (segs - 1) * pkt.hdr_len as u64;
+                let mut bytes = len as u64 + (segs - 1) * pkt.hdr_len as u64;
+                // An accelerated VLAN tag lives in skb metadata, not in the
+                // data: its 4 bytes were on the wire of every segment.
+                if vlan_present != 0 {
+                    bytes += 4 * segs;
+                }
                 flow::track(&pkt, segs, bytes, ifindex)
             }
             Err(stat) => flow::count(stat, 1),

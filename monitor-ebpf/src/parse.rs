@@ -293,6 +293,10 @@ pub fn parse(data: usize, end: usize) -> Result<Packet, Stat> {
                 pkt.quoted = parse_quoted(data, end, off + 8, v6)?;
                 pkt.kind = L4Kind::IcmpError;
             } else {
+                // The type stands in for ports: neighbour discovery and
+                // router messages must stay apart from other ICMP.
+                pkt.sport = t as u16;
+                pkt.dport = t as u16;
                 pkt.kind = L4Kind::IcmpOther;
             }
         }

@@ -25,6 +25,9 @@ pub enum Outcome {
     /// Reaches a port it must not, but the server never answered: the
     /// firewall did its job. Not a finding; counted.
     ExposedUnanswered,
+    /// Link-level control traffic of IP itself (neighbour discovery, ...):
+    /// not judged; counted.
+    NetworkControl,
 }
 
 /// The question the engine answers for a flow: ICMP has no port.
@@ -51,6 +54,9 @@ pub fn query(flow: &Flow) -> FlowQuery {
 pub fn assess(engine: &Engine, flow: &Flow) -> (Verdict, Outcome) {
     let q = query(flow);
     let v = engine.verdict(&q);
+    if flow.network_control().is_some() {
+        return (v, Outcome::NetworkControl);
+    }
     (v, outcome(engine, flow, &q, &v))
 }
 
@@ -133,12 +139,18 @@ pub struct Tally {
     pub exposed_unanswered: u64,
     /// Flows still waiting for an answer when the capture ended.
     pub awaiting: u64,
+    /// Neighbour discovery and other control traffic of IP itself: not judged.
+    pub network_control: u64,
     seen: BTreeSet<RuleIdx>,
 }
 
 impl Tally {
     pub fn add(&mut self, flow: &Flow, verdict: &Verdict, outcome: &Outcome) {
         self.flows += 1;
+        if *outcome == Outcome::NetworkControl {
+            self.network_control += 1;
+            return;
+        }
         if let Some(r) = verdict.rule {
             self.seen.insert(r);
         }
@@ -148,6 +160,7 @@ impl Tally {
         match outcome {
             Outcome::Conforming => self.conforming += 1,
             Outcome::ExposedUnanswered => self.exposed_unanswered += 1,
+            Outcome::NetworkControl => {}
             Outcome::Finding(a) => match a.kind {
                 Kind::Unexpected => self.unexpected += 1,
                 Kind::Blocked => self.blocked += 1,
@@ -211,6 +224,8 @@ pub struct Summary {
     pub exposed: u64,
     pub exposed_unanswered: u64,
     pub awaiting: u64,
+    /// Neighbour discovery and other control traffic of IP itself: not judged.
+    pub network_control: u64,
     /// Packets that were not counted into any flow, by reason (non-zero only).
     pub skipped: std::collections::BTreeMap<&'static str, u64>,
     /// ICMP errors attributed to a flow (not counted as flow packets).
@@ -243,6 +258,7 @@ impl Summary {
             exposed: tally.exposed,
             exposed_unanswered: tally.exposed_unanswered,
             awaiting: tally.awaiting,
+            network_control: tally.network_control,
             skipped: stats.skipped().map(|(s, n)| (s.name(), n)).collect(),
             icmp_errors_matched: stats.get(Stat::IcmpErrorMatched),
             rules: engine.rules().len(),
@@ -271,8 +287,15 @@ impl Summary {
         let _ = writeln!(s, "{}: {} packets{span}, {} flows", self.pcap, self.packets, self.flows);
         let _ = writeln!(
             s,
-            "  conforming {}, unexpected {}, blocked {}, exposed {} (exposed but unanswered {}), awaiting an answer {}",
-            self.conforming, self.unexpected, self.blocked, self.exposed, self.exposed_unanswered, self.awaiting
+            "  conforming {}, unexpected {}, blocked {}, exposed {} (exposed but unanswered {}), awaiting an answer {}, \
+             network control (not judged) {}",
+            self.conforming,
+            self.unexpected,
+            self.blocked,
+            self.exposed,
+            self.exposed_unanswered,
+            self.awaiting,
+            self.network_control
         );
         if self.skipped.is_empty() {
             let _ = writeln!(s, "  every packet was counted into a flow");

@@ -263,6 +263,25 @@ pub fn addr_key(ip: IpAddr) -> [u8; 16] {
 }
 
 impl Flow {
+    /// Link-level control traffic that belongs to IP itself, not to any
+    /// service: IPv6 neighbour and router discovery, multicast listener
+    /// reports, IPv4 router discovery. No port matrix documents it, and
+    /// judging it would bury real findings. For non-echo ICMP the key's
+    /// ports hold the ICMP type.
+    pub fn network_control(&self) -> Option<&'static str> {
+        let t = self.server.port;
+        match self.proto {
+            Proto::Icmpv6 => match t {
+                130..=132 | 143 => Some("IPv6 multicast listener discovery"),
+                133..=137 => Some("IPv6 neighbour/router discovery"),
+                141 | 142 | 148 | 149 | 151..=153 => Some("IPv6 discovery"),
+                _ => None,
+            },
+            Proto::Icmp if t == 9 || t == 10 => Some("IPv4 router discovery"),
+            _ => None,
+        }
+    }
+
     /// Builds a flow from a flow-table entry. `answer_timeout` is how long a
     /// client may wait for an answer before the flow counts as unanswered.
     pub fn from_entry(

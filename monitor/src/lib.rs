@@ -8,6 +8,7 @@ pub mod engine;
 pub mod flow;
 pub mod inventory;
 pub mod kernel;
+pub mod live;
 pub mod matrix;
 pub mod pcap;
 pub mod track;

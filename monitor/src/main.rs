@@ -20,6 +20,10 @@ enum Command {
     Check(cmd::check::Args),
     /// Lint or show a matrix file.
     Matrix(cmd::matrix::Args),
+    /// Watch this host live and stream an alert wherever traffic departs from the matrix.
+    Run(cmd::run::Args),
+    /// Print the coverage report (every rule, its use, the rules never seen) of a running monitor.
+    Report(cmd::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +35,8 @@ fn main() -> ExitCode {
         Command::Flows(args) => cmd::flows::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Matrix(args) => cmd::matrix::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Report(args) => cmd::report::run(args),
     };
     match result {
         Ok(code) => code,

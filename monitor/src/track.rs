@@ -579,12 +579,22 @@ mod tests {
     }
 
     #[test]
-    fn other_icmp_is_one_flow_per_address_pair_with_zero_ports() {
+    fn other_icmp_is_one_flow_per_address_pair_and_type() {
+        // Timestamp request (13): the ICMP type stands in for both ports.
         let mut v = Vec::new();
         eth().ipv4(CLIENT, SERVER, 64).icmpv4_raw(13, 0, [0; 4]).write(&mut v, &[0; 12]).unwrap();
-        let t = replay(&[v]);
-        let val = value(&t, &key4(CLIENT, 0, SERVER, 0, proto::ICMP));
+        let mut w = Vec::new();
+        eth().ipv4(CLIENT, SERVER, 64).icmpv4_raw(10, 0, [0; 4]).write(&mut w, &[0; 12]).unwrap();
+        let t = replay(&[v.clone(), v, w]);
+        assert_eq!(t.len(), 2, "one flow per ICMP type");
+        let val = value(&t, &key4(CLIENT, 13, SERVER, 13, proto::ICMP));
         assert_eq!(val.initiator_how, initiator_how::FIRST_PACKET);
+        assert_eq!(val.packets.iter().sum::<u64>(), 2);
+        let flows = t.flows(Duration::from_secs(3));
+        let solicit = flows.iter().find(|f| f.server.port == 10).expect("router solicitation flow");
+        assert_eq!(solicit.network_control(), Some("IPv4 router discovery"));
+        let stamp = flows.iter().find(|f| f.server.port == 13).expect("timestamp flow");
+        assert_eq!(stamp.network_control(), None, "a timestamp request is judged like any flow");
     }
 
     #[test]

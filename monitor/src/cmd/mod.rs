@@ -1,8 +1,11 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
 pub mod check;
+pub mod engine_args;
 pub mod flows;
 pub mod matrix;
+pub mod report;
+pub mod run;
 
 /// Resolves on SIGINT or SIGTERM: commands then finish their output and
 /// detach from the kernel before exiting.

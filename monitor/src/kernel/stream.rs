@@ -90,13 +90,12 @@ impl Default for StreamOptions {
     }
 }
 
+/// The receiving end of the stream, and the task that feeds it.
+pub type Stream = (mpsc::Receiver<FlowUpdate>, JoinHandle<Result<(), KernelError>>);
+
 /// Starts the stream. Set `shutdown` to true to end it; the last message is
 /// a `Table` with `last: true`, then the channel closes.
-pub fn spawn(
-    mut kernel: Kernel,
-    opts: StreamOptions,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(mpsc::Receiver<FlowUpdate>, JoinHandle<Result<(), KernelError>>), KernelError> {
+pub fn spawn(mut kernel: Kernel, opts: StreamOptions, shutdown: watch::Receiver<bool>) -> Result<Stream, KernelError> {
     let events = kernel.take_events()?;
     // SAFETY: the ring buffer owns its fd and the AsyncFd owns the ring
     // buffer, so the fd stays open for as long as it is registered.

@@ -1,0 +1,26 @@
+//! `monitor report`: the coverage report of a running monitor.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+
+use crate::live::control::{DEFAULT_SOCKET, request};
+
+/// Print every rule of the matrix with its packets, bytes, flows and last
+/// use, and the documented rules never seen, from a running `monitor run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The running monitor's control socket (its --socket).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: crate::live::sink::Format,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+    let text = args.format == crate::live::sink::Format::Text;
+    let body = rt.block_on(request(&args.socket, text))?;
+    print!("{body}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,99 @@
+//! `monitor run`: the live monitor. Watches the host's traffic and streams an
+//! alert for every flow that departs from the documented matrix.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+
+use super::engine_args::{EngineArgs, parse_secs};
+use crate::{
+    kernel::{AttachMode, LoadOptions, stream::StreamOptions},
+    live::{
+        control::DEFAULT_SOCKET,
+        dedup::DedupOptions,
+        metrics::check_listen_addr,
+        run::{RunOptions, run as run_live},
+        sink::Format,
+        webhook::WebhookOptions,
+    },
+};
+
+/// Watch this host's traffic and report, live, where it departs from the matrix.
+///
+/// Alerts (docs/alerts.md) go to stdout as JSON lines, or to --alerts-out, and
+/// to --webhook. SIGHUP reloads the matrix and the inventory; SIGINT/SIGTERM
+/// stop, after the last alerts and the coverage report.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Interface to watch (repeatable). Default: every interface that is up, except loopback.
+    #[arg(long = "iface", value_name = "IF")]
+    pub ifaces: Vec<String>,
+    /// How to attach the ingress program (docs/flows.md).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub attach: AttachMode,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
+    /// Append alerts to FILE instead of writing them to stdout.
+    #[arg(long, value_name = "FILE")]
+    pub alerts_out: Option<PathBuf>,
+    /// Also POST alerts, in JSON batches, to URL (retries with backoff; a bounded queue, drops counted).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Seconds a connection attempt may wait for an answer before a documented path counts as blocked.
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
+    pub syn_timeout: f64,
+    /// One alert per (kind, client, server, port, protocol) per window of SECS; repeats are counted.
+    #[arg(long, value_name = "SECS", default_value = "600", value_parser = parse_secs)]
+    pub dedup_window: f64,
+    /// Distinct off-matrix flows one source may open per window before they fold into one scan alert.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub scan_threshold: u32,
+    /// Seconds between reads of the whole flow table (counters, timeouts).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    pub interval: f64,
+    /// Flow table size (entries).
+    #[arg(long, default_value_t = monitor_common::FLOWS_MAX_ENTRIES)]
+    pub max_flows: u32,
+    /// Serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9469). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Allow --metrics on an address other than loopback.
+    #[arg(long)]
+    pub metrics_public: bool,
+    /// Control socket for `monitor report`.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = args.metrics {
+        check_listen_addr(addr, args.metrics_public)?;
+    }
+    let opts = RunOptions {
+        engine: args.engine,
+        load: LoadOptions { ifaces: args.ifaces, mode: args.attach, max_flows: args.max_flows },
+        stream: StreamOptions {
+            interval: Duration::from_secs_f64(args.interval.max(0.05)),
+            answer_timeout: Duration::from_secs_f64(args.syn_timeout),
+            ..StreamOptions::default()
+        },
+        dedup: DedupOptions {
+            window: Duration::from_secs_f64(args.dedup_window),
+            scan_threshold: args.scan_threshold,
+            ..DedupOptions::default()
+        },
+        format: args.format,
+        alerts_out: args.alerts_out,
+        webhook: args.webhook.map(WebhookOptions::new),
+        metrics: args.metrics,
+        socket: Some(args.socket),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(run_live(opts))
+}

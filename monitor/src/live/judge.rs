@@ -1,0 +1,162 @@
+//! Judging live flows: each flow is judged when it first appears and again
+//! whenever it changes (its answer arrives, its SYN times out), and each
+//! finding is reported once per flow. The traffic of documented flows is
+//! added to the coverage of their rule.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use monitor_common::FlowKey;
+
+use super::coverage::Coverage;
+use crate::{
+    alert::{Alert, Kind},
+    check::{Outcome, assess},
+    engine::{Engine, VerdictKind},
+    flow::Flow,
+};
+
+/// What the judge remembers of a flow between observations.
+struct Seen {
+    verdict: VerdictKind,
+    /// The rule documenting the flow, for coverage.
+    rule: Option<String>,
+    /// The finding already reported for this flow.
+    alerted: Option<Kind>,
+    blocked_counted: bool,
+    exposed_unanswered: bool,
+    /// Traffic already added to the rule's coverage.
+    packets: u64,
+    bytes: u64,
+}
+
+/// The result of one observation.
+#[derive(Debug, Default)]
+pub struct Judged {
+    /// A finding not yet reported for this flow.
+    pub alert: Option<Alert>,
+    /// Set on the first observation of a flow: its verdict.
+    pub new_flow: Option<VerdictKind>,
+    /// Time spent in the engine.
+    pub engine_time: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JudgeCounts {
+    pub flows: u64,
+    pub conforming: u64,
+    pub unexpected: u64,
+    pub exposed: u64,
+    /// Reached a port it must not, but nothing answered: not a finding.
+    pub exposed_unanswered: u64,
+    /// Neighbour discovery and other control traffic of IP itself: not judged.
+    pub network_control: u64,
+}
+
+pub struct Judge {
+    engine: Arc<Engine>,
+    flows: HashMap<FlowKey, Seen>,
+    /// Network-control flows already counted.
+    control: HashSet<FlowKey>,
+    pub coverage: Coverage,
+    pub counts: JudgeCounts,
+}
+
+impl Judge {
+    pub fn new(engine: Arc<Engine>) -> Judge {
+        Judge { engine, flows: HashMap::new(), control: HashSet::new(), coverage: Coverage::default(), counts: JudgeCounts::default() }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Swaps in a reloaded engine. Flows already judged keep their verdicts
+    /// (they were judged against the matrix in force when they started);
+    /// coverage is kept by rule id, so it survives the reload.
+    pub fn set_engine(&mut self, engine: Arc<Engine>) {
+        self.engine = engine;
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn observe(&mut self, flow: &Flow) -> Judged {
+        let started = Instant::now();
+        let (verdict, outcome) = assess(&self.engine, flow);
+        let engine_time = started.elapsed();
+        let mut judged = Judged { engine_time, ..Judged::default() };
+        if outcome == Outcome::NetworkControl {
+            if !self.control.contains(&flow.key) {
+                self.control.insert(flow.key);
+                self.counts.network_control += 1;
+            }
+            return judged;
+        }
+
+        let engine = &self.engine;
+        let seen = self.flows.entry(flow.key).or_insert_with(|| {
+            judged.new_flow = Some(verdict.kind);
+            Seen {
+                verdict: verdict.kind,
+                rule: verdict.rule.map(|r| engine.rule(r).id.clone()),
+                alerted: None,
+                blocked_counted: false,
+                exposed_unanswered: false,
+                packets: 0,
+                bytes: 0,
+            }
+        });
+        if let Some(kind) = judged.new_flow {
+            self.counts.flows += 1;
+            match kind {
+                VerdictKind::Conforming => self.counts.conforming += 1,
+                VerdictKind::Unexpected => self.counts.unexpected += 1,
+                VerdictKind::Exposed => self.counts.exposed += 1,
+            }
+            if let (VerdictKind::Conforming, Some(rule)) = (kind, &seen.rule) {
+                self.coverage.add_flow(rule);
+            }
+        }
+        if let (VerdictKind::Conforming, Some(rule)) = (seen.verdict, &seen.rule) {
+            let packets = flow.to_server.packets + flow.to_client.packets;
+            let bytes = flow.to_server.bytes + flow.to_client.bytes;
+            self.coverage.add_traffic(
+                rule,
+                packets.saturating_sub(seen.packets),
+                bytes.saturating_sub(seen.bytes),
+                flow.last_seen,
+            );
+            seen.packets = seen.packets.max(packets);
+            seen.bytes = seen.bytes.max(bytes);
+        }
+        match outcome {
+            Outcome::Finding(alert) if seen.alerted != Some(alert.kind) => {
+                seen.alerted = Some(alert.kind);
+                if alert.kind == Kind::Blocked && !seen.blocked_counted {
+                    seen.blocked_counted = true;
+                    if let Some(rule) = &seen.rule {
+                        self.coverage.add_blocked(rule);
+                    }
+                }
+                judged.alert = Some(*alert);
+            }
+            Outcome::ExposedUnanswered if !seen.exposed_unanswered => {
+                seen.exposed_unanswered = true;
+                self.counts.exposed_unanswered += 1;
+            }
+            _ => {}
+        }
+        judged
+    }
+
+    /// After a full table: forgets flows the kernel no longer holds.
+    pub fn retain(&mut self, present: &HashSet<FlowKey>) {
+        self.flows.retain(|k, _| present.contains(k));
+        self.control.retain(|k| present.contains(k));
+    }
+}

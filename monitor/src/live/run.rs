@@ -1,0 +1,254 @@
+//! `monitor run`: kernel flows to verdicts to alerts, live.
+//!
+//! One loop owns the judge, the de-duplicator and the coverage; the kernel
+//! side runs in its own task (see `kernel::stream`), the webhook and the
+//! metrics server in theirs, so that a slow consumer never stalls the kernel
+//! side: what cannot be delivered is counted.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::Context;
+use log::{error, info, warn};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
+
+use super::{
+    control::{self, ReportRequest},
+    dedup::{Dedup, DedupOptions},
+    judge::Judge,
+    metrics::Metrics,
+    sink::{Format, Sink},
+    webhook::{Webhook, WebhookOptions},
+};
+use crate::{
+    alert::Alert,
+    cmd::engine_args::EngineArgs,
+    flow::Flow,
+    kernel::{
+        Kernel, LoadOptions,
+        stream::{self, FlowUpdate, StreamOptions, Table},
+    },
+};
+
+pub struct RunOptions {
+    pub engine: EngineArgs,
+    pub load: LoadOptions,
+    pub stream: StreamOptions,
+    pub dedup: DedupOptions,
+    pub format: Format,
+    pub alerts_out: Option<PathBuf>,
+    pub webhook: Option<WebhookOptions>,
+    pub metrics: Option<SocketAddr>,
+    pub socket: Option<PathBuf>,
+}
+
+/// Everything an alert passes through on its way out.
+struct Out {
+    sink: Sink,
+    webhook: Option<Webhook>,
+    metrics: Metrics,
+    dedup: Dedup,
+}
+
+impl Out {
+    fn offer(&mut self, alert: Alert) {
+        if let Some(a) = self.dedup.offer(alert, Instant::now()) {
+            self.emit(&a);
+        }
+    }
+
+    fn emit(&mut self, alert: &Alert) {
+        self.metrics.alert(alert.kind);
+        if let Ok(latency) = SystemTime::now().duration_since(alert.first_seen) {
+            self.metrics.alert_latency(latency);
+        }
+        if let Err(e) = self.sink.write(alert) {
+            error!("cannot write an alert: {e}");
+        }
+        if let Some(w) = &self.webhook {
+            w.send(alert);
+        }
+    }
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
+    let compiled = opts.engine.compile()?;
+    for w in &compiled.warnings {
+        warn!("{w}");
+    }
+    let metrics = Metrics::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(addr) = opts.metrics {
+        let m = metrics.clone();
+        let rx = stop_rx.clone();
+        // Bind now, so that a port in use is an error at start, not a log line later.
+        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("--metrics {addr}"))?;
+        drop(listener);
+        tokio::spawn(async move {
+            if let Err(e) = m.serve(addr, rx).await {
+                error!("metrics server on {addr}: {e}");
+            }
+        });
+        info!("metrics on http://{addr}/metrics");
+    }
+    let webhook = match opts.webhook.clone() {
+        Some(w) => Some(Webhook::spawn(w)?),
+        None => None,
+    };
+    let (mut control_rx, _socket_guard) = match &opts.socket {
+        Some(path) => {
+            let (rx, guard) = control::serve(path).with_context(|| format!("control socket {}", path.display()))?;
+            (Some(rx), Some(guard))
+        }
+        None => (None, None),
+    };
+
+    let kernel = Kernel::load(&opts.load)?;
+    let (mut updates, stream_task) = stream::spawn(kernel, opts.stream.clone(), stop_rx)?;
+    let sink = match &opts.alerts_out {
+        Some(path) => Sink::file(path, opts.format).with_context(|| format!("--alerts-out {}", path.display()))?,
+        None => Sink::stdout(opts.format),
+    };
+    let mut out = Out {
+        sink,
+        webhook: webhook.as_ref().map(|(w, _)| w.clone()),
+        metrics: metrics.clone(),
+        dedup: Dedup::new(opts.dedup.clone()),
+    };
+    let mut judge = Judge::new(Arc::new(compiled.engine));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stopping = false;
+    info!("watching; alerts go to {}", opts.alerts_out.as_ref().map_or("stdout".into(), |p| p.display().to_string()));
+
+    loop {
+        tokio::select! {
+            update = updates.recv() => match update {
+                Some(FlowUpdate::Event { flow, .. }) => judge_flow(&mut judge, &mut out, &flow),
+                Some(FlowUpdate::Table(table)) => judge_table(&mut judge, &mut out, &table),
+                None => break, // the stream ends after its last table
+            },
+            _ = tick.tick() => {
+                for a in out.dedup.tick(Instant::now()) {
+                    out.emit(&a);
+                }
+            }
+            Some(req) = recv_request(&mut control_rx) => {
+                let _ = req.reply.send(judge.coverage.report(judge.engine()));
+            }
+            _ = hup.recv() => reload(&opts.engine, &mut judge, &out.metrics).await,
+            _ = term.recv(), if !stopping => { stopping = true; let _ = stop_tx.send(true); }
+            _ = int.recv(), if !stopping => { stopping = true; let _ = stop_tx.send(true); }
+        }
+    }
+    stream_task.await.context("flow stream task")??;
+    for a in out.dedup.flush() {
+        out.emit(&a);
+    }
+    if let Some((w, task)) = webhook {
+        drop(out.webhook.take());
+        let stats = w.shutdown(Duration::from_secs(5)).await;
+        let _ = task.await;
+        info!("webhook: {stats:?}");
+    }
+    // The same coverage report `monitor report` gives, once more at exit.
+    let report = judge.coverage.report(judge.engine());
+    let line = match opts.format {
+        Format::Json => serde_json::to_string(&report)?,
+        Format::Text => report.to_text(),
+    };
+    out.sink.write_line(&line)?;
+    let c = judge.counts;
+    info!(
+        "{} flows: {} conforming, {} unexpected, {} exposed ({} unanswered); {} alerts emitted, {} repeats folded",
+        c.flows, c.conforming, c.unexpected, c.exposed, c.exposed_unanswered, out.dedup.stats.emitted, out.dedup.stats.repeats
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn recv_request(rx: &mut Option<tokio::sync::mpsc::Receiver<ReportRequest>>) -> Option<ReportRequest> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn judge_flow(judge: &mut Judge, out: &mut Out, flow: &Flow) {
+    let judged = judge.observe(flow);
+    out.metrics.engine_latency(judged.engine_time);
+    if let Some(v) = judged.new_flow {
+        out.metrics.flow(v);
+    }
+    if let Some(alert) = judged.alert {
+        out.offer(alert);
+    }
+}
+
+fn judge_table(judge: &mut Judge, out: &mut Out, table: &Table) {
+    let mut present = HashSet::with_capacity(table.flows.len());
+    for flow in &table.flows {
+        present.insert(flow.key);
+        judge_flow(judge, out, flow);
+    }
+    // Flows expired in the kernel are forgotten, but not on the last table:
+    // its flows were not removed.
+    if !table.last {
+        judge.retain(&present);
+    }
+    for (rule, u) in judge.coverage.iter() {
+        if let Some(t) = u.last_seen {
+            out.metrics.rule_traffic(rule, u.packets, u.bytes, u.flows, t);
+        }
+    }
+    let kernel = table.kernel.to_json();
+    let user = serde_json::to_value(table.user).unwrap_or_default();
+    let dedup = serde_json::to_value(out.dedup.stats).unwrap_or_default();
+    let mut counters: Vec<(String, u64)> =
+        kernel.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect();
+    for obj in [user, dedup] {
+        if let serde_json::Value::Object(m) = obj {
+            counters.extend(m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))));
+        }
+    }
+    out.metrics.set_counters(counters.iter().map(|(k, v)| (k.as_str(), *v)));
+    out.metrics.tracked_flows(judge.tracked());
+    if let Some(w) = &out.webhook {
+        out.metrics.webhook(&w.stats());
+    }
+}
+
+/// Reloads matrix and inventory together; a broken file keeps the old ones
+/// in force. Counters are kept.
+async fn reload(args: &EngineArgs, judge: &mut Judge, metrics: &Metrics) {
+    let args = args.clone();
+    match tokio::task::spawn_blocking(move || args.compile()).await {
+        Ok(Ok(compiled)) => {
+            for w in &compiled.warnings {
+                warn!("reload: {w}");
+            }
+            judge.set_engine(Arc::new(compiled.engine));
+            metrics.reload(true);
+            info!("reloaded the matrix and the inventory (SIGHUP)");
+        }
+        Ok(Err(e)) => {
+            metrics.reload(false);
+            error!("reload failed; the previous matrix and inventory stay in force: {e:#}");
+        }
+        Err(e) => {
+            metrics.reload(false);
+            error!("reload failed: {e}");
+        }
+    }
+}
