@@ -183,6 +183,10 @@ fn bench(root: &Path, which: &str) -> Result<()> {
             build(root)?;
             cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-kernel"])
         }
-        other => bail!("unknown benchmark `{other}`: use kernel, engine or replay"),
+        "e2e" => {
+            build(root)?;
+            cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-e2e"])
+        }
+        other => bail!("unknown benchmark `{other}`: use kernel, engine, replay or e2e"),
     }
 }
