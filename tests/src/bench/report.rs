@@ -1,0 +1,230 @@
+//! The printed tables, the targets, and the JSON file with every raw sample.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{
+    testrun::{self, Case, Hook, Method},
+    veth::{self, Attach},
+};
+
+/// Known-flow update: at most this many times the baseline (test run, repeat).
+pub const KNOWN_FLOW_MAX_RATIO: f64 = 1.5;
+/// With the default attach mode (auto = TC on veth): at least this share of
+/// the UDP pps and TCP Gbit/s without a program.
+pub const UDP_MIN_RATIO: f64 = 0.90;
+pub const TCP_MIN_RATIO: f64 = 0.95;
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub measured: f64,
+    /// "<=" or ">="
+    pub bound: &'static str,
+    pub limit: f64,
+    pub met: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Meta {
+    pub kernel: String,
+    pub cpus: usize,
+    pub unix_time: u64,
+    pub loadavg_start: String,
+    pub loadavg_end: String,
+    pub args: Vec<String>,
+    pub monitor_bin: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub meta: Meta,
+    pub targets: Vec<Target>,
+    pub testrun: Option<testrun::Results>,
+    pub veth: Option<veth::Results>,
+}
+
+pub fn targets(t: Option<&testrun::Results>, v: Option<&veth::Results>) -> Vec<Target> {
+    let mut out = Vec::new();
+    if let Some(t) = t {
+        for hook in [Hook::Xdp, Hook::Tc] {
+            if let (Some(k), Some(b)) = (
+                t.median(hook, Case::KnownFlow, Method::Repeat),
+                t.median(hook, Case::Baseline, Method::Repeat),
+            ) {
+                let r = k / b;
+                out.push(Target {
+                    what: format!("{}: known-flow update / baseline (test run, repeat)", hook.as_str()),
+                    measured: r,
+                    bound: "<=",
+                    limit: KNOWN_FLOW_MAX_RATIO,
+                    met: r <= KNOWN_FLOW_MAX_RATIO,
+                });
+            }
+        }
+    }
+    if let Some(v) = v {
+        if let (Some(none), Some(auto)) = (v.summary(Attach::None), v.summary(Attach::Auto)) {
+            let r = auto.pps / none.pps;
+            out.push(Target {
+                what: "veth UDP pps, --attach auto / no program".into(),
+                measured: r,
+                bound: ">=",
+                limit: UDP_MIN_RATIO,
+                met: r >= UDP_MIN_RATIO,
+            });
+            let r = auto.gbit_s / none.gbit_s;
+            out.push(Target {
+                what: "veth TCP Gbit/s, --attach auto / no program".into(),
+                measured: r,
+                bound: ">=",
+                limit: TCP_MIN_RATIO,
+                met: r >= TCP_MIN_RATIO,
+            });
+        }
+    }
+    out
+}
+
+fn opt(x: Option<f64>, prec: usize) -> String {
+    x.map_or_else(|| "-".into(), |v| format!("{v:.prec$}"))
+}
+
+pub fn testrun_table(t: &testrun::Results, rounds: usize) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "In-kernel cost per packet: {}-byte IPv4/TCP frame through BPF_PROG_TEST_RUN, ns as timed by the \
+         kernel, median of {rounds} interleaved rounds",
+        t.frame_bytes
+    );
+    let _ = writeln!(
+        s,
+        "  repeat = one run of {} iterations on the same frame; single = {} runs of 1 iteration (mean), the \
+         only way to give every run a new flow",
+        t.repeat, t.singles
+    );
+    let _ = writeln!(
+        s,
+        "  net = minus the empty program (the harness); x base = ratio to the baseline of the same hook and \
+         method"
+    );
+    let _ = writeln!(
+        s,
+        "{:<5} {:<31} {:<7} {:>8} {:>8} {:>7} {:>10} {:>11}",
+        "hook", "case", "method", "ns", "net ns", "x base", "net x base", "p50 of runs"
+    );
+    for hook in [Hook::Xdp, Hook::Tc] {
+        for method in [Method::Repeat, Method::Single] {
+            let floor = t.median(hook, Case::Floor, method);
+            let base = t.median(hook, Case::Baseline, method);
+            for case in Case::ALL {
+                let Some(ns) = t.median(hook, case, method) else { continue };
+                let net = floor.filter(|_| case != Case::Floor).map(|f| ns - f);
+                let ratio = base.filter(|_| case != Case::Floor).map(|b| ns / b);
+                let net_ratio = match (floor, base, net) {
+                    (Some(f), Some(b), Some(n)) if case != Case::Floor && b > f => Some(n / (b - f)),
+                    _ => None,
+                };
+                let p50 = (method == Method::Single).then(|| t.pooled_run_median(hook, case)).flatten();
+                let _ = writeln!(
+                    s,
+                    "{:<5} {:<31} {:<7} {:>8.1} {:>8} {:>7} {:>10} {:>11}",
+                    hook.as_str(),
+                    case.label(),
+                    if method == Method::Repeat { "repeat" } else { "single" },
+                    ns,
+                    opt(net, 1),
+                    opt(ratio, 2),
+                    opt(net_ratio, 2),
+                    opt(p50, 0),
+                );
+            }
+        }
+    }
+    if !t.stats.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nCross-check, kernel run-time statistics (BPF_ENABLE_STATS; run_time_ns / run_cnt, median of {} \
+             rounds; each run pays two extra clock reads):",
+            t.stats.iter().map(|x| x.round).max().unwrap_or(0) + 1
+        );
+        let _ = writeln!(s, "{:<5} {:<31} {:>8} {:>7} {:>10}", "hook", "case", "ns", "x base", "net x base");
+        for hook in [Hook::Xdp, Hook::Tc] {
+            let floor = t.stats_median(hook, Case::Floor);
+            let base = t.stats_median(hook, Case::Baseline);
+            for case in Case::ALL {
+                let Some(ns) = t.stats_median(hook, case) else { continue };
+                let ratio = base.filter(|_| case != Case::Floor).map(|b| ns / b);
+                let net_ratio = match (floor, base) {
+                    (Some(f), Some(b)) if case != Case::Floor && b > f => Some((ns - f) / (b - f)),
+                    _ => None,
+                };
+                let _ = writeln!(
+                    s,
+                    "{:<5} {:<31} {:>8.1} {:>7} {:>10}",
+                    hook.as_str(),
+                    case.label(),
+                    ns,
+                    opt(ratio, 2),
+                    opt(net_ratio, 2)
+                );
+            }
+        }
+    }
+    s
+}
+
+pub fn veth_table(v: &veth::Results, rounds: usize) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "veth throughput, namespace b -> a, program on a's veth; median of {rounds} rounds x {} s per test",
+        v.secs
+    );
+    let _ = writeln!(
+        s,
+        "  UDP: {}-byte payloads, sendmmsg x{}; pps = datagrams that reached a's UDP layer. TCP: one iperf3 \
+         stream (receiver's figure).{}",
+        v.payload_bytes,
+        v.batch,
+        if v.udp_read { "" } else { " No application reads the UDP socket (--udp-read to add one)." }
+    );
+    let none = v.summary(Attach::None);
+    let _ = writeln!(
+        s,
+        "{:<30} {:>12} {:>7} {:>13} {:>10} {:>7}",
+        "config", "UDP pps", "x none", "app-read pps", "TCP Gbit/s", "x none"
+    );
+    for a in Attach::ALL {
+        let Some(x) = v.summary(a) else { continue };
+        let _ = writeln!(
+            s,
+            "{:<30} {:>12.0} {:>7} {:>13} {:>10.2} {:>7}",
+            a.label(),
+            x.pps,
+            opt(none.as_ref().map(|n| x.pps / n.pps), 3),
+            opt(x.delivered_pps, 0),
+            x.gbit_s,
+            opt(none.as_ref().map(|n| x.gbit_s / n.gbit_s), 3),
+        );
+    }
+    s
+}
+
+pub fn targets_table(targets: &[Target]) -> String {
+    let mut s = String::from("Targets\n");
+    for t in targets {
+        let _ = writeln!(
+            s,
+            "  {:<58} {:>6.3} (target {} {:.2})  met: {}",
+            t.what,
+            t.measured,
+            t.bound,
+            t.limit,
+            if t.met { "yes" } else { "NO" }
+        );
+    }
+    s
+}

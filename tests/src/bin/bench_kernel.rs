@@ -1,0 +1,125 @@
+//! `cargo xtask bench kernel`: what the kernel programs cost.
+//!
+//! 1. Per packet, in the kernel, through BPF_PROG_TEST_RUN (XDP and TC):
+//!    ours on a known flow and on new flows against the baseline program
+//!    and an empty program, cross-checked with the kernel's run-time stats.
+//! 2. veth throughput between two namespaces (UDP pps, TCP Gbit/s) with no
+//!    program and with `monitor flows` attached in each mode.
+//!
+//! Prints tables and writes every raw sample to target/bench/kernel.json.
+//! Needs root, the kernel object (embedded in the monitor crate) and the
+//! monitor binary (`cargo xtask build`), iperf3 and ss. Traffic only flows
+//! inside the namespaces the bench creates (10.200.0.0/24), which are
+//! removed on exit, on error and on Ctrl-C.
+
+#[path = "../bench/mod.rs"]
+mod bench;
+
+use std::{path::PathBuf, time::SystemTime};
+
+use anyhow::{ensure, Context as _, Result};
+use bench::{report, testrun, veth};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "bench-kernel", about = "Kernel-side benchmark of the monitor's eBPF programs")]
+struct Args {
+    /// Interleaved rounds of the test-run measurements.
+    #[arg(long, default_value_t = 7)]
+    testrun_rounds: usize,
+    /// Iterations of one repeated test run.
+    #[arg(long, default_value_t = 1_000_000)]
+    repeat: u32,
+    /// Single-iteration test runs per round and case (new flows).
+    #[arg(long, default_value_t = 10_000)]
+    singles: usize,
+    /// Rounds of the bpf_stats cross-check.
+    #[arg(long, default_value_t = 3)]
+    stats_rounds: usize,
+    /// Interleaved rounds of the veth measurements.
+    #[arg(long, default_value_t = 3)]
+    veth_rounds: usize,
+    /// Seconds per UDP and per TCP measurement.
+    #[arg(long, default_value_t = 4)]
+    secs: u64,
+    /// Read the UDP datagrams with recvmmsg in the receiving namespace (by
+    /// default the socket is left unread: see the veth module).
+    #[arg(long)]
+    udp_read: bool,
+    /// Leave out generic XDP in the veth part.
+    #[arg(long)]
+    no_generic: bool,
+    /// Run only the test-run part, or only the veth part.
+    #[arg(long, value_parser = ["testrun", "veth"])]
+    only: Option<String>,
+    /// Where to write the JSON (default: <workspace>/target/bench/kernel.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // SAFETY: geteuid has no preconditions.
+    ensure!(
+        unsafe { libc::geteuid() } == 0,
+        "the kernel benchmark loads eBPF programs and makes namespaces: run it as root"
+    );
+    bench::catch_signals();
+    let loadavg_start = loadavg();
+    let (mut t, mut v) = (None, None);
+    if args.only.as_deref() != Some("veth") {
+        let cfg = testrun::Config {
+            rounds: args.testrun_rounds,
+            repeat: args.repeat,
+            singles: args.singles,
+            stats_rounds: args.stats_rounds,
+        };
+        let r = testrun::run(&cfg)?;
+        println!("{}", report::testrun_table(&r, cfg.rounds));
+        t = Some(r);
+    }
+    if args.only.as_deref() != Some("testrun") {
+        monitor_tests::monitor::require_monitor_bin();
+        let attaches = veth::Attach::ALL
+            .into_iter()
+            .filter(|a| !(args.no_generic && *a == veth::Attach::XdpGeneric))
+            .collect();
+        let cfg =
+            veth::Config { rounds: args.veth_rounds, secs: args.secs, attaches, udp_read: args.udp_read };
+        let r = veth::run(&cfg)?;
+        println!("{}", report::veth_table(&r, cfg.rounds));
+        v = Some(r);
+    }
+    let targets = report::targets(t.as_ref(), v.as_ref());
+    println!("{}", report::targets_table(&targets));
+
+    let report = report::Report {
+        meta: report::Meta {
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().into(),
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            unix_time: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            loadavg_start,
+            loadavg_end: loadavg(),
+            args: std::env::args().collect(),
+            monitor_bin: monitor_tests::monitor::monitor_bin().display().to_string(),
+        },
+        targets,
+        testrun: t,
+        veth: v,
+    };
+    let out = args.out.unwrap_or_else(|| {
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        manifest.parent().unwrap_or(manifest).join("target/bench/kernel.json")
+    });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let json = serde_json::to_vec_pretty(&report)?;
+    std::fs::write(&out, json).with_context(|| format!("writing {}", out.display()))?;
+    println!("raw samples: {}", out.display());
+    Ok(())
+}
