@@ -171,6 +171,8 @@ pub mod event_kind {
     pub const TCP_ANSWER: u32 = 2;
     /// An ICMP error quoting this flow was seen.
     pub const ICMP_ERROR: u32 = 3;
+    /// A DNS message from port 53 ([`DnsEvent`](crate::DnsEvent), in `DNS_EVENTS`).
+    pub const DNS: u32 = 4;
 }
 
 /// Header first, so that user space can dispatch on `kind` before reading more.
@@ -197,6 +199,33 @@ pub struct FlowEvent {
 
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 16 + 40 + 72);
 
+/// Most DNS payload bytes copied per event: the EDNS buffer size DNS Flag
+/// Day 2020 recommends, so nearly every UDP answer arrives whole. A longer
+/// payload is cut there and counted (`Stat::DnsTruncated`).
+pub const DNS_PAYLOAD_MAX: usize = 1232;
+
+/// A DNS message (or, over TCP, one segment of the DNS stream) sent from
+/// port 53, copied to user space through the `DNS_EVENTS` ring buffer.
+/// Header first, like every event (`kind` is `event_kind::DNS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsEvent {
+    pub header: EventHeader,
+    /// The flow of the packet (canonical key: proto, both addresses and ports).
+    pub key: FlowKey,
+    /// Bytes of `payload` that are valid.
+    pub len: u32,
+    /// Bytes of transport payload the packet carried (more than `len` when cut).
+    pub orig_len: u32,
+    /// For TCP: the segment's sequence number, to reassemble the stream.
+    pub tcp_seq: u32,
+    /// [`side`] that sent the packet (the server, port 53).
+    pub sender: u32,
+    pub payload: [u8; DNS_PAYLOAD_MAX],
+}
+
+const _: () = assert!(core::mem::size_of::<DnsEvent>() == 16 + 40 + 16 + DNS_PAYLOAD_MAX);
+
 /// Per-interface settings, written by user space into the `IFACE_CONFIG`
 /// map keyed by ifindex.
 #[repr(C)]
@@ -217,6 +246,8 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     pub const STATS: &str = "STATS";
     pub const IFACE_CONFIG: &str = "IFACE_CONFIG";
+    pub const DNS_EVENTS: &str = "DNS_EVENTS";
+    pub const DNS_BUDGET: &str = "DNS_BUDGET";
 }
 
 /// Program names (the function names in monitor-ebpf).
@@ -233,6 +264,20 @@ pub mod programs {
 pub const FLOWS_MAX_ENTRIES: u32 = 262_144;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 4 * 1024 * 1024;
+/// DNS ring buffer size: about 3,000 full-size answers in flight.
+pub const DNS_EVENTS_BYTES: u32 = 4 * 1024 * 1024;
+/// DNS events each CPU may send per second (a token bucket), and its burst.
+/// Past it answers are counted (`Stat::DnsRateLimited`), not copied.
+pub const DNS_RATE_PER_CPU: u64 = 5_000;
+pub const DNS_BURST: u64 = 500;
+
+/// A per-CPU token bucket for DNS events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenBucket {
+    pub tokens: u64,
+    pub last_ns: u64,
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -242,6 +287,8 @@ mod pod {
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::FlowEvent {}
     unsafe impl aya::Pod for super::IfaceConfig {}
+    unsafe impl aya::Pod for super::DnsEvent {}
+    unsafe impl aya::Pod for super::TokenBucket {}
 }
 
 #[cfg(test)]

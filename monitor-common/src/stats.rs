@@ -48,10 +48,20 @@ pub enum Stat {
     ForwardedSkipped,
     /// Wire IPv4/IPv6 version field does not match the ethertype.
     BadIpVersion,
+    /// DNS messages from port 53 copied to user space.
+    DnsCopied,
+    /// DNS payloads longer than `DNS_PAYLOAD_MAX`, copied cut short.
+    DnsTruncated,
+    /// DNS messages not copied: over the per-CPU rate budget.
+    DnsRateLimited,
+    /// DNS messages not copied: the DNS ring buffer was full.
+    DnsRingFull,
+    /// DNS messages not copied: reading the payload failed.
+    DnsLoadFailed,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 21;
+    pub const COUNT: u32 = 26;
 
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Packets,
@@ -75,6 +85,11 @@ impl Stat {
         Stat::RingBufFull,
         Stat::ForwardedSkipped,
         Stat::BadIpVersion,
+        Stat::DnsCopied,
+        Stat::DnsTruncated,
+        Stat::DnsRateLimited,
+        Stat::DnsRingFull,
+        Stat::DnsLoadFailed,
     ];
 
     /// A stable snake_case name, used in JSON output and metrics.
@@ -101,6 +116,11 @@ impl Stat {
             Stat::RingBufFull => "ringbuf_full",
             Stat::ForwardedSkipped => "forwarded_skipped",
             Stat::BadIpVersion => "bad_ip_version",
+            Stat::DnsCopied => "dns_copied",
+            Stat::DnsTruncated => "dns_truncated",
+            Stat::DnsRateLimited => "dns_rate_limited",
+            Stat::DnsRingFull => "dns_ring_full",
+            Stat::DnsLoadFailed => "dns_load_failed",
         }
     }
 
@@ -115,6 +135,7 @@ impl Stat {
                 | Stat::LaterFragment
                 | Stat::IcmpErrorMatched
                 | Stat::ForwardedSkipped
+                | Stat::DnsCopied
         )
     }
 }

@@ -74,7 +74,7 @@ fn addr_cmp(a: &[u32; 4], b: &[u32; 4]) -> core::cmp::Ordering {
 /// Builds the canonical key with word stores (no memcpy) and returns the
 /// direction the packet travels in.
 #[inline(always)]
-fn make_key(src: &[u32; 4], sport: u16, dst: &[u32; 4], dport: u16, proto: u8) -> (FlowKey, usize) {
+pub fn make_key(src: &[u32; 4], sport: u16, dst: &[u32; 4], dport: u16, proto: u8) -> (FlowKey, usize) {
     let src_first = match addr_cmp(src, dst) {
         core::cmp::Ordering::Less => true,
         core::cmp::Ordering::Greater => false,
@@ -98,7 +98,7 @@ fn make_key(src: &[u32; 4], sport: u16, dst: &[u32; 4], dport: u16, proto: u8) -
 }
 
 #[inline(always)]
-fn dir_side(dir: usize) -> u32 {
+pub fn dir_side(dir: usize) -> u32 {
     if dir == DIR_A_TO_B {
         side::A
     } else {

@@ -9,6 +9,8 @@
 #![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(target_arch = "bpf")]
+mod dns;
+#[cfg(target_arch = "bpf")]
 mod flow;
 #[cfg(target_arch = "bpf")]
 mod parse;
@@ -22,7 +24,7 @@ mod programs {
     };
     use monitor_common::Stat;
 
-    use crate::{flow, parse};
+    use crate::{dns, flow, parse};
 
     /// Pulls the headers into the linear part of the skb when they are not
     /// (direct packet access only sees the linear part). Content is unchanged.
@@ -71,7 +73,14 @@ mod programs {
         let (data, end) = (ctx.data(), ctx.data_end());
         match parse::parse(data, end) {
             // Native XDP sees one wire frame at a time.
-            Ok(pkt) => flow::track(&pkt, 1, (end - data) as u64, ctx.ingress_ifindex() as u32),
+            Ok(pkt) => {
+                let len = (end - data) as u32;
+                let ifindex = ctx.ingress_ifindex() as u32;
+                flow::track(&pkt, 1, len as u64, ifindex);
+                if dns::is_dns_answer(&pkt) {
+                    dns::capture(ctx, &pkt, len, ifindex);
+                }
+            }
             Err(stat) => flow::count(stat, 1),
         }
     }
@@ -103,7 +112,10 @@ mod programs {
                 if vlan_present != 0 {
                     bytes += 4 * segs;
                 }
-                flow::track(&pkt, segs, bytes, ifindex)
+                flow::track(&pkt, segs, bytes, ifindex);
+                if dns::is_dns_answer(&pkt) {
+                    dns::capture(ctx, &pkt, len, ifindex);
+                }
             }
             Err(stat) => flow::count(stat, 1),
         }

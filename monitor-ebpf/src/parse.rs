@@ -106,6 +106,9 @@ pub struct Packet {
     pub kind: L4Kind,
     /// [`tcp_flag`] bits of this segment.
     pub tcp_flags: u32,
+    /// TCP sequence number (0 for other protocols): DNS over TCP is
+    /// reassembled in user space.
+    pub tcp_seq: u32,
     pub icmp_type: u8,
     pub icmp_code: u8,
     /// Bytes of headers through the transport header: added back once per
@@ -253,6 +256,7 @@ pub fn parse(data: usize, end: usize) -> Result<Packet, Stat> {
         dport: 0,
         kind: L4Kind::Ports,
         tcp_flags: 0,
+        tcp_seq: 0,
         icmp_type: 0,
         icmp_code: 0,
         hdr_len: 0,
@@ -264,6 +268,7 @@ pub fn parse(data: usize, end: usize) -> Result<Packet, Stat> {
             pkt.sport = be16(th, 0);
             pkt.dport = be16(th, 2);
             pkt.tcp_flags = tcp_bits(th[13]);
+            pkt.tcp_seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
             pkt.hdr_len = (off + (th[12] >> 4) as usize * 4) as u32;
         }
         proto::UDP => {

@@ -527,3 +527,65 @@ fn user_space_tracker_agrees_with_the_kernel() {
         assert_eq!(user_stats, k.stats(), "{hook:?}: tracker and kernel disagree on the counters");
     });
 }
+
+// ---- DNS answers to user space
+
+fn dns_events(k: &mut Kernel) -> Vec<monitor_common::DnsEvent> {
+    let map = k.ebpf.map_mut(maps::DNS_EVENTS).expect("DNS_EVENTS map");
+    let mut ring = aya::maps::RingBuf::try_from(map).unwrap();
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        assert_eq!(item.len(), std::mem::size_of::<monitor_common::DnsEvent>(), "one whole event per record");
+        // SAFETY: the size matches and DnsEvent is valid for any bytes.
+        out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const monitor_common::DnsEvent) });
+    }
+    out
+}
+
+#[test]
+fn dns_answers_are_copied_whole_cut_at_the_bound_and_rate_limited() {
+    both_hooks(|hook| {
+        let mut k = Kernel::load(hook);
+        // A query is not copied; the answer from port 53 is, whole.
+        let answer: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        k.run(&v4(proto::UDP, &udp(50000, 53, b"query")));
+        k.run(&v4_back(proto::UDP, &udp(53, 50000, &answer)));
+        // Over TCP, a segment of the DNS stream, with its sequence number.
+        k.run(&v4_back(proto::TCP, &tcp(53, 40000, ACK, &[0, 3, 0xaa, 0xbb, 0xcc])));
+        // A bare ACK from port 53 carries nothing to copy.
+        k.run(&v4_back(proto::TCP, &tcp(53, 40000, ACK, &[])));
+        // Longer than DNS_PAYLOAD_MAX: cut there, and counted.
+        let big = vec![0x5a; 2000];
+        k.run(&eth(&[], 0x86dd, &ipv6(B6, A6, proto::UDP, &udp(53, 50001, &big))));
+        let ev = dns_events(&mut k);
+        assert_eq!(ev.len(), 3, "{hook:?}: the UDP answer, the TCP segment and the cut answer");
+        let (udp_key, dir) = key4(50000, 53, proto::UDP);
+        assert_eq!(ev[0].key, udp_key);
+        assert_eq!(ev[0].header.kind, monitor_common::event_kind::DNS);
+        assert_eq!(ev[0].sender, if dir == 0 { side::B } else { side::A }, "{hook:?}: the server sent it");
+        assert_eq!((ev[0].len, ev[0].orig_len), (300, 300));
+        assert_eq!(&ev[0].payload[..300], &answer[..], "{hook:?}: the payload arrives unchanged");
+        assert_eq!((ev[1].len, ev[1].tcp_seq), (5, 1), "{hook:?}: TCP segment and its sequence number");
+        assert_eq!(&ev[1].payload[..5], &[0, 3, 0xaa, 0xbb, 0xcc]);
+        let max = monitor_common::DNS_PAYLOAD_MAX;
+        assert_eq!((ev[2].len as usize, ev[2].orig_len), (max, 2000));
+        assert!(ev[2].payload.iter().all(|b| *b == 0x5a));
+        let stats = k.stats();
+        assert_eq!(stats.get("dns_copied"), Some(&3), "{hook:?}: {stats:?}");
+        assert_eq!(stats.get("dns_truncated"), Some(&1), "{hook:?}: {stats:?}");
+
+        // A burst far over the budget: the bucket holds DNS_BURST tokens,
+        // refilled at DNS_RATE_PER_CPU; the rest are counted, not copied.
+        let burst = monitor_common::DNS_BURST as usize * 3;
+        let frame = v4_back(proto::UDP, &udp(53, 50002, b"flood"));
+        for _ in 0..burst {
+            k.run(&frame);
+        }
+        let copied = dns_events(&mut k).len();
+        let stats = k.stats();
+        let limited = stats.get("dns_rate_limited").copied().unwrap_or(0) as usize;
+        assert_eq!(copied + limited, burst, "{hook:?}: every answer is copied or counted: {stats:?}");
+        assert!(limited > 0, "{hook:?}: a burst of {burst} must exceed the budget");
+        assert!(copied >= monitor_common::DNS_BURST as usize - 3, "{hook:?}: the burst allowance is honoured");
+    });
+}

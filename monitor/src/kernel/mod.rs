@@ -182,6 +182,12 @@ impl Kernel {
         RingBuf::try_from(map).map_err(|source| KernelError::Map { name: maps::EVENTS, source })
     }
 
+    /// Takes the ring buffer of DNS answers (once).
+    pub fn take_dns_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
+        let map = self.ebpf.take_map(maps::DNS_EVENTS).ok_or(KernelError::MissingMap(maps::DNS_EVENTS))?;
+        RingBuf::try_from(map).map_err(|source| KernelError::Map { name: maps::DNS_EVENTS, source })
+    }
+
     /// Reads the whole flow table in batches.
     pub fn walk(&self, out: &mut Vec<(FlowKey, FlowValue)>) -> Result<(), KernelError> {
         let data = match &self.flows {
