@@ -6,6 +6,7 @@ pub mod check;
 pub mod cmd;
 pub mod engine;
 pub mod flow;
+pub mod import;
 pub mod inventory;
 pub mod kernel;
 pub mod live;

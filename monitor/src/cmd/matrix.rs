@@ -26,6 +26,8 @@ pub enum Command {
     Lint(LintArgs),
     /// Print the rules a selection of profiles and variables expands to.
     Show(ShowArgs),
+    /// Turn a vendor's ports/firewall document into a draft matrix (docs/import.md).
+    Import(ImportArgs),
 }
 
 /// Profiles and variables, shared by both subcommands.
@@ -98,6 +100,7 @@ pub fn run_to(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::R
     match args.command {
         Command::Lint(a) => lint(&a, out),
         Command::Show(a) => show(&a, out, err),
+        Command::Import(a) => import(&a, out, err),
     }
 }
 
@@ -265,4 +268,57 @@ fn table(out: &mut dyn Write, head: &[&str], rows: &[Vec<String>]) -> std::io::R
         writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
     }
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The vendor's document: Markdown, HTML, text copied from a page, or a Mermaid flowchart.
+    pub doc: PathBuf,
+    #[arg(long, value_enum, default_value_t = crate::import::Format::Auto)]
+    pub format: crate::import::Format,
+    /// Write the draft here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Place the service the document names NAME on inventory group GROUP (repeatable).
+    #[arg(long = "group", value_name = "NAME=GROUP", value_parser = parse_key_value)]
+    pub groups: Vec<(String, String)>,
+    /// The product the document is about, as it writes it (e.g. RP-PAM); found in the document when not given.
+    #[arg(long, value_name = "NAME")]
+    pub product: Option<String>,
+}
+
+/// `monitor matrix import`: the draft goes to `-o` or stdout, warnings to stderr
+/// as `doc:line: warning: ...`, then the draft is linted like `monitor matrix lint`.
+fn import(a: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.doc).with_context(|| format!("cannot read {}", a.doc.display()))?;
+    let opts = crate::import::Options {
+        doc_name: a.doc.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        format: Some(a.format),
+        groups: a.groups.clone(),
+        product: a.product.clone(),
+    };
+    let imported = crate::import::import(&text, Some(&a.doc), &opts)?;
+    for w in &imported.draft.warnings {
+        writeln!(err, "{}:{}: warning: {}", a.doc.display(), w.line, w.message)?;
+    }
+    // The draft must load; a failure here is the importer's bug, so say so.
+    let dir = a.output.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+    if let Err(e) = Matrix::from_str(&imported.yaml, "draft", dir) {
+        anyhow::bail!("the draft does not load as a matrix (an importer bug, please report it):\n{e}");
+    }
+    match &a.output {
+        Some(p) => std::fs::write(p, &imported.yaml).with_context(|| format!("cannot write {}", p.display()))?,
+        None => out.write_all(imported.yaml.as_bytes())?,
+    }
+    writeln!(
+        err,
+        "{}: imported as {}: {} rules, {} exposure constraints, {} profiles, {} warnings",
+        a.doc.display(),
+        imported.format.as_str(),
+        imported.draft.rules.len(),
+        imported.draft.exposures.len(),
+        imported.draft.profiles.len(),
+        imported.draft.warnings.len()
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
