@@ -70,6 +70,10 @@ pub struct End {
     pub port: u16,
     #[serde(flatten)]
     pub names: Names,
+    /// For `dst`: the DNS names this host resolved to the address (the
+    /// query name and its CNAME chain), sorted; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
 }
 
 /// ICMP details of a finding: the error that rejected the flow.
@@ -141,8 +145,8 @@ impl Alert {
             schema: SCHEMA,
             kind,
             proto: flow.proto,
-            src: End { ip: flow.client.ip, port: port(flow.client.port), names: src },
-            dst: End { ip: flow.server.ip, port: port(flow.server.port), names: dst },
+            src: End { ip: flow.client.ip, port: port(flow.client.port), names: src, dns_names: Vec::new() },
+            dst: End { ip: flow.server.ip, port: port(flow.server.port), names: dst, dns_names: Vec::new() },
             rule,
             closest: Vec::new(),
             reason,
@@ -204,7 +208,8 @@ fn write_end(f: &mut fmt::Formatter<'_>, end: &End, with_service: bool) -> fmt::
     // The host says most; the zone stands in for an address no host names.
     let place = end.names.host.as_deref().or(end.names.zone.as_deref());
     let service = end.names.service.as_deref().filter(|_| with_service);
-    let names: Vec<&str> = [place, service].into_iter().flatten().collect();
+    let dns = (!end.dns_names.is_empty()).then(|| format!("dns {}", end.dns_names.join(", ")));
+    let names: Vec<&str> = [place, service, dns.as_deref()].into_iter().flatten().collect();
     if !names.is_empty() {
         write!(f, " ({})", names.join("; "))?;
     }

@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod check;
 pub mod cmd;
+pub mod dns;
 pub mod engine;
 pub mod flow;
 pub mod import;

@@ -21,7 +21,9 @@
 
 use std::time::Duration;
 
-use monitor_common::{initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, Stat, DIR_A_TO_B};
+use monitor_common::{
+    initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, Stat, DIR_A_TO_B, DNS_PAYLOAD_MAX,
+};
 use rustc_hash::FxHashMap;
 
 use crate::flow::{EpochClock, Flow, NoHint};
@@ -115,8 +117,17 @@ impl Stats {
     /// Packets that were neither counted into a flow nor attributed as an
     /// ICMP error: the reasons they were skipped, non-zero ones only.
     pub fn skipped(&self) -> impl Iterator<Item = (Stat, u64)> + '_ {
-        self.iter()
-            .filter(|&(s, n)| n > 0 && !matches!(s, Stat::Packets | Stat::Tracked | Stat::IcmpErrorMatched))
+        self.iter().filter(|&(s, n)| {
+            n > 0
+                && !matches!(
+                    s,
+                    Stat::Packets
+                        | Stat::Tracked
+                        | Stat::IcmpErrorMatched
+                        | Stat::DnsCopied
+                        | Stat::DnsTruncated
+                )
+        })
     }
 }
 
@@ -132,6 +143,8 @@ pub struct Tracker {
     /// Where frames are parsed: aligned as the kernel expects, and where
     /// cooked and raw-IP frames get an Ethernet header. Never reallocated.
     scratch: Box<[u8]>,
+    /// Payloads sent from port 53, in capture order, when kept.
+    dns: Option<Vec<crate::dns::DnsMessage>>,
 }
 
 impl Default for Tracker {
@@ -147,7 +160,20 @@ impl Tracker {
             stats: Stats::default(),
             now_ns: 0,
             scratch: vec![0; PARSE_WINDOW + 4].into_boxed_slice(),
+            dns: None,
         }
+    }
+
+    /// Keeps the payloads sent from port 53 (DNS answers) for
+    /// [`Tracker::take_dns`]. They are counted (`dns_copied`,
+    /// `dns_truncated`) whether kept or not, as the kernel counts them.
+    pub fn keep_dns(&mut self) {
+        self.dns.get_or_insert_with(Vec::new);
+    }
+
+    /// The DNS payloads kept so far, in capture order.
+    pub fn take_dns(&mut self) -> Vec<crate::dns::DnsMessage> {
+        self.dns.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Counts one frame whose whole wire length was captured.
@@ -166,9 +192,55 @@ impl Tracker {
             _ => self.parse_cooked(l2, frame, orig_len),
         };
         match parsed {
-            Ok((pkt, bytes)) => self.track(&pkt, bytes, ts_ns),
+            Ok((pkt, bytes)) => {
+                self.track(&pkt, bytes, ts_ns);
+                if is_dns_answer(&pkt) {
+                    self.copy_dns(&pkt, ts_ns, l2, frame, bytes);
+                }
+            }
             Err(stat) => self.stats.add(stat, 1),
         }
+    }
+
+    /// `monitor-ebpf/src/dns.rs::capture` without the rate limit and the
+    /// ring buffer: counts the payload and keeps its first
+    /// `DNS_PAYLOAD_MAX` bytes (those captured) if asked to.
+    fn copy_dns(&mut self, pkt: &Packet, ts_ns: u64, l2: LinkKind, frame: &[u8], bytes: u64) {
+        // The kernel measures from the Ethernet header; cooked and raw frames
+        // were parsed behind a synthetic one, and `bytes` is their L3 length.
+        let (wire_len, eth_shift) = match l2 {
+            LinkKind::Ethernet => (bytes, 0),
+            _ => (bytes + ETH_HLEN as u64, ETH_HLEN),
+        };
+        let off = pkt.hdr_len as u64;
+        if wire_len <= off {
+            return; // a bare ACK
+        }
+        let orig_len = (wire_len - off) as u32;
+        self.stats.add(Stat::DnsCopied, 1);
+        if orig_len as usize > DNS_PAYLOAD_MAX {
+            self.stats.add(Stat::DnsTruncated, 1);
+        }
+        let Some(kept) = self.dns.as_mut() else { return };
+        // Where the L3 header starts in `frame` (0 for Ethernet and raw IP).
+        let l3_start = l2.pseudo_header().map_or(0, |(_, l3)| l3);
+        let start = (off as usize - eth_shift + l3_start).min(frame.len());
+        let end = (start + (orig_len as usize).min(DNS_PAYLOAD_MAX)).min(frame.len());
+        let (key, dir) = FlowKey::canonical(
+            addr_bytes(&pkt.l3.src),
+            pkt.sport,
+            addr_bytes(&pkt.l3.dst),
+            pkt.dport,
+            pkt.l3.proto,
+        );
+        kept.push(crate::dns::DnsMessage {
+            ts_ns,
+            key,
+            sender: dir_side(dir),
+            tcp_seq: pkt.tcp_seq,
+            orig_len,
+            payload: frame[start..end].to_vec(),
+        });
     }
 
     fn parse_ethernet(&mut self, frame: &[u8]) -> Result<Packet, Stat> {
@@ -336,6 +408,11 @@ impl Tracker {
             .filter_map(|(k, v)| Flow::from_entry(k, v, &clock, &NoHint, answer_timeout))
             .collect()
     }
+}
+
+/// `monitor-ebpf/src/dns.rs::is_dns_answer`: sent from port 53 over UDP or TCP.
+fn is_dns_answer(pkt: &Packet) -> bool {
+    pkt.sport == 53 && pkt.kind == L4Kind::Ports && matches!(pkt.l3.proto, proto::UDP | proto::TCP)
 }
 
 fn parse_frame(frame: &[u8]) -> Result<Packet, Stat> {

@@ -4,7 +4,7 @@ use std::{
     io::{self, BufWriter, Write},
     path::PathBuf,
     process::ExitCode,
-    time::Duration,
+    time::{Duration, UNIX_EPOCH},
 };
 
 use anyhow::{bail, Context};
@@ -12,6 +12,7 @@ use clap::ValueEnum;
 
 use crate::{
     check::{assess, Outcome, Summary, Tally},
+    dns::{CacheOptions, NamedServices, Passive},
     engine::{Engine, Selection},
     inventory::Inventory,
     matrix::Matrix,
@@ -95,23 +96,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let selection = Selection { profiles: args.profiles, vars };
-    let engine = Engine::new(&matrix, inventory.as_ref(), &selection)
+    let mut engine = Engine::new(&matrix, inventory.as_ref(), &selection)
         .with_context(|| format!("{}: cannot compile the matrix", args.matrix.display()))?;
     for w in engine.warnings() {
         eprintln!("monitor: warning: {w}");
     }
 
     let mut tracker = Tracker::new();
+    tracker.keep_dns();
     let read = pcap::replay(&args.pcap, &mut tracker)?;
     let timeout = Duration::from_secs_f64(args.syn_timeout);
+
+    // DNS answers bind names as the capture goes: each flow is judged with
+    // what the host had resolved when the flow started.
+    let named = NamedServices::new(&matrix);
+    let answers = tracker.take_dns();
+    let mut passive = Passive::new(CacheOptions::default());
+    passive.cache.watch(named.patterns());
+    let mut next_answer = 0;
 
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut tally = Tally::default();
     for flow in tracker.flows(timeout) {
-        let (verdict, outcome) = assess(&engine, &flow);
+        let started = flow.first_seen.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        while let Some(m) = answers.get(next_answer).filter(|m| m.ts_ns <= started) {
+            passive.ingest(m);
+            next_answer += 1;
+        }
+        passive.expire(started);
+        if passive.cache.is_dirty(flow.client.ip) || passive.cache.is_dirty(flow.server.ip) {
+            engine = Engine::with_resolver(&matrix, inventory.as_ref(), &selection, &passive.cache)
+                .with_context(|| format!("{}: cannot compile the matrix", args.matrix.display()))?;
+            passive.cache.take_dirty();
+        }
+        let (verdict, mut outcome) = assess(&engine, &flow);
         tally.add(&flow, &verdict, &outcome);
-        if let Outcome::Finding(alert) = &outcome {
+        if let Outcome::Finding(alert) = &mut outcome {
+            named.annotate(alert, &engine, &passive.cache);
             match args.format {
                 Format::Json => writeln!(out, "{}", alert.to_json())?,
                 Format::Text => writeln!(out, "{alert}")?,
