@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::{bail, Context};
 
 use crate::{
     engine::{Engine, Selection},
@@ -32,6 +32,11 @@ pub struct EngineArgs {
 pub struct Compiled {
     pub engine: Engine,
     pub warnings: Vec<String>,
+    /// What the engine was compiled from, kept to recompile it when DNS
+    /// answers bind names (see `dns::live`).
+    pub matrix: Matrix,
+    pub inventory: Option<Inventory>,
+    pub selection: Selection,
 }
 
 impl EngineArgs {
@@ -58,7 +63,7 @@ impl EngineArgs {
         let engine = Engine::new(&matrix, inventory.as_ref(), &selection)
             .with_context(|| format!("{}: cannot compile the matrix", self.matrix.display()))?;
         warnings.extend(engine.warnings().iter().map(|w| format!("warning: {w}")));
-        Ok(Compiled { engine, warnings })
+        Ok(Compiled { engine, warnings, matrix, inventory, selection })
     }
 }
 

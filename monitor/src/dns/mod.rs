@@ -8,6 +8,7 @@
 //! names [`cache`]. docs/dns.md describes the behaviour.
 
 pub mod cache;
+pub mod live;
 pub mod parse;
 pub mod tcp;
 

@@ -12,7 +12,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use monitor_common::{event_kind, FlowEvent, FlowKey, FlowValue};
+use monitor_common::{event_kind, DnsEvent, FlowEvent, FlowKey, FlowValue};
 use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, watch},
@@ -20,7 +20,10 @@ use tokio::{
 };
 
 use super::{listening::Listening, Kernel, KernelError, KernelStats};
-use crate::flow::{Clock, Flow, FlowState};
+use crate::{
+    dns::DnsMessage,
+    flow::{Clock, Flow, FlowState},
+};
 
 /// What a ring-buffer event announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +40,10 @@ pub enum FlowUpdate {
     Event { kind: EventKind, flow: Flow },
     /// The whole table, at every interval and once more at shutdown.
     Table(Table),
+    /// A payload sent from port 53 (a DNS answer, or a segment of one over
+    /// TCP). Sent before the flow events read after it, so that an answer
+    /// reaches the consumer before the connection it led to.
+    Dns(DnsMessage),
 }
 
 #[derive(Debug)]
@@ -63,6 +70,12 @@ pub struct UserStats {
     pub flows_evicted: u64,
     /// Flows removed by us after --idle-timeout.
     pub flows_expired: u64,
+    /// DNS events received from the kernel.
+    pub dns_events: u64,
+    /// DNS events not forwarded because the consumer was behind.
+    pub dns_events_dropped: u64,
+    /// Malformed DNS events (wrong size or kind, length past the payload).
+    pub dns_events_malformed: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -95,14 +108,22 @@ pub type Stream = (mpsc::Receiver<FlowUpdate>, JoinHandle<Result<(), KernelError
 
 /// Starts the stream. Set `shutdown` to true to end it; the last message is
 /// a `Table` with `last: true`, then the channel closes.
-pub fn spawn(mut kernel: Kernel, opts: StreamOptions, shutdown: watch::Receiver<bool>) -> Result<Stream, KernelError> {
+pub fn spawn(
+    mut kernel: Kernel,
+    opts: StreamOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Stream, KernelError> {
     let events = kernel.take_events()?;
     // SAFETY: the ring buffer owns its fd and the AsyncFd owns the ring
     // buffer, so the fd stays open for as long as it is registered.
     let events = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
         .map_err(|e| KernelError::Walk(e.into()))?;
+    let dns = kernel.take_dns_events()?;
+    // SAFETY: as above.
+    let dns = unsafe { AsyncFd::register_with_interest(dns, tokio::io::Interest::READABLE) }
+        .map_err(|e| KernelError::Walk(e.into()))?;
     let (tx, rx) = mpsc::channel(opts.capacity);
-    let task = tokio::spawn(run(kernel, events, opts, tx, shutdown));
+    let task = tokio::spawn(run(kernel, events, dns, opts, tx, shutdown));
     Ok((rx, task))
 }
 
@@ -119,6 +140,7 @@ struct State {
 async fn run(
     kernel: Kernel,
     mut events: AsyncFd<RingBuf<MapData>>,
+    mut dns: AsyncFd<RingBuf<MapData>>,
     opts: StreamOptions,
     tx: mpsc::Sender<FlowUpdate>,
     mut shutdown: watch::Receiver<bool>,
@@ -136,8 +158,17 @@ async fn run(
     tick.tick().await; // the first tick is immediate
     loop {
         tokio::select! {
+            biased;
+            guard = dns.readable_mut() => {
+                let mut guard = guard.map_err(KernelError::Walk)?;
+                drain_dns(&mut st, guard.get_inner_mut(), &tx);
+                guard.clear_ready();
+            }
             guard = events.readable_mut() => {
                 let mut guard = guard.map_err(KernelError::Walk)?;
+                // Answers already queued go first: a connection's lookup
+                // must be known before the connection is judged.
+                drain_dns(&mut st, dns.get_mut(), &tx);
                 drain_events(&mut st, guard.get_inner_mut(), &tx);
                 guard.clear_ready();
             }
@@ -151,6 +182,7 @@ async fn run(
         }
     }
     // Events still queued belong in the last table anyway.
+    drain_dns(&mut st, dns.get_mut(), &tx);
     drain_events(&mut st, events.get_mut(), &tx);
     let table = st.read_table(true)?;
     let _ = tx.send(FlowUpdate::Table(table)).await;
@@ -183,6 +215,34 @@ fn drain_events(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<F
         };
         if tx.try_send(FlowUpdate::Event { kind, flow }).is_err() {
             st.user.events_dropped += 1;
+        }
+    }
+}
+
+fn drain_dns(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<FlowUpdate>) {
+    while let Some(item) = ring.next() {
+        st.user.dns_events += 1;
+        if item.len() != std::mem::size_of::<DnsEvent>() {
+            st.user.dns_events_malformed += 1;
+            continue;
+        }
+        // SAFETY: the length matches and DnsEvent is valid for any bytes.
+        let ev: DnsEvent = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const DnsEvent) };
+        let len = ev.len as usize;
+        if ev.header.kind != event_kind::DNS || len > ev.payload.len() {
+            st.user.dns_events_malformed += 1;
+            continue;
+        }
+        let msg = DnsMessage {
+            ts_ns: ev.header.ts_ns,
+            key: ev.key,
+            sender: ev.sender,
+            tcp_seq: ev.tcp_seq,
+            orig_len: ev.orig_len,
+            payload: ev.payload[..len].to_vec(),
+        };
+        if tx.try_send(FlowUpdate::Dns(msg)).is_err() {
+            st.user.dns_events_dropped += 1;
         }
     }
 }

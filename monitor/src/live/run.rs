@@ -17,7 +17,7 @@ use std::{
 use anyhow::Context;
 use log::{error, info, warn};
 use tokio::{
-    signal::unix::{SignalKind, signal},
+    signal::unix::{signal, SignalKind},
     sync::watch,
 };
 
@@ -31,11 +31,15 @@ use super::{
 };
 use crate::{
     alert::Alert,
-    cmd::engine_args::EngineArgs,
-    flow::Flow,
+    cmd::engine_args::{Compiled, EngineArgs},
+    dns::{
+        live::{Inputs, LiveNames},
+        CacheOptions,
+    },
+    flow::{Clock, Flow},
     kernel::{
-        Kernel, LoadOptions,
         stream::{self, FlowUpdate, StreamOptions, Table},
+        Kernel, KernelClock, LoadOptions,
     },
 };
 
@@ -106,7 +110,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     };
     let (mut control_rx, _socket_guard) = match &opts.socket {
         Some(path) => {
-            let (rx, guard) = control::serve(path).with_context(|| format!("control socket {}", path.display()))?;
+            let (rx, guard) =
+                control::serve(path).with_context(|| format!("control socket {}", path.display()))?;
             (Some(rx), Some(guard))
         }
         None => (None, None),
@@ -115,7 +120,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     let kernel = Kernel::load(&opts.load)?;
     let (mut updates, stream_task) = stream::spawn(kernel, opts.stream.clone(), stop_rx)?;
     let sink = match &opts.alerts_out {
-        Some(path) => Sink::file(path, opts.format).with_context(|| format!("--alerts-out {}", path.display()))?,
+        Some(path) => {
+            Sink::file(path, opts.format).with_context(|| format!("--alerts-out {}", path.display()))?
+        }
         None => Sink::stdout(opts.format),
     };
     let mut out = Out {
@@ -124,23 +131,47 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
         metrics: metrics.clone(),
         dedup: Dedup::new(opts.dedup.clone()),
     };
-    let mut judge = Judge::new(Arc::new(compiled.engine));
+    let Compiled { engine, matrix, inventory, selection, .. } = compiled;
+    // Passive DNS: services placed by name bind what this host resolves.
+    let mut names = LiveNames::new(Inputs { matrix, inventory, selection }, CacheOptions::default());
+    let clock = KernelClock::new();
+    let mut judge = Judge::new(Arc::new(engine));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut stopping = false;
-    info!("watching; alerts go to {}", opts.alerts_out.as_ref().map_or("stdout".into(), |p| p.display().to_string()));
+    info!(
+        "watching; alerts go to {}",
+        opts.alerts_out.as_ref().map_or("stdout".into(), |p| p.display().to_string())
+    );
 
     loop {
         tokio::select! {
             update = updates.recv() => match update {
-                Some(FlowUpdate::Event { flow, .. }) => judge_flow(&mut judge, &mut out, &flow),
-                Some(FlowUpdate::Table(table)) => judge_table(&mut judge, &mut out, &table),
+                Some(FlowUpdate::Event { flow, .. }) => {
+                    if let Some(flow) = names.hold(&flow) {
+                        judge_flow(&mut judge, &mut out, &names, flow);
+                    }
+                }
+                Some(FlowUpdate::Table(table)) => {
+                    judge_table(&mut judge, &mut out, &mut names, &table, clock.now_raw())
+                }
+                Some(FlowUpdate::Dns(message)) => names.ingest(&message),
                 None => break, // the stream ends after its last table
             },
+            _ = sleep_until(names.due()) => {
+                let (engine, flows) = names.rebuild();
+                if let Some(engine) = engine {
+                    judge.set_engine(Arc::new(engine));
+                }
+                for flow in &flows {
+                    judge_flow(&mut judge, &mut out, &names, flow);
+                }
+            }
             _ = tick.tick() => {
+                names.expire(clock.now_raw());
                 for a in out.dedup.tick(Instant::now()) {
                     out.emit(&a);
                 }
@@ -148,7 +179,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
             Some(req) = recv_request(&mut control_rx) => {
                 let _ = req.reply.send(judge.coverage.report(judge.engine()));
             }
-            _ = hup.recv() => reload(&opts.engine, &mut judge, &out.metrics).await,
+            _ = hup.recv() => reload(&opts.engine, &mut judge, &mut names, &out.metrics).await,
             _ = term.recv(), if !stopping => { stopping = true; let _ = stop_tx.send(true); }
             _ = int.recv(), if !stopping => { stopping = true; let _ = stop_tx.send(true); }
         }
@@ -185,22 +216,34 @@ async fn recv_request(rx: &mut Option<tokio::sync::mpsc::Receiver<ReportRequest>
     }
 }
 
-fn judge_flow(judge: &mut Judge, out: &mut Out, flow: &Flow) {
+/// Waits until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn judge_flow(judge: &mut Judge, out: &mut Out, names: &LiveNames, flow: &Flow) {
     let judged = judge.observe(flow);
     out.metrics.engine_latency(judged.engine_time);
     if let Some(v) = judged.new_flow {
         out.metrics.flow(v);
     }
-    if let Some(alert) = judged.alert {
+    if let Some(mut alert) = judged.alert {
+        names.annotate(&mut alert, judge.engine());
         out.offer(alert);
     }
 }
 
-fn judge_table(judge: &mut Judge, out: &mut Out, table: &Table) {
+fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &Table, now_ns: u64) {
     let mut present = HashSet::with_capacity(table.flows.len());
     for flow in &table.flows {
         present.insert(flow.key);
-        judge_flow(judge, out, flow);
+        names.flow_open(flow, now_ns);
+        if let Some(flow) = names.hold(flow) {
+            judge_flow(judge, out, names, flow);
+        }
     }
     // Flows expired in the kernel are forgotten, but not on the last table:
     // its flows were not removed.
@@ -217,6 +260,20 @@ fn judge_table(judge: &mut Judge, out: &mut Out, table: &Table) {
     let dedup = serde_json::to_value(out.dedup.stats).unwrap_or_default();
     let mut counters: Vec<(String, u64)> =
         kernel.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect();
+    for obj in [
+        serde_json::to_value(names.passive.stats),
+        serde_json::to_value(names.passive.cache.stats),
+        serde_json::to_value(names.passive.tcp.stats),
+        serde_json::to_value(names.stats),
+    ] {
+        // Passive DNS counters, all named dns_* (docs/dns.md).
+        if let Ok(serde_json::Value::Object(m)) = obj {
+            counters.extend(m.iter().map(|(k, v)| {
+                let name = if k.starts_with("dns_") { k.clone() } else { format!("dns_{k}") };
+                (name, v.as_u64().unwrap_or(0))
+            }));
+        }
+    }
     for obj in [user, dedup] {
         if let serde_json::Value::Object(m) = obj {
             counters.extend(m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))));
@@ -231,14 +288,18 @@ fn judge_table(judge: &mut Judge, out: &mut Out, table: &Table) {
 
 /// Reloads matrix and inventory together; a broken file keeps the old ones
 /// in force. Counters are kept.
-async fn reload(args: &EngineArgs, judge: &mut Judge, metrics: &Metrics) {
+async fn reload(args: &EngineArgs, judge: &mut Judge, names: &mut LiveNames, metrics: &Metrics) {
     let args = args.clone();
     match tokio::task::spawn_blocking(move || args.compile()).await {
         Ok(Ok(compiled)) => {
             for w in &compiled.warnings {
                 warn!("reload: {w}");
             }
-            judge.set_engine(Arc::new(compiled.engine));
+            let Compiled { engine, matrix, inventory, selection, .. } = compiled;
+            // The new matrix may watch other names: compile again with what DNS bound.
+            names.set_inputs(Inputs { matrix, inventory, selection });
+            let engine = names.compile().unwrap_or(engine);
+            judge.set_engine(Arc::new(engine));
             metrics.reload(true);
             info!("reloaded the matrix and the inventory (SIGHUP)");
         }
