@@ -4,8 +4,10 @@
 //! Everything here needs root (namespaces, nftables, BPF). Traffic only
 //! goes to loopback or to namespaces the test made.
 
+pub mod agent;
 pub mod attach;
 pub mod capture;
+pub mod cluster;
 pub mod cmd;
 pub mod inject;
 pub mod link;

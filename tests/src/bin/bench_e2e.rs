@@ -1,0 +1,417 @@
+//! `cargo xtask bench e2e`: the live monitor (`monitor run`) end to end.
+//!
+//! 1. First packet to alert: a probe connects to an off-matrix TCP port at a
+//!    known instant; the delay runs until the alert line is read from the
+//!    agent's stdout. Each probe uses its own server port (its own
+//!    de-duplication key) and `--scan-threshold` is raised so that none is
+//!    folded. Measured at idle and under a load of new UDP flows per second
+//!    (distinct source ports, to an off-matrix port: every load flow is
+//!    judged `unexpected`, the costliest verdict, and de-duplicated).
+//! 2. Agent CPU and RSS holding 100,000 live UDP flows (well inside the
+//!    idle timeout): utime+stime over a 10 s window, VmRSS and VmHWM.
+//!
+//! Prints a table and writes target/bench/e2e.json. Needs root and the
+//! monitor binary (`cargo xtask build`, or MONITOR_BIN). Traffic only flows
+//! between the two namespaces the bench creates, removed on exit.
+//!
+//! Options: --probes N (default 300), --rate N (load flows/s, 10000),
+//! --flows N (live flows, 100000).
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use monitor_tests::{
+    agent::{rp_pam, sample, scrape, Agent},
+    inject, link,
+    monitor::monitor_bin,
+    nft, require_root, traffic, NetNs,
+};
+use serde_json::json;
+
+const IF: &str = "eth0";
+/// rppam1 of examples/rp-pam/inventory.ini: the agent's host.
+const NODE: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 11);
+/// ws01: the workstation that probes and loads it.
+const WS: Ipv4Addr = Ipv4Addr::new(10, 200, 2, 50);
+/// Load flows go to ports LOAD_PORT_TOP, LOAD_PORT_TOP-1, ...: off the matrix.
+const LOAD_PORT_TOP: u16 = 9999;
+const METRICS: &str = "127.0.0.1:9469";
+
+struct Opts {
+    probes: usize,
+    rate: u64,
+    flows: u64,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts { probes: 300, rate: 10_000, flows: 100_000 };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| -> u64 {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number, e.g. {name} 100"))
+        };
+        match a.as_str() {
+            "--probes" => o.probes = val("--probes") as usize,
+            "--rate" => o.rate = val("--rate"),
+            "--flows" => o.flows = val("--flows"),
+            other => panic!("unknown option {other}: use --probes N, --rate N, --flows N"),
+        }
+    }
+    o
+}
+
+fn main() {
+    require_root();
+    let o = opts();
+    let bin = monitor_bin();
+    assert!(
+        bin.is_file(),
+        "monitor binary {} not found: run `cargo xtask build` (or set MONITOR_BIN)",
+        bin.display()
+    );
+    let node = NetNs::new("e2e-node");
+    let ws = NetNs::new("e2e-ws");
+    link::Veth::pair(&node, IF, &ws, IF);
+    link::add_addr(&node, IF, &format!("{NODE}/16"));
+    link::add_addr(&ws, IF, &format!("{WS}/16"));
+    // Load datagrams are dropped after the agent saw them, so the node
+    // does not answer each with an ICMP error.
+    nft::apply(&node, &nft::input_rules(&["udp dport 9000-9999 drop"]));
+    nft::apply(&ws, &nft::input_rules(&["udp sport 9000-9999 drop"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // 1. Latency, idle then under load, one agent.
+    let agent = start_agent(&node, &dir.path().join("lat.sock"));
+    warm_up(&agent, &ws);
+    let idle = probes(&agent, &ws, 20000, o.probes);
+    let load = Load::start(&ws, &node, o.rate, false);
+    std::thread::sleep(Duration::from_secs(1));
+    let loaded = probes(&agent, &ws, 40000, o.probes);
+    let load = load.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    let m = scrape(&node, METRICS);
+    let judged_unexpected = sample(&m, r#"monitor_flows_total{verdict="unexpected"}"#) as u64;
+    let events_dropped = sample(&m, r#"monitor_kernel_events_total{counter="events_dropped"}"#) as u64;
+    let lat_out = agent.stop();
+    assert!(
+        lat_out.status.success(),
+        "the latency agent exited with {}:\n{}",
+        lat_out.status,
+        lat_out.stderr
+    );
+
+    // 2. CPU and memory holding many live flows, a fresh agent.
+    let agent = start_agent(&node, &dir.path().join("mem.sock"));
+    let pid = agent.pid();
+    let rss_start = status_kib(pid, "VmRSS");
+    let fill_started = Instant::now();
+    // Each flow answered, so it lives until the idle timeout (120 s).
+    Load::start(&ws, &node, 50_000, false).stop_after(o.flows);
+    Load::start(&node, &ws, 50_000, true).stop_after(o.flows);
+    let fill = fill_started.elapsed();
+    // Two table reads, so every flow is judged and held.
+    std::thread::sleep(Duration::from_secs(3));
+    let cpu0 = cpu_ticks(pid);
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    let cpu1 = cpu_ticks(pid);
+    let window = window.elapsed();
+    let m = scrape(&node, METRICS);
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        eprintln!("{m}");
+    }
+    let tracked = sample(&m, "monitor_tracked_flows") as u64;
+    let evicted = sample(&m, r#"monitor_kernel_events_total{counter="flows_evicted"}"#) as u64;
+    let rss = status_kib(pid, "VmRSS");
+    let hwm = status_kib(pid, "VmHWM");
+    let mem_out = agent.stop();
+    assert!(mem_out.status.success(), "the memory agent exited with {}:\n{}", mem_out.status, mem_out.stderr);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu_pct = (cpu1 - cpu0) as f64 / hz / window.as_secs_f64() * 100.0;
+
+    let idle_s = Stats::of(&idle);
+    let load_s = Stats::of(&loaded);
+    println!("monitor run, end to end ({})", bin.display());
+    println!();
+    println!("first packet -> alert line read   probes   p50        p99        max");
+    println!(
+        "  idle                            {:>6}   {:>8.2} ms {:>8.2} ms {:>8.2} ms",
+        idle.len(),
+        idle_s.p50,
+        idle_s.p99,
+        idle_s.max
+    );
+    println!(
+        "  {:>6.0} new UDP flows/s         {:>6}   {:>8.2} ms {:>8.2} ms {:>8.2} ms",
+        load.rate,
+        loaded.len(),
+        load_s.p50,
+        load_s.p99,
+        load_s.max
+    );
+    println!(
+        "  load: {} flows sent in {:.1} s; agent judged {} unexpected flows; ring events dropped: {}",
+        load.sent,
+        load.elapsed.as_secs_f64(),
+        judged_unexpected,
+        events_dropped
+    );
+    println!();
+    println!("{} live UDP flows (filled in {:.1} s)", o.flows, fill.as_secs_f64());
+    println!("  tracked by the agent            {tracked} (evicted {evicted})");
+    println!("  CPU over {:.1} s                  {cpu_pct:.1} % of one core", window.as_secs_f64());
+    println!(
+        "  VmRSS                           {:.1} MiB (at start {:.1} MiB, peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        rss_start as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    println!();
+    println!(
+        "targets: p99 <= 50 ms: {}; RSS <= 64 MiB: {}",
+        verdict(load_s.p99.max(idle_s.p99) <= 50.0),
+        verdict(rss as f64 / 1024.0 <= 64.0)
+    );
+
+    let report = json!({
+        "bench": "e2e",
+        "monitor": bin.display().to_string(),
+        "latency_ms": {
+            "idle": { "probes": idle.len(), "p50": idle_s.p50, "p99": idle_s.p99, "max": idle_s.max, "samples": ms(&idle) },
+            "load": {
+                "probes": loaded.len(), "p50": load_s.p50, "p99": load_s.p99, "max": load_s.max, "samples": ms(&loaded),
+                "load_flows_per_s": load.rate, "load_flows_sent": load.sent, "load_target": "udp to off-matrix ports 9999, 9998, ...",
+                "judged_unexpected": judged_unexpected, "events_dropped": events_dropped,
+            },
+        },
+        "live_flows": {
+            "flows": o.flows, "tracked": tracked, "evicted": evicted,
+            "cpu_percent_of_one_core": cpu_pct, "window_s": window.as_secs_f64(),
+            "vm_rss_kib": rss, "vm_rss_start_kib": rss_start, "vm_hwm_kib": hwm,
+        },
+        "targets": { "p99_ms": 50, "rss_mib": 64 },
+    });
+    let out = workspace().join("target/bench");
+    std::fs::create_dir_all(&out).expect("create target/bench");
+    let path = out.join("e2e.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("JSON")).expect("write e2e.json");
+    println!("wrote {}", path.display());
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn workspace() -> PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn start_agent(ns: &NetNs, socket: &std::path::Path) -> Agent {
+    let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
+    let socket = socket.display().to_string();
+    Agent::start(
+        ns,
+        IF,
+        &[
+            "--matrix",
+            &matrix,
+            "--inventory",
+            &inventory,
+            "--profile",
+            "ha",
+            "--iface",
+            IF,
+            "--socket",
+            &socket,
+            "--format",
+            "json",
+            "--scan-threshold",
+            "1000000",
+            "--max-flows",
+            "262144",
+            "--metrics",
+            METRICS,
+        ],
+    )
+}
+
+/// One probe first, so that lazy set-up (the first ARP, page faults) is not measured.
+fn warm_up(agent: &Agent, ws: &NetNs) {
+    probes(agent, ws, 19990, 1);
+}
+
+/// Connects to `count` distinct closed ports from `first_port` on; returns
+/// each delay from the connect to the alert line being read.
+fn probes(agent: &Agent, ws: &NetNs, first_port: u16, count: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let port = first_port + i as u16;
+        let before = agent.alerts().len();
+        let server = SocketAddr::new(NODE.into(), port);
+        let t0 = Instant::now();
+        let _ = traffic::tcp_attempt(ws, WS.into(), server, Duration::from_secs(1));
+        let (read_at, _) = agent
+            .wait_alert(before, Duration::from_secs(5), |a| a.dst.port == port && a.proto == "tcp")
+            .unwrap_or_else(|| panic!("no alert for probe {i} to {server} within 5 s:\n{}", agent.stderr()));
+        out.push(read_at - t0);
+    }
+    out
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    started: Instant,
+    handle: JoinHandle<()>,
+}
+
+struct LoadDone {
+    sent: u64,
+    elapsed: Duration,
+    rate: f64,
+}
+
+impl Load {
+    /// Sends one UDP datagram per new flow from ws01 to the node at `rate`
+    /// flows/s: source ports 1024..65535, then the next destination port
+    /// down. With `reply`, sends from the node (in `from`) the answer to
+    /// each of those flows instead, in the same order.
+    fn start(from: &NetNs, to: &NetNs, rate: u64, reply: bool) -> Load {
+        let src_mac = inject::mac_of(from, IF);
+        let ifindex = from.ifindex(IF);
+        let dst_mac = inject::mac_of(to, IF);
+        let (client, server) =
+            (SocketAddr::new(WS.into(), 1024), SocketAddr::new(NODE.into(), LOAD_PORT_TOP));
+        let (src, dst) = if reply { (server, client) } else { (client, server) };
+        let mut frame = inject::udp_frame(src_mac, dst_mac, &[], src, dst, &[0u8; 18]);
+        // No UDP checksum (allowed over IPv4): the ports change per frame.
+        let udp = 14 + 20;
+        frame[udp + 6] = 0;
+        frame[udp + 7] = 0;
+        let (sport_at, dport_at) = if reply { (udp + 2, udp) } else { (udp, udp + 2) };
+        let first = 0u64;
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (stop2, sent2) = (Arc::clone(&stop), Arc::clone(&sent));
+        let handle = from.spawn(move || {
+            let fd = packet_socket(ifindex, &frame);
+            let started = Instant::now();
+            let mut i = first;
+            while !stop2.load(Ordering::Relaxed) {
+                let due = first + (started.elapsed().as_secs_f64() * rate as f64) as u64;
+                while i < due {
+                    let sport = 1024 + (i % 64512) as u16;
+                    let dport = LOAD_PORT_TOP - (i / 64512) as u16;
+                    frame[sport_at..sport_at + 2].copy_from_slice(&sport.to_be_bytes());
+                    frame[dport_at..dport_at + 2].copy_from_slice(&dport.to_be_bytes());
+                    // SAFETY: a bound AF_PACKET socket and a live buffer.
+                    let n = unsafe { libc::send(fd, frame.as_ptr().cast(), frame.len(), 0) };
+                    if n < 0 {
+                        let e = std::io::Error::last_os_error();
+                        if e.raw_os_error() == Some(libc::ENOBUFS) {
+                            continue; // the queue is full: retry this frame
+                        }
+                        panic!("load: send: {e}");
+                    }
+                    i += 1;
+                    sent2.store(i - first, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            // SAFETY: our own fd.
+            unsafe { libc::close(fd) };
+        });
+        Load { stop, sent, started: Instant::now(), handle }
+    }
+
+    fn stop(self) -> LoadDone {
+        self.stop.store(true, Ordering::Relaxed);
+        let elapsed = self.started.elapsed();
+        self.handle.join().expect("load thread");
+        let sent = self.sent.load(Ordering::Relaxed);
+        LoadDone { sent, elapsed, rate: sent as f64 / elapsed.as_secs_f64() }
+    }
+
+    /// Stops once `n` flows are sent.
+    fn stop_after(self, n: u64) -> LoadDone {
+        while self.sent.load(Ordering::Relaxed) < n {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.stop()
+    }
+}
+
+fn packet_socket(ifindex: u32, frame: &[u8]) -> i32 {
+    // SAFETY: plain socket(2)/bind(2) with a zeroed, then filled sockaddr_ll.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let r = libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        assert_eq!(r, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
+        fd
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    s.lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// utime + stime of the whole process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &s[s.rfind(')').expect("stat has (comm)") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after comm.
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+struct Stats {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(d: &[Duration]) -> Stats {
+        let mut v: Vec<f64> = ms(d);
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+        Stats { p50: at(0.50), p99: at(0.99), max: *v.last().expect("samples") }
+    }
+}
+
+fn ms(d: &[Duration]) -> Vec<f64> {
+    d.iter().map(|d| d.as_secs_f64() * 1e3).collect()
+}

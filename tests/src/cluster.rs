@@ -1,0 +1,80 @@
+//! A simulated RP-PAM cluster: one namespace per host of
+//! `examples/rp-pam/inventory.ini`, all joined by a bridge on one layer-2
+//! segment (10.200.0.0/16), so that the example matrix and inventory apply
+//! to them unchanged.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::{
+    link::{self, Bridge},
+    netns::NetNs,
+    require_root,
+};
+
+/// The hosts of `examples/rp-pam/inventory.ini` that tests can start, with
+/// their addresses.
+pub const HOSTS: [(&str, Ipv4Addr); 7] = [
+    ("rppam1", Ipv4Addr::new(10, 200, 1, 11)),
+    ("rppam2", Ipv4Addr::new(10, 200, 1, 12)),
+    ("rppam3", Ipv4Addr::new(10, 200, 1, 13)),
+    ("db1", Ipv4Addr::new(10, 200, 1, 20)),
+    ("redis1", Ipv4Addr::new(10, 200, 1, 21)),
+    ("ws01", Ipv4Addr::new(10, 200, 2, 50)),
+    ("admin01", Ipv4Addr::new(10, 200, 2, 60)),
+];
+
+/// One simulated host: its namespace and address on [`Cluster::IFACE`].
+pub struct Host {
+    pub name: &'static str,
+    pub ip: Ipv4Addr,
+    pub ns: NetNs,
+}
+
+pub struct Cluster {
+    /// Declared before the switch, so hosts (and what runs in them) go first.
+    hosts: Vec<Host>,
+    _switch: NetNs,
+}
+
+impl Cluster {
+    /// Every host's interface to the bridge.
+    pub const IFACE: &'static str = "eth0";
+
+    /// Builds the named hosts of [`HOSTS`] (a test builds only those it uses).
+    pub fn new(names: &[&str]) -> Cluster {
+        require_root();
+        let switch = NetNs::new("sw");
+        let mut bridge = Bridge::new(&switch, "br0");
+        let mut hosts = Vec::with_capacity(names.len());
+        for name in names {
+            let (name, ip) = *HOSTS
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("no host {name} in the RP-PAM inventory: pick one of {HOSTS:?}"));
+            let ns = NetNs::new(name);
+            bridge.join(&ns, Self::IFACE);
+            link::add_addr(&ns, Self::IFACE, &format!("{ip}/16"));
+            hosts.push(Host { name, ip, ns });
+        }
+        Cluster { hosts, _switch: switch }
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("host {name} is not part of this cluster"))
+    }
+
+    pub fn ns(&self, name: &str) -> &NetNs {
+        &self.host(name).ns
+    }
+
+    pub fn ip(&self, name: &str) -> IpAddr {
+        self.host(name).ip.into()
+    }
+
+    pub fn addr(&self, name: &str, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip(name), port)
+    }
+}
