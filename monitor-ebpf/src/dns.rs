@@ -95,9 +95,12 @@ pub fn capture<C: LoadBytes>(ctx: &C, pkt: &Packet, pkt_len: u32, ifindex: u32) 
         count(Stat::DnsRingFull, 1);
         return;
     };
-    // Bounded in both branches, so the verifier sees 0 ..= DNS_PAYLOAD_MAX.
-    let len = if orig_len > DNS_PAYLOAD_MAX as u32 { DNS_PAYLOAD_MAX as u32 } else { orig_len & 0x7ff };
-    if len == 0 {
+    let len = if orig_len > DNS_PAYLOAD_MAX as u32 { DNS_PAYLOAD_MAX as u32 } else { orig_len };
+    // LLVM knows len >= 1 (pkt_len > off) and drops the checks below; the
+    // verifier cannot know it. black_box keeps the checks on the register
+    // the helper receives, so it sees 1 ..= DNS_PAYLOAD_MAX.
+    let len = core::hint::black_box(len) & 0x7ff;
+    if len == 0 || len > DNS_PAYLOAD_MAX as u32 {
         entry.discard(0);
         return;
     }
