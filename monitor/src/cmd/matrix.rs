@@ -307,7 +307,9 @@ fn import(a: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::R
         anyhow::bail!("the draft does not load as a matrix (an importer bug, please report it):\n{e}");
     }
     match &a.output {
-        Some(p) => std::fs::write(p, &imported.yaml).with_context(|| format!("cannot write {}", p.display()))?,
+        Some(p) => {
+            std::fs::write(p, &imported.yaml).with_context(|| format!("cannot write {}", p.display()))?
+        }
         None => out.write_all(imported.yaml.as_bytes())?,
     }
     writeln!(

@@ -139,10 +139,13 @@ pub(crate) fn read(text: &str, offset: usize) -> (Vec<Block>, Vec<Warning>) {
     (blocks, warnings)
 }
 
+/// Nodes joined by `&`: id and label, if the statement gives one.
 type NodeGroup = Vec<(String, Option<String>)>;
+/// A link's label, and whether it goes both ways.
+type Link = (String, bool);
 
 /// `A & B --> C -->|x| D`: the node groups and, between each pair, the link's label and whether it goes both ways.
-fn statement(t: &str) -> Result<(Vec<NodeGroup>, Vec<(String, bool)>), String> {
+fn statement(t: &str) -> Result<(Vec<NodeGroup>, Vec<Link>), String> {
     let mut rest = t;
     let mut groups = Vec::new();
     let mut links = Vec::new();

@@ -154,6 +154,9 @@ pub(crate) fn read(text: &str) -> (Vec<Block>, Vec<Warning>) {
             in_table[r] = true;
             match split_row(lines[r], cols, &vocab) {
                 Ok(cells) => t.rows.push(Row { line: r + 1, cells, raw: lines[r].trim().to_string() }),
+                // A sentence after the table ("... listens on port 9100 localhost only.")
+                // is read as text below.
+                Err(_) if lines[r].trim_end().ends_with('.') => in_table[r] = false,
                 Err(why) => warnings.push(Warning {
                     line: r + 1,
                     message: format!(

@@ -109,6 +109,12 @@ static GLOBAL_PROTO: LazyLock<Regex> = LazyLock::new(|| {
 static PORT_MENTION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:\bports?\b[ :=]*|LocalPort |port=)\x22?(\d{1,5}(?:\s*-\s*\d{1,5})?)").unwrap()
 });
+static BETWEEN_NODES: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"between (?:all )?(?:the )?(?:cluster )?nodes").unwrap());
+static HA_WORDS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bha\b|multi-node|high availability").unwrap());
+static PARENS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s*\([^)]*\)").unwrap());
+static NUMBERS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d{1,5}(?:\s*-\s*\d{1,5})?").unwrap());
 static EXPOSURE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)blocked from (?:external|outside)|localhost only|only (?:on|from) localhost|must not be (?:exposed|reachable)|never (?:be )?exposed")
         .unwrap()
@@ -225,10 +231,7 @@ fn deployment_cond(heading: &str) -> Option<&'static str> {
     let h = heading.to_lowercase();
     if h.contains("single-node") || h.contains("single node") || h.contains("standalone") {
         Some("!ha")
-    } else if h.contains("multi-node")
-        || Regex::new(r"\bha\b").unwrap().is_match(&h)
-        || h.contains("high availability")
-    {
+    } else if h.contains("multi-node") || HA_WORDS.is_match(&h) || h.contains("high availability") {
         Some("ha")
     } else {
         None
@@ -322,7 +325,7 @@ impl Ctx<'_> {
                 .map(|p| p.to_lowercase().chars().filter(char::is_ascii_alphanumeric).collect())
                 .unwrap()
         } else {
-            slug(&base)
+            slug(&without_article(&plain))
         };
         if slug.is_empty() {
             return None;
@@ -378,6 +381,7 @@ impl Ctx<'_> {
         });
         if let Placement::Fqdns(f) = &mut s.placement {
             for q in fqdns {
+                s.names.insert(q.clone());
                 if !f.contains(q) {
                     f.push(q.clone());
                 }
@@ -495,22 +499,37 @@ impl Ctx<'_> {
         let src = cell(Role::Source);
         let dst = cell(Role::Target);
         if src.is_some() || dst.is_some() {
-            let from = match &src {
-                Some(s) => self.entity(s, r.line, None),
-                None => Some("any".into()),
+            // "Consul Client, Consul Server": one rule per name (FQDN lists stay one service).
+            let split = |s: &str| -> Vec<String> {
+                if FQDN.is_match(s) {
+                    vec![s.to_string()]
+                } else {
+                    s.split(", ").map(str::to_string).collect()
+                }
             };
-            let to = match &dst {
-                Some(d) => self.entity(d, r.line, None),
-                None => self.product_slug(r.line),
+            let froms: Vec<Option<String>> = match &src {
+                Some(s) => split(s).iter().map(|n| self.entity(n, r.line, None)).collect(),
+                None => vec![Some("any".to_string())],
             };
-            match (from, to) {
-                (Some(f), Some(t)) => pairs.push((f, t)),
-                _ => {
-                    self.warn(
-                        r.line,
-                        format!("cannot tell the source and destination; row not imported: {}", r.raw),
-                    );
-                    return;
+            let tos: Vec<Option<String>> = match &dst {
+                Some(d) => split(d).iter().map(|n| self.entity(n, r.line, None)).collect(),
+                None => vec![self.product_slug(r.line)],
+            };
+            for f in &froms {
+                for t in &tos {
+                    match (f, t) {
+                        (Some(f), Some(t)) => pairs.push((f.clone(), t.clone())),
+                        _ => {
+                            self.warn(
+                                r.line,
+                                format!(
+                                    "cannot tell the source and destination; row not imported: {}",
+                                    r.raw
+                                ),
+                            );
+                            return;
+                        }
+                    }
                 }
             }
         } else if let Some(dir) = cell(Role::Direction) {
@@ -557,10 +576,7 @@ impl Ctx<'_> {
                     }
                     let pair = if ls.contains("localhost") && !EXPOSURE.is_match(sentence) {
                         Some(("loopback".to_string(), "loopback".to_string()))
-                    } else if Regex::new(r"between (?:all )?(?:the )?(?:cluster )?nodes")
-                        .unwrap()
-                        .is_match(&ls)
-                    {
+                    } else if BETWEEN_NODES.is_match(&ls) {
                         self.product_slug(r.line).map(|p| (p.clone(), p))
                     } else {
                         None
@@ -646,7 +662,9 @@ impl Ctx<'_> {
             LazyLock::new(|| Regex::new(r"(?i)\bfrom (?:the )?([^,;()]+?)(?: to |\s*[,;(]|\s*$)").unwrap());
         static TO: LazyLock<Regex> =
             LazyLock::new(|| Regex::new(r"(?i)\bto (?:the )?([^,;()]+?)(?:\s*[,;(]|\s*$| from )").unwrap());
-        let has_port_word = Regex::new(r"(?i)\bports?\b|\d/(?:tcp|udp)").unwrap().is_match(text);
+        static PORT_WORD: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"(?i)\bports?\b|\d/(?:tcp|udp)").unwrap());
+        let has_port_word = PORT_WORD.is_match(text);
         if !has_port_word {
             return;
         }
@@ -703,11 +721,7 @@ impl Ctx<'_> {
     }
 
     fn edge(&mut self, e: &Edge) -> Vec<DraftRule> {
-        let numbers: Vec<String> = Regex::new(r"\d{1,5}(?:\s*-\s*\d{1,5})?")
-            .unwrap()
-            .find_iter(&e.label)
-            .map(|m| m.as_str().to_string())
-            .collect();
+        let numbers: Vec<String> = NUMBERS.find_iter(&e.label).map(|m| m.as_str().to_string()).collect();
         let ports = match parse_ports(&numbers.join(",")) {
             Ok(p) if !p.is_empty() => p,
             _ => {
@@ -824,8 +838,9 @@ fn conditions(text: &str) -> Vec<(String, String)> {
         let what = slug_words(&c[1]);
         let name = if what.is_empty() { "optional".to_string() } else { format!("optional-{what}") };
         v.push((name, t.to_string()));
+    } else if t.to_lowercase().contains("(optional)") {
+        v.push(("optional".into(), t.to_string()));
     }
-    v.retain(|(n, _)| !n.is_empty() && n != "ha" || n == "ha");
     v.retain(|(n, _)| !n.is_empty());
     v
 }
@@ -833,7 +848,7 @@ fn conditions(text: &str) -> Vec<(String, String)> {
 fn sentence_cond(lower: &str) -> Option<&'static str> {
     if lower.contains("single-node") || lower.contains("single node") {
         Some("!ha")
-    } else if Regex::new(r"\bha\b|multi-node|high availability").unwrap().is_match(lower) {
+    } else if HA_WORDS.is_match(lower) {
         Some("ha")
     } else {
         None
@@ -844,7 +859,8 @@ fn sentence_cond(lower: &str) -> Option<&'static str> {
 /// for HTTPS, gRPC, LDAPS...). `None` when it names none.
 fn proto_words(text: &str) -> Option<&'static str> {
     let t = text.to_lowercase();
-    let has = |w: &str| Regex::new(&format!(r"\b{w}\b")).unwrap().is_match(&t);
+    let words: Vec<&str> = t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '/')).collect();
+    let has = |w: &str| words.iter().any(|x| *x == w || x.split('/').any(|p| p == w));
     let (tcp, udp) = (has("tcp"), has("udp"));
     if (tcp && udp) || has("tcp/udp") {
         Some("both")
@@ -864,7 +880,8 @@ fn proto_words(text: &str) -> Option<&'static str> {
 /// Ports and ranges in a cell: "443", "7001-7012", "1433 or 5432", "8300, 8301", "53/udp".
 pub(crate) fn parse_ports(cell: &str) -> Result<Vec<(u16, u16)>, String> {
     static ITEM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(\d+)\s*(?:-|–|to)\s*(\d+)|(\d+)").unwrap());
-    let cleaned = Regex::new(r"(?i)/(tcp|udp)|\((?:[^)]*)\)").unwrap().replace_all(cell, " ");
+    static NOISE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)/(tcp|udp)|\((?:[^)]*)\)").unwrap());
+    let cleaned = NOISE.replace_all(cell, " ");
     let mut out = Vec::new();
     for c in ITEM.captures_iter(&cleaned) {
         let (a, b) = match (c.get(1), c.get(2), c.get(3)) {
@@ -902,7 +919,7 @@ pub(crate) fn fmt_ports(p: &[(u16, u16)]) -> String {
 }
 
 fn strip_paren(s: &str) -> String {
-    Regex::new(r"\s*\([^)]*\)").unwrap().replace_all(s, "").trim().to_string()
+    PARENS.replace_all(s, "").trim().to_string()
 }
 
 /// "All RP-PAM nodes" → "RP-PAM"; "Redis server" → "Redis".
@@ -936,7 +953,16 @@ pub(crate) fn slug(s: &str) -> String {
 }
 
 fn slug_of(name: &str) -> String {
-    slug(&base_name(&strip_paren(name)))
+    slug(&without_article(&strip_paren(name)))
+}
+
+/// "All Consul Servers" → "Consul Servers": a host-group name keeps its words.
+fn without_article(s: &str) -> String {
+    let w: Vec<&str> = s.split_whitespace().collect();
+    match w.first().map(|f| f.to_lowercase()) {
+        Some(f) if w.len() > 1 && matches!(f.as_str(), "all" | "the" | "each" | "every") => w[1..].join(" "),
+        _ => w.join(" "),
+    }
 }
 
 /// A condition's name: the words that matter, at most four.

@@ -1,0 +1,331 @@
+//! `monitor matrix import`: the RP-PAM vendor document, six documents of
+//! other shapes (tests/fixtures/import/, each with a `.expected` rule set),
+//! and a round trip of an imported matrix through `monitor check`.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use monitor::{
+    import::{import, DraftRule, Options},
+    matrix::Matrix,
+};
+
+const RP_PAM: &str = "rp-pam-network-and-firewall-requirements.md";
+
+fn shared_doc() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/docs").join(RP_PAM);
+    assert!(
+        p.exists(),
+        "the vendor document {} is missing: check out the shared docs beside the repository (../shared/docs)",
+        p.display()
+    );
+    p
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import").join(name)
+}
+
+fn example(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rp-pam").join(file)
+}
+
+fn opts(doc: &Path, groups: &[(&str, &str)]) -> Options {
+    Options {
+        doc_name: doc.file_name().unwrap().to_string_lossy().into_owned(),
+        format: None,
+        groups: groups.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        product: None,
+    }
+}
+
+/// `FIRST_LINE from -> to PORTS proto [when COND]`, the form of the `.expected` files.
+fn fmt_rule(r: &DraftRule) -> String {
+    let ports: Vec<String> =
+        r.ports.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+    let when = if r.when.is_empty() { String::new() } else { format!(" when {}", r.when.join(" && ")) };
+    format!("{} {} -> {} {} {}{when}", r.sources[0].0, r.from, r.to, ports.join(","), r.proto)
+}
+
+/// Imports a document, checks that the draft loads without errors, returns it.
+fn import_ok(doc: &Path, groups: &[(&str, &str)]) -> monitor::import::Imported {
+    let text = std::fs::read_to_string(doc).unwrap_or_else(|e| panic!("cannot read {}: {e}", doc.display()));
+    let imported =
+        import(&text, Some(doc), &opts(doc, groups)).unwrap_or_else(|e| panic!("import failed: {e}"));
+    let (_, warnings) = Matrix::from_str(&imported.yaml, "draft.yaml", Path::new(".")).unwrap_or_else(|e| {
+        panic!("the draft of {} does not load:\n{e}\n---\n{}", doc.display(), imported.yaml)
+    });
+    assert!(
+        warnings.is_empty(),
+        "lint warnings on the draft of {}: {warnings:?}\n{}",
+        doc.display(),
+        imported.yaml
+    );
+    imported
+}
+
+/// Every port row of the vendor's tables: (line, from, to, ports, proto, conditions).
+const RP_PAM_ROWS: &[(usize, &str, &str, &str, &str, &str)] = &[
+    // Client-facing ports
+    (13, "any", "rppam", "7101", "tcp", ""),
+    (14, "rppam", "internet", "443", "tcp", ""),
+    // Internal gRPC: on localhost on one node, between the nodes in HA
+    (19, "loopback", "loopback", "7001", "tcp", "!ha"),
+    (19, "rppam", "rppam", "7001", "tcp", "ha"),
+    (20, "loopback", "loopback", "7002", "tcp", "!ha"),
+    (20, "rppam", "rppam", "7002", "tcp", "ha"),
+    (21, "rppam", "rppam", "7003", "tcp", "ha"),
+    (22, "rppam", "rppam", "7004", "tcp", "ha"),
+    (23, "rppam", "rppam", "7005", "tcp", "ha"),
+    (24, "rppam", "rppam", "7006", "tcp", "ha"),
+    (25, "rppam", "rppam", "7007", "tcp", "ha"),
+    (26, "rppam", "rppam", "7008", "tcp", "ha"),
+    (27, "rppam", "rppam", "7009", "tcp", "ha"),
+    (28, "rppam", "rppam", "7010", "tcp", "ha"),
+    (29, "rppam", "rppam", "7011", "tcp", "ha"),
+    (30, "loopback", "loopback", "7012", "tcp", "!ha"),
+    (30, "rppam", "rppam", "7012", "tcp", "ha"),
+    // Infrastructure
+    (35, "rppam", "db", "1433", "tcp", "database-separate-server && mssql"),
+    (36, "rppam", "db", "5432", "tcp", "database-separate-server && postgresql"),
+    (37, "rppam", "dc", "636", "tcp", "active-directory"),
+    (38, "rppam", "targets", "3389", "tcp", ""),
+    (39, "rppam", "targets", "22", "tcp", ""),
+    (40, "rppam", "graph-microsoft-com", "443", "tcp", "entra-id"),
+    (41, "rppam", "rppam", "6379", "tcp", "ha"),
+    (42, "rppam", "rppam", "5201", "tcp", "ha"),
+    // Single-node firewall rules
+    (48, "user-workstations-admin-network", "rppam", "7101", "tcp", "!ha"),
+    (49, "dba-workstations", "rppam", "1433,5432", "tcp", "!ha && optional-database-remote-access"),
+    (53, "rppam", "lvs-ravenphyre-net", "443", "tcp", "!ha"),
+    (55, "rppam", "ai-api-endpoint", "443", "tcp", "!ha && ai-provider"),
+    (56, "rppam", "domain-controllers", "636", "tcp", "!ha && active-directory"),
+    (57, "rppam", "graph-microsoft-com", "443", "tcp", "!ha && entra-id"),
+    // HA firewall rules (gRPC 7001-7012 and the heartbeat fold into the rows above)
+    (77, "rppam", "rppam", "7001", "tcp", "ha"),
+    (78, "rppam", "rppam", "5201", "tcp", "ha"),
+    (79, "rppam", "redis-server", "6379", "tcp", "ha"),
+    (83, "user-network", "load-balancer-vip", "443,7101", "tcp", "ha"),
+    (84, "load-balancer", "rppam", "7101", "tcp", "ha"),
+];
+
+#[test]
+fn rp_pam_every_port_row_is_imported() {
+    let doc = shared_doc();
+    let imported = import_ok(&doc, &[]);
+    let d = &imported.draft;
+    for &(line, from, to, ports, proto, when) in RP_PAM_ROWS {
+        let want_when: Vec<&str> = if when.is_empty() { vec![] } else { when.split(" && ").collect() };
+        let found = d.rules.iter().any(|r| {
+            r.sources.iter().any(|(l, _)| *l == line)
+                && r.from == from
+                && r.to == to
+                && r.proto == proto
+                && r.when == want_when
+                && {
+                    let p: Vec<String> = r
+                        .ports
+                        .iter()
+                        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                        .collect();
+                    // A folded range row (line 77: 7001-7012) cites the rule of its first port.
+                    p.join(",") == ports || (line == 77 && r.ports == [(7001, 7001)])
+                }
+        });
+        assert!(
+            found,
+            "line {line}: no rule {from} -> {to} {ports}/{proto} when [{when}]; rules:\n{}",
+            d.rules.iter().map(fmt_rule).collect::<Vec<_>>().join("\n")
+        );
+    }
+    // Every row of the gRPC table also documents its port on localhost.
+    for (line, port) in (19..=30).zip(7001u16..=7012) {
+        assert!(
+            d.rules
+                .iter()
+                .any(|r| r.from == "loopback" && r.sources[0].0 == line && r.ports == [(port, port)]),
+            "line {line}: gRPC port {port} has no localhost rule"
+        );
+    }
+    // "These ports should be blocked from external access" (single node).
+    let x = d.exposures.iter().find(|x| x.to == "rppam").expect("an exposure constraint for the gRPC ports");
+    assert_eq!(
+        (x.ports.as_slice(), x.only_from.as_slice(), x.when.as_slice()),
+        (&[(7001, 7012)][..], &["loopback".to_string()][..], &["!ha".to_string()][..])
+    );
+    assert_eq!(x.sources[0].0, 60);
+    // Services: the product's nodes, DNS names, host groups.
+    let placement =
+        |s: &str| format!("{:?}", d.services.get(s).unwrap_or_else(|| panic!("no service {s}")).placement);
+    assert_eq!(placement("rppam"), "Group(\"rppam_nodes\")");
+    assert_eq!(placement("lvs-ravenphyre-net"), "Fqdns([\"lvs.ravenphyre.net\"])");
+    assert_eq!(
+        placement("graph-microsoft-com"),
+        "Fqdns([\"graph.microsoft.com\", \"login.microsoftonline.com\"])"
+    );
+    assert_eq!(placement("redis-server"), "Group(\"redis_server\")");
+    // What it could not place is a warning with its line: the TLS and
+    // troubleshooting tables, the firewall command examples.
+    for line in [63, 102, 118, 120, 128, 151, 155] {
+        assert!(d.warnings.iter().any(|w| w.line == line), "no warning for line {line}: {:?}", d.warnings);
+    }
+    // Provenance comments cite the vendor's rows.
+    assert!(imported.yaml.contains("  # line 36: | 5432 | TCP | PostgreSQL |"), "{}", imported.yaml);
+}
+
+#[test]
+fn rp_pam_draft_is_deterministic() {
+    let doc = shared_doc();
+    let a = import_ok(&doc, &[]).yaml;
+    let b = import_ok(&doc, &[]).yaml;
+    assert_eq!(a, b, "two imports of one document differ");
+}
+
+/// Compares a fixture's rules, exposure constraints and warning lines with
+/// its `.expected` file: one rule per line (`fmt_rule`), `x LINE TO PORTS
+/// only FROM` per exposure constraint, and `! LINE` per warning.
+fn check_fixture(name: &str, groups: &[(&str, &str)]) {
+    let doc = fixture(name);
+    let imported = import_ok(&doc, groups);
+    let mut got: Vec<String> = imported.draft.rules.iter().map(fmt_rule).collect();
+    got.extend(imported.draft.exposures.iter().map(|x| {
+        let when = if x.when.is_empty() { String::new() } else { format!(" when {}", x.when.join(" && ")) };
+        format!("x {} {} {:?} only {}{when}", x.sources[0].0, x.to, x.ports, x.only_from.join(","))
+    }));
+    got.extend(imported.draft.warnings.iter().map(|w| format!("! {}", w.line)));
+    got.sort();
+    let exp_path = fixture(&format!("{name}.expected"));
+    let exp_text =
+        std::fs::read_to_string(&exp_path).unwrap_or_else(|e| panic!("{}: {e}", exp_path.display()));
+    let mut want: Vec<String> = exp_text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    want.sort();
+    assert_eq!(
+        got,
+        want,
+        "{name}: imported rules differ from {}\nwarnings: {:#?}\nyaml:\n{}",
+        exp_path.display(),
+        imported.draft.warnings,
+        imported.yaml
+    );
+}
+
+#[test]
+fn text_destination_first_with_multi_word_names() {
+    check_fixture("consul-copy-paste.txt", &[]);
+}
+
+#[test]
+fn text_port_first_with_directions() {
+    check_fixture("gitlab-copy-paste.txt", &[]);
+}
+
+#[test]
+fn mermaid_flowchart() {
+    check_fixture("nomad.mmd", &[]);
+}
+
+#[test]
+fn html_table_and_list() {
+    check_fixture("vault.html", &[]);
+}
+
+#[test]
+fn html_list_with_group_table() {
+    check_fixture("kafka.html", &[]);
+}
+
+#[test]
+fn markdown_table_and_diagram_merge() {
+    check_fixture("app.md", &[]);
+}
+
+#[test]
+fn mapping_table_places_services() {
+    let d = import_ok(&fixture("consul-copy-paste.txt"), &[]).draft;
+    let g = |s: &str| format!("{:?}", d.services[s].placement);
+    assert_eq!(g("consul-server"), "Group(\"consul_servers\")");
+    assert_eq!(g("consul-client"), "Group(\"consul_agents\")");
+    let d = import_ok(&fixture("nomad.mmd"), &[("Operator", "ops_workstations")]).draft;
+    assert_eq!(
+        format!("{:?}", d.services["operator"].placement),
+        "Group(\"ops_workstations\")",
+        "--group wins"
+    );
+    assert_eq!(
+        format!("{:?}", d.services["nomad-server"].placement),
+        "Group(\"nomad_servers\")",
+        "subgraph = group"
+    );
+}
+
+fn monitor() -> Command {
+    Command::cargo_bin("monitor").expect("the monitor binary is built")
+}
+
+/// The kinds of the alert lines of `monitor check --format json`, with the rule of each.
+fn findings(out: &std::process::Output) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v| v["type"] == "alert")
+        .map(|v| (v["kind"].as_str().unwrap().to_string(), v["rule"].as_str().unwrap_or("-").to_string()))
+        .collect()
+}
+
+#[test]
+fn round_trip_imported_matrix_through_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let draft = dir.path().join("rp-pam.yaml");
+    let out = monitor()
+        .args(["matrix", "import"])
+        .arg(shared_doc())
+        .args(["--group", "DB=database", "--group", "Redis server=redis", "-o"])
+        .arg(&draft)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    let lint = monitor().args(["matrix", "lint"]).arg(&draft).output().unwrap();
+    assert!(lint.status.success(), "lint of the draft failed: {}", String::from_utf8_lossy(&lint.stdout));
+
+    let check = |inventory: &str, pcap: &str, profiles: &[&str]| {
+        let mut c = monitor();
+        c.args(["check", "--format", "json", "--matrix"]).arg(&draft);
+        c.arg("--inventory").arg(example(inventory)).arg("--pcap").arg(example(&format!("pcaps/{pcap}")));
+        for p in profiles {
+            c.args(["--profile", p]);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.code() != Some(2), "check failed: {}", String::from_utf8_lossy(&out.stderr));
+        findings(&out)
+    };
+    let ha = ["ha", "postgresql", "database-separate-server"];
+    // Portal, gRPC, heartbeat, Redis and PostgreSQL between the HA nodes: all documented.
+    assert_eq!(check("inventory.ini", "conforming.pcap", &ha), vec![]);
+    // A workstation straight to the database.
+    assert_eq!(check("inventory.ini", "unexpected.pcap", &ha), vec![("unexpected".into(), "-".into())]);
+    // Documented paths that fail: gRPC dropped, Redis refused, PostgreSQL rejected.
+    let mut blocked = check("inventory.ini", "blocked.pcapng", &ha);
+    blocked.sort();
+    assert_eq!(
+        blocked,
+        vec![
+            ("blocked".to_string(), "rppam-rppam-7002".to_string()),
+            ("blocked".into(), "rppam-redis-server-6379".into()),
+            ("blocked".into(), "rppam-db-5432".into()),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    // One node: gRPC 7003 answering a workstation breaks "blocked from external access".
+    assert_eq!(
+        check("inventory-single.ini", "exposed-single-node.pcap", &[]),
+        vec![("exposed".into(), "exposure-rppam-7001".into())]
+    );
+}
