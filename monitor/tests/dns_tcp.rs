@@ -31,7 +31,7 @@ fn segments_in_order_give_each_message_once() {
         got.extend(r.push(key(), 1, seq, chunk, chunk.len() as u32, 0));
     }
     assert_eq!(got, vec![a, b]);
-    assert_eq!((r.stats.messages, r.stats.gaps), (2, 0));
+    assert_eq!((r.stats.tcp_messages, r.stats.tcp_gaps), (2, 0));
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn retransmissions_and_overlaps_are_skipped() {
     got.extend(r.push(key(), 1, ISN.wrapping_add(10), &s[10..50], 40, 0)); // overlaps 10
     got.extend(r.push(key(), 1, ISN.wrapping_add(50), &s[50..], (s.len() - 50) as u32, 0));
     assert_eq!(got, vec![a, b]);
-    assert_eq!(r.stats.retransmits, 1);
+    assert_eq!(r.stats.tcp_retransmits, 1);
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn a_lost_segment_drops_the_partial_message_and_the_next_one_resyncs() {
     // s[20..42] is lost; the next segment starts the second message.
     got.extend(r.push(key(), 1, ISN.wrapping_add(42), &s[42..], (s.len() - 42) as u32, 0));
     assert_eq!(got, vec![b]);
-    assert_eq!(r.stats.gaps, 1);
+    assert_eq!(r.stats.tcp_gaps, 1);
 }
 
 #[test]
@@ -67,7 +67,7 @@ fn a_segment_copied_cut_short_yields_what_completed_before_the_cut() {
     // The whole stream in one segment, of which only 60 bytes were copied.
     let got = r.push(key(), 1, ISN, &s[..60], s.len() as u32, 0);
     assert_eq!(got, vec![a], "the first message is whole, the second is cut");
-    assert_eq!(r.stats.gaps, 1);
+    assert_eq!(r.stats.tcp_gaps, 1);
     // The stream goes on after the cut segment.
     let c = vec![0xc; 5];
     let mut next = (c.len() as u16).to_be_bytes().to_vec();
@@ -83,7 +83,7 @@ fn streams_are_bounded_and_expire() {
         let k = FlowKey::canonical([1; 16], 53, [2; 16], 40000 + port, proto::TCP).0;
         assert!(r.push(k, 1, 0, &[0, 9, 1], 3, u64::from(port)).is_empty());
     }
-    assert_eq!((r.len(), r.stats.streams_dropped), (2, 1));
+    assert_eq!((r.len(), r.stats.tcp_streams_dropped), (2, 1));
     r.expire(10);
     assert!(r.is_empty());
 }

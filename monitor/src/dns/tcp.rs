@@ -18,13 +18,13 @@ const MAX_BUFFER: usize = 2 + 65_535;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TcpStats {
     /// Messages put back together.
-    pub messages: u64,
+    pub tcp_messages: u64,
     /// Partial messages dropped at a gap in the stream (loss, or a segment cut short).
-    pub gaps: u64,
+    pub tcp_gaps: u64,
     /// Segments (or parts of them) seen before: retransmissions.
-    pub retransmits: u64,
+    pub tcp_retransmits: u64,
     /// Streams forgotten to stay within the stream bound, or idle.
-    pub streams_dropped: u64,
+    pub tcp_streams_dropped: u64,
 }
 
 struct Stream {
@@ -74,20 +74,20 @@ impl Reassembler {
         if ahead > 0 {
             // Bytes between were missed: what was buffered cannot complete.
             if !s.buf.is_empty() {
-                self.stats.gaps += 1;
+                self.stats.tcp_gaps += 1;
                 s.buf.clear();
             }
             s.next = seq;
         } else if ahead < 0 {
             let old = ahead.unsigned_abs() as usize;
             if old >= orig_len as usize {
-                self.stats.retransmits += 1;
+                self.stats.tcp_retransmits += 1;
                 return Vec::new();
             }
             if old >= data.len() {
                 // The new part of the segment is in its uncopied tail.
-                self.stats.retransmits += 1;
-                self.stats.gaps += u64::from(!s.buf.is_empty());
+                self.stats.tcp_retransmits += 1;
+                self.stats.tcp_gaps += u64::from(!s.buf.is_empty());
                 s.buf.clear();
                 s.next = seq.wrapping_add(orig_len);
                 return Vec::new();
@@ -104,19 +104,19 @@ impl Reassembler {
             }
             out.push(s.buf[2..2 + len].to_vec());
             s.buf.drain(..2 + len);
-            self.stats.messages += 1;
+            self.stats.tcp_messages += 1;
         }
         let full_end = seq.wrapping_add(orig_len);
         if copied_end != full_end {
             // The segment was copied cut short: its tail is a gap.
-            self.stats.gaps += u64::from(!s.buf.is_empty());
+            self.stats.tcp_gaps += u64::from(!s.buf.is_empty());
             s.buf.clear();
             s.next = full_end;
         } else {
             s.next = copied_end;
         }
         if s.buf.len() > MAX_BUFFER {
-            self.stats.gaps += 1;
+            self.stats.tcp_gaps += 1;
             s.buf.clear();
         }
         out
@@ -126,7 +126,7 @@ impl Reassembler {
     pub fn expire(&mut self, before_ns: u64) {
         let n = self.streams.len();
         self.streams.retain(|_, s| s.last_ns >= before_ns);
-        self.stats.streams_dropped += (n - self.streams.len()) as u64;
+        self.stats.tcp_streams_dropped += (n - self.streams.len()) as u64;
     }
 
     pub fn len(&self) -> usize {
@@ -140,7 +140,7 @@ impl Reassembler {
     fn drop_oldest(&mut self) {
         if let Some(k) = self.streams.iter().min_by_key(|(_, s)| s.last_ns).map(|(k, _)| *k) {
             self.streams.remove(&k);
-            self.stats.streams_dropped += 1;
+            self.stats.tcp_streams_dropped += 1;
         }
     }
 }
