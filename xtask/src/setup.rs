@@ -13,8 +13,10 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// Debian packages for building the kernel crate.
 const KERNEL_BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "llvm-22-dev"];
 /// Debian packages the tests and benchmarks drive.
-const TEST_PACKAGES: &[&str] =
-    &["iproute2", "iputils-ping", "nftables", "bpftool", "ethtool", "iperf3", "tcpdump", "prometheus", "python3-pip"];
+const TEST_PACKAGES: &[&str] = &[
+    "iproute2", "iputils-ping", "nftables", "bpftool", "ethtool", "iperf3", "tcpdump", "prometheus", "python3-pip",
+    "dnsmasq-base", "bind9-dnsutils",
+];
 
 /// Where bpf-linker is installed: outside the checkout, so every clone shares it.
 pub fn tools_dir() -> PathBuf {
