@@ -329,3 +329,27 @@ fn round_trip_imported_matrix_through_check() {
         vec![("exposed".into(), "exposure-rppam-7001".into())]
     );
 }
+
+#[test]
+fn cli_format_override_warnings_and_empty_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Mermaid diagram saved as .txt: auto detection still sees `flowchart`;
+    // forcing text finds no table and fails with a clear message.
+    let doc = dir.path().join("diagram.txt");
+    std::fs::copy(fixture("nomad.mmd"), &doc).unwrap();
+    let out = monitor().args(["matrix", "import"]).arg(&doc).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("diagram.txt:11: warning: diagram edge without a port"),
+        "warnings are DOC:LINE: warning: ...: {stderr}"
+    );
+    assert!(stderr.contains("imported as mermaid: 4 rules"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .starts_with("# Draft matrix imported from diagram.txt (mermaid)"));
+
+    let out = monitor().args(["matrix", "import", "--format", "text"]).arg(&doc).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a document with nothing to import is an error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("diagram.txt: no port table") && stderr.contains("--format"), "{stderr}");
+}

@@ -16,3 +16,124 @@ fn detects_formats() {
     assert_eq!(Format::detect(None, "| a | b |\n|---|---|\n| 1 | 2 |\n"), Format::Markdown);
     assert_eq!(Format::detect(None, "Target Service Port Purpose\nA 1 x\n"), Format::Text);
 }
+
+use super::{html, markdown, mermaid, text, Block};
+
+fn edges(blocks: &[Block]) -> Vec<(usize, String, String, String, bool, Option<String>)> {
+    blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::Edge(e) => Some((
+                e.line,
+                e.from.label.clone(),
+                e.to.label.clone(),
+                e.label.clone(),
+                e.both,
+                e.from.subgraph.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mermaid_edges_labels_and_subgraphs() {
+    let src = "flowchart LR\n\
+        subgraph dc1 [\"Data centre 1\"]\n\
+          A[\"Long Name\"]\n\
+        end\n\
+        A -->|8001| B(Other)\n\
+        A <-- 8300,8301 --> C\n\
+        A -- 443 --> dc1\n\
+        B & C --> D\n\
+        what is this\n";
+    let (blocks, warnings) = mermaid::read(src, 10);
+    let e = edges(&blocks);
+    let dc = Some("Data centre 1".to_string());
+    assert_eq!(e[0], (15, "Long Name".into(), "Other".into(), "8001".into(), false, dc.clone()));
+    assert_eq!(e[1], (16, "Long Name".into(), "C".into(), "8300,8301".into(), true, dc.clone()));
+    // An edge to a subgraph stands for the subgraph.
+    assert_eq!(e[2], (17, "Long Name".into(), "Data centre 1".into(), "443".into(), false, dc));
+    assert_eq!((e[3].1.as_str(), e[4].1.as_str(), e[3].2.as_str()), ("Other", "C", "D"));
+    assert_eq!(e.len(), 5, "{e:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].line, 19, "the unreadable statement is warned about at its line");
+}
+
+fn tables(blocks: &[Block]) -> Vec<&super::Table> {
+    blocks.iter().filter_map(|b| if let Block::Table(t) = b { Some(t) } else { None }).collect()
+}
+
+#[test]
+fn text_rows_split_with_the_document_vocabulary() {
+    let src = "Target Service Port Purpose / Notes Source Service\n\
+        Consul Server 8300 RPC Consul Server\n\
+        Consul Server 8301 Serf LAN (TCP + UDP) Consul Client\n\
+        Consul Client 8301 Serf LAN Consul Server\n\
+        Consul Server 8500 HTTP API Web UI\n";
+    let (blocks, warnings) = text::read(src);
+    let t = tables(&blocks);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].rows[1].cells, ["Consul Server", "8301", "Serf LAN (TCP + UDP)", "Consul Client"]);
+    assert_eq!(t[0].rows.len(), 3, "the row with an unknown source is not guessed");
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].line, 5);
+    assert!(warnings[0].message.contains("no known name ends the row"), "{}", warnings[0].message);
+}
+
+#[test]
+fn text_port_first_rows_split_at_protocol_and_direction_words() {
+    let src = "Port Protocol Service Direction Description\n\
+        1433 TCP Microsoft SQL Server Outbound (from RP-PAM to DB) Database connections\n\
+        7001 gRPC (mTLS) Vault Service Between cluster nodes Vault operations\n";
+    let (blocks, warnings) = text::read(src);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let t = tables(&blocks);
+    assert_eq!(
+        t[0].rows[0].cells,
+        ["1433", "TCP", "Microsoft SQL Server", "Outbound (from RP-PAM to DB)", "Database connections"]
+    );
+    assert_eq!(
+        t[0].rows[1].cells,
+        ["7001", "gRPC (mTLS)", "Vault Service", "Between cluster nodes", "Vault operations"]
+    );
+}
+
+#[test]
+fn markdown_rejoins_rows_broken_by_a_copy_and_keeps_lines() {
+    let src = "Outbound Rules¶\n\
+        | Rule | Source | Destination | Port | Protocol | Action |\n\
+        |---|---|---|---|---|---|\n\
+        | LVS check-in | RP-PAM server | lvs.ravenphyre.net |\n\
+        443 | TCP (HTTPS) | Allow |\n\
+        | AD | RP-PAM server | DCs | 636 | TCP | Allow |\n\
+        A paragraph right after the table.\n";
+    let (blocks, _) = markdown::read(src);
+    let t = tables(&blocks);
+    assert_eq!(t[0].rows.len(), 2, "{:?}", t[0].rows);
+    assert_eq!(
+        t[0].rows[0].cells,
+        ["LVS check-in", "RP-PAM server", "lvs.ravenphyre.net", "443", "TCP (HTTPS)", "Allow"]
+    );
+    assert_eq!((t[0].rows[0].line, t[0].rows[1].line), (4, 6));
+    assert!(blocks.contains(&Block::Heading { line: 1, level: 2, text: "Outbound Rules".into() }));
+    assert!(
+        blocks.contains(&Block::Prose { line: 7, text: "A paragraph right after the table.".into() }),
+        "the paragraph after a table without a blank line is not a row: {blocks:?}"
+    );
+}
+
+#[test]
+fn html_rows_and_items_carry_their_source_lines() {
+    let src =
+        "<h2>Ports</h2>\n<table>\n<tr><th>Port</th><th>Service</th></tr>\n<tr><td>22</td><td>SSH</td></tr>\n\
+        </table>\n<ul>\n<li>Port 53/udp to DNS</li>\n</ul>\n";
+    let (blocks, _) = html::read(src);
+    let t = tables(&blocks);
+    assert_eq!(t[0].header, ["Port", "Service"]);
+    assert_eq!(
+        (t[0].rows[0].line, t[0].rows[0].cells.clone()),
+        (4, vec!["22".to_string(), "SSH".to_string()])
+    );
+    assert!(blocks.contains(&Block::Item { line: 7, text: "Port 53/udp to DNS".into() }), "{blocks:?}");
+}
