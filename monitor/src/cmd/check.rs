@@ -58,6 +58,9 @@ pub struct Args {
     /// end of the capture, before it counts as unanswered (blocked).
     #[arg(long, value_name = "SECS", default_value_t = 3.0, value_parser = parse_secs)]
     pub syn_timeout: f64,
+    /// Seconds a DNS answer's binding holds past its TTL (docs/dns.md).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_secs)]
+    pub dns_grace: f64,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -111,7 +114,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // what the host had resolved when the flow started.
     let named = NamedServices::new(&matrix);
     let answers = tracker.take_dns();
-    let mut passive = Passive::new(CacheOptions::default());
+    let mut passive = Passive::new(CacheOptions {
+        grace: Duration::from_secs_f64(args.dns_grace),
+        ..CacheOptions::default()
+    });
     passive.cache.watch(named.patterns());
     let mut next_answer = 0;
 

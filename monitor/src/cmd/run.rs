@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use super::engine_args::{EngineArgs, parse_secs};
 use crate::{
+    dns::CacheOptions,
     kernel::{AttachMode, LoadOptions, stream::StreamOptions},
     live::{
         control::DEFAULT_SOCKET,
@@ -62,6 +63,9 @@ pub struct Args {
     /// Allow --metrics on an address other than loopback.
     #[arg(long)]
     pub metrics_public: bool,
+    /// Seconds a DNS answer's binding holds past its TTL (docs/dns.md).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub dns_grace: f64,
     /// Control socket for `monitor report`.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
@@ -89,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         webhook: args.webhook.map(WebhookOptions::new),
         metrics: args.metrics,
         socket: Some(args.socket),
+        dns: CacheOptions { grace: Duration::from_secs_f64(args.dns_grace), ..CacheOptions::default() },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -22,7 +22,7 @@ use super::{CacheOptions, DnsCache, DnsMessage, NamedServices, Passive};
 use crate::{
     alert::Alert,
     engine::{Engine, EngineError, Selection},
-    flow::Flow,
+    flow::{Flow, FlowState},
     inventory::Inventory,
     matrix::Matrix,
 };
@@ -98,9 +98,12 @@ impl LiveNames {
         self.pending.extend(self.passive.cache.take_dirty());
     }
 
-    /// Keeps the server address of an open flow bound.
-    pub fn flow_open(&mut self, flow: &Flow, now_ns: u64) {
-        self.passive.cache.keep_alive(flow.server.ip, now_ns);
+    /// Keeps the server address of a flow still open bound (closed and
+    /// failed flows linger in the table a while; they keep nothing alive).
+    pub fn flow_seen(&mut self, flow: &Flow, now_ns: u64) {
+        if !matches!(flow.state, FlowState::Closed) && !flow.state.is_failure() {
+            self.passive.cache.keep_alive(flow.server.ip, now_ns);
+        }
     }
 
     /// Holds `flow` back if an address of its own changed since the engine

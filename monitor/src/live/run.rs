@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub webhook: Option<WebhookOptions>,
     pub metrics: Option<SocketAddr>,
     pub socket: Option<PathBuf>,
+    /// Passive DNS cache: grace past TTL, bounds.
+    pub dns: CacheOptions,
 }
 
 /// Everything an alert passes through on its way out.
@@ -133,7 +135,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     };
     let Compiled { engine, matrix, inventory, selection, .. } = compiled;
     // Passive DNS: services placed by name bind what this host resolves.
-    let mut names = LiveNames::new(Inputs { matrix, inventory, selection }, CacheOptions::default());
+    let mut names = LiveNames::new(Inputs { matrix, inventory, selection }, opts.dns);
     let clock = KernelClock::new();
     let mut judge = Judge::new(Arc::new(engine));
 
@@ -240,7 +242,7 @@ fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &
     let mut present = HashSet::with_capacity(table.flows.len());
     for flow in &table.flows {
         present.insert(flow.key);
-        names.flow_open(flow, now_ns);
+        names.flow_seen(flow, now_ns);
         if let Some(flow) = names.hold(flow) {
             judge_flow(judge, out, names, flow);
         }
