@@ -250,6 +250,19 @@ fn mapping_table_places_services() {
     let g = |s: &str| format!("{:?}", d.services[s].placement);
     assert_eq!(g("consul-server"), "Group(\"consul_servers\")");
     assert_eq!(g("consul-client"), "Group(\"consul_agents\")");
+    // The document's own table wins over --group, with a warning; a --group that names nothing is reported.
+    let d = import_ok(&fixture("consul-copy-paste.txt"), &[("Consul Server", "mine"), ("Nobody", "x")]).draft;
+    assert_eq!(format!("{:?}", d.services["consul-server"].placement), "Group(\"consul_servers\")");
+    assert!(
+        d.warnings.iter().any(|w| w.message.starts_with("--group Consul Server=mine ignored")),
+        "{:?}",
+        d.warnings
+    );
+    assert!(
+        d.warnings.iter().any(|w| w.line == 0 && w.message.contains("no service \"Nobody\"")),
+        "{:?}",
+        d.warnings
+    );
     let d = import_ok(&fixture("nomad.mmd"), &[("Operator", "ops_workstations")]).draft;
     assert_eq!(
         format!("{:?}", d.services["operator"].placement),

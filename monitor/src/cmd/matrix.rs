@@ -299,7 +299,10 @@ fn import(a: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::R
     };
     let imported = crate::import::import(&text, Some(&a.doc), &opts)?;
     for w in &imported.draft.warnings {
-        writeln!(err, "{}:{}: warning: {}", a.doc.display(), w.line, w.message)?;
+        match w.line {
+            0 => writeln!(err, "{}: warning: {}", a.doc.display(), w.message)?,
+            l => writeln!(err, "{}:{l}: warning: {}", a.doc.display(), w.message)?,
+        }
     }
     // The draft must load; a failure here is the importer's bug, so say so.
     let dir = a.output.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));

@@ -99,7 +99,10 @@ pub(crate) fn emit(d: &Draft, doc: &str, format: Format) -> String {
     if !d.warnings.is_empty() {
         let _ = writeln!(y, "\n# Not imported or uncertain ({}):", d.warnings.len());
         for w in &d.warnings {
-            let _ = writeln!(y, "# {doc}:{}: {}", w.line, one_line(&w.message));
+            let _ = match w.line {
+                0 => writeln!(y, "# {doc}: {}", one_line(&w.message)),
+                l => writeln!(y, "# {doc}:{l}: {}", one_line(&w.message)),
+            };
         }
     }
     y

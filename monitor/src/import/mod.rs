@@ -128,7 +128,8 @@ pub(crate) struct Node {
     pub subgraph: Option<String>,
 }
 
-/// Something in the document the importer did not turn into the matrix.
+/// Something in the document the importer did not turn into the matrix;
+/// line 0 for a problem with the options (an unused `--group`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Warning {
     pub line: usize,
@@ -137,7 +138,10 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        match self.line {
+            0 => f.write_str(&self.message),
+            l => write!(f, "line {l}: {}", self.message),
+        }
     }
 }
 

@@ -127,11 +127,19 @@ struct Ctx<'a> {
     mapping: Vec<(String, String, String)>, // (name, group, placed_by)
     product: Option<String>,
     global_proto: Vec<(Vec<String>, &'static str, usize)>,
+    /// `--group` names that placed a service.
+    used_groups: BTreeSet<String>,
 }
 
 pub(crate) fn understand(blocks: &[Block], opts: &Options) -> Result<Draft, ImportError> {
-    let mut ctx =
-        Ctx { opts, draft: Draft::default(), mapping: Vec::new(), product: None, global_proto: Vec::new() };
+    let mut ctx = Ctx {
+        opts,
+        draft: Draft::default(),
+        mapping: Vec::new(),
+        product: None,
+        global_proto: Vec::new(),
+        used_groups: BTreeSet::new(),
+    };
     ctx.prescan(blocks)?;
     ctx.draft.product = ctx.product.clone();
 
@@ -181,10 +189,11 @@ pub(crate) fn understand(blocks: &[Block], opts: &Options) -> Result<Draft, Impo
     }
     // Diagram edges: merged into the table rules when they agree, reported when not.
     let have_tables = table_rules > 0;
+    let n_text_rules = ctx.draft.rules.len();
     for (line, r) in edge_rules {
         if have_tables {
             let same_pair: Vec<&DraftRule> =
-                ctx.draft.rules.iter().filter(|t| t.from == r.from && t.to == r.to && !is_edge(t)).collect();
+                ctx.draft.rules[..n_text_rules].iter().filter(|t| t.from == r.from && t.to == r.to).collect();
             if same_pair.is_empty() {
                 ctx.warn(line, format!("the diagram shows {} -> {} on {}, which no table documents; imported from the diagram", r.from, r.to, fmt_ports(&r.ports)));
             } else {
@@ -218,13 +227,14 @@ pub(crate) fn understand(blocks: &[Block], opts: &Options) -> Result<Draft, Impo
                 }
             }
         }
-        ctx.add_rule(r, true);
+        ctx.add_rule(r);
+    }
+    for (name, group) in &opts.groups {
+        if !ctx.used_groups.contains(name) {
+            ctx.warn(0, format!("--group {name}={group}: the document names no service {name:?}"));
+        }
     }
     Ok(ctx.draft)
-}
-
-fn is_edge(r: &DraftRule) -> bool {
-    r.sources.iter().all(|(_, s)| s.contains("--") && !s.trim_start().starts_with('|'))
 }
 
 fn deployment_cond(heading: &str) -> Option<&'static str> {
@@ -331,18 +341,28 @@ impl Ctx<'_> {
             return None;
         }
         if !self.draft.services.contains_key(&slug) {
-            // The mapping table and --group win over subgraphs and the convention.
-            let mapped = self.mapping.iter().rev().find(|(n, _, by)| {
-                by == "--group"
-                    && (n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(&base) || *n == slug)
-            });
-            let mapped = mapped.or_else(|| {
-                self.mapping.iter().find(|(n, _, _)| {
-                    n.eq_ignore_ascii_case(name)
-                        || base_name(&strip_paren(n)).eq_ignore_ascii_case(&base)
-                        || slug_of(n) == slug
-                })
-            });
+            // The document's mapping table wins, then --group, then subgraphs, then the convention.
+            let names_it = |n: &str| {
+                n.eq_ignore_ascii_case(name)
+                    || n.eq_ignore_ascii_case(&base)
+                    || base_name(&strip_paren(n)).eq_ignore_ascii_case(&base)
+                    || slug_of(n) == slug
+                    || n == slug
+            };
+            let from_doc = self.mapping.iter().find(|(n, _, by)| by != "--group" && names_it(n)).cloned();
+            let from_cli =
+                self.mapping.iter().rev().find(|(n, _, by)| by == "--group" && names_it(n)).cloned();
+            if let Some((n, g, _)) = &from_cli {
+                self.used_groups.insert(n.clone());
+                if let Some((_, dg, by)) = from_doc.as_ref().filter(|(_, dg, _)| dg != g) {
+                    self.warn(
+                        line,
+                        format!("--group {n}={g} ignored: the document's {by} places it on {dg}"),
+                    );
+                }
+            }
+            let mapped = from_doc.or(from_cli);
+            let mapped = mapped.as_ref();
             let (group, by) = match (mapped, subgraph) {
                 (Some((_, g, by)), _) => (g.clone(), by.clone()),
                 (None, Some(sg)) => {
@@ -582,18 +602,15 @@ impl Ctx<'_> {
                         None
                     };
                     if let Some((f, t)) = pair {
-                        self.add_rule(
-                            DraftRule {
-                                from: f,
-                                to: t,
-                                ports: ports.clone(),
-                                proto,
-                                purpose: purpose.clone(),
-                                when: w,
-                                sources: vec![source.clone()],
-                            },
-                            false,
-                        );
+                        self.add_rule(DraftRule {
+                            from: f,
+                            to: t,
+                            ports: ports.clone(),
+                            proto,
+                            purpose: purpose.clone(),
+                            when: w,
+                            sources: vec![source.clone()],
+                        });
                         pairs.push((String::new(), String::new()));
                     }
                 }
@@ -616,7 +633,7 @@ impl Ctx<'_> {
                 when: when.clone(),
                 sources: vec![source.clone()],
             };
-            self.add_rule(rule, false);
+            self.add_rule(rule);
         }
     }
 
@@ -706,18 +723,15 @@ impl Ctx<'_> {
             self.draft.profiles.entry(cond.trim_start_matches('!').to_string()).or_insert(desc);
             when.push(cond);
         }
-        self.add_rule(
-            DraftRule {
-                from: f,
-                to: t,
-                ports,
-                proto,
-                purpose: text.to_string(),
-                when,
-                sources: vec![(line, text.to_string())],
-            },
-            false,
-        );
+        self.add_rule(DraftRule {
+            from: f,
+            to: t,
+            ports,
+            proto,
+            purpose: text.to_string(),
+            when,
+            sources: vec![(line, text.to_string())],
+        });
     }
 
     fn edge(&mut self, e: &Edge) -> Vec<DraftRule> {
@@ -760,7 +774,7 @@ impl Ctx<'_> {
     }
 
     /// Adds a rule unless rules with the same sides, protocol and conditions already cover its ports.
-    fn add_rule(&mut self, mut r: DraftRule, _from_diagram: bool) {
+    fn add_rule(&mut self, mut r: DraftRule) {
         r.when.sort();
         r.when.dedup();
         if r.when.iter().any(|c| c == "ha") && r.when.iter().any(|c| c == "!ha") {
