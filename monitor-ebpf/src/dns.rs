@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use monitor_common::{
-    DNS_BURST, DNS_EVENTS_BYTES, DNS_PAYLOAD_MAX, DNS_RATE_PER_CPU, DnsEvent, Stat, TokenBucket, event_kind,
-    proto,
+    event_kind, proto, DnsEvent, Stat, TokenBucket, DNS_BURST, DNS_EVENTS_BYTES, DNS_PAYLOAD_MAX,
+    DNS_RATE_PER_CPU,
 };
 
 use crate::{
@@ -50,7 +50,9 @@ impl LoadBytes for XdpContext {
 /// Whether the packet is a DNS message from a server.
 #[inline(always)]
 pub fn is_dns_answer(pkt: &Packet) -> bool {
-    pkt.sport == DNS_PORT && pkt.kind == L4Kind::Ports && (pkt.l3.proto == proto::UDP || pkt.l3.proto == proto::TCP)
+    pkt.sport == DNS_PORT
+        && pkt.kind == L4Kind::Ports
+        && (pkt.l3.proto == proto::UDP || pkt.l3.proto == proto::TCP)
 }
 
 /// Spends one token of this CPU's budget, refilled at `DNS_RATE_PER_CPU`.

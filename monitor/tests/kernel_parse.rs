@@ -587,6 +587,9 @@ fn dns_answers_are_copied_whole_cut_at_the_bound_and_rate_limited() {
         let limited = stats.get("dns_rate_limited").copied().unwrap_or(0) as usize;
         assert_eq!(copied + limited, burst, "{hook:?}: every answer is copied or counted: {stats:?}");
         assert!(limited > 0, "{hook:?}: a burst of {burst} must exceed the budget");
-        assert!(copied >= monitor_common::DNS_BURST as usize - 3, "{hook:?}: the burst allowance is honoured");
+        assert!(
+            copied >= monitor_common::DNS_BURST as usize - 3,
+            "{hook:?}: the burst allowance is honoured"
+        );
     });
 }

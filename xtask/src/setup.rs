@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{bail, Context, Result};
 
 pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 pub const DEBIAN_CARGO: &str = "/usr/bin/cargo";
@@ -14,8 +14,17 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const KERNEL_BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "libstd-rust-web-dev-bpf", "llvm-22-dev"];
 /// Debian packages the tests and benchmarks drive.
 const TEST_PACKAGES: &[&str] = &[
-    "iproute2", "iputils-ping", "nftables", "bpftool", "ethtool", "iperf3", "tcpdump", "prometheus", "python3-pip",
-    "dnsmasq-base", "bind9-dnsutils",
+    "iproute2",
+    "iputils-ping",
+    "nftables",
+    "bpftool",
+    "ethtool",
+    "iperf3",
+    "tcpdump",
+    "prometheus",
+    "python3-pip",
+    "dnsmasq-base",
+    "bind9-dnsutils",
 ];
 
 /// Where bpf-linker is installed: outside the checkout, so every clone shares it.
@@ -108,7 +117,9 @@ fn ensure_ansible() -> Result<()> {
     if found {
         return Ok(());
     }
-    println!("xtask: installing ansible-core from PyPI (ansible-inventory is the oracle of the inventory tests)");
+    println!(
+        "xtask: installing ansible-core from PyPI (ansible-inventory is the oracle of the inventory tests)"
+    );
     run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "ansible-core"]))
 }
 

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 use crate::{
     flow::Flow,
     kernel::{
-        AttachMode, Kernel, LoadOptions,
         stream::{self, FlowUpdate, StreamOptions, Table},
+        AttachMode, Kernel, LoadOptions,
     },
 };
 
@@ -53,7 +53,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 async fn run_async(args: Args) -> Result<ExitCode> {
-    let kernel = Kernel::load(&LoadOptions { ifaces: args.ifaces.clone(), mode: args.attach, max_flows: args.max_flows })?;
+    let kernel = Kernel::load(&LoadOptions {
+        ifaces: args.ifaces.clone(),
+        mode: args.attach,
+        max_flows: args.max_flows,
+    })?;
     let opts = StreamOptions {
         interval: Duration::from_secs_f64(args.interval.max(0.1)),
         answer_timeout: Duration::from_secs_f64(args.syn_timeout.max(0.0)),
@@ -95,7 +99,11 @@ fn print_table(out: &mut impl Write, table: &Table, format: Format) -> Result<()
             }
         }
         Format::Text => {
-            writeln!(out, "{:<7} {:<45} {:<45} {:>16} {:>16} {:<16}", "PROTO", "CLIENT", "SERVER", "PKTS >/<", "BYTES >/<", "STATE")?;
+            writeln!(
+                out,
+                "{:<7} {:<45} {:<45} {:>16} {:>16} {:<16}",
+                "PROTO", "CLIENT", "SERVER", "PKTS >/<", "BYTES >/<", "STATE"
+            )?;
             for f in &table.flows {
                 writeln!(out, "{}", text_row(f))?;
             }
@@ -114,7 +122,8 @@ fn endpoint(ip: std::net::IpAddr, port: u16) -> String {
 }
 
 fn text_row(f: &Flow) -> String {
-    let state = serde_json::to_value(f.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let state =
+        serde_json::to_value(f.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
     format!(
         "{:<7} {:<45} {:<45} {:>16} {:>16} {}{}",
         f.proto.as_str(),

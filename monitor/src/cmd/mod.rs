@@ -10,8 +10,9 @@ pub mod run;
 /// Resolves on SIGINT or SIGTERM: commands then finish their output and
 /// detach from the kernel before exiting.
 pub async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         // Without signal handlers the process would die mid-output: wait forever
         // instead, and let the default disposition of a later signal apply.
         return std::future::pending().await;

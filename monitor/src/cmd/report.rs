@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 
-use crate::live::control::{DEFAULT_SOCKET, request};
+use crate::live::control::{request, DEFAULT_SOCKET};
 
 /// Print every rule of the matrix with its packets, bytes, flows and last
 /// use, and the documented rules never seen, from a running `monitor run`.
@@ -18,7 +18,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
     let text = args.format == crate::live::sink::Format::Text;
     let body = rt.block_on(request(&args.socket, text))?;
     print!("{body}");

@@ -5,15 +5,15 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 
-use super::engine_args::{EngineArgs, parse_secs};
+use super::engine_args::{parse_secs, EngineArgs};
 use crate::{
     dns::CacheOptions,
-    kernel::{AttachMode, LoadOptions, stream::StreamOptions},
+    kernel::{stream::StreamOptions, AttachMode, LoadOptions},
     live::{
         control::DEFAULT_SOCKET,
         dedup::DedupOptions,
         metrics::check_listen_addr,
-        run::{RunOptions, run as run_live},
+        run::{run as run_live, RunOptions},
         sink::Format,
         webhook::WebhookOptions,
     },

@@ -65,7 +65,12 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<ReportRequest>) -> io::Resu
         "report json" | "report" if n > 0 => false,
         "report text" => true,
         other => {
-            write.write_all(format!("error: unknown request `{other}`: send `report json` or `report text`\n").as_bytes()).await?;
+            write
+                .write_all(
+                    format!("error: unknown request `{other}`: send `report json` or `report text`\n")
+                        .as_bytes(),
+                )
+                .await?;
             return Ok(());
         }
     };
@@ -75,7 +80,11 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<ReportRequest>) -> io::Resu
         return Ok(());
     }
     let Ok(report) = report.await else { return Ok(()) };
-    let body = if text { report.to_text() } else { serde_json::to_string(&report).map_err(io::Error::other)? + "\n" };
+    let body = if text {
+        report.to_text()
+    } else {
+        serde_json::to_string(&report).map_err(io::Error::other)? + "\n"
+    };
     write.write_all(body.as_bytes()).await?;
     write.shutdown().await
 }

@@ -14,7 +14,7 @@ use monitor_common::FlowKey;
 use super::coverage::Coverage;
 use crate::{
     alert::{Alert, Kind},
-    check::{Outcome, assess},
+    check::{assess, Outcome},
     engine::{Engine, VerdictKind},
     flow::Flow,
 };
@@ -67,7 +67,13 @@ pub struct Judge {
 
 impl Judge {
     pub fn new(engine: Arc<Engine>) -> Judge {
-        Judge { engine, flows: HashMap::new(), control: HashSet::new(), coverage: Coverage::default(), counts: JudgeCounts::default() }
+        Judge {
+            engine,
+            flows: HashMap::new(),
+            control: HashSet::new(),
+            coverage: Coverage::default(),
+            counts: JudgeCounts::default(),
+        }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
