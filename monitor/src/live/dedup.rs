@@ -57,7 +57,8 @@ struct Entry {
 struct Source {
     opened: Instant,
     distinct: u32,
-    /// The scan alert once folding started, and how many flows it folded.
+    /// Once folding started: the first folded flow's own alert (the scan
+    /// alerts name it) and how many flows were folded.
     scan: Option<(Alert, u64)>,
 }
 
@@ -115,7 +116,7 @@ impl Dedup {
                     }
                     None => {
                         let scan = scan_alert(&alert, self.opts.scan_threshold, self.opts.window, 1);
-                        src.scan = Some((scan.clone(), 1));
+                        src.scan = Some((alert, 1));
                         self.stats.emitted += 1;
                         Some(scan)
                     }
@@ -166,9 +167,11 @@ impl Dedup {
             if !expired(s.opened) {
                 return true;
             }
+            // The first folded flow was reported by the scan alert itself:
+            // the follow-up stands for the rest, so that counts add up.
             if let Some((first, n)) = &s.scan {
                 if *n > 1 {
-                    out.push(scan_alert(first, threshold, window, *n));
+                    out.push(scan_alert(first, threshold, window, *n - 1));
                 }
             }
             false
@@ -279,7 +282,8 @@ mod tests {
         let rest = d.flush();
         let scan: Vec<_> = rest.iter().filter(|a| a.reason.starts_with("port scan?")).collect();
         assert_eq!(scan.len(), 1, "{rest:?}");
-        assert_eq!(scan[0].count, 100_000 - 32, "every folded flow is counted");
+        assert_eq!(scan[0].count, 100_000 - 33, "every folded flow past the first scan alert is counted");
+        assert!(scan[0].reason.contains("(first: 10.201.0.16:22 tcp)"), "names the first folded flow: {}", scan[0].reason);
         assert_eq!(d.stats.scan_folded, 100_000 - 32);
         assert!(d.held() <= 33, "memory stays bounded: {} keys held", d.held());
     }
