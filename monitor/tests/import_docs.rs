@@ -165,8 +165,8 @@ fn rp_pam_every_port_row_is_imported() {
     );
     assert_eq!(placement("redis-server"), "Group(\"redis_server\")");
     // What it could not place is a warning with its line: the TLS and
-    // troubleshooting tables, the firewall command examples.
-    for line in [63, 102, 118, 120, 128, 151, 155] {
+    // troubleshooting tables, the firewall command examples, "Same as single-node".
+    for line in [63, 86, 102, 118, 120, 128, 151, 155] {
         assert!(d.warnings.iter().any(|w| w.line == line), "no warning for line {line}: {:?}", d.warnings);
     }
     // Provenance comments cite the vendor's rows.

@@ -115,6 +115,8 @@ static HA_WORDS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bha\b|multi-node|high availability").unwrap());
 static PARENS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s*\([^)]*\)").unwrap());
 static NUMBERS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d{1,5}(?:\s*-\s*\d{1,5})?").unwrap());
+/// "Same as single-node (LVS, AI, AD, Entra ID) — apply to all nodes."
+static SAME_AS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^same (?:rules )?as\b").unwrap());
 static EXPOSURE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)blocked from (?:external|outside)|localhost only|only (?:on|from) localhost|must not be (?:exposed|reachable)|never (?:be )?exposed")
         .unwrap()
@@ -660,6 +662,13 @@ impl Ctx<'_> {
                 }
                 _ => self.warn(line, format!("says ports must not be reachable, but names no port or product; not imported: {text}")),
             }
+            return;
+        }
+        if SAME_AS.is_match(text) {
+            self.warn(
+                line,
+                format!("refers to rules given elsewhere; they are imported only with the conditions of their own section, review them: {text}"),
+            );
             return;
         }
         if !ports.is_empty() && !GLOBAL_PROTO.is_match(text) {
