@@ -45,8 +45,13 @@ fn exercised() -> Metrics {
     for (i, c) in kernel.counts.iter_mut().enumerate() {
         *c = 100 + i as u64;
     }
-    let user =
-        UserStats { events: 50, events_dropped: 1, events_malformed: 0, flows_evicted: 4, flows_expired: 9 };
+    let user = UserStats {
+        events: 50,
+        events_dropped: 1,
+        flows_evicted: 4,
+        flows_expired: 9,
+        ..UserStats::default()
+    };
     m.kernel_counters(&kernel, &user);
     for us in [2, 4, 40, 900] {
         m.engine_latency(Duration::from_micros(us));

@@ -7,7 +7,7 @@ use std::{
     convert::Infallible,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -15,34 +15,43 @@ use http_body_util::{BodyExt, Full};
 use hyper::{server::conn::http1, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
 use monitor::{
-    alert::{Alert, End, Kind, Names, SCHEMA},
-    flow::{FlowState, Proto},
+    alert::{Alert, Kind, Names},
+    flow::{addr_key, EpochClock, Flow, NoHint},
     live::webhook::{Webhook, WebhookOptions},
 };
+use monitor_common::{initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, DIR_A_TO_B};
 use tokio::{io::AsyncReadExt, net::TcpListener};
 
 /// Alert number `i`: its client port says which one it is.
 fn alert(i: u16) -> Alert {
-    let end = |ip: [u8; 4], port| End { ip: IpAddr::V4(Ipv4Addr::from(ip)), port, names: Names::default() };
-    Alert {
-        record: "alert",
-        schema: SCHEMA,
-        kind: Kind::ALL[i as usize % 3],
-        proto: Proto::Tcp,
-        src: end([10, 200, 2, 50], 40_000 + i),
-        dst: end([10, 200, 1, 20], 5432),
-        rule: None,
-        closest: vec!["db-postgres".into()],
-        reason: format!("test alert {i}"),
-        state: FlowState::Established,
-        icmp: None,
-        initiator_seen: true,
-        first_seen: SystemTime::UNIX_EPOCH + Duration::from_secs(1_775_469_600),
-        last_seen: SystemTime::UNIX_EPOCH + Duration::from_secs(1_775_469_601),
-        packets: 3,
-        bytes: 180,
-        count: 1,
-    }
+    let (key, dir) = FlowKey::canonical(
+        addr_key(IpAddr::V4(Ipv4Addr::new(10, 200, 2, 50))),
+        40_000 + i,
+        addr_key(IpAddr::V4(Ipv4Addr::new(10, 200, 1, 20))),
+        5432,
+        proto::TCP,
+    );
+    let t0 = 1_775_469_600_000_000_000;
+    let mut v = FlowValue {
+        first_seen_ns: t0,
+        last_seen_ns: t0 + 1_000_000,
+        initiator: if dir == DIR_A_TO_B { side::A } else { side::B },
+        initiator_how: initiator_how::TCP_SYN,
+        ..FlowValue::default()
+    };
+    v.packets[dir] = 3;
+    v.bytes[dir] = 180;
+    v.tcp_flags[dir] = tcp_flag::SYN;
+    let flow = Flow::from_entry(&key, &v, &EpochClock { now_ns: t0 }, &NoHint, Duration::from_secs(3))
+        .expect("a TCP flow");
+    Alert::new(
+        Kind::ALL[i as usize % 3],
+        &flow,
+        Names::default(),
+        Names::default(),
+        None,
+        format!("test alert {i}"),
+    )
 }
 
 #[derive(Default)]
@@ -51,6 +60,8 @@ struct Recorder {
     requests: Mutex<Vec<(String, Bytes)>>,
     /// Statuses to answer with before answering 200.
     fail: Mutex<VecDeque<(u16, Option<&'static str>)>>,
+    /// How long to think before answering.
+    delay: Mutex<Duration>,
 }
 
 impl Recorder {
@@ -93,6 +104,8 @@ async fn server(fail: &[(u16, Option<&'static str>)]) -> (String, Arc<Recorder>)
                             .unwrap_or_default();
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         r.requests.lock().unwrap().push((ct, body));
+                        let delay = *r.delay.lock().unwrap();
+                        tokio::time::sleep(delay).await;
                         let answer = r.fail.lock().unwrap().pop_front();
                         let mut resp = Response::new(Full::new(Bytes::from_static(b"")));
                         if let Some((status, retry_after)) = answer {
@@ -161,9 +174,9 @@ async fn a_partial_batch_leaves_after_the_linger_time() {
         hook.send(&alert(i));
     }
     // No shutdown: only the linger timer can send this batch of 3 (of 100).
-    wait_for("the lingering batch", Duration::from_secs(10), || !rec.requests().is_empty()).await;
+    // `sent` counts once the endpoint has answered.
+    wait_for("the lingering batch", Duration::from_secs(10), || hook.stats().sent == 3).await;
     assert_eq!(sizes(&rec.alerts()), [3]);
-    assert_eq!(hook.stats().sent, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,6 +277,23 @@ async fn shutdown_flushes_without_waiting_for_the_linger_time() {
     task.await.unwrap();
     assert_eq!(sizes(&rec.alerts()), [4, 4, 2]);
     assert_eq!((stats.sent, stats.dropped()), (10, 0), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_at_shutdown_completes_once() {
+    let (url, rec) = server(&[]).await;
+    *rec.delay.lock().unwrap() = Duration::from_millis(500);
+    let (hook, task) = Webhook::spawn(options(&url)).unwrap();
+    for i in 0..3 {
+        hook.send(&alert(i));
+    }
+    wait_for("the request to arrive", Duration::from_secs(10), || !rec.requests().is_empty()).await;
+    // The server is still thinking: shutdown must wait for this request,
+    // not send the batch again.
+    let stats = hook.shutdown(Duration::from_secs(5)).await;
+    task.await.unwrap();
+    assert_eq!(sizes(&rec.alerts()), [3], "one request, not a second copy");
+    assert_eq!((stats.sent, stats.dropped()), (3, 0), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

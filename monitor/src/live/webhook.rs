@@ -333,7 +333,10 @@ impl Worker {
                 break;
             }
             // Wait for the first alert of a batch, or for shutdown.
+            // Biased: queued alerts are taken before a shutdown is noticed,
+            // so that batches stay full.
             let first = tokio::select! {
+                biased;
                 a = self.rx.recv() => a,
                 _ = stop.changed() => continue,
             };
@@ -342,6 +345,7 @@ impl Worker {
             let linger_until = tokio::time::Instant::now() + self.opts.linger;
             while batch.len() < self.opts.batch {
                 tokio::select! {
+                    biased;
                     a = self.rx.recv() => match a {
                         Some(a) => batch.push(a),
                         None => break,
@@ -355,12 +359,21 @@ impl Worker {
             let stop_at = *stop.borrow();
             match stop_at {
                 None => {
+                    let shared = self.shared.clone();
+                    let delivery = self.deliver(body, n);
+                    tokio::pin!(delivery);
                     tokio::select! {
-                        _ = self.deliver(body.clone(), n) => {}
-                        // Shutdown while retrying: continue against the deadline.
+                        biased;
+                        _ = &mut delivery => {}
+                        // Shutdown while sending or retrying: the same delivery
+                        // goes on (a request in flight is not sent twice),
+                        // within the deadline.
                         _ = stop.changed() => {
                             let until = stop.borrow().unwrap_or_else(Instant::now);
-                            self.deliver_until(body, n, until).await;
+                            let until = tokio::time::Instant::from_std(until);
+                            if tokio::time::timeout_at(until, delivery).await.is_err() {
+                                shared.counters.dropped_at_shutdown.fetch_add(n, Relaxed);
+                            }
                         }
                     }
                 }
@@ -413,10 +426,8 @@ impl Worker {
         }
     }
 
-    /// POSTs one batch, retrying with backoff; counts the outcome. When
-    /// shutdown cancels it, the caller sends the batch again against the
-    /// deadline (or counts it lost): a request cut off in flight may then
-    /// reach the endpoint twice, never zero times uncounted.
+    /// POSTs one batch, retrying with backoff; counts the outcome. A
+    /// caller that cancels it counts the batch as lost.
     async fn deliver(&mut self, body: Bytes, n: u64) {
         let shared = self.shared.clone();
         let c = &shared.counters;
