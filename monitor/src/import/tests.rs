@@ -137,3 +137,10 @@ fn html_rows_and_items_carry_their_source_lines() {
     );
     assert!(blocks.contains(&Block::Item { line: 7, text: "Port 53/udp to DNS".into() }), "{blocks:?}");
 }
+
+#[test]
+fn text_table_with_two_port_columns_is_a_warning_not_a_panic() {
+    let (_, warnings) = text::read("Source Port Destination Port\nweb 1024 db 5432\n");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].message.contains("second port column"), "{}", warnings[0].message);
+}

@@ -180,7 +180,7 @@ pub(crate) fn read(text: &str) -> (Vec<Block>, Vec<Warning>) {
             t.strip_prefix("- ").or_else(|| t.strip_prefix("• ")).or_else(|| t.strip_prefix("* "))
         {
             blocks.push(Block::Item { line, text: item.trim().to_string() });
-        } else if looks_like_heading(t, lines.get(k + 1).copied()) {
+        } else if looks_like_heading(t) {
             blocks.push(Block::Heading { line, level: 2, text: t.to_string() });
         } else {
             blocks.push(Block::Prose { line, text: t.to_string() });
@@ -190,8 +190,8 @@ pub(crate) fn read(text: &str) -> (Vec<Block>, Vec<Warning>) {
     (blocks, warnings)
 }
 
-/// A short capitalised line without closing punctuation, followed by a blank line or more text.
-fn looks_like_heading(t: &str, _next: Option<&str>) -> bool {
+/// A short capitalised line without closing punctuation or ports.
+fn looks_like_heading(t: &str) -> bool {
     let words = t.split_whitespace().count();
     words <= 8
         && t.chars().next().is_some_and(char::is_uppercase)
@@ -248,6 +248,9 @@ fn split_row(line: &str, cols: &[&str], vocab: &[String]) -> Result<Vec<String>,
         cells[1] = toks[toks.len() - 1].to_string();
         return Ok(cells);
     };
+    if kinds.iter().filter(|&&k| k == Kind::Port).count() > 1 {
+        return Err("a second port column is not supported".into());
+    }
     let (pa, pb) = port_span(&toks).ok_or("no port in the row")?;
     cells[pc] = toks[pa..pb].join(" ");
     // Before the port.
@@ -343,7 +346,8 @@ fn fill(
                     return Err(format!("free text in column {:?} is followed by several columns", cols[k]));
                 }
             }
-            Kind::Port => unreachable!("one port column"),
+            // "Source Port Destination Port": the first port column is the one read.
+            Kind::Port => return Err(format!("a second port column {:?} is not supported", cols[k])),
         };
         cells[k] = rest[..n].join(" ");
         rest = &rest[n..];
