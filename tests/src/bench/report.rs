@@ -99,6 +99,7 @@ pub fn testrun_table(t: &testrun::Results, rounds: usize) -> String {
          kernel, median of {rounds} interleaved rounds",
         t.frame_bytes
     );
+    let _ = writeln!(s, "  kernel object: {}", t.object);
     let _ = writeln!(
         s,
         "  repeat = one run of {} iterations on the same frame; single = {} runs of 1 iteration (mean), the \

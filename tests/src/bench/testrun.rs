@@ -113,6 +113,9 @@ pub struct Config {
     pub singles: usize,
     /// Rounds of the bpf_stats cross-check.
     pub stats_rounds: usize,
+    /// A kernel object file to measure instead of the one the monitor
+    /// embeds (e.g. a candidate change to monitor-ebpf).
+    pub object: Option<std::path::PathBuf>,
 }
 
 /// One measurement: the kernel's ns per run.
@@ -144,6 +147,8 @@ pub struct StatsSample {
 
 #[derive(Debug, Serialize)]
 pub struct Results {
+    /// The object measured: "embedded" or the file given with --object.
+    pub object: String,
     pub frame_bytes: usize,
     pub repeat: u32,
     pub singles: usize,
@@ -198,8 +203,17 @@ struct Object {
 }
 
 impl Object {
-    fn load(max_flows: u32) -> Result<Object> {
-        let mut ebpf = kernel::load_object(max_flows).context("loading the kernel object")?;
+    fn load(max_flows: u32, file: Option<&std::path::Path>) -> Result<Object> {
+        let mut ebpf = match file {
+            None => kernel::load_object(max_flows).context("loading the kernel object")?,
+            Some(path) => {
+                let mut loader = aya::EbpfLoader::new();
+                if max_flows > 0 {
+                    loader.map_max_entries(maps::FLOWS, max_flows);
+                }
+                loader.load_file(path).with_context(|| format!("loading {}", path.display()))?
+            }
+        };
         for name in [programs::XDP_BASELINE, programs::XDP_INGRESS] {
             let p: &mut Xdp = kernel::program(&mut ebpf, name)?;
             p.load().with_context(|| format!("loading {name}"))?;
@@ -280,7 +294,7 @@ struct Bench {
 }
 
 impl Bench {
-    fn load() -> Result<Bench> {
+    fn load(file: Option<&std::path::Path>) -> Result<Bench> {
         let pid = std::process::id() % 100_000;
         let floor_xdp = Floor::load(super::floor::PROG_TYPE_XDP, XDP_PASS as i32, &format!("bfloor_x{pid}"))
             .context("loading the empty XDP program")?;
@@ -289,9 +303,9 @@ impl Bench {
         let mut b = Bench {
             floor_xdp,
             floor_tc,
-            main: Object::load(0)?,
-            fresh: Object::load(0)?,
-            evict: Object::load(EVICT_TABLE)?,
+            main: Object::load(0, file)?,
+            fresh: Object::load(0, file)?,
+            evict: Object::load(EVICT_TABLE, file)?,
             known: frame::known(),
             new_flow_events: BTreeMap::new(),
         };
@@ -404,7 +418,50 @@ fn stats_enabled() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
 }
 
+/// Keeps the calling thread on one CPU until dropped, then restores its
+/// CPU set. The LRU flow table keeps per-CPU lists of recent entries: a
+/// thread that moves between CPUs strands up to 128 flows in the other
+/// CPU's list, where eviction does not reach them, and the eviction case
+/// would then hit instead of miss. One CPU also steadies the figures.
+struct Pinned {
+    old: libc::cpu_set_t,
+}
+
+impl Pinned {
+    fn to_last_cpu() -> Result<Pinned> {
+        // SAFETY: cpu_set_t is plain data; the calls only read/write the sets we pass.
+        unsafe {
+            let mut old: libc::cpu_set_t = std::mem::zeroed();
+            ensure!(
+                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) == 0,
+                "sched_getaffinity: {}",
+                std::io::Error::last_os_error()
+            );
+            let cpu = (0..libc::CPU_SETSIZE as usize)
+                .rev()
+                .find(|&c| libc::CPU_ISSET(c, &old))
+                .context("this thread may run on no CPU")?;
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            ensure!(
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) == 0,
+                "sched_setaffinity to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
+            Ok(Pinned { old })
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: restores the set read in to_last_cpu.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.old) };
+    }
+}
+
 pub fn run(cfg: &Config) -> Result<Results> {
+    let _pinned = Pinned::to_last_cpu()?;
     let stats_were_on = stats_enabled();
     if stats_were_on {
         eprintln!(
@@ -412,7 +469,7 @@ pub fn run(cfg: &Config) -> Result<Results> {
              clock reads (about 50 ns)"
         );
     }
-    let mut b = Bench::load()?;
+    let mut b = Bench::load(cfg.object.as_deref())?;
     let mut samples = Vec::new();
     let jobs: Vec<(Case, Method)> = Case::ALL
         .iter()
@@ -465,6 +522,7 @@ pub fn run(cfg: &Config) -> Result<Results> {
         eprintln!("warning: kernel.bpf_stats_enabled is still 1 after the bench (someone else turned it on)");
     }
     Ok(Results {
+        object: cfg.object.as_ref().map_or_else(|| "embedded".into(), |p| p.display().to_string()),
         frame_bytes: frame::LEN,
         repeat: cfg.repeat,
         singles: cfg.singles,

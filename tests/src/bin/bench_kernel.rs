@@ -36,6 +36,10 @@ struct Args {
     /// Rounds of the bpf_stats cross-check.
     #[arg(long, default_value_t = 3)]
     stats_rounds: usize,
+    /// Measure this kernel object file in the test-run part instead of the
+    /// one embedded in the monitor (to compare a change to monitor-ebpf).
+    #[arg(long)]
+    object: Option<PathBuf>,
     /// Interleaved rounds of the veth measurements.
     #[arg(long, default_value_t = 3)]
     veth_rounds: usize,
@@ -77,6 +81,7 @@ fn main() -> Result<()> {
             repeat: args.repeat,
             singles: args.singles,
             stats_rounds: args.stats_rounds,
+            object: args.object.clone(),
         };
         let r = testrun::run(&cfg)?;
         println!("{}", report::testrun_table(&r, cfg.rounds));
