@@ -96,9 +96,12 @@ fn dig(ns: &NetNs, name: &str, tcp: bool) -> Vec<String> {
     ns.exec(&args).lines().filter(|l| l.parse::<IpAddr>().is_ok()).map(String::from).collect()
 }
 
-fn connect(ns: &NetNs, ip: &str) {
+/// One HTTPS-port connection from `p.a` to `ip`, served in `p.b`.
+fn connect(p: &Pair, ip: &str) {
     let server = SocketAddr::new(ip.parse().unwrap(), 443);
-    tcp_echo_client(ns, server, 1, 16);
+    let listener = TcpEchoServer::start(&p.b, server, 1);
+    tcp_echo_client(&p.a, server, 1, 16);
+    listener.join();
 }
 
 /// (kind, server ip, server port, whether the reason names a missing lookup)
@@ -135,9 +138,6 @@ fn connections_to_names_conform_after_the_host_looked_them_up() {
     let pcap = dir.path().join("run.pcap");
 
     let mut dns = dnsmasq(&p.b, GRAPH_OLD);
-    let lvs = TcpEchoServer::start(&p.b, SocketAddr::new(LVS.parse().unwrap(), 443), 2);
-    let old = TcpEchoServer::start(&p.b, SocketAddr::new(GRAPH_OLD.parse().unwrap(), 443), 2);
-    let new = TcpEchoServer::start(&p.b, SocketAddr::new(GRAPH_NEW.parse().unwrap(), 443), 1);
 
     let tcpdump =
         p.a.command("tcpdump")
@@ -167,30 +167,27 @@ fn connections_to_names_conform_after_the_host_looked_them_up() {
     std::thread::sleep(Duration::from_millis(500));
 
     // Straight to lvs's address, no lookup: unexpected.
-    connect(&p.a, LVS);
+    connect(&p, LVS);
     // Looked up over UDP, then connected: conforming.
     assert_eq!(dig(&p.a, "lvs.ravenphyre.net", false), vec![LVS.to_string()]);
-    connect(&p.a, LVS);
+    connect(&p, LVS);
     // graph over TCP, through its CNAME chain: conforming.
     assert_eq!(dig(&p.a, "graph.microsoft.com", true), vec![GRAPH_OLD.to_string()]);
-    connect(&p.a, GRAPH_OLD);
+    connect(&p, GRAPH_OLD);
     // The name moves; once TTL and grace have run out the old address is
     // no longer graph's, and the new one is after its lookup.
     stop(dns);
     dns = dnsmasq(&p.b, GRAPH_NEW);
     std::thread::sleep(Duration::from_secs(u64::from(TTL) + 3));
     assert_eq!(dig(&p.a, "graph.microsoft.com", false), vec![GRAPH_NEW.to_string()]);
-    connect(&p.a, GRAPH_NEW);
-    connect(&p.a, GRAPH_OLD);
+    connect(&p, GRAPH_NEW);
+    connect(&p, GRAPH_OLD);
     std::thread::sleep(Duration::from_secs(2));
 
     let out = mon.stop();
     out.assert_success();
     stop(tcpdump);
     stop(dns);
-    lvs.join();
-    old.join();
-    new.join();
 
     let live = findings(&out.lines);
     let want: BTreeSet<Finding> = [
@@ -206,13 +203,30 @@ fn connections_to_names_conform_after_the_host_looked_them_up() {
         out.lines.join("\n"),
         out.stderr
     );
+    // Findings fold repeats: the flows each rule documented tell the
+    // conforming connections apart (the exit coverage report).
+    let coverage: Value = out
+        .lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["type"] == "coverage")
+        .expect("a coverage report at exit");
+    let flows = |id: &str| -> u64 {
+        let rules = coverage["rules"].as_array().expect("coverage rules");
+        rules.iter().find(|r| r["id"] == id).map_or(0, |r| r["flows"].as_u64().unwrap_or(0))
+    };
+    assert_eq!(flows("lvs-checkin"), 1, "the connection after the UDP lookup: {coverage}");
+    assert_eq!(flows("graph-api"), 2, "after the TCP lookup, and to the new address: {coverage}");
+    assert_eq!(flows("dns-tcp"), 1, "{coverage}");
 
     // The capture, replayed, gives the same findings.
-    let replay = check(&matrix, &pcap);
+    let (replay, unexpected) = check(&matrix, &pcap);
     assert_eq!(replay, want, "monitor check on the capture of the same traffic");
+    assert_eq!(unexpected, 2, "one flow per finding in the capture too");
 }
 
-fn check(matrix: &Path, pcap: &Path) -> BTreeSet<Finding> {
+/// `monitor check` on the capture: its findings, and its count of unexpected flows.
+fn check(matrix: &Path, pcap: &Path) -> (BTreeSet<Finding>, u64) {
     let out = Command::new(monitor_bin())
         .args(["check", "--matrix", matrix.to_str().unwrap(), "--pcap", pcap.to_str().unwrap()])
         .args(["--format", "json", "--dns-grace", GRACE])
@@ -224,5 +238,7 @@ fn check(matrix: &Path, pcap: &Path) -> BTreeSet<Finding> {
         "monitor check failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    findings(&stdout.lines().map(String::from).collect::<Vec<_>>())
+    let lines: Vec<String> = stdout.lines().map(String::from).collect();
+    let summary: Value = serde_json::from_str(lines.last().expect("a summary line")).unwrap();
+    (findings(&lines), summary["unexpected"].as_u64().unwrap_or(0))
 }
