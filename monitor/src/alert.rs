@@ -322,6 +322,22 @@ mod tests {
     }
 
     #[test]
+    fn dns_names_of_the_server_show_in_json_and_text_only_when_known() {
+        let mut a = alert();
+        let j: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+        assert!(j["dst"].get("dns_names").is_none(), "absent when no name is known: {j}");
+        a.dst.dns_names = vec!["db.example.net".into(), "pg.example.net".into()];
+        let j: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+        assert_eq!(j["dst"]["dns_names"], serde_json::json!(["db.example.net", "pg.example.net"]));
+        assert!(j["src"].get("dns_names").is_none());
+        assert!(
+            a.to_string()
+                .contains("-> 10.200.1.20:5432 (db; PostgreSQL; dns db.example.net, pg.example.net) "),
+            "{a}"
+        );
+    }
+
+    #[test]
     fn icmp_alerts_carry_no_ports() {
         let (key, _) = FlowKey::canonical(
             addr_key("10.200.2.50".parse().unwrap()),
