@@ -94,13 +94,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     let metrics = Metrics::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(addr) = opts.metrics {
-        let m = metrics.clone();
-        let rx = stop_rx.clone();
-        // Bind now, so that a port in use is an error at start, not a log line later.
-        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("--metrics {addr}"))?;
-        drop(listener);
+        // Bound here, so that a port in use is an error at start, not a log line later.
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--metrics {addr}"))?;
+        let (m, rx) = (metrics.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            if let Err(e) = m.serve(addr, rx).await {
+            if let Err(e) = m.serve_on(listener, rx).await {
                 error!("metrics server on {addr}: {e}");
             }
         });
