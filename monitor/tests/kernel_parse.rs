@@ -298,8 +298,8 @@ fn udp_and_icmp_echo_flows_v4_and_v6() {
         k.run(&eth(&[], 0x86dd, &ipv6(A6, B6, proto::ICMPV6, &icmp(135, 0, [0; 4], &[0; 16]))));
         let flows = k.flows();
         assert_eq!(flows.len(), 5, "{hook:?}: {flows:#?}");
-        let (dns, dir) = key4(50000, 53, proto::UDP);
-        assert_eq!(flows[&dns].packets, if dir == 0 { [1, 1] } else { [1, 1] });
+        let (dns, _) = key4(50000, 53, proto::UDP);
+        assert_eq!(flows[&dns].packets, [1, 1], "{hook:?}: one query, one answer");
         assert_eq!(flows[&dns].initiator_how, initiator_how::FIRST_PACKET);
         let (echo, _) = key4(0x1234, 0x1234, proto::ICMP);
         assert_eq!(flows[&echo].packets, [1, 1], "{hook:?}: echo request and reply share the id");
