@@ -195,19 +195,21 @@ pub fn veth_table(v: &veth::Results, rounds: usize) -> String {
     let none = v.summary(Attach::None);
     let _ = writeln!(
         s,
-        "{:<30} {:>12} {:>7} {:>13} {:>10} {:>7}",
-        "config", "UDP pps", "x none", "app-read pps", "TCP Gbit/s", "x none"
+        "{:<30} {:>9} {:>19} {:>7} {:>13} {:>10} {:>13} {:>7}",
+        "config", "UDP pps", "(min-max)", "x none", "app-read pps", "TCP Gbit/s", "(min-max)", "x none"
     );
     for a in Attach::ALL {
         let Some(x) = v.summary(a) else { continue };
         let _ = writeln!(
             s,
-            "{:<30} {:>12.0} {:>7} {:>13} {:>10.2} {:>7}",
+            "{:<30} {:>9.0} {:>19} {:>7} {:>13} {:>10.2} {:>13} {:>7}",
             a.label(),
             x.pps,
+            format!("({:.0}-{:.0})", x.pps_range.0, x.pps_range.1),
             opt(none.as_ref().map(|n| x.pps / n.pps), 3),
             opt(x.delivered_pps, 0),
             x.gbit_s,
+            format!("({:.2}-{:.2})", x.gbit_s_range.0, x.gbit_s_range.1),
             opt(none.as_ref().map(|n| x.gbit_s / n.gbit_s), 3),
         );
     }

@@ -139,8 +139,11 @@ pub struct Results {
 
 pub struct Summary {
     pub pps: f64,
+    /// Lowest and highest round, to show the spread.
+    pub pps_range: (f64, f64),
     pub delivered_pps: Option<f64>,
     pub gbit_s: f64,
+    pub gbit_s_range: (f64, f64),
 }
 
 impl Results {
@@ -150,8 +153,15 @@ impl Results {
             return None;
         }
         let m = |f: &dyn Fn(&Sample) -> f64| median(&s.iter().map(|x| f(x)).collect::<Vec<_>>());
+        let range = |f: &dyn Fn(&Sample) -> f64| {
+            s.iter()
+                .map(|x| f(x))
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        };
         Some(Summary {
             pps: m(&|x| x.udp.pps),
+            pps_range: range(&|x| x.udp.pps),
+            gbit_s_range: range(&|x| x.tcp.gbit_s),
             delivered_pps: s
                 .iter()
                 .map(|x| x.udp.delivered_pps)

@@ -74,6 +74,14 @@ fn main() -> Result<()> {
     );
     bench::catch_signals();
     let loadavg_start = loadavg();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load1: f64 = loadavg_start.split_whitespace().next().and_then(|l| l.parse().ok()).unwrap_or(0.0);
+    if load1 > 0.5 * cpus as f64 {
+        eprintln!(
+            "warning: load average {load1} on {cpus} CPUs: other work shares the CPUs, and the veth figures \
+             (CPU-bound on the sending CPU) vary with it; compare the min-max spreads before the ratios"
+        );
+    }
     let (mut t, mut v) = (None, None);
     if args.only.as_deref() != Some("veth") {
         let cfg = testrun::Config {
