@@ -15,7 +15,7 @@ use monitor_common::{
 
 use crate::{
     flow::{count, dir_side, make_key},
-    parse::{L4Kind, Packet},
+    parse::{payload_len, L4Kind, Packet},
 };
 
 #[map]
@@ -85,10 +85,10 @@ fn take_token(now: u64) -> bool {
 pub fn capture<C: LoadBytes>(ctx: &C, pkt: &Packet, pkt_len: u32, ifindex: u32) {
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
     let off = pkt.hdr_len;
-    if pkt_len <= off {
-        return; // a bare ACK
+    let orig_len = payload_len(pkt, pkt_len);
+    if orig_len == 0 {
+        return; // a bare ACK (maybe padded to the Ethernet minimum)
     }
-    let orig_len = pkt_len - off;
     if !take_token(now) {
         count(Stat::DnsRateLimited, 1);
         return;

@@ -84,6 +84,12 @@ pub struct L3 {
     pub v6: bool,
     /// Offset of the transport header.
     pub l4_off: usize,
+    /// Offset of the IP header.
+    pub l3_off: u16,
+    /// The header's own length field, raw: IPv4 total length, IPv6 payload
+    /// length (0 for jumbograms). Ethernet pads short frames to 60 bytes;
+    /// [`payload_len`] uses this to tell padding from payload.
+    pub ip_len: u16,
 }
 
 /// What the transport layer says about the packet.
@@ -166,7 +172,15 @@ fn parse_ipv4(data: usize, end: usize, off: usize) -> Result<L3, Stat> {
     if be16(ip, 6) & 0x1fff != 0 {
         return Err(Stat::LaterFragment);
     }
-    Ok(L3 { src: addr4(ip, 12), dst: addr4(ip, 16), proto: ip[9], v6: false, l4_off: off + ihl })
+    Ok(L3 {
+        src: addr4(ip, 12),
+        dst: addr4(ip, 16),
+        proto: ip[9],
+        v6: false,
+        l4_off: off + ihl,
+        l3_off: off as u16,
+        ip_len: be16(ip, 2),
+    })
 }
 
 /// Parses an IPv6 header at `off` and, when `follow_ext`, its extension chain.
@@ -178,6 +192,7 @@ fn parse_ipv6(data: usize, end: usize, off: usize, follow_ext: bool) -> Result<L
     }
     let mut next = ip[6];
     let (src, dst) = (addr16(ip, 8), addr16(ip, 24));
+    let ip_len = be16(ip, 4);
     let mut l4_off = off + IPV6_HLEN;
     if follow_ext {
         let mut done = false;
@@ -209,7 +224,7 @@ fn parse_ipv6(data: usize, end: usize, off: usize, follow_ext: bool) -> Result<L
             return Err(Stat::TooManyIpv6Ext);
         }
     }
-    Ok(L3 { src, dst, proto: next, v6: true, l4_off })
+    Ok(L3 { src, dst, proto: next, v6: true, l4_off, l3_off: off as u16, ip_len })
 }
 
 /// ICMP types that quote the offending packet and are attributed to its flow.
@@ -308,6 +323,21 @@ pub fn parse(data: usize, end: usize) -> Result<Packet, Stat> {
         _ => return Err(Stat::OtherProtocol),
     }
     Ok(pkt)
+}
+
+/// Bytes of transport payload in a frame of `frame_len` bytes: from the end
+/// of the transport header to the end of the datagram (or of the frame,
+/// whichever comes first), so that Ethernet padding is never payload.
+#[inline(always)]
+pub fn payload_len(pkt: &Packet, frame_len: u32) -> u32 {
+    let l3 = &pkt.l3;
+    let end = match (l3.v6, l3.ip_len) {
+        (true, 0) => frame_len, // a jumbogram: the length is elsewhere
+        (true, n) => l3.l3_off as u32 + IPV6_HLEN as u32 + n as u32,
+        (false, n) => l3.l3_off as u32 + n as u32,
+    };
+    let end = if end < frame_len { end } else { frame_len };
+    end.saturating_sub(pkt.hdr_len)
 }
 
 #[inline(always)]

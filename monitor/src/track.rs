@@ -213,10 +213,10 @@ impl Tracker {
             _ => (bytes + ETH_HLEN as u64, ETH_HLEN),
         };
         let off = pkt.hdr_len as u64;
-        if wire_len <= off {
-            return; // a bare ACK
+        let orig_len = parse::payload_len(pkt, wire_len as u32);
+        if orig_len == 0 {
+            return; // a bare ACK (maybe padded to the Ethernet minimum)
         }
-        let orig_len = (wire_len - off) as u32;
         self.stats.add(Stat::DnsCopied, 1);
         if orig_len as usize > DNS_PAYLOAD_MAX {
             self.stats.add(Stat::DnsTruncated, 1);

@@ -506,6 +506,9 @@ fn user_space_tracker_agrees_with_the_kernel() {
         eth(&[], 0x0800, &ipv4(A4, B4, proto::UDP, 4, &[0; 32])),
         eth(&[], 0x0800, &ipv4_ihl(A4, B4, proto::TCP, 0, 3, &tcp(1, 2, SYN, &[]))),
         eth(&[0x88a8, 0x8100, 0x8100], 0x0800, &[0; 20]),
+        // Padded to the Ethernet minimum: a bare ACK and a short answer from port 53.
+        [v4_back(proto::TCP, &tcp(53, 40004, ACK, &[])), vec![0; 6]].concat(),
+        [v4_back(proto::UDP, &udp(53, 50005, &[9, 9])), vec![0; 16]].concat(),
     ];
     both_hooks(|hook| {
         let mut k = Kernel::load(hook);
@@ -571,8 +574,19 @@ fn dns_answers_are_copied_whole_cut_at_the_bound_and_rate_limited() {
         let max = monitor_common::DNS_PAYLOAD_MAX;
         assert_eq!((ev[2].len as usize, ev[2].orig_len), (max, 2000));
         assert!(ev[2].payload.iter().all(|b| *b == 0x5a));
+        // Ethernet pads short frames to 60 bytes: padding is not payload.
+        let pad = |mut f: Vec<u8>| {
+            f.resize(60, 0);
+            f
+        };
+        k.run(&pad(v4_back(proto::TCP, &tcp(53, 40000, ACK, &[]))));
+        k.run(&pad(v4_back(proto::UDP, &udp(53, 50003, &[1, 2, 3, 4]))));
+        let padded = dns_events(&mut k);
+        assert_eq!(padded.len(), 1, "{hook:?}: a padded bare ACK carries no DNS payload");
+        assert_eq!((padded[0].len, padded[0].orig_len), (4, 4), "{hook:?}: only the datagram's own bytes");
+        assert_eq!(&padded[0].payload[..4], &[1, 2, 3, 4]);
         let stats = k.stats();
-        assert_eq!(stats.get("dns_copied"), Some(&3), "{hook:?}: {stats:?}");
+        assert_eq!(stats.get("dns_copied"), Some(&4), "{hook:?}: {stats:?}");
         assert_eq!(stats.get("dns_truncated"), Some(&1), "{hook:?}: {stats:?}");
 
         // A burst far over the budget: the bucket holds DNS_BURST tokens,
