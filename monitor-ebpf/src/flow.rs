@@ -2,7 +2,7 @@
 //! place, one ring-buffer event per state change (never per packet).
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -158,7 +158,10 @@ fn emit(kind: u32, ifindex: u32, now: u64, key: &FlowKey, value: &FlowValue) {
 /// wire bytes) into its flow.
 #[inline(always)]
 pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The coarse clock (one tick, a few ms) is a fraction of the cost of the
+    // precise one, and is ample for last_seen; a new flow's first_seen,
+    // which alert latency is measured from, takes the precise clock.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if pkt.kind == L4Kind::IcmpError {
         attribute_icmp_error(pkt, ifindex, now);
         return;
@@ -171,6 +174,7 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
         return;
     }
 
+    let now = unsafe { bpf_ktime_get_ns() };
     let (initiator, how) = initiator_of(pkt, dir);
     // Per-direction values written as expressions, not `[0; 2]` plus an
     // indexed store: that form compiles into an out-of-line memset.
@@ -213,7 +217,11 @@ fn update(
     unsafe {
         atomic_add(&mut (*v).packets[dir], segs);
         atomic_add(&mut (*v).bytes[dir], bytes);
-        (*v).last_seen_ns = now;
+        // Coarse time may lag first_seen by a tick; and skipping the store
+        // while the tick has not moved spares the cache line.
+        if now > (*v).last_seen_ns {
+            (*v).last_seen_ns = now;
+        }
         let seen = (*v).tcp_flags[dir];
         let new = pkt.tcp_flags & !seen;
         if new == 0 {
@@ -254,7 +262,9 @@ fn attribute_icmp_error(pkt: &Packet, ifindex: u32, now: u64) {
     unsafe {
         if (*v).icmp_error != err {
             (*v).icmp_error = err;
-            (*v).last_seen_ns = now;
+            if now > (*v).last_seen_ns {
+                (*v).last_seen_ns = now;
+            }
             emit(event_kind::ICMP_ERROR, ifindex, now, &key, &*v);
         }
     }

@@ -16,11 +16,14 @@ use crate::{
     alert::{Alert, Kind},
     check::{assess, Outcome},
     engine::{Engine, VerdictKind},
-    flow::Flow,
+    flow::{Flow, FlowState},
 };
 
 /// What the judge remembers of a flow between observations.
 struct Seen {
+    /// The state the flow was last judged in: a flow is judged again only
+    /// when its state changes, not at every table read.
+    state: FlowState,
     verdict: VerdictKind,
     /// The rule documenting the flow, for coverage.
     rule: Option<String>,
@@ -40,8 +43,9 @@ pub struct Judged {
     pub alert: Option<Alert>,
     /// Set on the first observation of a flow: its verdict.
     pub new_flow: Option<VerdictKind>,
-    /// Time spent in the engine.
-    pub engine_time: Duration,
+    /// Time spent in the engine; `None` when the flow was not judged again
+    /// (its state had not changed).
+    pub engine_time: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -92,10 +96,16 @@ impl Judge {
     }
 
     pub fn observe(&mut self, flow: &Flow) -> Judged {
+        if let Some(seen) = self.flows.get_mut(&flow.key) {
+            if seen.state == flow.state {
+                // Nothing to judge: only the documented rule's traffic moves.
+                add_traffic(&mut self.coverage, seen, flow);
+                return Judged::default();
+            }
+        }
         let started = Instant::now();
         let (verdict, outcome) = assess(&self.engine, flow);
-        let engine_time = started.elapsed();
-        let mut judged = Judged { engine_time, ..Judged::default() };
+        let mut judged = Judged { engine_time: Some(started.elapsed()), ..Judged::default() };
         if outcome == Outcome::NetworkControl {
             if !self.control.contains(&flow.key) {
                 self.control.insert(flow.key);
@@ -108,6 +118,7 @@ impl Judge {
         let seen = self.flows.entry(flow.key).or_insert_with(|| {
             judged.new_flow = Some(verdict.kind);
             Seen {
+                state: flow.state,
                 verdict: verdict.kind,
                 rule: verdict.rule.map(|r| engine.rule(r).id.clone()),
                 alerted: None,
@@ -128,18 +139,8 @@ impl Judge {
                 self.coverage.add_flow(rule);
             }
         }
-        if let (VerdictKind::Conforming, Some(rule)) = (seen.verdict, &seen.rule) {
-            let packets = flow.to_server.packets + flow.to_client.packets;
-            let bytes = flow.to_server.bytes + flow.to_client.bytes;
-            self.coverage.add_traffic(
-                rule,
-                packets.saturating_sub(seen.packets),
-                bytes.saturating_sub(seen.bytes),
-                flow.last_seen,
-            );
-            seen.packets = seen.packets.max(packets);
-            seen.bytes = seen.bytes.max(bytes);
-        }
+        seen.state = flow.state;
+        add_traffic(&mut self.coverage, seen, flow);
         match outcome {
             Outcome::Finding(alert) if seen.alerted != Some(alert.kind) => {
                 seen.alerted = Some(alert.kind);
@@ -165,4 +166,20 @@ impl Judge {
         self.flows.retain(|k, _| present.contains(k));
         self.control.retain(|k| present.contains(k));
     }
+}
+
+/// Adds what a documented flow carried since it was last seen to its
+/// rule's coverage.
+fn add_traffic(coverage: &mut Coverage, seen: &mut Seen, flow: &Flow) {
+    let (VerdictKind::Conforming, Some(rule)) = (seen.verdict, &seen.rule) else { return };
+    let packets = flow.to_server.packets + flow.to_client.packets;
+    let bytes = flow.to_server.bytes + flow.to_client.bytes;
+    coverage.add_traffic(
+        rule,
+        packets.saturating_sub(seen.packets),
+        bytes.saturating_sub(seen.bytes),
+        flow.last_seen,
+    );
+    seen.packets = seen.packets.max(packets);
+    seen.bytes = seen.bytes.max(bytes);
 }

@@ -227,7 +227,9 @@ async fn sleep_until(at: Option<Instant>) {
 
 fn judge_flow(judge: &mut Judge, out: &mut Out, names: &LiveNames, flow: &Flow) {
     let judged = judge.observe(flow);
-    out.metrics.engine_latency(judged.engine_time);
+    if let Some(t) = judged.engine_time {
+        out.metrics.engine_latency(t);
+    }
     if let Some(v) = judged.new_flow {
         out.metrics.flow(v);
     }
