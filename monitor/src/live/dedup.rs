@@ -87,7 +87,13 @@ pub struct Dedup {
 
 impl Dedup {
     pub fn new(opts: DedupOptions) -> Dedup {
-        Dedup { opts, entries: HashMap::new(), sources: HashMap::new(), overflow: None, stats: DedupStats::default() }
+        Dedup {
+            opts,
+            entries: HashMap::new(),
+            sources: HashMap::new(),
+            overflow: None,
+            stats: DedupStats::default(),
+        }
     }
 
     /// Keys currently held (bounded by `max_keys`).
@@ -105,7 +111,8 @@ impl Dedup {
             return None;
         }
         if alert.kind == Kind::Unexpected {
-            let src = self.sources.entry(alert.src.ip).or_insert(Source { opened: now, distinct: 0, scan: None });
+            let src =
+                self.sources.entry(alert.src.ip).or_insert(Source { opened: now, distinct: 0, scan: None });
             src.distinct += 1;
             if src.distinct > self.opts.scan_threshold {
                 self.stats.scan_folded += 1;
@@ -213,12 +220,12 @@ fn scan_alert(first: &Alert, threshold: u32, window: Duration, count: u64) -> Al
 mod tests {
     use std::time::Duration;
 
-    use monitor_common::{FlowKey, FlowValue, initiator_how, proto, side, tcp_flag};
+    use monitor_common::{initiator_how, proto, side, tcp_flag, FlowKey, FlowValue};
 
     use super::*;
     use crate::{
         alert::Names,
-        flow::{EpochClock, Flow, NoHint, addr_key},
+        flow::{addr_key, EpochClock, Flow, NoHint},
     };
 
     fn alert(kind: Kind, client: &str, sport: u16, server: &str, dport: u16) -> Alert {
@@ -234,7 +241,8 @@ mod tests {
         v.tcp_flags[dir] = tcp_flag::SYN;
         v.initiator = if dir == 0 { side::A } else { side::B };
         v.initiator_how = initiator_how::TCP_SYN;
-        let flow = Flow::from_entry(&key, &v, &EpochClock { now_ns: 2 }, &NoHint, Duration::from_secs(3)).unwrap();
+        let flow =
+            Flow::from_entry(&key, &v, &EpochClock { now_ns: 2 }, &NoHint, Duration::from_secs(3)).unwrap();
         Alert::new(kind, &flow, Names::default(), Names::default(), None, "off-matrix".into())
     }
 
@@ -249,7 +257,9 @@ mod tests {
         // The client port differs every time; it is not part of the key.
         assert!(d.offer(alert(Kind::Unexpected, "10.200.2.50", 40000, "10.200.1.11", 5432), t0).is_some());
         for p in 1..=4 {
-            assert!(d.offer(alert(Kind::Unexpected, "10.200.2.50", 40000 + p, "10.200.1.11", 5432), t0).is_none());
+            assert!(d
+                .offer(alert(Kind::Unexpected, "10.200.2.50", 40000 + p, "10.200.1.11", 5432), t0)
+                .is_none());
         }
         // Another kind or port is another key.
         assert!(d.offer(alert(Kind::Blocked, "10.200.2.50", 40010, "10.200.1.11", 5432), t0).is_some());
@@ -283,7 +293,11 @@ mod tests {
         let scan: Vec<_> = rest.iter().filter(|a| a.reason.starts_with("port scan?")).collect();
         assert_eq!(scan.len(), 1, "{rest:?}");
         assert_eq!(scan[0].count, 100_000 - 33, "every folded flow past the first scan alert is counted");
-        assert!(scan[0].reason.contains("(first: 10.201.0.16:22 tcp)"), "names the first folded flow: {}", scan[0].reason);
+        assert!(
+            scan[0].reason.contains("(first: 10.201.0.16:22 tcp)"),
+            "names the first folded flow: {}",
+            scan[0].reason
+        );
         assert_eq!(d.stats.scan_folded, 100_000 - 32);
         assert!(d.held() <= 33, "memory stays bounded: {} keys held", d.held());
     }
@@ -294,7 +308,9 @@ mod tests {
         let t0 = Instant::now();
         let mut emitted = 0;
         for i in 0..25u16 {
-            emitted += d.offer(alert(Kind::Blocked, "10.200.2.50", 40000, "10.200.1.11", 1000 + i), t0).is_some() as u32;
+            emitted += d
+                .offer(alert(Kind::Blocked, "10.200.2.50", 40000, "10.200.1.11", 1000 + i), t0)
+                .is_some() as u32;
         }
         assert_eq!(emitted, 10);
         assert_eq!(d.stats.overflow, 15);
