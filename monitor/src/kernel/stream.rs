@@ -8,6 +8,7 @@
 
 use std::{
     collections::HashSet,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -15,7 +16,7 @@ use aya::maps::{MapData, RingBuf};
 use monitor_common::{event_kind, DnsEvent, FlowEvent, FlowKey, FlowValue};
 use tokio::{
     io::unix::AsyncFd,
-    sync::{mpsc, watch},
+    sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore},
     task::JoinHandle,
 };
 
@@ -53,6 +54,9 @@ pub struct Table {
     pub user: UserStats,
     /// The last table, read at shutdown.
     pub last: bool,
+    /// Held until the consumer drops the table: while it does, no other
+    /// table is read, so a slow consumer never has two tables in memory.
+    _in_flight: OwnedSemaphorePermit,
 }
 
 /// What user space itself counted: nothing is lost without a number.
@@ -76,6 +80,9 @@ pub struct UserStats {
     pub dns_events_dropped: u64,
     /// Malformed DNS events (wrong size or kind, length past the payload).
     pub dns_events_malformed: u64,
+    /// Interval reads skipped because the consumer still held the last
+    /// table (it is behind; events keep flowing meanwhile).
+    pub tables_skipped: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -153,6 +160,7 @@ async fn run(
         user: UserStats::default(),
         buf: Vec::new(),
     };
+    let in_flight = Arc::new(Semaphore::new(1));
     let mut tick = tokio::time::interval(opts.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate
@@ -173,7 +181,11 @@ async fn run(
                 guard.clear_ready();
             }
             _ = tick.tick() => {
-                let table = st.read_table(false)?;
+                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                    st.user.tables_skipped += 1;
+                    continue;
+                };
+                let table = st.read_table(false, permit)?;
                 if tx.send(FlowUpdate::Table(table)).await.is_err() {
                     return Ok(()); // the consumer is gone
                 }
@@ -184,7 +196,8 @@ async fn run(
     // Events still queued belong in the last table anyway.
     drain_dns(&mut st, dns.get_mut(), &tx);
     drain_events(&mut st, events.get_mut(), &tx);
-    let table = st.read_table(true)?;
+    let Ok(permit) = in_flight.acquire_owned().await else { return Ok(()) };
+    let table = st.read_table(true, permit)?;
     let _ = tx.send(FlowUpdate::Table(table)).await;
     Ok(())
 }
@@ -248,7 +261,7 @@ fn drain_dns(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Flow
 }
 
 impl State {
-    fn read_table(&mut self, last: bool) -> Result<Table, KernelError> {
+    fn read_table(&mut self, last: bool, in_flight: OwnedSemaphorePermit) -> Result<Table, KernelError> {
         let started = Instant::now();
         self.buf.clear();
         self.kernel.walk(&mut self.buf)?;
@@ -284,6 +297,6 @@ impl State {
             }
         }
         log::debug!("read {} flows in {:?}", flows.len(), started.elapsed());
-        Ok(Table { flows, kernel: self.kernel.stats()?, user: self.user, last })
+        Ok(Table { flows, kernel: self.kernel.stats()?, user: self.user, last, _in_flight: in_flight })
     }
 }

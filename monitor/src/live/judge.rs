@@ -4,7 +4,7 @@
 //! added to the coverage of their rule.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -24,6 +24,8 @@ struct Seen {
     /// The state the flow was last judged in: a flow is judged again only
     /// when its state changes, not at every table read.
     state: FlowState,
+    /// The table read in which the flow was last seen.
+    gen: u64,
     verdict: VerdictKind,
     /// The rule documenting the flow, for coverage.
     rule: Option<String>,
@@ -63,8 +65,10 @@ pub struct JudgeCounts {
 pub struct Judge {
     engine: Arc<Engine>,
     flows: HashMap<FlowKey, Seen>,
-    /// Network-control flows already counted.
-    control: HashSet<FlowKey>,
+    /// Network-control flows already counted, with the table read that last saw them.
+    control: HashMap<FlowKey, u64>,
+    /// The current table read; flows not seen in it are forgotten at its end.
+    gen: u64,
     pub coverage: Coverage,
     pub counts: JudgeCounts,
 }
@@ -74,7 +78,8 @@ impl Judge {
         Judge {
             engine,
             flows: HashMap::new(),
-            control: HashSet::new(),
+            control: HashMap::new(),
+            gen: 0,
             coverage: Coverage::default(),
             counts: JudgeCounts::default(),
         }
@@ -97,6 +102,7 @@ impl Judge {
 
     pub fn observe(&mut self, flow: &Flow) -> Judged {
         if let Some(seen) = self.flows.get_mut(&flow.key) {
+            seen.gen = self.gen;
             if seen.state == flow.state {
                 // Nothing to judge: only the documented rule's traffic moves.
                 add_traffic(&mut self.coverage, seen, flow);
@@ -107,8 +113,7 @@ impl Judge {
         let (verdict, outcome) = assess(&self.engine, flow);
         let mut judged = Judged { engine_time: Some(started.elapsed()), ..Judged::default() };
         if outcome == Outcome::NetworkControl {
-            if !self.control.contains(&flow.key) {
-                self.control.insert(flow.key);
+            if self.control.insert(flow.key, self.gen).is_none() {
                 self.counts.network_control += 1;
             }
             return judged;
@@ -119,6 +124,7 @@ impl Judge {
             judged.new_flow = Some(verdict.kind);
             Seen {
                 state: flow.state,
+                gen: self.gen,
                 verdict: verdict.kind,
                 rule: verdict.rule.map(|r| engine.rule(r).id.clone()),
                 alerted: None,
@@ -161,10 +167,24 @@ impl Judge {
         judged
     }
 
-    /// After a full table: forgets flows the kernel no longer holds.
-    pub fn retain(&mut self, present: &HashSet<FlowKey>) {
-        self.flows.retain(|k, _| present.contains(k));
-        self.control.retain(|k| present.contains(k));
+    /// Starts judging a full table read.
+    pub fn begin_table(&mut self) {
+        self.gen += 1;
+    }
+
+    /// Marks a flow as present in the current table without judging it.
+    pub fn touch(&mut self, key: &FlowKey) {
+        if let Some(seen) = self.flows.get_mut(key) {
+            seen.gen = self.gen;
+        }
+    }
+
+    /// After a full table: forgets the flows it did not hold (expired or
+    /// evicted in the kernel).
+    pub fn end_table(&mut self) {
+        let gen = self.gen;
+        self.flows.retain(|_, s| s.gen == gen);
+        self.control.retain(|_, g| *g == gen);
     }
 }
 

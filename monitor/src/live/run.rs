@@ -6,7 +6,6 @@
 //! side: what cannot be delivered is counted.
 
 use std::{
-    collections::HashSet,
     net::SocketAddr,
     path::PathBuf,
     process::ExitCode,
@@ -240,18 +239,19 @@ fn judge_flow(judge: &mut Judge, out: &mut Out, names: &LiveNames, flow: &Flow) 
 }
 
 fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &Table, now_ns: u64) {
-    let mut present = HashSet::with_capacity(table.flows.len());
+    judge.begin_table();
     for flow in &table.flows {
-        present.insert(flow.key);
         names.flow_seen(flow, now_ns);
-        if let Some(flow) = names.hold(flow) {
-            judge_flow(judge, out, names, flow);
+        match names.hold(flow) {
+            Some(flow) => judge_flow(judge, out, names, flow),
+            // Held for a pending DNS rebuild: still in the table.
+            None => judge.touch(&flow.key),
         }
     }
     // Flows expired in the kernel are forgotten, but not on the last table:
     // its flows were not removed.
     if !table.last {
-        judge.retain(&present);
+        judge.end_table();
     }
     for (rule, u) in judge.coverage.iter() {
         if let Some(t) = u.last_seen {
