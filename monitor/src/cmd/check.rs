@@ -1,21 +1,19 @@
 //! `monitor check`: replay a pcap through the flow tracker and the verdict engine.
 use std::{
-    collections::BTreeMap,
     io::{self, BufWriter, Write},
     path::PathBuf,
     process::ExitCode,
     time::{Duration, UNIX_EPOCH},
 };
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::ValueEnum;
 
+use super::engine_args::{parse_secs, EngineArgs};
 use crate::{
     check::{assess, Outcome, Summary, Tally},
     dns::{CacheOptions, NamedServices, Passive},
-    engine::{Engine, Selection},
-    inventory::Inventory,
-    matrix::Matrix,
+    engine::Engine,
     pcap,
     track::Tracker,
 };
@@ -37,18 +35,8 @@ pub enum Format {
 #[command(after_help = "Exit status: 0 every flow conforms, 1 at least one finding, 2 error.\n\
     Alerts and the summary line are documented in docs/alerts.md.")]
 pub struct Args {
-    /// The port matrix (YAML).
-    #[arg(long, value_name = "FILE")]
-    pub matrix: PathBuf,
-    /// Ansible inventory (INI, YAML or `ansible-inventory --list` JSON) placing services on hosts.
-    #[arg(long, value_name = "FILE")]
-    pub inventory: Option<PathBuf>,
-    /// Matrix profile to activate; repeat for several, applied in order.
-    #[arg(long = "profile", value_name = "NAME")]
-    pub profiles: Vec<String>,
-    /// Matrix variable, `NAME=VALUE`; `bind:FQDN=IP[,IP]` gives a DNS name its addresses.
-    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_var)]
-    pub vars: Vec<(String, String)>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Capture to replay: pcap or pcapng; Ethernet, Linux cooked (v1, v2) or raw IP.
     #[arg(long, value_name = "FILE")]
     pub pcap: PathBuf,
@@ -63,47 +51,13 @@ pub struct Args {
     pub dns_grace: f64,
 }
 
-fn parse_var(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("`{s}` is not NAME=VALUE")),
-    }
-}
-
-fn parse_secs(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("`{s}` is not a number of seconds (e.g. 3 or 0.5)")),
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (matrix, warnings) = Matrix::load(&args.matrix)?;
-    for w in &warnings {
+    let compiled = args.engine.compile()?;
+    for w in &compiled.warnings {
         eprintln!("monitor: {w}");
     }
-    let inventory = match &args.inventory {
-        Some(path) => {
-            let (inv, warnings) = Inventory::load(path)?;
-            for w in &warnings {
-                eprintln!("monitor: warning: {w}");
-            }
-            Some(inv)
-        }
-        None => None,
-    };
-    let mut vars = BTreeMap::new();
-    for (k, v) in args.vars {
-        if vars.insert(k.clone(), v).is_some() {
-            bail!("--set {k} is given twice: give each variable once");
-        }
-    }
-    let selection = Selection { profiles: args.profiles, vars };
-    let mut engine = Engine::new(&matrix, inventory.as_ref(), &selection)
-        .with_context(|| format!("{}: cannot compile the matrix", args.matrix.display()))?;
-    for w in engine.warnings() {
-        eprintln!("monitor: warning: {w}");
-    }
+    let (matrix, inventory, selection) = (compiled.matrix, compiled.inventory, compiled.selection);
+    let mut engine = compiled.engine;
 
     let mut tracker = Tracker::new();
     tracker.keep_dns();
@@ -133,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         passive.expire(started);
         if passive.cache.is_dirty(flow.client.ip) || passive.cache.is_dirty(flow.server.ip) {
             engine = Engine::with_resolver(&matrix, inventory.as_ref(), &selection, &passive.cache)
-                .with_context(|| format!("{}: cannot compile the matrix", args.matrix.display()))?;
+                .with_context(|| format!("{}: cannot compile the matrix", args.engine.matrix.display()))?;
             passive.cache.take_dirty();
         }
         let (verdict, mut outcome) = assess(&engine, &flow);
