@@ -25,6 +25,9 @@ const TEST_PACKAGES: &[&str] = &[
     "python3-pip",
     "dnsmasq-base",
     "bind9-dnsutils",
+    // Scraping metrics inside namespaces; `systemd-analyze verify` of deploy/.
+    "curl",
+    "systemd",
 ];
 
 /// Where bpf-linker is installed: outside the checkout, so every clone shares it.
