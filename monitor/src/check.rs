@@ -128,9 +128,10 @@ fn answer(flow: &Flow) -> Option<&'static str> {
     }
 }
 
-/// Counts of a whole run, and the rules it saw.
-#[derive(Debug, Default)]
-pub struct Tally {
+/// How the flows of a run came out: [`Tally`] counts them, the summary
+/// line prints them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
     pub flows: u64,
     pub conforming: u64,
     pub unexpected: u64,
@@ -141,36 +142,42 @@ pub struct Tally {
     pub awaiting: u64,
     /// Neighbour discovery and other control traffic of IP itself: not judged.
     pub network_control: u64,
+}
+
+/// Counts of a whole run, and the rules it saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub counts: Counts,
     seen: BTreeSet<RuleIdx>,
 }
 
 impl Tally {
     pub fn add(&mut self, flow: &Flow, verdict: &Verdict, outcome: &Outcome) {
-        self.flows += 1;
+        self.counts.flows += 1;
         if *outcome == Outcome::NetworkControl {
-            self.network_control += 1;
+            self.counts.network_control += 1;
             return;
         }
         if let Some(r) = verdict.rule {
             self.seen.insert(r);
         }
         if flow.state == FlowState::Awaiting {
-            self.awaiting += 1;
+            self.counts.awaiting += 1;
         }
         match outcome {
-            Outcome::Conforming => self.conforming += 1,
-            Outcome::ExposedUnanswered => self.exposed_unanswered += 1,
+            Outcome::Conforming => self.counts.conforming += 1,
+            Outcome::ExposedUnanswered => self.counts.exposed_unanswered += 1,
             Outcome::NetworkControl => {}
             Outcome::Finding(a) => match a.kind {
-                Kind::Unexpected => self.unexpected += 1,
-                Kind::Blocked => self.blocked += 1,
-                Kind::Exposed => self.exposed += 1,
+                Kind::Unexpected => self.counts.unexpected += 1,
+                Kind::Blocked => self.counts.blocked += 1,
+                Kind::Exposed => self.counts.exposed += 1,
             },
         }
     }
 
     pub fn findings(&self) -> u64 {
-        self.unexpected + self.blocked + self.exposed
+        self.counts.unexpected + self.counts.blocked + self.counts.exposed
     }
 
     /// The active rules that no flow matched, in matrix order.
@@ -217,15 +224,8 @@ pub struct Summary {
     pub first_packet: Option<SystemTime>,
     #[serde(serialize_with = "ser_opt_time")]
     pub last_packet: Option<SystemTime>,
-    pub flows: u64,
-    pub conforming: u64,
-    pub unexpected: u64,
-    pub blocked: u64,
-    pub exposed: u64,
-    pub exposed_unanswered: u64,
-    pub awaiting: u64,
-    /// Neighbour discovery and other control traffic of IP itself: not judged.
-    pub network_control: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Packets that were not counted into any flow, by reason (non-zero only).
     pub skipped: std::collections::BTreeMap<&'static str, u64>,
     /// ICMP errors attributed to a flow (not counted as flow packets).
@@ -251,14 +251,7 @@ impl Summary {
             packets: stats.get(Stat::Packets),
             first_packet: first.map(time),
             last_packet: last.map(time),
-            flows: tally.flows,
-            conforming: tally.conforming,
-            unexpected: tally.unexpected,
-            blocked: tally.blocked,
-            exposed: tally.exposed,
-            exposed_unanswered: tally.exposed_unanswered,
-            awaiting: tally.awaiting,
-            network_control: tally.network_control,
+            counts: tally.counts,
             skipped: stats.skipped().map(|(s, n)| (s.name(), n)).collect(),
             icmp_errors_matched: stats.get(Stat::IcmpErrorMatched),
             rules: engine.rules().len(),
@@ -284,18 +277,18 @@ impl Summary {
             }
             _ => String::new(),
         };
-        let _ = writeln!(s, "{}: {} packets{span}, {} flows", self.pcap, self.packets, self.flows);
+        let _ = writeln!(s, "{}: {} packets{span}, {} flows", self.pcap, self.packets, self.counts.flows);
         let _ = writeln!(
             s,
             "  conforming {}, unexpected {}, blocked {}, exposed {} (exposed but unanswered {}), awaiting an answer {}, \
              network control (not judged) {}",
-            self.conforming,
-            self.unexpected,
-            self.blocked,
-            self.exposed,
-            self.exposed_unanswered,
-            self.awaiting,
-            self.network_control
+            self.counts.conforming,
+            self.counts.unexpected,
+            self.counts.blocked,
+            self.counts.exposed,
+            self.counts.exposed_unanswered,
+            self.counts.awaiting,
+            self.counts.network_control
         );
         if self.skipped.is_empty() {
             let _ = writeln!(s, "  every packet was counted into a flow");
@@ -503,8 +496,9 @@ exposure:
             let (v, o) = assess(&e, &f);
             t.add(&f, &v, &o);
         }
+        let c = t.counts;
         assert_eq!(
-            (t.flows, t.conforming, t.blocked, t.exposed_unanswered, t.unexpected, t.awaiting),
+            (c.flows, c.conforming, c.blocked, c.exposed_unanswered, c.unexpected, c.awaiting),
             (5, 2, 1, 1, 1, 1)
         );
         assert_eq!(t.findings(), 2);
