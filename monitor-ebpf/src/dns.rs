@@ -14,8 +14,8 @@ use monitor_common::{
 };
 
 use crate::{
-    flow::{count, dir_side, make_key},
-    parse::{payload_len, L4Kind, Packet},
+    flow::{count, make_key},
+    parse::{dir_side, payload_len, L4Kind, Packet},
 };
 
 #[map]

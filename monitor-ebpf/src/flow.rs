@@ -7,11 +7,11 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    event_kind, initiator_how, proto, side, tcp_flag, FlowEvent, FlowKey, FlowValue, IcmpError, IfaceConfig,
-    Stat, DIR_A_TO_B, EVENTS_BYTES, FLOWS_MAX_ENTRIES,
+    event_kind, side, tcp_flag, FlowEvent, FlowKey, FlowValue, IcmpError, IfaceConfig, Stat, DIR_A_TO_B,
+    EVENTS_BYTES, FLOWS_MAX_ENTRIES,
 };
 
-use crate::parse::{L4Kind, Packet};
+use crate::parse::{dir_side, initiator_of, L4Kind, Packet};
 
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOWS_MAX_ENTRIES, 0);
@@ -95,44 +95,6 @@ pub fn make_key(src: &[u32; 4], sport: u16, dst: &[u32; 4], dport: u16, proto: u
     key.port_b = pb;
     key.proto = proto;
     (key, dir)
-}
-
-#[inline(always)]
-pub fn dir_side(dir: usize) -> u32 {
-    if dir == DIR_A_TO_B {
-        side::A
-    } else {
-        side::B
-    }
-}
-
-#[inline(always)]
-fn other_side(dir: usize) -> u32 {
-    if dir == DIR_A_TO_B {
-        side::B
-    } else {
-        side::A
-    }
-}
-
-/// Who started the flow, as far as this one packet tells.
-#[inline(always)]
-fn initiator_of(pkt: &Packet, dir: usize) -> (u32, u32) {
-    match pkt.kind {
-        L4Kind::Ports if pkt.l3.proto == proto::TCP => {
-            if pkt.tcp_flags & tcp_flag::SYN != 0 {
-                (dir_side(dir), initiator_how::TCP_SYN)
-            } else if pkt.tcp_flags & tcp_flag::SYN_ACK != 0 {
-                (other_side(dir), initiator_how::TCP_SYN_ACK)
-            } else {
-                (side::NONE, initiator_how::UNKNOWN)
-            }
-        }
-        L4Kind::Echo { request: true } => (dir_side(dir), initiator_how::ICMP_ECHO),
-        L4Kind::Echo { request: false } => (other_side(dir), initiator_how::ICMP_ECHO),
-        // UDP and other datagrams: the first packet seen.
-        _ => (dir_side(dir), initiator_how::FIRST_PACKET),
-    }
 }
 
 /// Sends one event; a full ring buffer is counted, never waited on.

@@ -21,9 +21,7 @@
 
 use std::time::Duration;
 
-use monitor_common::{
-    initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, Stat, DIR_A_TO_B, DNS_PAYLOAD_MAX,
-};
+use monitor_common::{proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, Stat, DNS_PAYLOAD_MAX};
 use rustc_hash::FxHashMap;
 
 use crate::flow::{EpochClock, Flow, NoHint};
@@ -36,7 +34,7 @@ use crate::flow::{EpochClock, Flow, NoHint};
 #[path = "../../monitor-ebpf/src/parse.rs"]
 mod parse;
 
-use parse::{L4Kind, Packet};
+use parse::{dir_side, initiator_of, L4Kind, Packet};
 
 /// The link layer a captured frame starts with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -429,41 +427,6 @@ fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
     out
 }
 
-fn dir_side(dir: usize) -> u32 {
-    if dir == DIR_A_TO_B {
-        side::A
-    } else {
-        side::B
-    }
-}
-
-fn other_side(dir: usize) -> u32 {
-    if dir == DIR_A_TO_B {
-        side::B
-    } else {
-        side::A
-    }
-}
-
-/// `monitor-ebpf/src/flow.rs::initiator_of`: who started the flow, as far
-/// as this one packet tells.
-fn initiator_of(pkt: &Packet, dir: usize) -> (u32, u32) {
-    match pkt.kind {
-        L4Kind::Ports if pkt.l3.proto == proto::TCP => {
-            if pkt.tcp_flags & tcp_flag::SYN != 0 {
-                (dir_side(dir), initiator_how::TCP_SYN)
-            } else if pkt.tcp_flags & tcp_flag::SYN_ACK != 0 {
-                (other_side(dir), initiator_how::TCP_SYN_ACK)
-            } else {
-                (side::NONE, initiator_how::UNKNOWN)
-            }
-        }
-        L4Kind::Echo { request: true } => (dir_side(dir), initiator_how::ICMP_ECHO),
-        L4Kind::Echo { request: false } => (other_side(dir), initiator_how::ICMP_ECHO),
-        _ => (dir_side(dir), initiator_how::FIRST_PACKET),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
@@ -472,6 +435,7 @@ mod tests {
 
     use super::*;
     use crate::flow::{addr_key, FlowState, Proto};
+    use monitor_common::initiator_how;
 
     const CLIENT: [u8; 4] = [10, 200, 2, 50];
     const SERVER: [u8; 4] = [10, 200, 1, 11];
