@@ -248,6 +248,7 @@ pub mod maps {
     pub const IFACE_CONFIG: &str = "IFACE_CONFIG";
     pub const DNS_EVENTS: &str = "DNS_EVENTS";
     pub const DNS_BUDGET: &str = "DNS_BUDGET";
+    pub const FLOW_CACHE: &str = "FLOW_CACHE";
 }
 
 /// Program names (the function names in monitor-ebpf).
@@ -259,6 +260,36 @@ pub mod programs {
     pub const XDP_BASELINE: &str = "xdp_baseline";
     pub const TC_BASELINE: &str = "tc_baseline";
 }
+
+/// One slot of the per-CPU flow cache (`FLOW_CACHE`): the packets and bytes
+/// of one flow that this CPU counted during one clock tick and has not yet
+/// added to the shared `FLOWS` entry. The first packet of a flow in a tick
+/// takes the shared path (and updates `last_seen_ns`); later ones in the same
+/// tick with no new TCP flag are counted here. The next packet that maps to
+/// the slot in another tick, or of another flow, writes the counts back.
+/// User space adds the counts of slots whose `key` and `first_seen_ns` match
+/// an entry when it reads the table.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowCacheSlot {
+    pub key: FlowKey,
+    /// Not yet written back, per direction as in [`FlowValue`].
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    /// `bpf_jiffies64()` of the tick the slot is valid in.
+    pub tick: u64,
+    /// The entry's `first_seen_ns`: tells this flow from a later one with the same key.
+    pub first_seen_ns: u64,
+    /// The entry's TCP flags when the slot was claimed: a packet with any
+    /// other flag takes the shared path, which may raise an event.
+    pub tcp_flags: [u32; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<FlowCacheSlot>() == 96);
+
+/// Slots of the flow cache per CPU: 2^FLOW_CACHE_BITS (96 KiB per CPU).
+pub const FLOW_CACHE_BITS: u32 = 10;
+pub const FLOW_CACHE_SLOTS: u32 = 1 << FLOW_CACHE_BITS;
 
 /// Default number of flow entries; user space may resize at load time.
 pub const FLOWS_MAX_ENTRIES: u32 = 262_144;
@@ -289,6 +320,7 @@ mod pod {
     unsafe impl aya::Pod for super::IfaceConfig {}
     unsafe impl aya::Pod for super::DnsEvent {}
     unsafe impl aya::Pod for super::TokenBucket {}
+    unsafe impl aya::Pod for super::FlowCacheSlot {}
 }
 
 #[cfg(test)]

@@ -58,10 +58,14 @@ pub enum Stat {
     DnsRingFull,
     /// DNS messages not copied: reading the payload failed.
     DnsLoadFailed,
+    /// Packets counted in a per-CPU cache slot whose flow had left the table
+    /// by the time the slot was written back: expired by user space (which
+    /// had read and reported them) or evicted from a full table.
+    CacheStale,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 26;
+    pub const COUNT: u32 = 27;
 
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Packets,
@@ -90,6 +94,7 @@ impl Stat {
         Stat::DnsRateLimited,
         Stat::DnsRingFull,
         Stat::DnsLoadFailed,
+        Stat::CacheStale,
     ];
 
     /// A stable snake_case name, used in JSON output and metrics.
@@ -121,6 +126,7 @@ impl Stat {
             Stat::DnsRateLimited => "dns_rate_limited",
             Stat::DnsRingFull => "dns_ring_full",
             Stat::DnsLoadFailed => "dns_load_failed",
+            Stat::CacheStale => "cache_stale",
         }
     }
 
@@ -136,6 +142,7 @@ impl Stat {
                 | Stat::IcmpErrorMatched
                 | Stat::ForwardedSkipped
                 | Stat::DnsCopied
+                | Stat::CacheStale
         )
     }
 }

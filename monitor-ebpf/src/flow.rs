@@ -1,20 +1,25 @@
 //! The flow table: one LRU hash entry per conversation, counters updated in
-//! place, one ring-buffer event per state change (never per packet).
+//! place, one ring-buffer event per state change (never per packet), and a
+//! small per-CPU cache in front of it for the packets that change nothing
+//! but counters.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    event_kind, side, tcp_flag, FlowEvent, FlowKey, FlowValue, IcmpError, IfaceConfig, Stat, DIR_A_TO_B,
-    EVENTS_BYTES, FLOWS_MAX_ENTRIES,
+    event_kind, side, tcp_flag, FlowCacheSlot, FlowEvent, FlowKey, FlowValue, IcmpError, IfaceConfig, Stat,
+    DIR_A_TO_B, DIR_B_TO_A, EVENTS_BYTES, FLOWS_MAX_ENTRIES, FLOW_CACHE_BITS, FLOW_CACHE_SLOTS,
 };
 
 use crate::parse::{dir_side, initiator_of, L4Kind, Packet};
 
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOWS_MAX_ENTRIES, 0);
+
+#[map]
+static FLOW_CACHE: PerCpuArray<FlowCacheSlot> = PerCpuArray::with_max_entries(FLOW_CACHE_SLOTS, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
@@ -118,21 +123,40 @@ fn emit(kind: u32, ifindex: u32, now: u64, key: &FlowKey, value: &FlowValue) {
 
 /// Counts one packet (or GSO super-packet of `segs` segments and `bytes`
 /// wire bytes) into its flow.
+///
+/// A packet of the flow this CPU saw last in the same slot, in the same clock
+/// tick, that brings no new TCP flag, is counted in this CPU's cache slot:
+/// no hash lookup, no atomic, no clock call. Every other packet takes the
+/// shared path, which first writes the slot's counts back. The shared entry's
+/// `last_seen_ns` is therefore exact to the tick, and user space adds the
+/// slots' counts when it reads the table (`kernel::table`).
 #[inline(always)]
 pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
-    // The coarse clock (one tick, a few ms) is a fraction of the cost of the
-    // precise one, and is ample for last_seen; a new flow's first_seen,
-    // which alert latency is measured from, takes the precise clock.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if pkt.kind == L4Kind::IcmpError {
-        attribute_icmp_error(pkt, ifindex, now);
+        attribute_icmp_error(pkt, ifindex, unsafe { bpf_ktime_get_coarse_ns() });
         return;
     }
-    let (key, dir) = make_key(&pkt.l3.src, pkt.sport, &pkt.l3.dst, pkt.dport, pkt.l3.proto);
     count(Stat::Tracked, 1);
+    // The verifier inlines bpf_jiffies64 into one load; a clock helper call
+    // alone costs about as much as the whole cached path.
+    let tick = unsafe { bpf_jiffies64() };
+    let slot = FLOW_CACHE.get_ptr_mut(cache_index(pkt));
+    if let Some(s) = slot {
+        unsafe {
+            if cache_hit(s, pkt, segs, bytes, tick) {
+                return;
+            }
+            write_back(s);
+        }
+    }
 
+    // The coarse clock (one tick) is ample for last_seen; a new flow's
+    // first_seen, which alert latency is measured from, takes the precise one.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let (key, dir) = make_key(&pkt.l3.src, pkt.sport, &pkt.l3.dst, pkt.dport, pkt.l3.proto);
     if let Some(v) = FLOWS.get_ptr_mut(&key) {
         update(v, &key, pkt, dir, segs, bytes, ifindex, now);
+        claim(slot, &key, tick, v);
         return;
     }
 
@@ -153,14 +177,110 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
         ifindex,
     };
     match FLOWS.insert(&key, &value, BPF_NOEXIST) {
-        Ok(()) => emit(event_kind::NEW_FLOW, ifindex, now, &key, &value),
+        Ok(()) => {
+            emit(event_kind::NEW_FLOW, ifindex, now, &key, &value);
+            if let Some(v) = FLOWS.get_ptr_mut(&key) {
+                claim(slot, &key, tick, v);
+            }
+        }
         // Another CPU created it between our lookup and insert: count there.
         Err(e) if e == -EEXIST => {
             if let Some(v) = FLOWS.get_ptr_mut(&key) {
                 update(v, &key, pkt, dir, segs, bytes, ifindex, now);
+                claim(slot, &key, tick, v);
             }
         }
         Err(_) => count(Stat::FlowMapFull, 1),
+    }
+}
+
+/// Symmetric in the two endpoints, so both directions of a flow share a
+/// slot; built from the words that differ most between flows (the low word
+/// of each address, ports, protocol). A collision only costs a write-back.
+#[inline(always)]
+fn cache_index(pkt: &Packet) -> u32 {
+    let (a, b) = (&pkt.l3.src, &pkt.l3.dst);
+    let hi = (a[3] ^ b[3]) as u64;
+    let lo = (a[1] ^ b[1] ^ (((pkt.sport ^ pkt.dport) as u32) << 8) ^ pkt.l3.proto as u32) as u64;
+    ((hi << 32 | lo).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FLOW_CACHE_BITS)) as u32
+}
+
+#[inline(always)]
+unsafe fn addr_eq(k: *const u8, a: &[u32; 4]) -> bool {
+    let k = k as *const u32;
+    *k == a[0] && *k.add(1) == a[1] && *k.add(2) == a[2] && *k.add(3) == a[3]
+}
+
+/// Counts the packet into the slot if the slot holds its flow in this tick
+/// and the packet brings no TCP flag the shared entry lacks (a flag may
+/// raise an event). Compares the packet's endpoints both ways round rather
+/// than building the canonical key: the key is only needed on a miss.
+#[inline(always)]
+unsafe fn cache_hit(s: *mut FlowCacheSlot, pkt: &Packet, segs: u64, bytes: u64, tick: u64) -> bool {
+    let k = &(*s).key;
+    if (*s).tick != tick || k.proto != pkt.l3.proto {
+        return false;
+    }
+    let dir = if k.port_a == pkt.sport
+        && k.port_b == pkt.dport
+        && addr_eq(k.addr_a.as_ptr(), &pkt.l3.src)
+        && addr_eq(k.addr_b.as_ptr(), &pkt.l3.dst)
+    {
+        DIR_A_TO_B
+    } else if k.port_a == pkt.dport
+        && k.port_b == pkt.sport
+        && addr_eq(k.addr_a.as_ptr(), &pkt.l3.dst)
+        && addr_eq(k.addr_b.as_ptr(), &pkt.l3.src)
+    {
+        DIR_B_TO_A
+    } else {
+        return false;
+    };
+    if pkt.tcp_flags & !(*s).tcp_flags[dir] != 0 {
+        return false;
+    }
+    // Only this CPU writes its slot, and programs do not nest on one CPU.
+    (*s).packets[dir] += segs;
+    (*s).bytes[dir] += bytes;
+    true
+}
+
+/// Adds the slot's counts to its flow, if that flow (the same one: same
+/// first_seen) is still in the table. If it has left (expired by user space,
+/// which had already read the slot, or evicted), the counts are counted away.
+#[inline(always)]
+unsafe fn write_back(s: *mut FlowCacheSlot) {
+    let (p0, p1) = ((*s).packets[0], (*s).packets[1]);
+    if p0 == 0 && p1 == 0 {
+        return;
+    }
+    match FLOWS.get_ptr_mut(&(*s).key) {
+        Some(v) if (*v).first_seen_ns == (*s).first_seen_ns => {
+            atomic_add(&mut (*v).packets[0], p0);
+            atomic_add(&mut (*v).packets[1], p1);
+            atomic_add(&mut (*v).bytes[0], (*s).bytes[0]);
+            atomic_add(&mut (*v).bytes[1], (*s).bytes[1]);
+        }
+        _ => count(Stat::CacheStale, p0 + p1),
+    }
+    // Volatile: LLVM would merge plain zero stores into a memset call.
+    for p in
+        [&raw mut (*s).packets[0], &raw mut (*s).packets[1], &raw mut (*s).bytes[0], &raw mut (*s).bytes[1]]
+    {
+        core::ptr::write_volatile(p, 0);
+    }
+}
+
+/// Points the (written-back, empty) slot at `key` for the rest of the tick.
+#[inline(always)]
+fn claim(slot: Option<*mut FlowCacheSlot>, key: &FlowKey, tick: u64, v: *const FlowValue) {
+    if let Some(s) = slot {
+        unsafe {
+            (*s).key = *key;
+            (*s).tick = tick;
+            (*s).first_seen_ns = (*v).first_seen_ns;
+            (*s).tcp_flags = (*v).tcp_flags;
+        }
     }
 }
 

@@ -19,7 +19,8 @@ use monitor::{
     track::{LinkKind, Tracker},
 };
 use monitor_common::{
-    initiator_how, maps, programs, proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, Stat,
+    initiator_how, maps, programs, proto, side, tcp_flag, FlowCacheSlot, FlowKey, FlowValue, IcmpError, Stat,
+    FLOW_CACHE_SLOTS,
 };
 
 const XDP_PASS: u32 = 2;
@@ -198,10 +199,40 @@ impl Kernel {
             .collect()
     }
 
+    /// The flow table as user space reads it: entries plus cached counts.
     fn flows(&self) -> BTreeMap<FlowKey, FlowValue> {
+        let map = |name| self.ebpf.map(name).unwrap_or_else(|| panic!("{name} map"));
+        let mut out = Vec::new();
+        kernel::table::read(map(maps::FLOWS), map(maps::FLOW_CACHE), &mut out).expect("reading the table");
+        out.into_iter().collect()
+    }
+
+    /// The shared entries alone, without the per-CPU cache.
+    fn entries(&self) -> BTreeMap<FlowKey, FlowValue> {
         let map = self.ebpf.map(maps::FLOWS).expect("FLOWS map");
         let flows: HashMap<_, FlowKey, FlowValue> = HashMap::try_from(map).unwrap();
         flows.iter().map(|r| r.unwrap()).collect()
+    }
+
+    /// Packets of `key` held in cache slots, summed over CPUs, per direction.
+    fn cached(&self, key: &FlowKey) -> [u64; 2] {
+        let map = self.ebpf.map(maps::FLOW_CACHE).expect("FLOW_CACHE map");
+        let slots: PerCpuArray<_, FlowCacheSlot> = PerCpuArray::try_from(map).unwrap();
+        let mut sum = [0; 2];
+        for i in 0..FLOW_CACHE_SLOTS {
+            for s in slots.get(&i, 0).unwrap().iter().filter(|s| s.key == *key) {
+                sum[0] += s.packets[0];
+                sum[1] += s.packets[1];
+            }
+        }
+        sum
+    }
+
+    /// Deletes an entry, as user space does when a flow expires.
+    fn expire(&mut self, key: &FlowKey) {
+        let map = self.ebpf.map_mut(maps::FLOWS).expect("FLOWS map");
+        let mut flows: HashMap<_, FlowKey, FlowValue> = HashMap::try_from(map).unwrap();
+        flows.remove(key).expect("the flow is in the table");
     }
 }
 
@@ -529,6 +560,76 @@ fn user_space_tracker_agrees_with_the_kernel() {
         let user_stats: BTreeMap<&'static str, u64> =
             t.stats().iter().filter(|(_, n)| *n > 0).map(|(s, n)| (s.name(), n)).collect();
         assert_eq!(user_stats, k.stats(), "{hook:?}: tracker and kernel disagree on the counters");
+    });
+}
+
+// ---- the per-CPU cache in front of the shared table
+
+/// Keeps this thread on the CPU it runs on, so that every test run of the
+/// test uses the same CPU's cache slots.
+fn pin_to_this_cpu() {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t that lives for the call.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(cpu >= 0, "sched_getcpu failed");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Longer than a jiffy at any HZ (100 to 1000): the next packet is in a new tick.
+fn next_tick() {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
+#[test]
+fn cached_counts_are_read_written_back_and_never_given_to_a_later_flow() {
+    pin_to_this_cpu();
+    both_hooks(|hook| {
+        let mut k = Kernel::load(hook);
+        let f = v4(proto::UDP, &udp(50000, 5201, b"payload"));
+        let (key, dir) = key4(50000, 5201, proto::UDP);
+        for _ in 0..10 {
+            k.run(&f);
+        }
+        let cached = k.cached(&key)[dir];
+        assert!(cached > 0, "{hook:?}: packets after the first in a tick are counted in the cache");
+        assert_eq!(k.entries()[&key].packets[dir] + cached, 10, "{hook:?}: each packet in one place");
+        let v = k.flows()[&key];
+        assert_eq!((v.packets[dir], v.bytes[dir]), (10, 10 * f.len() as u64), "{hook:?}: read whole");
+
+        next_tick();
+        k.run(&f);
+        assert_eq!(k.cached(&key), [0, 0], "{hook:?}: a new tick writes the slot back");
+        assert_eq!(k.entries()[&key].packets[dir], 11, "{hook:?}: the entry has every packet");
+
+        // An answer in the same tick as cached packets still reaches the
+        // entry at once: a new TCP flag never stays in the cache.
+        let data = v4(proto::TCP, &tcp(40000, 443, ACK, b"data"));
+        let (tkey, tdir) = key4(40000, 443, proto::TCP);
+        for _ in 0..5 {
+            k.run(&data);
+        }
+        k.run(&v4_back(proto::TCP, &tcp(443, 40000, RST, &[])));
+        let e = k.entries()[&tkey];
+        assert_eq!(e.tcp_flags[1 - tdir], tcp_flag::RST, "{hook:?}: the RST is in the entry");
+        assert_eq!(k.flows()[&tkey].packets, if tdir == 0 { [5, 1] } else { [1, 5] }, "{hook:?}");
+
+        // The flow expires with packets still cached; the same key comes back
+        // later as a new flow, which must not inherit them.
+        for _ in 0..5 {
+            k.run(&f);
+        }
+        let left = k.cached(&key)[dir];
+        assert!(left > 0, "{hook:?}: packets left in the cache");
+        k.expire(&key);
+        next_tick();
+        k.run(&f);
+        let v = k.flows()[&key];
+        assert_eq!(v.packets, if dir == 0 { [1, 0] } else { [0, 1] }, "{hook:?}: a new flow, its own packet");
+        assert_eq!(k.stats().get("cache_stale"), Some(&left), "{hook:?}: the left-over packets are counted");
     });
 }
 

@@ -1,5 +1,6 @@
-//! `BPF_MAP_LOOKUP_BATCH` on the flow map: aya 0.14 has no batch operations,
-//! and reading a large table one key at a time costs two syscalls per flow.
+//! `BPF_MAP_LOOKUP_BATCH` on the flow map and the flow cache: aya 0.14 has no
+//! batch operations, and reading a large table one key at a time costs two
+//! syscalls per flow.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -30,10 +31,35 @@ pub fn lookup_all<K: Pod + Default, V: Pod + Default>(
     chunk: usize,
     out: &mut Vec<(K, V)>,
 ) -> std::io::Result<()> {
+    lookup_rows(fd, chunk, 1, |k, v| out.push((k, v)))
+}
+
+/// Reads every entry of a per-CPU map (hash or array): one row per entry
+/// and possible CPU, in CPU order within an entry.
+pub fn lookup_all_per_cpu<K: Pod + Default, V: Pod + Default>(
+    fd: BorrowedFd<'_>,
+    chunk: usize,
+    out: &mut Vec<(K, V)>,
+) -> std::io::Result<()> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    lookup_rows(fd, chunk, cpus, |k, v| out.push((k, v)))
+}
+
+/// The batch loop: `values_per_key` is 1, or the possible CPUs of a per-CPU
+/// map (whose values the kernel lays out 8-byte aligned, one per CPU).
+fn lookup_rows<K: Pod + Default, V: Pod + Default>(
+    fd: BorrowedFd<'_>,
+    chunk: usize,
+    values_per_key: usize,
+    mut row: impl FnMut(K, V),
+) -> std::io::Result<()> {
+    let stride = std::mem::size_of::<V>().next_multiple_of(8);
+    let row_bytes = stride * values_per_key;
     let mut chunk = chunk.max(1);
     let mut keys = vec![K::default(); chunk];
-    let mut values = vec![V::default(); chunk];
-    // Hash maps use a bucket index as the cursor; 8 bytes is ample.
+    // u64 elements: 8-byte aligned, as every value slot starts on 8 bytes.
+    let mut values = vec![0u64; chunk * row_bytes / 8];
+    // Hash maps use a bucket index as the cursor, arrays an index; 8 bytes is ample.
     let mut in_batch = [0u8; 8];
     let mut out_batch = [0u8; 8];
     let mut first = true;
@@ -47,8 +73,8 @@ pub fn lookup_all<K: Pod + Default, V: Pod + Default>(
             map_fd: fd.as_raw_fd() as u32,
             ..Default::default()
         };
-        // SAFETY: attr points at buffers of `count` keys and values that live
-        // for the whole call; the kernel writes at most `count` of each.
+        // SAFETY: attr points at buffers of `count` keys and `count` value
+        // rows that live for the whole call; the kernel writes at most that.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
@@ -64,13 +90,22 @@ pub fn lookup_all<K: Pod + Default, V: Pod + Default>(
             Some(libc::ENOSPC) => {
                 chunk *= 2;
                 keys.resize(chunk, K::default());
-                values.resize(chunk, V::default());
+                values.resize(chunk * row_bytes / 8, 0);
                 continue;
             }
             Some(libc::ENOENT) | None => {}
             Some(_) => return Err(err.unwrap()),
         }
-        out.extend(keys[..got].iter().copied().zip(values[..got].iter().copied()));
+        let bytes = values.as_ptr() as *const u8;
+        for (i, key) in keys[..got].iter().enumerate() {
+            for cpu in 0..values_per_key {
+                // SAFETY: the offset is inside the `got` rows the kernel
+                // wrote, and V is Pod (any bytes are a valid V).
+                let v =
+                    unsafe { std::ptr::read_unaligned(bytes.add(i * row_bytes + cpu * stride) as *const V) };
+                row(*key, v);
+            }
+        }
         if err.is_some() {
             return Ok(()); // ENOENT: the walk is complete.
         }

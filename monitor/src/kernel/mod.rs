@@ -9,10 +9,10 @@ pub mod batch;
 pub mod iface;
 pub mod listening;
 pub mod stream;
+pub mod table;
 
 use std::{
     io,
-    os::fd::AsFd,
     path::{Path, PathBuf},
     process::Command,
     time::SystemTime,
@@ -126,6 +126,7 @@ pub struct LoadOptions {
 pub struct Kernel {
     ebpf: Ebpf,
     flows: Map,
+    flow_cache: Map,
     stats: PerCpuArray<MapData, u64>,
     attachments: Vec<Attachment>,
     clock: KernelClock,
@@ -162,10 +163,11 @@ impl Kernel {
             }
         }
         let flows = ebpf.take_map(maps::FLOWS).ok_or(KernelError::MissingMap(maps::FLOWS))?;
+        let flow_cache = ebpf.take_map(maps::FLOW_CACHE).ok_or(KernelError::MissingMap(maps::FLOW_CACHE))?;
         let stats = ebpf.take_map(maps::STATS).ok_or(KernelError::MissingMap(maps::STATS))?;
         let stats =
             PerCpuArray::try_from(stats).map_err(|source| KernelError::Map { name: maps::STATS, source })?;
-        Ok(Kernel { ebpf, flows, stats, attachments, clock: KernelClock::new() })
+        Ok(Kernel { ebpf, flows, flow_cache, stats, attachments, clock: KernelClock::new() })
     }
 
     pub fn attachments(&self) -> &[Attachment] {
@@ -188,13 +190,9 @@ impl Kernel {
         RingBuf::try_from(map).map_err(|source| KernelError::Map { name: maps::DNS_EVENTS, source })
     }
 
-    /// Reads the whole flow table in batches.
+    /// Reads the whole flow table in batches, cached counts included.
     pub fn walk(&self, out: &mut Vec<(FlowKey, FlowValue)>) -> Result<(), KernelError> {
-        let data = match &self.flows {
-            Map::LruHashMap(d) | Map::HashMap(d) => d,
-            _ => return Err(KernelError::MissingMap(maps::FLOWS)),
-        };
-        batch::lookup_all(data.fd().as_fd(), 4096, out).map_err(KernelError::Walk)
+        table::read(&self.flows, &self.flow_cache, out)
     }
 
     /// Deletes flows from the table (expiry); an entry already gone is fine.
