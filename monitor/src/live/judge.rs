@@ -11,7 +11,7 @@ use std::{
 
 use monitor_common::FlowKey;
 
-use super::coverage::Coverage;
+use super::coverage::{Coverage, RuleSlot};
 use crate::{
     alert::{Alert, Kind},
     check::{assess, Outcome},
@@ -19,16 +19,18 @@ use crate::{
     flow::{Flow, FlowState},
 };
 
-/// What the judge remembers of a flow between observations.
+/// What the judge remembers of a flow between observations: one per live
+/// flow, so kept small (with its key, 72 bytes a flow).
 struct Seen {
     /// The state the flow was last judged in: a flow is judged again only
     /// when its state changes, not at every table read.
     state: FlowState,
-    /// The table read in which the flow was last seen.
-    gen: u64,
+    /// The table read in which the flow was last seen (wraps: only equality
+    /// with the current read matters).
+    gen: u32,
     verdict: VerdictKind,
     /// The rule documenting the flow, for coverage.
-    rule: Option<String>,
+    rule: Option<RuleSlot>,
     /// The finding already reported for this flow.
     alerted: Option<Kind>,
     blocked_counted: bool,
@@ -37,6 +39,8 @@ struct Seen {
     packets: u64,
     bytes: u64,
 }
+
+const _: () = assert!(std::mem::size_of::<Seen>() == 32, "Seen is held once per live flow");
 
 /// The result of one observation.
 #[derive(Debug, Default)]
@@ -66,9 +70,9 @@ pub struct Judge {
     engine: Arc<Engine>,
     flows: HashMap<FlowKey, Seen>,
     /// Network-control flows already counted, with the table read that last saw them.
-    control: HashMap<FlowKey, u64>,
+    control: HashMap<FlowKey, u32>,
     /// The current table read; flows not seen in it are forgotten at its end.
-    gen: u64,
+    gen: u32,
     pub coverage: Coverage,
     pub counts: JudgeCounts,
 }
@@ -119,14 +123,14 @@ impl Judge {
             return judged;
         }
 
-        let engine = &self.engine;
+        let (engine, coverage) = (&self.engine, &mut self.coverage);
         let seen = self.flows.entry(flow.key).or_insert_with(|| {
             judged.new_flow = Some(verdict.kind);
             Seen {
                 state: flow.state,
                 gen: self.gen,
                 verdict: verdict.kind,
-                rule: verdict.rule.map(|r| engine.rule(r).id.clone()),
+                rule: verdict.rule.map(|r| coverage.slot(&engine.rule(r).id)),
                 alerted: None,
                 blocked_counted: false,
                 exposed_unanswered: false,
@@ -141,7 +145,7 @@ impl Judge {
                 VerdictKind::Unexpected => self.counts.unexpected += 1,
                 VerdictKind::Exposed => self.counts.exposed += 1,
             }
-            if let (VerdictKind::Conforming, Some(rule)) = (kind, &seen.rule) {
+            if let (VerdictKind::Conforming, Some(rule)) = (kind, seen.rule) {
                 self.coverage.add_flow(rule);
             }
         }
@@ -152,7 +156,7 @@ impl Judge {
                 seen.alerted = Some(alert.kind);
                 if alert.kind == Kind::Blocked && !seen.blocked_counted {
                     seen.blocked_counted = true;
-                    if let Some(rule) = &seen.rule {
+                    if let Some(rule) = seen.rule {
                         self.coverage.add_blocked(rule);
                     }
                 }
@@ -169,7 +173,7 @@ impl Judge {
 
     /// Starts judging a full table read.
     pub fn begin_table(&mut self) {
-        self.gen += 1;
+        self.gen = self.gen.wrapping_add(1);
     }
 
     /// Marks a flow as present in the current table without judging it.
@@ -191,7 +195,7 @@ impl Judge {
 /// Adds what a documented flow carried since it was last seen to its
 /// rule's coverage.
 fn add_traffic(coverage: &mut Coverage, seen: &mut Seen, flow: &Flow) {
-    let (VerdictKind::Conforming, Some(rule)) = (seen.verdict, &seen.rule) else { return };
+    let (VerdictKind::Conforming, Some(rule)) = (seen.verdict, seen.rule) else { return };
     let packets = flow.to_server.packets + flow.to_client.packets;
     let bytes = flow.to_server.bytes + flow.to_client.bytes;
     coverage.add_traffic(
