@@ -291,6 +291,19 @@ const _: () = assert!(core::mem::size_of::<FlowCacheSlot>() == 96);
 pub const FLOW_CACHE_BITS: u32 = 10;
 pub const FLOW_CACHE_SLOTS: u32 = 1 << FLOW_CACHE_BITS;
 
+/// The flow-cache slot of a packet between `(a, pa)` and `(b, pb)`
+/// (addresses as memory-order words, IPv4-mapped; ports in host order).
+/// Symmetric in the two endpoints, so both directions of a flow share a
+/// slot; built from the words that differ most between flows (the low word
+/// of each address and of its prefix, ports, protocol). A collision only
+/// costs a write-back.
+#[inline(always)]
+pub fn flow_cache_index(a: &[u32; 4], b: &[u32; 4], pa: u16, pb: u16, proto: u8) -> u32 {
+    let hi = (a[3] ^ b[3]) as u64;
+    let lo = (a[1] ^ b[1] ^ (((pa ^ pb) as u32) << 8) ^ proto as u32) as u64;
+    ((hi << 32 | lo).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FLOW_CACHE_BITS)) as u32
+}
+
 /// Default number of flow entries; user space may resize at load time.
 pub const FLOWS_MAX_ENTRIES: u32 = 262_144;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).

@@ -9,8 +9,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    event_kind, side, tcp_flag, FlowCacheSlot, FlowEvent, FlowKey, FlowValue, IcmpError, IfaceConfig, Stat,
-    DIR_A_TO_B, DIR_B_TO_A, EVENTS_BYTES, FLOWS_MAX_ENTRIES, FLOW_CACHE_BITS, FLOW_CACHE_SLOTS,
+    event_kind, flow_cache_index, side, tcp_flag, FlowCacheSlot, FlowEvent, FlowKey, FlowValue, IcmpError,
+    IfaceConfig, Stat, DIR_A_TO_B, DIR_B_TO_A, EVENTS_BYTES, FLOWS_MAX_ENTRIES, FLOW_CACHE_SLOTS,
 };
 
 use crate::parse::{dir_side, initiator_of, L4Kind, Packet};
@@ -194,15 +194,9 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
     }
 }
 
-/// Symmetric in the two endpoints, so both directions of a flow share a
-/// slot; built from the words that differ most between flows (the low word
-/// of each address, ports, protocol). A collision only costs a write-back.
 #[inline(always)]
 fn cache_index(pkt: &Packet) -> u32 {
-    let (a, b) = (&pkt.l3.src, &pkt.l3.dst);
-    let hi = (a[3] ^ b[3]) as u64;
-    let lo = (a[1] ^ b[1] ^ (((pkt.sport ^ pkt.dport) as u32) << 8) ^ pkt.l3.proto as u32) as u64;
-    ((hi << 32 | lo).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FLOW_CACHE_BITS)) as u32
+    flow_cache_index(&pkt.l3.src, &pkt.l3.dst, pkt.sport, pkt.dport, pkt.l3.proto)
 }
 
 #[inline(always)]

@@ -5,7 +5,11 @@
 //! - floor: an empty program (the harness itself, see [`super::floor`]);
 //! - baseline: `xdp_baseline` / `tc_baseline` (the same parser, one per-CPU
 //!   counter);
-//! - known flow: `xdp_ingress` / `tc_ingress` on a flow already in the table;
+//! - known flow: `xdp_ingress` / `tc_ingress` on a flow already in the table
+//!   (after its first packet in a tick, counted in the per-CPU cache);
+//! - known flow, slot miss: two known flows that share a cache slot, in
+//!   turn, so that every packet takes the shared table (as the first packet
+//!   of a flow in each tick does);
 //! - new flow, free slots: a flow never seen before, into a table with room
 //!   (the usual case: user space expires flows);
 //! - new flow, LRU eviction: the same into a full 4,096-entry table, cycling
@@ -73,26 +77,36 @@ pub enum Case {
     Floor,
     Baseline,
     KnownFlow,
+    KnownFlowMiss,
     NewFlowFree,
     NewFlowEvict,
 }
 
 impl Case {
-    pub const ALL: [Case; 5] =
-        [Case::Floor, Case::Baseline, Case::KnownFlow, Case::NewFlowFree, Case::NewFlowEvict];
+    pub const ALL: [Case; 6] = [
+        Case::Floor,
+        Case::Baseline,
+        Case::KnownFlow,
+        Case::KnownFlowMiss,
+        Case::NewFlowFree,
+        Case::NewFlowEvict,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             Case::Floor => "floor (empty program)",
             Case::Baseline => "baseline (parse + counter)",
             Case::KnownFlow => "ours, known flow",
+            Case::KnownFlowMiss => "ours, known flow, slot miss",
             Case::NewFlowFree => "ours, new flow (free slots)",
             Case::NewFlowEvict => "ours, new flow (LRU eviction)",
         }
     }
 
-    fn is_new(self) -> bool {
-        matches!(self, Case::NewFlowFree | Case::NewFlowEvict)
+    /// Cases that cannot repeat one frame: a new flow would hit the second
+    /// time, and a slot miss needs two frames in turn.
+    fn single_only(self) -> bool {
+        matches!(self, Case::KnownFlowMiss | Case::NewFlowFree | Case::NewFlowEvict)
     }
 }
 
@@ -290,6 +304,7 @@ struct Bench {
     /// New flows into a full table.
     evict: Object,
     known: [u8; frame::LEN],
+    known_twin: [u8; frame::LEN],
     new_flow_events: BTreeMap<String, u64>,
 }
 
@@ -307,12 +322,14 @@ impl Bench {
             fresh: Object::load(0, file)?,
             evict: Object::load(EVICT_TABLE, file)?,
             known: frame::known(),
+            known_twin: frame::known_twin(),
             new_flow_events: BTreeMap::new(),
         };
         // The known flow exists before it is measured.
         for hook in [Hook::Xdp, Hook::Tc] {
-            let known = b.known;
-            b.main.run(hook, prog_name(hook, Case::KnownFlow), &known, 1)?;
+            for f in [b.known, b.known_twin] {
+                b.main.run(hook, prog_name(hook, Case::KnownFlow), &f, 1)?;
+            }
         }
         b.main.drain_new_flows()?;
         // Fill the eviction table, so that every measured insert evicts.
@@ -336,7 +353,7 @@ impl Bench {
     ) -> Result<(f64, Vec<u32>)> {
         let name = prog_name(hook, case);
         if method == Method::Repeat {
-            ensure!(!case.is_new(), "a new flow cannot be measured with repeat");
+            ensure!(!case.single_only(), "{} cannot be measured with repeat", case.label());
             let d = match case {
                 Case::Floor => self.floor_run(hook, repeat)?,
                 _ => self.main.run(hook, name, &self.known.clone(), repeat)?,
@@ -354,6 +371,13 @@ impl Bench {
             Case::Baseline | Case::KnownFlow => {
                 for _ in 0..singles {
                     runs.push(self.main.run(hook, name, &known, 1)?.as_nanos() as u32);
+                }
+            }
+            Case::KnownFlowMiss => {
+                let twin = self.known_twin;
+                for i in 0..singles {
+                    let f = if i % 2 == 0 { &known } else { &twin };
+                    runs.push(self.main.run(hook, name, f, 1)?.as_nanos() as u32);
                 }
             }
             Case::NewFlowFree | Case::NewFlowEvict => {
@@ -406,7 +430,7 @@ impl Bench {
                     .find(|p| p.id() == id)
                     .with_context(|| format!("empty program id {id} not among the loaded programs"))?
             }
-            Case::Baseline | Case::KnownFlow => self.main.prog_info(hook, prog_name(hook, case))?,
+            Case::Baseline | Case::KnownFlow | Case::KnownFlowMiss => self.main.prog_info(hook, prog_name(hook, case))?,
             Case::NewFlowFree => self.fresh.prog_info(hook, prog_name(hook, case))?,
             Case::NewFlowEvict => self.evict.prog_info(hook, prog_name(hook, case))?,
         };
@@ -475,7 +499,7 @@ pub fn run(cfg: &Config) -> Result<Results> {
         .iter()
         .flat_map(|&c| {
             let single = (c, Method::Single);
-            if c.is_new() {
+            if c.single_only() {
                 vec![single]
             } else {
                 vec![(c, Method::Repeat), single]
@@ -502,7 +526,7 @@ pub fn run(cfg: &Config) -> Result<Results> {
             for hook in [Hook::Xdp, Hook::Tc] {
                 for case in super::rotated(&Case::ALL, round) {
                     check_stop()?;
-                    let method = if case.is_new() { Method::Single } else { Method::Repeat };
+                    let method = if case.single_only() { Method::Single } else { Method::Repeat };
                     let (id, t0, c0) = b.run_stats(hook, case)?;
                     b.measure(hook, case, method, cfg.repeat, cfg.singles)?;
                     let (_, t1, c1) = b.run_stats(hook, case)?;
