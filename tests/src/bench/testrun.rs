@@ -430,7 +430,9 @@ impl Bench {
                     .find(|p| p.id() == id)
                     .with_context(|| format!("empty program id {id} not among the loaded programs"))?
             }
-            Case::Baseline | Case::KnownFlow | Case::KnownFlowMiss => self.main.prog_info(hook, prog_name(hook, case))?,
+            Case::Baseline | Case::KnownFlow | Case::KnownFlowMiss => {
+                self.main.prog_info(hook, prog_name(hook, case))?
+            }
             Case::NewFlowFree => self.fresh.prog_info(hook, prog_name(hook, case))?,
             Case::NewFlowEvict => self.evict.prog_info(hook, prog_name(hook, case))?,
         };
