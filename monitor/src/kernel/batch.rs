@@ -34,15 +34,16 @@ pub fn lookup_all<K: Pod + Default, V: Pod + Default>(
     lookup_rows(fd, chunk, 1, |k, v| out.push((k, v)))
 }
 
-/// Reads every entry of a per-CPU map (hash or array): one row per entry
-/// and possible CPU, in CPU order within an entry.
-pub fn lookup_all_per_cpu<K: Pod + Default, V: Pod + Default>(
+/// Reads every entry of a per-CPU map (hash or array), handing `row` one
+/// value per entry and possible CPU, in CPU order within an entry. The
+/// buffer holds `chunk` entries times the CPUs: keep `chunk` small.
+pub fn for_each_per_cpu<K: Pod + Default, V: Pod + Default>(
     fd: BorrowedFd<'_>,
     chunk: usize,
-    out: &mut Vec<(K, V)>,
+    row: impl FnMut(K, V),
 ) -> std::io::Result<()> {
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-    lookup_rows(fd, chunk, cpus, |k, v| out.push((k, v)))
+    lookup_rows(fd, chunk, cpus, row)
 }
 
 /// The batch loop: `values_per_key` is 1, or the possible CPUs of a per-CPU

@@ -10,8 +10,10 @@ use monitor_common::{maps, FlowCacheSlot, FlowKey, FlowValue};
 
 use super::{batch, KernelError};
 
-/// Entries read per batch syscall.
+/// Flow entries read per batch syscall.
 const CHUNK: usize = 4096;
+/// Cache slots per batch syscall: each is 96 bytes times the CPUs.
+const SLOT_CHUNK: usize = 128;
 
 /// Reads the whole table into `out`, with every cached count added.
 ///
@@ -23,9 +25,10 @@ pub fn read(flows: &Map, cache: &Map, out: &mut Vec<(FlowKey, FlowValue)>) -> Re
     let flows = map_data(flows, maps::FLOWS)?;
     let cache = map_data(cache, maps::FLOW_CACHE)?;
     batch::lookup_all(flows.fd().as_fd(), CHUNK, out).map_err(KernelError::Walk)?;
-    let mut slots: Vec<(u32, FlowCacheSlot)> = Vec::new();
-    batch::lookup_all_per_cpu(cache.fd().as_fd(), CHUNK, &mut slots).map_err(KernelError::Walk)?;
-    add_cached(out, slots.iter().map(|(_, s)| s));
+    let mut pending = Pending::default();
+    batch::for_each_per_cpu(cache.fd().as_fd(), SLOT_CHUNK, |_: u32, slot: FlowCacheSlot| pending.add(&slot))
+        .map_err(KernelError::Walk)?;
+    pending.apply(out);
     Ok(())
 }
 
@@ -36,32 +39,47 @@ fn map_data<'a>(map: &'a Map, name: &'static str) -> Result<&'a MapData, KernelE
     }
 }
 
-/// Adds each slot's pending counts to the entry of the same flow: same key
-/// and same `first_seen_ns` (a slot left over from an earlier flow with the
-/// same key belongs to no entry, and the kernel counts it as stale).
-pub fn add_cached<'a>(
-    entries: &mut [(FlowKey, FlowValue)],
-    slots: impl IntoIterator<Item = &'a FlowCacheSlot>,
-) {
-    let mut pending: HashMap<(FlowKey, u64), ([u64; 2], [u64; 2])> = HashMap::new();
-    for s in slots.into_iter().filter(|s| s.packets != [0, 0]) {
-        let p = pending.entry((s.key, s.first_seen_ns)).or_default();
+/// Counts held in cache slots, by flow: same key and same `first_seen_ns`
+/// (a slot left over from an earlier flow with the same key belongs to no
+/// entry, and the kernel counts it as stale when it writes it back).
+#[derive(Default)]
+struct Pending(HashMap<(FlowKey, u64), ([u64; 2], [u64; 2])>);
+
+impl Pending {
+    fn add(&mut self, s: &FlowCacheSlot) {
+        if s.packets == [0, 0] {
+            return;
+        }
+        let p = self.0.entry((s.key, s.first_seen_ns)).or_default();
         for d in 0..2 {
             p.0[d] += s.packets[d];
             p.1[d] += s.bytes[d];
         }
     }
-    if pending.is_empty() {
-        return;
-    }
-    for (key, value) in entries.iter_mut() {
-        if let Some((packets, bytes)) = pending.get(&(*key, value.first_seen_ns)) {
-            for d in 0..2 {
-                value.packets[d] += packets[d];
-                value.bytes[d] += bytes[d];
+
+    fn apply(&self, entries: &mut [(FlowKey, FlowValue)]) {
+        if self.0.is_empty() {
+            return;
+        }
+        for (key, value) in entries.iter_mut() {
+            if let Some((packets, bytes)) = self.0.get(&(*key, value.first_seen_ns)) {
+                for d in 0..2 {
+                    value.packets[d] += packets[d];
+                    value.bytes[d] += bytes[d];
+                }
             }
         }
     }
+}
+
+/// Adds each slot's counts to the entry of the same flow.
+pub fn add_cached<'a>(
+    entries: &mut [(FlowKey, FlowValue)],
+    slots: impl IntoIterator<Item = &'a FlowCacheSlot>,
+) {
+    let mut pending = Pending::default();
+    slots.into_iter().for_each(|s| pending.add(s));
+    pending.apply(entries);
 }
 
 #[cfg(test)]
