@@ -10,7 +10,7 @@ use std::{
     io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom},
     net::IpAddr,
     path::{Path, PathBuf},
-    process::{Child, ExitStatus, Stdio},
+    process::{Child, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Condvar, Mutex,
@@ -22,7 +22,12 @@ use std::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{attach::Attachments, cmd, monitor::require_monitor_bin, netns::NetNs};
+use crate::{
+    attach::Attachments,
+    cmd,
+    monitor::{require_monitor_bin, MonitorOutput},
+    netns::NetNs,
+};
 
 /// Lines read from the agent, each with the instant it was read.
 #[derive(Default)]
@@ -119,16 +124,9 @@ impl Coverage {
     }
 }
 
-/// Everything a finished agent printed.
-#[derive(Debug)]
-pub struct AgentOutput {
-    pub command: String,
-    pub status: ExitStatus,
-    pub lines: Vec<String>,
-    pub stderr: String,
-}
-
-impl AgentOutput {
+/// What a finished agent printed: [`MonitorOutput`], read as alerts and
+/// the coverage report.
+impl MonitorOutput {
     pub fn alerts(&self) -> Vec<AlertLine> {
         self.lines.iter().filter_map(|l| parse_alert(&self.command, l)).collect()
     }
@@ -145,17 +143,6 @@ impl AgentOutput {
         );
         serde_json::from_value(v)
             .unwrap_or_else(|e| panic!("`{}`: bad coverage line ({e}): {last}", self.command))
-    }
-
-    pub fn assert_success(&self) -> &Self {
-        assert!(
-            self.status.success(),
-            "`{}` exited with {}; stderr:\n{}",
-            self.command,
-            self.status,
-            self.stderr
-        );
-        self
     }
 }
 
@@ -303,7 +290,7 @@ impl Agent {
     }
 
     /// SIGTERM, then waits up to 15 s for the exit.
-    pub fn stop(mut self) -> AgentOutput {
+    pub fn stop(mut self) -> MonitorOutput {
         self.signal(libc::SIGTERM);
         let status = match crate::wait_timeout(&mut self.child, Duration::from_secs(15)) {
             Some(s) => s,
@@ -321,7 +308,7 @@ impl Agent {
         for r in self.readers.drain(..) {
             r.join().expect("agent output reader");
         }
-        AgentOutput { command: self.command.clone(), status, lines: self.lines(), stderr: self.stderr() }
+        MonitorOutput { command: self.command.clone(), status, lines: self.lines(), stderr: self.stderr() }
     }
 }
 
