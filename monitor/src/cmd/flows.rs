@@ -84,8 +84,8 @@ async fn run_async(args: Args) -> Result<ExitCode> {
 fn print_table(out: &mut impl Write, table: &Table, format: Format) -> Result<()> {
     match format {
         Format::Json => {
-            for f in &table.flows {
-                serde_json::to_writer(&mut *out, f)?;
+            for f in table.flows() {
+                serde_json::to_writer(&mut *out, &f)?;
                 out.write_all(b"\n")?;
             }
             if table.last {
@@ -104,10 +104,12 @@ fn print_table(out: &mut impl Write, table: &Table, format: Format) -> Result<()
                 "{:<7} {:<45} {:<45} {:>16} {:>16} {:<16}",
                 "PROTO", "CLIENT", "SERVER", "PKTS >/<", "BYTES >/<", "STATE"
             )?;
-            for f in &table.flows {
-                writeln!(out, "{}", text_row(f))?;
+            let mut n = 0;
+            for f in table.flows() {
+                writeln!(out, "{}", text_row(&f))?;
+                n += 1;
             }
-            writeln!(out, "-- {} flows{}", table.flows.len(), if table.last { " (final)" } else { "" })?;
+            writeln!(out, "-- {n} flows{}", if table.last { " (final)" } else { "" })?;
         }
     }
     out.flush()?;

@@ -47,9 +47,32 @@ pub enum FlowUpdate {
     Dns(DnsMessage),
 }
 
+/// `Clock` frozen at the moment of the read, so that flows made from the
+/// table later are judged as they stood when it was read.
+#[derive(Clone, Copy, Debug)]
+struct ReadClock {
+    clock: crate::kernel::KernelClock,
+    now: u64,
+}
+
+impl Clock for ReadClock {
+    fn to_system(&self, raw_ns: u64) -> std::time::SystemTime {
+        self.clock.to_system(raw_ns)
+    }
+    fn now_raw(&self) -> u64 {
+        self.now
+    }
+}
+
 #[derive(Debug)]
 pub struct Table {
-    pub flows: Vec<Flow>,
+    /// The entries as read; [`Table::flows`] makes the flows one at a time
+    /// (a Flow is 200 bytes, an entry 112, and at 100k flows the table is
+    /// the largest block the monitor allocates).
+    entries: Vec<(FlowKey, FlowValue)>,
+    clock: ReadClock,
+    hint: Arc<Listening>,
+    answer_timeout: Duration,
     pub kernel: KernelStats,
     pub user: UserStats,
     /// The last table, read at shutdown.
@@ -57,6 +80,15 @@ pub struct Table {
     /// Held until the consumer drops the table: while it does, no other
     /// table is read, so a slow consumer never has two tables in memory.
     _in_flight: OwnedSemaphorePermit,
+}
+
+impl Table {
+    /// The flows of the table, as they stood when it was read.
+    pub fn flows(&self) -> impl Iterator<Item = Flow> + '_ {
+        self.entries
+            .iter()
+            .filter_map(|(k, v)| Flow::from_entry(k, v, &self.clock, &*self.hint, self.answer_timeout))
+    }
 }
 
 /// What user space itself counted: nothing is lost without a number.
@@ -137,11 +169,12 @@ pub fn spawn(
 struct State {
     kernel: Kernel,
     opts: StreamOptions,
-    hint: Listening,
+    hint: Arc<Listening>,
     /// Keys believed to be in the kernel table, to notice LRU evictions.
     known: HashSet<FlowKey>,
     user: UserStats,
-    buf: Vec<(FlowKey, FlowValue)>,
+    /// Entries in the last read, to size the next.
+    last_len: usize,
 }
 
 async fn run(
@@ -155,10 +188,10 @@ async fn run(
     let mut st = State {
         kernel,
         opts: opts.clone(),
-        hint: Listening::read(),
+        hint: Arc::new(Listening::read()),
         known: HashSet::new(),
         user: UserStats::default(),
-        buf: Vec::new(),
+        last_len: 0,
     };
     let in_flight = Arc::new(Semaphore::new(1));
     let mut tick = tokio::time::interval(opts.interval);
@@ -222,7 +255,7 @@ fn drain_events(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<F
             }
         };
         st.known.insert(ev.key);
-        let Some(flow) = Flow::from_entry(&ev.key, &ev.value, &clock, &st.hint, st.opts.answer_timeout)
+        let Some(flow) = Flow::from_entry(&ev.key, &ev.value, &clock, &*st.hint, st.opts.answer_timeout)
         else {
             continue;
         };
@@ -263,19 +296,20 @@ fn drain_dns(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Flow
 impl State {
     fn read_table(&mut self, last: bool, in_flight: OwnedSemaphorePermit) -> Result<Table, KernelError> {
         let started = Instant::now();
-        self.buf.clear();
-        self.kernel.walk(&mut self.buf)?;
-        self.hint = Listening::read();
-        let clock = self.kernel.clock();
-        let now = clock.now_raw();
+        let mut entries = Vec::with_capacity(self.last_len + self.last_len / 16);
+        self.kernel.walk(&mut entries)?;
+        self.last_len = entries.len();
+        self.hint = Arc::new(Listening::read());
+        let clock = ReadClock { clock: self.kernel.clock(), now: self.kernel.clock().now_raw() };
+        let now = clock.now;
 
-        let seen: HashSet<FlowKey> = self.buf.iter().map(|(k, _)| *k).collect();
-        self.user.flows_evicted += self.known.difference(&seen).count() as u64;
+        // Evicted: known before the read and not in it.
+        let still = entries.iter().filter(|(k, _)| self.known.contains(k)).count();
+        self.user.flows_evicted += self.known.len().saturating_sub(still) as u64;
 
-        let mut flows = Vec::with_capacity(self.buf.len());
         let mut expire = Vec::new();
-        for (key, value) in &self.buf {
-            let Some(flow) = Flow::from_entry(key, value, &clock, &self.hint, self.opts.answer_timeout)
+        for (key, value) in &entries {
+            let Some(flow) = Flow::from_entry(key, value, &clock, &*self.hint, self.opts.answer_timeout)
             else {
                 continue;
             };
@@ -284,19 +318,28 @@ impl State {
             if idle >= self.opts.idle_timeout || (finished && idle >= self.opts.closed_timeout) {
                 expire.push(*key);
             }
-            flows.push(flow);
         }
         if !last && !expire.is_empty() {
             self.kernel.remove(&expire)?;
             self.user.flows_expired += expire.len() as u64;
         }
-        self.known = seen;
+        self.known.clear();
+        self.known.extend(entries.iter().map(|(k, _)| *k));
         if !last {
             for k in &expire {
                 self.known.remove(k);
             }
         }
-        log::debug!("read {} flows in {:?}", flows.len(), started.elapsed());
-        Ok(Table { flows, kernel: self.kernel.stats()?, user: self.user, last, _in_flight: in_flight })
+        log::debug!("read {} flows in {:?}", entries.len(), started.elapsed());
+        Ok(Table {
+            entries,
+            clock,
+            hint: Arc::clone(&self.hint),
+            answer_timeout: self.opts.answer_timeout,
+            kernel: self.kernel.stats()?,
+            user: self.user,
+            last,
+            _in_flight: in_flight,
+        })
     }
 }

@@ -252,9 +252,9 @@ fn judge_flow(judge: &mut Judge, out: &mut Out, names: &LiveNames, flow: &Flow) 
 
 fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &Table, now_ns: u64) {
     judge.begin_table();
-    for flow in &table.flows {
-        names.flow_seen(flow, now_ns);
-        match names.hold(flow) {
+    for flow in table.flows() {
+        names.flow_seen(&flow, now_ns);
+        match names.hold(&flow) {
             Some(flow) => judge_flow(judge, out, names, flow),
             // Held for a pending DNS rebuild: still in the table.
             None => judge.touch(&flow.key),
