@@ -306,10 +306,15 @@ pub fn flow_cache_index(a: &[u32; 4], b: &[u32; 4], pa: u16, pb: u16, proto: u8)
 
 /// Default number of flow entries; user space may resize at load time.
 pub const FLOWS_MAX_ENTRIES: u32 = 262_144;
-/// Ring buffer size in bytes (a power of two, a multiple of the page size).
-pub const EVENTS_BYTES: u32 = 4 * 1024 * 1024;
-/// DNS ring buffer size: about 3,000 full-size answers in flight.
-pub const DNS_EVENTS_BYTES: u32 = 4 * 1024 * 1024;
+/// Ring buffer size in bytes (a power of two, a multiple of the page size):
+/// about 15,000 flow events in flight. User space maps a ring's data twice
+/// (so that a record can wrap) and the kernel maps every page at mmap time:
+/// each ring adds twice its size to the agent's resident memory from the
+/// start. An event that finds the ring full is counted (`ringbuf_full`); its
+/// flow is still in the table and reaches user space at the next read.
+pub const EVENTS_BYTES: u32 = 2 * 1024 * 1024;
+/// DNS ring buffer size: about 1,600 full-size answers in flight.
+pub const DNS_EVENTS_BYTES: u32 = 2 * 1024 * 1024;
 /// DNS events each CPU may send per second (a token bucket), and its burst.
 /// Past it answers are counted (`Stat::DnsRateLimited`), not copied.
 pub const DNS_RATE_PER_CPU: u64 = 5_000;
