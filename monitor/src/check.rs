@@ -230,6 +230,8 @@ pub struct Summary {
     pub skipped: std::collections::BTreeMap<&'static str, u64>,
     /// ICMP errors attributed to a flow (not counted as flow packets).
     pub icmp_errors_matched: u64,
+    /// Passive DNS counters, as named in the live monitor's metrics (non-zero only).
+    pub dns: std::collections::BTreeMap<String, u64>,
     pub rules: usize,
     pub unused_rules: Vec<UnusedRule>,
 }
@@ -242,6 +244,7 @@ impl Summary {
         last: Option<u64>,
         tally: &Tally,
         engine: &Engine,
+        dns: Vec<(String, u64)>,
     ) -> Summary {
         let time = |ns: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
         Summary {
@@ -254,6 +257,7 @@ impl Summary {
             counts: tally.counts,
             skipped: stats.skipped().map(|(s, n)| (s.name(), n)).collect(),
             icmp_errors_matched: stats.get(Stat::IcmpErrorMatched),
+            dns: dns.into_iter().filter(|(_, n)| *n > 0).collect(),
             rules: engine.rules().len(),
             unused_rules: tally.unused_rules(engine),
         }
@@ -295,6 +299,10 @@ impl Summary {
         } else {
             let list: Vec<String> = self.skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
             let _ = writeln!(s, "  packets not counted into a flow: {}", list.join(", "));
+        }
+        if !self.dns.is_empty() {
+            let list: Vec<String> = self.dns.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(s, "  passive DNS: {}", list.join(", "));
         }
         if self.unused_rules.is_empty() {
             let _ = writeln!(s, "  every documented rule ({}) was seen", self.rules);

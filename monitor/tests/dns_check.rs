@@ -133,6 +133,19 @@ fn connections_are_judged_with_the_lookups_seen_before_them() {
     let by_port = |p: u64| -> Vec<&Value> { lines.iter().filter(|a| a["src"]["port"] == p).collect() };
 
     // The two lookups and the connections made after them conform.
+    let dns = |name: &str| summary["dns"][name].as_u64().unwrap_or(0);
+    assert_eq!(
+        (dns("dns_messages"), dns("dns_answers"), dns("dns_tcp_messages")),
+        (2, 2, 1),
+        "the summary counts the UDP answer and the reassembled TCP one: {summary}"
+    );
+    // lvs's address under one name; graph's under the three names of its CNAME chain,
+    // which run out together at 93 s.
+    assert_eq!(
+        (dns("dns_bindings_added"), dns("dns_bindings_expired")),
+        (4, 3),
+        "bindings learnt and run out: {summary}"
+    );
     assert_eq!(
         (summary["conforming"].as_u64(), summary["unexpected"].as_u64()),
         (Some(5), Some(4)),

@@ -107,6 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         read.last_ts_ns,
         &tally,
         &engine,
+        passive.counters(),
     );
     match args.format {
         Format::Json => writeln!(out, "{}", summary.to_json())?,

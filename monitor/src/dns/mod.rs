@@ -124,6 +124,29 @@ impl Passive {
         self.cache.expire(now_ns);
         self.tcp.expire(now_ns.saturating_sub(TCP_IDLE_NS));
     }
+
+    /// Every counter of decoding, reassembly and the cache, by its metric
+    /// name (docs/dns.md).
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        let mut out = counters(self.stats);
+        out.extend(counters(self.cache.stats));
+        out.extend(counters(self.tcp.stats));
+        out
+    }
+}
+
+/// The fields of a stats struct as counters, each named `dns_*`.
+pub fn counters(stats: impl serde::Serialize) -> Vec<(String, u64)> {
+    match serde_json::to_value(stats) {
+        Ok(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .map(|(k, v)| {
+                let name = if k.starts_with("dns_") { k } else { format!("dns_{k}") };
+                (name, v.as_u64().unwrap_or(0))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The services a matrix places by DNS name, and their names.

@@ -275,20 +275,8 @@ fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &
     let dedup = serde_json::to_value(out.dedup.stats).unwrap_or_default();
     let mut counters: Vec<(String, u64)> =
         kernel.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect();
-    for obj in [
-        serde_json::to_value(names.passive.stats),
-        serde_json::to_value(names.passive.cache.stats),
-        serde_json::to_value(names.passive.tcp.stats),
-        serde_json::to_value(names.stats),
-    ] {
-        // Passive DNS counters, all named dns_* (docs/dns.md).
-        if let Ok(serde_json::Value::Object(m)) = obj {
-            counters.extend(m.iter().map(|(k, v)| {
-                let name = if k.starts_with("dns_") { k.clone() } else { format!("dns_{k}") };
-                (name, v.as_u64().unwrap_or(0))
-            }));
-        }
-    }
+    counters.extend(names.passive.counters());
+    counters.extend(crate::dns::counters(names.stats));
     for obj in [user, dedup] {
         if let serde_json::Value::Object(m) = obj {
             counters.extend(m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))));
