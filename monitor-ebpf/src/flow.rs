@@ -156,7 +156,7 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
     let (key, dir) = make_key(&pkt.l3.src, pkt.sport, &pkt.l3.dst, pkt.dport, pkt.l3.proto);
     if let Some(v) = FLOWS.get_ptr_mut(&key) {
         update(v, &key, pkt, dir, segs, bytes, ifindex, now);
-        claim(slot, &key, tick, v);
+        claim(slot, &key, tick, unsafe { &*v });
         return;
     }
 
@@ -179,15 +179,13 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
     match FLOWS.insert(&key, &value, BPF_NOEXIST) {
         Ok(()) => {
             emit(event_kind::NEW_FLOW, ifindex, now, &key, &value);
-            if let Some(v) = FLOWS.get_ptr_mut(&key) {
-                claim(slot, &key, tick, v);
-            }
+            claim(slot, &key, tick, &value);
         }
         // Another CPU created it between our lookup and insert: count there.
         Err(e) if e == -EEXIST => {
             if let Some(v) = FLOWS.get_ptr_mut(&key) {
                 update(v, &key, pkt, dir, segs, bytes, ifindex, now);
-                claim(slot, &key, tick, v);
+                claim(slot, &key, tick, unsafe { &*v });
             }
         }
         Err(_) => count(Stat::FlowMapFull, 1),
@@ -265,15 +263,16 @@ unsafe fn write_back(s: *mut FlowCacheSlot) {
     }
 }
 
-/// Points the (written-back, empty) slot at `key` for the rest of the tick.
+/// Points the (written-back, empty) slot at `key` for the rest of the tick,
+/// with the entry's `v` first_seen and flags as they are now.
 #[inline(always)]
-fn claim(slot: Option<*mut FlowCacheSlot>, key: &FlowKey, tick: u64, v: *const FlowValue) {
+fn claim(slot: Option<*mut FlowCacheSlot>, key: &FlowKey, tick: u64, v: &FlowValue) {
     if let Some(s) = slot {
         unsafe {
             (*s).key = *key;
             (*s).tick = tick;
-            (*s).first_seen_ns = (*v).first_seen_ns;
-            (*s).tcp_flags = (*v).tcp_flags;
+            (*s).first_seen_ns = v.first_seen_ns;
+            (*s).tcp_flags = v.tcp_flags;
         }
     }
 }

@@ -300,7 +300,8 @@ impl State {
         self.kernel.walk(&mut entries)?;
         self.last_len = entries.len();
         self.hint = Arc::new(Listening::read());
-        let clock = ReadClock { clock: self.kernel.clock(), now: self.kernel.clock().now_raw() };
+        let kernel_clock = self.kernel.clock();
+        let clock = ReadClock { clock: kernel_clock, now: kernel_clock.now_raw() };
         let now = clock.now;
 
         // Evicted: known before the read and not in it.

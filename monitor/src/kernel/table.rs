@@ -72,16 +72,6 @@ impl Pending {
     }
 }
 
-/// Adds each slot's counts to the entry of the same flow.
-pub fn add_cached<'a>(
-    entries: &mut [(FlowKey, FlowValue)],
-    slots: impl IntoIterator<Item = &'a FlowCacheSlot>,
-) {
-    let mut pending = Pending::default();
-    slots.into_iter().for_each(|s| pending.add(s));
-    pending.apply(entries);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +83,13 @@ mod tests {
     fn entry(port: u16, first_seen_ns: u64, packets: [u64; 2]) -> (FlowKey, FlowValue) {
         let bytes = [packets[0] * 100, packets[1] * 100];
         (key(port), FlowValue { packets, bytes, first_seen_ns, ..Default::default() })
+    }
+
+    /// What `read` does with the slots it reads.
+    fn add_cached(entries: &mut [(FlowKey, FlowValue)], slots: &[FlowCacheSlot]) {
+        let mut pending = Pending::default();
+        slots.iter().for_each(|s| pending.add(s));
+        pending.apply(entries);
     }
 
     fn slot(port: u16, first_seen_ns: u64, packets: [u64; 2]) -> FlowCacheSlot {
