@@ -224,13 +224,7 @@ impl Tracker {
         let l3_start = l2.pseudo_header().map_or(0, |(_, l3)| l3);
         let start = (off as usize - eth_shift + l3_start).min(frame.len());
         let end = (start + (orig_len as usize).min(DNS_PAYLOAD_MAX)).min(frame.len());
-        let (key, dir) = FlowKey::canonical(
-            addr_bytes(&pkt.l3.src),
-            pkt.sport,
-            addr_bytes(&pkt.l3.dst),
-            pkt.dport,
-            pkt.l3.proto,
-        );
+        let (key, dir) = key_of(pkt);
         kept.push(crate::dns::DnsMessage {
             ts_ns,
             key,
@@ -313,13 +307,7 @@ impl Tracker {
             self.attribute_icmp_error(pkt, now);
             return;
         }
-        let (key, dir) = FlowKey::canonical(
-            addr_bytes(&pkt.l3.src),
-            pkt.sport,
-            addr_bytes(&pkt.l3.dst),
-            pkt.dport,
-            pkt.l3.proto,
-        );
+        let (key, dir) = key_of(pkt);
         self.stats.add(Stat::Tracked, 1);
         // A new entry starts empty and takes the common update below, which
         // leaves it as the kernel's insert does: counters and flags of this
@@ -419,6 +407,11 @@ fn parse_frame(frame: &[u8]) -> Result<Packet, Stat> {
 }
 
 /// The parser's memory-order address words back to the key's bytes.
+/// The packet's canonical flow key and direction, as the kernel's `make_key`.
+fn key_of(pkt: &Packet) -> (FlowKey, usize) {
+    FlowKey::canonical(addr_bytes(&pkt.l3.src), pkt.sport, addr_bytes(&pkt.l3.dst), pkt.dport, pkt.l3.proto)
+}
+
 fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
     let mut out = [0u8; 16];
     for (chunk, w) in out.chunks_exact_mut(4).zip(words) {

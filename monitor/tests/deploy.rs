@@ -38,6 +38,19 @@ fn tool(name: &str) -> bool {
     Command::new(name).arg("--version").output().is_ok()
 }
 
+/// Options are parsed left to right before --help is acted on, so a
+/// misspelt or removed option fails here.
+fn assert_monitor_accepts<S: AsRef<str>>(args: &[S]) {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_monitor")).args(&args).arg("--help").output().unwrap();
+    assert!(
+        out.status.success(),
+        "`monitor {}` is refused:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn the_unit_grants_capabilities_not_root() {
     let unit = unit_settings(&read("monitor.service"));
@@ -79,15 +92,7 @@ fn the_units_command_line_is_one_the_binary_accepts() {
     let unit = unit_settings(&read("monitor.service"));
     let exec = &unit["Service"]["ExecStart"][0];
     let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
-    // Options are parsed left to right before --help is acted on, so a
-    // misspelt or removed option fails here.
-    let out = Command::new(env!("CARGO_BIN_EXE_monitor")).args(&args).arg("--help").output().unwrap();
-    assert!(
-        out.status.success(),
-        "`monitor {}` is refused:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_monitor_accepts(&args);
 }
 
 #[test]
@@ -267,11 +272,5 @@ fn the_daemonset_watches_the_host_with_three_capabilities() {
     let port = at(&at(c, "ports").as_sequence().unwrap()[0], "containerPort").as_integer().unwrap();
     assert!(args.contains(&&*format!("--metrics=$(NODE_IP):{port}")), "{args:?}");
     let args: Vec<String> = args.iter().map(|a| a.replace("$(NODE_IP)", "192.0.2.1")).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_monitor")).args(&args).arg("--help").output().unwrap();
-    assert!(
-        out.status.success(),
-        "`monitor {}` is refused:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_monitor_accepts(&args);
 }

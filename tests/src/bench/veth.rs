@@ -338,15 +338,10 @@ fn veth_stat(ns: &NetNs, iface: &str, name: &str) -> Result<u64> {
     s.trim().parse().with_context(|| format!("{iface} {name} = {s:?}"))
 }
 
-/// Sends 64-byte datagrams in `sendmmsg` batches of 64 for `dur`; returns
-/// the datagrams sent and the failed calls (ENOBUFS under pressure).
-fn send_for(sock: &UdpSocket, dur: Duration) -> Result<(u64, u64)> {
-    let payload = [0x5au8; PAYLOAD];
-    let mut iov: Vec<libc::iovec> = (0..BATCH)
-        .map(|_| libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: PAYLOAD })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iov
-        .iter_mut()
+/// One message header per buffer, for `sendmmsg`/`recvmmsg`; the headers
+/// point into `iov`, which must outlive them.
+fn one_iovec_each(iov: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iov.iter_mut()
         .map(|v| {
             // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -354,7 +349,17 @@ fn send_for(sock: &UdpSocket, dur: Duration) -> Result<(u64, u64)> {
             m.msg_hdr.msg_iovlen = 1;
             m
         })
+        .collect()
+}
+
+/// Sends 64-byte datagrams in `sendmmsg` batches of 64 for `dur`; returns
+/// the datagrams sent and the failed calls (ENOBUFS under pressure).
+fn send_for(sock: &UdpSocket, dur: Duration) -> Result<(u64, u64)> {
+    let payload = [0x5au8; PAYLOAD];
+    let mut iov: Vec<libc::iovec> = (0..BATCH)
+        .map(|_| libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: PAYLOAD })
         .collect();
+    let mut msgs = one_iovec_each(&mut iov);
     let (mut sent, mut errors) = (0u64, 0u64);
     let deadline = Instant::now() + dur;
     while Instant::now() < deadline {
@@ -381,16 +386,7 @@ fn recv_until(sock: &UdpSocket, stop: &AtomicBool, read: &AtomicU64) -> Result<(
         .iter_mut()
         .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: b.len() })
         .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iov
-        .iter_mut()
-        .map(|v| {
-            // SAFETY: as in send_for.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = v;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = one_iovec_each(&mut iov);
     loop {
         // SAFETY: msgs and the buffers stay alive for the call; the socket's
         // receive timeout bounds the wait.
