@@ -3,6 +3,7 @@
 
 pub mod alert;
 pub mod check;
+pub mod cli;
 pub mod cmd;
 pub mod dns;
 pub mod engine;

@@ -1,44 +1,13 @@
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use monitor::cmd;
-
-/// Watches the traffic of a Linux host with eBPF and checks it against a
-/// vendor's documented port matrix.
-#[derive(Debug, Parser)]
-#[command(name = "monitor", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Show a live table of every flow on the host (needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON).
-    Flows(cmd::flows::Args),
-    /// Replay a pcap through the flow tracker and check every flow against a matrix.
-    Check(cmd::check::Args),
-    /// Lint or show a matrix file.
-    Matrix(cmd::matrix::Args),
-    /// Watch this host live and stream an alert wherever traffic departs from the matrix.
-    Run(cmd::run::Args),
-    /// Print the coverage report (every rule, its use, the rules never seen) of a running monitor.
-    Report(cmd::report::Args),
-}
+use clap::Parser;
+use monitor::cli::Cli;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Flows(args) => cmd::flows::run(args),
-        Command::Check(args) => cmd::check::run(args),
-        Command::Matrix(args) => cmd::matrix::run(args),
-        Command::Run(args) => cmd::run::run(args),
-        Command::Report(args) => cmd::report::run(args),
-    };
-    match result {
+    match Cli::parse().run() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("monitor: error: {e:#}");

@@ -1,0 +1,45 @@
+//! The command line: clap's top-level parser and the dispatch to each
+//! subcommand's `run`. It lives in the library so that the man pages and
+//! shell completions are generated from the same definition the binary parses.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// Watches the traffic of a Linux host with eBPF and checks it against a
+/// vendor's documented port matrix.
+#[derive(Debug, Parser)]
+#[command(name = "monitor", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show a live table of every flow on the host (needs root or CAP_BPF+CAP_NET_ADMIN+CAP_PERFMON).
+    Flows(cmd::flows::Args),
+    /// Replay a pcap through the flow tracker and check every flow against a matrix.
+    Check(cmd::check::Args),
+    /// Lint or show a matrix file.
+    Matrix(cmd::matrix::Args),
+    /// Watch this host live and stream an alert wherever traffic departs from the matrix.
+    Run(cmd::run::Args),
+    /// Print the coverage report (every rule, its use, the rules never seen) of a running monitor.
+    Report(cmd::report::Args),
+}
+
+impl Cli {
+    /// Runs the parsed command.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Flows(args) => cmd::flows::run(args),
+            Command::Check(args) => cmd::check::run(args),
+            Command::Matrix(args) => cmd::matrix::run(args),
+            Command::Run(args) => cmd::run::run(args),
+            Command::Report(args) => cmd::report::run(args),
+        }
+    }
+}
