@@ -304,6 +304,23 @@ pub fn flow_cache_index(a: &[u32; 4], b: &[u32; 4], pa: u16, pb: u16, proto: u8)
     ((hi << 32 | lo).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FLOW_CACHE_BITS)) as u32
 }
 
+/// [`flow_cache_index`] of two endpoints, as the kernel computes it from a
+/// packet (addresses as memory-order words, IPv4 mapped into IPv6), so that
+/// tests and benchmarks can pick flows that share a slot.
+#[cfg(feature = "user")]
+pub fn flow_cache_index_of(a: core::net::IpAddr, pa: u16, b: core::net::IpAddr, pb: u16, proto: u8) -> u32 {
+    let words = |ip: core::net::IpAddr| {
+        let octets = match ip {
+            core::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            core::net::IpAddr::V6(v6) => v6.octets(),
+        };
+        core::array::from_fn(|i| {
+            u32::from_ne_bytes([octets[4 * i], octets[4 * i + 1], octets[4 * i + 2], octets[4 * i + 3]])
+        })
+    };
+    flow_cache_index(&words(a), &words(b), pa, pb, proto)
+}
+
 /// Default number of flow entries; user space may resize at load time.
 pub const FLOWS_MAX_ENTRIES: u32 = 262_144;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size):

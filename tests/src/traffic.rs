@@ -283,3 +283,113 @@ pub fn ping(ns: &NetNs, dst: IpAddr, count: u16, payload: usize) -> PingReport {
     }
     PingReport { id, replies }
 }
+
+/// UDP datagrams from `ns` to an echo in `peer`, sent without pause by one
+/// thread pinned to each CPU, each thread alternating between `ports.len()`
+/// client sockets: with ports whose flows share a per-CPU cache slot, every
+/// CPU keeps claiming, counting into and writing back the same slots, both
+/// ways (the echo answers each datagram). Runs until [`Flood::stop`].
+pub struct Flood {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    senders: Vec<JoinHandle<u64>>,
+    echo: JoinHandle<u64>,
+    /// The client sockets' addresses, one flow each.
+    pub clients: Vec<SocketAddr>,
+}
+
+impl Flood {
+    pub fn start(
+        ns: &NetNs,
+        client: IpAddr,
+        peer: &NetNs,
+        server: SocketAddr,
+        client_ports: &[u16],
+    ) -> Flood {
+        use std::sync::{atomic::AtomicBool, Arc};
+        let stop = Arc::new(AtomicBool::new(false));
+        let srv = peer
+            .run(|| UdpSocket::bind(server))
+            .unwrap_or_else(|e| panic!("bind UDP {server} in {}: {e}", peer.name()));
+        srv.set_read_timeout(Some(Duration::from_millis(50))).expect("SO_RCVTIMEO");
+        let echo = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                let mut echoed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok((n, from)) = srv.recv_from(&mut buf) {
+                        // A full socket buffer on the client drops the echo: fine,
+                        // both sides count what crossed the wire.
+                        let _ = srv.send_to(&buf[..n], from);
+                        echoed += 1;
+                    }
+                }
+                echoed
+            })
+        };
+        let clients: Vec<UdpSocket> = client_ports
+            .iter()
+            .map(|&port| {
+                let local = SocketAddr::new(client, port);
+                let s = ns
+                    .run(|| UdpSocket::bind(local))
+                    .unwrap_or_else(|e| panic!("bind UDP {local} in {}: {e}", ns.name()));
+                s.connect(server).expect("connect UDP");
+                s
+            })
+            .collect();
+        let addrs = clients.iter().map(|s| s.local_addr().expect("local address")).collect();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let senders = (0..cpus)
+            .map(|cpu| {
+                let socks: Vec<UdpSocket> =
+                    clients.iter().map(|s| s.try_clone().expect("clone UDP")).collect();
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    pin_to_cpu(cpu);
+                    let msg = [0x5au8; 64];
+                    let mut drain = [0u8; 2048];
+                    let mut sent = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        for s in &socks {
+                            if s.send(&msg).is_ok() {
+                                sent += 1;
+                            }
+                            // Read what echoes came back so the buffer never fills.
+                            while s.recv(&mut drain).is_ok() {}
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        for s in &clients {
+            s.set_nonblocking(true).expect("O_NONBLOCK");
+        }
+        Flood { stop, senders, echo, clients: addrs }
+    }
+
+    /// Stops every thread; returns the datagrams sent and echoed.
+    pub fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.senders.into_iter().map(|h| h.join().expect("sender thread")).sum();
+        (sent, self.echo.join().expect("echo thread"))
+    }
+}
+
+/// Pins the calling thread to one CPU: the packets it sends are handled by
+/// the programs on that CPU (TC egress runs in the sender's context).
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity only touch that set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity to CPU {cpu}: {}",
+            io::Error::last_os_error()
+        );
+    }
+}

@@ -679,3 +679,52 @@ fn without_iface_it_watches_every_up_interface_but_loopback() {
     );
     assert_eq!((f.to_server.packets, f.to_client.packets), (1, 1), "{f:#?}");
 }
+
+/// The table printed at exit holds every packet the kernel tracked, exactly,
+/// run after run, while traffic is still running on every CPU when the
+/// monitor stops, through flows that share per-CPU cache slots (so slots are
+/// claimed, counted into and written back throughout, on both CPUs, both
+/// ways). Some runs read the table every 200 ms as well.
+#[test]
+fn accounting_balances_at_exit_under_load_on_every_cpu() {
+    const RUNS: usize = 30;
+    let p = Pair::new();
+    let server = Pair::addr_b(false, 6100);
+    let slot =
+        |port| monitor_common::flow_cache_index_of(Pair::A4.into(), port, server.ip(), server.port(), 17);
+    let mut ports = vec![42000u16];
+    ports.extend((42001..u16::MAX).filter(|&q| slot(q) == slot(42000)).take(2));
+    assert_eq!(ports.len(), 3, "three client ports whose flows share one slot");
+    for run in 0..RUNS {
+        let attach = if run % 2 == 0 { "tc" } else { "xdp" };
+        let interval = if run % 3 == 0 { "0.2" } else { "60" };
+        let (mon, attached) = Monitor::flows(&p.a, Pair::IF_A, &["--attach", attach, "--interval", interval]);
+        let flood = traffic::Flood::start(&p.a, Pair::A4.into(), &p.b, server, &ports);
+        std::thread::sleep(Duration::from_millis(300));
+        // Stopped while the flood runs: packets keep arriving during the exit.
+        let out = mon.stop();
+        let clients = flood.clients.clone();
+        let (sent, echoed) = flood.stop();
+        out.assert_success();
+        assert_left_nothing(&p.a, Pair::IF_A, &attached);
+        let flows = out.flows();
+        let in_flows: u64 = flows.iter().map(|f| f.to_server.packets + f.to_client.packets).sum();
+        let tracked = out.stat("tracked");
+        assert_eq!(
+            in_flows,
+            tracked,
+            "run {run} (--attach {attach}, --interval {interval}): flow packets != tracked; \
+             {sent} sent, {echoed} echoed; stats {:?}; table:\n{}",
+            out.stats_line(),
+            table(&flows)
+        );
+        for c in &clients {
+            let f = out.flow("udp", *c, server);
+            assert!(
+                f.to_server.packets > 0 && f.to_client.packets > 0,
+                "run {run}: the flood's flow {c} was not seen both ways: {f:#?}"
+            );
+        }
+        assert!(tracked > 300, "run {run}: only {tracked} packets tracked: the flood did not run");
+    }
+}

@@ -124,7 +124,9 @@ pub struct LoadOptions {
 
 /// The loaded and attached kernel side.
 pub struct Kernel {
-    ebpf: Ebpf,
+    /// The programs and their links; `None` once [`Kernel::detach`] ran.
+    /// The maps user space reads were taken out of it and outlive it.
+    ebpf: Option<Ebpf>,
     flows: Map,
     flow_cache: Map,
     stats: PerCpuArray<MapData, u64>,
@@ -167,7 +169,7 @@ impl Kernel {
         let stats = ebpf.take_map(maps::STATS).ok_or(KernelError::MissingMap(maps::STATS))?;
         let stats =
             PerCpuArray::try_from(stats).map_err(|source| KernelError::Map { name: maps::STATS, source })?;
-        Ok(Kernel { ebpf, flows, flow_cache, stats, attachments, clock: KernelClock::new() })
+        Ok(Kernel { ebpf: Some(ebpf), flows, flow_cache, stats, attachments, clock: KernelClock::new() })
     }
 
     pub fn attachments(&self) -> &[Attachment] {
@@ -178,16 +180,40 @@ impl Kernel {
         self.clock
     }
 
-    /// Takes the ring buffer of flow events (once).
+    /// Takes the ring buffer of flow events (once, before [`Kernel::detach`]).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
-        let map = self.ebpf.take_map(maps::EVENTS).ok_or(KernelError::MissingMap(maps::EVENTS))?;
-        RingBuf::try_from(map).map_err(|source| KernelError::Map { name: maps::EVENTS, source })
+        self.take_ring(maps::EVENTS)
     }
 
-    /// Takes the ring buffer of DNS answers (once).
+    /// Takes the ring buffer of DNS answers (once, before [`Kernel::detach`]).
     pub fn take_dns_events(&mut self) -> Result<RingBuf<MapData>, KernelError> {
-        let map = self.ebpf.take_map(maps::DNS_EVENTS).ok_or(KernelError::MissingMap(maps::DNS_EVENTS))?;
-        RingBuf::try_from(map).map_err(|source| KernelError::Map { name: maps::DNS_EVENTS, source })
+        self.take_ring(maps::DNS_EVENTS)
+    }
+
+    fn take_ring(&mut self, name: &'static str) -> Result<RingBuf<MapData>, KernelError> {
+        let map = self.ebpf.as_mut().and_then(|e| e.take_map(name)).ok_or(KernelError::MissingMap(name))?;
+        RingBuf::try_from(map).map_err(|source| KernelError::Map { name, source })
+    }
+
+    /// Detaches every program and waits until none still runs, so that the
+    /// maps (which stay readable) no longer change: a read after this sees
+    /// every packet that was counted, each in exactly one place (entry,
+    /// cache slot or a counter), and the counters agree with the table.
+    ///
+    /// Closing a link's last fd detaches it before close(2) returns, but a
+    /// program already running on another CPU may still finish its packet.
+    /// Programs run inside RCU read-side sections (softirq or
+    /// `rcu_read_lock`), so one RCU grace period, which
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for, outlasts them.
+    pub fn detach(&mut self) {
+        let Some(ebpf) = self.ebpf.take() else { return };
+        drop(ebpf);
+        // Links are gone with `ebpf`; a clsact qdisc added through netlink
+        // (kernels before 6.6) would outlive them, so remove ours.
+        for a in self.attachments.iter().filter(|a| a.added_clsact) {
+            let _ = Command::new("tc").args(["qdisc", "del", "dev", &a.iface.name, "clsact"]).status();
+        }
+        wait_for_running_programs();
     }
 
     /// Reads the whole flow table in batches, cached counts included.
@@ -224,11 +250,20 @@ impl Kernel {
 
 impl Drop for Kernel {
     fn drop(&mut self) {
-        // Links are detached when `ebpf` drops; a clsact qdisc added through
-        // netlink (kernels before 6.6) would outlive them, so remove ours.
-        for a in self.attachments.iter().filter(|a| a.added_clsact) {
-            let _ = Command::new("tc").args(["qdisc", "del", "dev", &a.iface.name, "clsact"]).status();
-        }
+        self.detach();
+    }
+}
+
+/// Waits one RCU grace period (see [`Kernel::detach`]). Kernels built with
+/// `nohz_full` refuse MEMBARRIER_CMD_GLOBAL; a program's run on one packet
+/// takes microseconds, so there a short sleep stands in for it.
+fn wait_for_running_programs() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes two integers and touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0 as libc::c_long) };
+    if rc != 0 {
+        log::debug!("membarrier: {}; sleeping 50 ms instead", io::Error::last_os_error());
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

@@ -3,8 +3,7 @@
 //! One task owns the [`Kernel`]: it drains the ring buffer as soon as it is
 //! readable (new flows and first answers, within milliseconds), and reads the
 //! whole table at every interval (counters, ageing, expiry). On shutdown it
-//! reads the table once more, sends it, and drops the kernel side, which
-//! detaches every program.
+//! detaches every program, then reads the table once more and sends it.
 
 use std::{
     collections::HashSet,
@@ -226,7 +225,10 @@ async fn run(
             _ = shutdown.changed() => break,
         }
     }
-    // Events still queued belong in the last table anyway.
+    // The last table is read with the programs detached: nothing changes
+    // under the read, so it holds every packet the kernel counted and its
+    // counters agree with it. Events still queued belong in it anyway.
+    st.kernel.detach();
     drain_dns(&mut st, dns.get_mut(), &tx);
     drain_events(&mut st, events.get_mut(), &tx);
     let Ok(permit) = in_flight.acquire_owned().await else { return Ok(()) };

@@ -20,9 +20,8 @@ pub fn known() -> [u8; LEN] {
 /// packet miss the cache (the known-flow case at its worst: the first packet
 /// of a flow in a tick).
 pub fn known_twin() -> [u8; LEN] {
-    let words = |ip: [u8; 4]| [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), u32::from_ne_bytes(ip)];
-    let (a, b) = (words([10, 200, 0, 1]), words([10, 200, 0, 2]));
-    let slot = |port| monitor_common::flow_cache_index(&a, &b, port, 443, 6);
+    let (a, b) = ([10, 200, 0, 1].into(), [10, 200, 0, 2].into());
+    let slot = |port| monitor_common::flow_cache_index_of(a, port, b, 443, 6);
     let port =
         (40001..u16::MAX).find(|&p| slot(p) == slot(40000)).expect("a port whose flow shares the slot");
     tcp([10, 200, 0, 1], port, [10, 200, 0, 2], 443, TCP_ACK | TCP_PSH)
