@@ -8,10 +8,13 @@ use clap::{Parser, Subcommand};
 
 use crate::cmd;
 
+/// `monitor --version`: the package version and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MONITOR_GIT_COMMIT"), ")");
+
 /// Watches the traffic of a Linux host with eBPF and checks it against a
 /// vendor's documented port matrix.
 #[derive(Debug, Parser)]
-#[command(name = "monitor", version, about, long_about = None)]
+#[command(name = "monitor", version = VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -25,6 +25,17 @@ use std::{
 pub use netns::NetNs;
 
 /// Panics unless running as root: every test here creates namespaces.
+/// The target directory this test or benchmark was built into (wherever
+/// CARGO_TARGET_DIR put it): the nearest ancestor of the running executable
+/// that holds cargo's CACHEDIR.TAG.
+pub fn target_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the path of the running executable");
+    exe.ancestors()
+        .find(|d| d.join("CACHEDIR.TAG").is_file())
+        .unwrap_or_else(|| panic!("{} is not inside a cargo target directory", exe.display()))
+        .to_path_buf()
+}
+
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };

@@ -30,9 +30,7 @@ pub fn monitor_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("MONITOR_BIN") {
         return PathBuf::from(p);
     }
-    // tests/ sits one level below the workspace root.
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).join("target/release/monitor")
+    crate::target_dir().join("release/monitor")
 }
 
 /// Panics with what to do when the binary is not there.

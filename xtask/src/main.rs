@@ -57,7 +57,7 @@ fn main() -> Result<()> {
         Cmd::Run { args } => {
             build(&root)?;
             let args = if args.is_empty() { default_run_args(&root) } else { args };
-            run_as_root(&root.join("target/release/monitor"), &args)
+            run_as_root(&monitor_bin(), &args)
         }
         Cmd::Test { args } => test(&root, &args),
         Cmd::Bench { which } => bench(&root, &which),
@@ -83,16 +83,40 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
+/// The directory cargo builds into: CARGO_TARGET_DIR, `build.target-dir`
+/// or `target/`, as `cargo metadata` reports it (read once).
+fn target_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = Command::new(env_cargo())
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .current_dir(workspace_root())
+            .output()
+            .expect("run `cargo metadata`");
+        assert!(out.status.success(), "`cargo metadata` failed: {}", String::from_utf8_lossy(&out.stderr));
+        let meta: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("`cargo metadata` prints JSON");
+        let dir = meta["target_directory"].as_str().expect("`cargo metadata` names the target directory");
+        PathBuf::from(dir)
+    })
+}
+
 /// The kernel object's path after `build_ebpf`.
-fn ebpf_object(root: &Path) -> PathBuf {
-    root.join("target/bpfel-unknown-none/release/monitor-ebpf")
+fn ebpf_object() -> PathBuf {
+    target_dir().join("bpfel-unknown-none/release/monitor-ebpf")
+}
+
+/// The user-space binary after `build`.
+fn monitor_bin() -> PathBuf {
+    target_dir().join("release/monitor")
 }
 
 fn build_ebpf(root: &Path) -> Result<()> {
     setup::ensure_kernel_toolchain()?;
     println!("xtask: building the kernel programs (Debian rustc-web, bpf-linker, bpfel-unknown-none)");
     let status = Command::new(setup::DEBIAN_CARGO)
-        .args(["build", "-p", "monitor-ebpf", "--release", "--target", "bpfel-unknown-none"])
+        .args(["build", "-p", "monitor-ebpf", "--release", "--target", "bpfel-unknown-none", "--target-dir"])
+        .arg(target_dir())
         .env("RUSTC", setup::DEBIAN_RUSTC)
         // Scoped to the crates that need unstable features (asm_experimental_arch,
         // core_intrinsics); RUSTC_BOOTSTRAP=1 would make aya-build ask for build-std.
@@ -110,16 +134,26 @@ fn build_ebpf(root: &Path) -> Result<()> {
 
 fn build(root: &Path) -> Result<()> {
     build_ebpf(root)?;
-    println!("xtask: building user space (target/release/monitor)");
+    if !ebpf_object().is_file() {
+        bail!("the kernel build left no object at {}: see its output above", ebpf_object().display());
+    }
+    println!("xtask: building user space ({})", monitor_bin().display());
     cargo(root, &["build", "--release", "-p", "monitor"])
 }
 
 /// Runs rustup's cargo with the kernel object wired in.
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
-    let status = Command::new(env_cargo())
+    let mut cmd = Command::new(env_cargo());
+    // Set whenever the object exists, so that every command here builds the
+    // user space alike (no rebuild between them); monitor/build.rs then
+    // fails rather than embed nothing. Commands that need no kernel (the
+    // engine benchmarks) still run before it was ever built.
+    if ebpf_object().is_file() {
+        cmd.env("MONITOR_EBPF_OBJECT", ebpf_object());
+    }
+    let status = cmd
         .args(args)
-        .env("MONITOR_EBPF_OBJECT", ebpf_object(root))
-        .env("MONITOR_BIN", root.join("target/release/monitor"))
+        .env("MONITOR_BIN", monitor_bin())
         .env("PATH", setup::path_with_tools())
         .current_dir(root)
         .status()

@@ -10,7 +10,7 @@
 //! 2. Agent CPU and RSS holding 100,000 live UDP flows (well inside the
 //!    idle timeout): utime+stime over a 10 s window, VmRSS and VmHWM.
 //!
-//! Prints a table and writes target/bench/e2e.json. Needs root and the
+//! Prints a table and writes bench/e2e.json under the target directory. Needs root and the
 //! monitor binary (`cargo xtask build`, or MONITOR_BIN). Traffic only flows
 //! between the two namespaces the bench creates, removed on exit.
 //!
@@ -20,7 +20,6 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
-    path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -204,7 +203,7 @@ fn main() {
         },
         "targets": { "p99_ms": 50, "rss_mib": 64 },
     });
-    let out = workspace().join("target/bench");
+    let out = monitor_tests::target_dir().join("bench");
     std::fs::create_dir_all(&out).expect("create target/bench");
     let path = out.join("e2e.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report).expect("JSON")).expect("write e2e.json");
@@ -217,11 +216,6 @@ fn verdict(ok: bool) -> &'static str {
     } else {
         "MISSED"
     }
-}
-
-fn workspace() -> PathBuf {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 fn start_agent(ns: &NetNs, socket: &std::path::Path) -> Agent {

@@ -6,7 +6,8 @@
 //! 2. veth throughput between two namespaces (UDP pps, TCP Gbit/s) with no
 //!    program and with `monitor flows` attached in each mode.
 //!
-//! Prints tables and writes every raw sample to target/bench/kernel.json.
+//! Prints tables and writes every raw sample to bench/kernel.json under the
+//! target directory.
 //! Needs root, the kernel object (embedded in the monitor crate) and the
 //! monitor binary (`cargo xtask build`), iperf3 and ss. Traffic only flows
 //! inside the namespaces the bench creates (10.200.0.0/24), which are
@@ -124,10 +125,7 @@ fn main() -> Result<()> {
         testrun: t,
         veth: v,
     };
-    let out = args.out.unwrap_or_else(|| {
-        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        manifest.parent().unwrap_or(manifest).join("target/bench/kernel.json")
-    });
+    let out = args.out.unwrap_or_else(|| monitor_tests::target_dir().join("bench/kernel.json"));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
