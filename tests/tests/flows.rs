@@ -698,7 +698,11 @@ fn accounting_balances_at_exit_under_load_on_every_cpu() {
     for run in 0..RUNS {
         let attach = if run % 2 == 0 { "tc" } else { "xdp" };
         let interval = if run % 3 == 0 { "0.2" } else { "60" };
-        let (mon, attached) = Monitor::flows(&p.a, Pair::IF_A, &["--attach", attach, "--interval", interval]);
+        let mut mon = Monitor::start(
+            &p.a,
+            &["flows", "--iface", Pair::IF_A, "--format", "json", "--attach", attach, "--interval", interval],
+        );
+        let attached = mon.wait_attached(&p.a, Pair::IF_A);
         let flood = traffic::Flood::start(&p.a, Pair::A4.into(), &p.b, server, &ports);
         std::thread::sleep(Duration::from_millis(300));
         // Stopped while the flood runs: packets keep arriving during the exit.
