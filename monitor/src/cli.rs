@@ -32,6 +32,11 @@ pub enum Command {
     Run(cmd::run::Args),
     /// Print the coverage report (every rule, its use, the rules never seen) of a running monitor.
     Report(cmd::report::Args),
+    /// Print the shell completion script for bash, zsh or fish to stdout.
+    Completions(cmd::generate::CompletionsArgs),
+    /// Write the man pages of monitor and every subcommand into DIR (for packaging).
+    #[command(hide = true)]
+    Manpages(cmd::generate::ManpagesArgs),
 }
 
 impl Cli {
@@ -43,6 +48,8 @@ impl Cli {
             Command::Matrix(args) => cmd::matrix::run(args),
             Command::Run(args) => cmd::run::run(args),
             Command::Report(args) => cmd::report::run(args),
+            Command::Completions(args) => cmd::generate::completions(args),
+            Command::Manpages(args) => cmd::generate::manpages(args),
         }
     }
 }

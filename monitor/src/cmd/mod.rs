@@ -3,6 +3,7 @@
 pub mod check;
 pub mod engine_args;
 pub mod flows;
+pub mod generate;
 pub mod matrix;
 pub mod report;
 pub mod run;
