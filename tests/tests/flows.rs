@@ -732,3 +732,20 @@ fn accounting_balances_at_exit_under_load_on_every_cpu() {
         assert!(tracked > 300, "run {run}: only {tracked} packets tracked: the flood did not run");
     }
 }
+
+/// Expiry deletes flows that the kernel's LRU may have evicted since the
+/// read (any sender can fill the table): a key already gone is counted, not
+/// an error that stops the agent (issue 11: refused-connection churn past
+/// `--max-flows` killed it with ENOENT from `bpf_map_delete_elem`).
+#[test]
+fn removing_a_flow_the_kernel_already_evicted_is_not_an_error() {
+    use monitor::kernel::{AttachMode, Kernel, LoadOptions};
+    let p = Pair::new();
+    let gone = p.a.run(|| {
+        let opts = LoadOptions { ifaces: vec![Pair::IF_A.into()], mode: AttachMode::Tc, max_flows: 1024 };
+        let mut kernel = Kernel::load(&opts).unwrap_or_else(|e| panic!("load on {}: {e}", Pair::IF_A));
+        let never = monitor_common::FlowKey { port_a: 1, port_b: 2, proto: 17, ..Default::default() };
+        kernel.remove(&[never, never]).map_err(|e| e.to_string())
+    });
+    assert_eq!(gone, Ok(2), "both deletes found the key gone and said so");
+}

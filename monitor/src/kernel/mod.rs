@@ -221,17 +221,26 @@ impl Kernel {
         table::read(&self.flows, &self.flow_cache, out)
     }
 
-    /// Deletes flows from the table (expiry); an entry already gone is fine.
-    pub fn remove(&mut self, keys: &[FlowKey]) -> Result<(), KernelError> {
+    /// Deletes flows from the table (expiry). Returns how many were already
+    /// gone: the LRU map evicts entries whenever it is full, so a key read a
+    /// moment ago may have left since (any sender can cause that, by filling
+    /// the table), which is no error.
+    pub fn remove(&mut self, keys: &[FlowKey]) -> Result<usize, KernelError> {
         let mut map: HashMap<&mut MapData, FlowKey, FlowValue> = HashMap::try_from(&mut self.flows)
             .map_err(|source| KernelError::Map { name: maps::FLOWS, source })?;
+        let mut gone = 0;
         for k in keys {
             match map.remove(k) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Ok(()) => {}
+                // aya reports the delete's ENOENT as a syscall error.
+                Err(aya::maps::MapError::KeyNotFound) => gone += 1,
+                Err(aya::maps::MapError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {
+                    gone += 1
+                }
                 Err(source) => return Err(KernelError::Map { name: maps::FLOWS, source }),
             }
         }
-        Ok(())
+        Ok(gone)
     }
 
     /// The kernel counters, summed over CPUs.

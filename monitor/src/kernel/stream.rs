@@ -323,8 +323,10 @@ impl State {
             }
         }
         if !last && !expire.is_empty() {
-            self.kernel.remove(&expire)?;
-            self.user.flows_expired += expire.len() as u64;
+            // Those the LRU evicted since the read were not expired by us.
+            let gone = self.kernel.remove(&expire)?;
+            self.user.flows_expired += (expire.len() - gone) as u64;
+            self.user.flows_evicted += gone as u64;
         }
         self.known.clear();
         self.known.extend(entries.iter().map(|(k, _)| *k));
