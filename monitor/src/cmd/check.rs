@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context;
 use clap::ValueEnum;
 
-use super::engine_args::{parse_secs, EngineArgs};
+use super::{duration::parse_duration, engine_args::EngineArgs};
 use crate::{
     check::{assess, Outcome, Summary, Tally},
     dns::{CacheOptions, NamedServices, Passive},
@@ -42,13 +42,14 @@ pub struct Args {
     pub pcap: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Seconds a connection attempt may wait for an answer, measured to the
-    /// end of the capture, before it counts as unanswered (blocked).
-    #[arg(long, value_name = "SECS", default_value_t = 3.0, value_parser = parse_secs)]
-    pub syn_timeout: f64,
-    /// Seconds a DNS answer's binding holds past its TTL (docs/dns.md).
-    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_secs)]
-    pub dns_grace: f64,
+    /// How long a connection attempt may wait for an answer, measured to the
+    /// end of the capture, before it counts as unanswered (blocked): `500ms`,
+    /// `2s`, `1m30s`, or a plain number of seconds.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub syn_timeout: Duration,
+    /// How long a DNS answer's binding holds past its TTL (docs/dns.md).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub dns_grace: Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -62,16 +63,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut tracker = Tracker::new();
     tracker.keep_dns();
     let read = pcap::replay(&args.pcap, &mut tracker)?;
-    let timeout = Duration::from_secs_f64(args.syn_timeout);
+    let timeout = args.syn_timeout;
 
     // DNS answers bind names as the capture goes: each flow is judged with
     // what the host had resolved when the flow started.
     let named = NamedServices::new(&matrix);
     let answers = tracker.take_dns();
-    let mut passive = Passive::new(CacheOptions {
-        grace: Duration::from_secs_f64(args.dns_grace),
-        ..CacheOptions::default()
-    });
+    let mut passive = Passive::new(CacheOptions { grace: args.dns_grace, ..CacheOptions::default() });
     passive.cache.watch(named.patterns());
     let mut next_answer = 0;
 

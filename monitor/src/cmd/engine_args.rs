@@ -73,10 +73,3 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
         _ => Err(format!("`{s}` is not NAME=VALUE")),
     }
 }
-
-pub fn parse_secs(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("`{s}` is not a number of seconds (e.g. 3 or 0.5)")),
-    }
-}

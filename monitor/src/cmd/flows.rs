@@ -5,6 +5,7 @@ use std::{io::Write, process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
+use super::duration::parse_duration;
 use crate::{
     flow::Flow,
     kernel::{
@@ -31,16 +32,17 @@ pub struct Args {
     pub attach: AttachMode,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Print the table every SECS seconds (and once more on exit).
-    #[arg(long, value_name = "SECS", default_value = "2")]
-    pub interval: f64,
+    /// Print the table every DURATION, no more often than every 100ms, and
+    /// once more on exit: `500ms`, `2s`, `1m`, or a plain number of seconds.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
     /// Flow table size (entries); the least recently used flow is evicted
     /// when it is full, and evictions are counted.
     #[arg(long, default_value_t = monitor_common::FLOWS_MAX_ENTRIES)]
     pub max_flows: u32,
-    /// Seconds a client waits for an answer before its flow is `unanswered`.
-    #[arg(long, value_name = "SECS", default_value = "3")]
-    pub syn_timeout: f64,
+    /// How long a client waits for an answer before its flow is `unanswered`.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub syn_timeout: Duration,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -59,8 +61,8 @@ async fn run_async(args: Args) -> Result<ExitCode> {
         max_flows: args.max_flows,
     })?;
     let opts = StreamOptions {
-        interval: Duration::from_secs_f64(args.interval.max(0.1)),
-        answer_timeout: Duration::from_secs_f64(args.syn_timeout.max(0.0)),
+        interval: args.interval.max(Duration::from_millis(100)),
+        answer_timeout: args.syn_timeout,
         ..StreamOptions::default()
     };
     let (stop_tx, stop_rx) = watch::channel(false);

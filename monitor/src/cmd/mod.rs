@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
 pub mod check;
+pub mod duration;
 pub mod engine_args;
 pub mod flows;
 pub mod generate;

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 
-use super::engine_args::{parse_secs, EngineArgs};
+use super::{duration::parse_duration, engine_args::EngineArgs};
 use crate::{
     dns::CacheOptions,
     kernel::{stream::StreamOptions, AttachMode, LoadOptions},
@@ -42,18 +42,19 @@ pub struct Args {
     /// Also POST alerts, in JSON batches, to URL (retries with backoff; a bounded queue, drops counted).
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
-    /// Seconds a connection attempt may wait for an answer before a documented path counts as blocked.
-    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
-    pub syn_timeout: f64,
-    /// One alert per (kind, client, server, port, protocol) per window of SECS; repeats are counted.
-    #[arg(long, value_name = "SECS", default_value = "600", value_parser = parse_secs)]
-    pub dedup_window: f64,
+    /// How long a connection attempt may wait for an answer before a documented path counts as
+    /// blocked: `500ms`, `2s`, `1m30s`, or a plain number of seconds.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub syn_timeout: Duration,
+    /// One alert per (kind, client, server, port, protocol) per window of DURATION; repeats are counted.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub dedup_window: Duration,
     /// Distinct off-matrix flows one source may open per window before they fold into one scan alert.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub scan_threshold: u32,
-    /// Seconds between reads of the whole flow table (counters, timeouts).
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
-    pub interval: f64,
+    /// Time between reads of the whole flow table (counters, timeouts), at least 50ms.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
     /// Flow table size (entries).
     #[arg(long, default_value_t = monitor_common::FLOWS_MAX_ENTRIES)]
     pub max_flows: u32,
@@ -63,9 +64,9 @@ pub struct Args {
     /// Allow --metrics on an address other than loopback.
     #[arg(long)]
     pub metrics_public: bool,
-    /// Seconds a DNS answer's binding holds past its TTL (docs/dns.md).
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
-    pub dns_grace: f64,
+    /// How long a DNS answer's binding holds past its TTL (docs/dns.md).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub dns_grace: Duration,
     /// Control socket for `monitor report`.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
@@ -79,12 +80,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         engine: args.engine,
         load: LoadOptions { ifaces: args.ifaces, mode: args.attach, max_flows: args.max_flows },
         stream: StreamOptions {
-            interval: Duration::from_secs_f64(args.interval.max(0.05)),
-            answer_timeout: Duration::from_secs_f64(args.syn_timeout),
+            interval: args.interval.max(Duration::from_millis(50)),
+            answer_timeout: args.syn_timeout,
             ..StreamOptions::default()
         },
         dedup: DedupOptions {
-            window: Duration::from_secs_f64(args.dedup_window),
+            window: args.dedup_window,
             scan_threshold: args.scan_threshold,
             ..DedupOptions::default()
         },
@@ -93,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         webhook: args.webhook.map(WebhookOptions::new),
         metrics: args.metrics,
         socket: Some(args.socket),
-        dns: CacheOptions { grace: Duration::from_secs_f64(args.dns_grace), ..CacheOptions::default() },
+        dns: CacheOptions { grace: args.dns_grace, ..CacheOptions::default() },
     };
     pin_malloc_thresholds();
     let rt = tokio::runtime::Builder::new_multi_thread()
