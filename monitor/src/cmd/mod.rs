@@ -6,6 +6,7 @@ pub mod engine_args;
 pub mod flows;
 pub mod generate;
 pub mod matrix;
+pub mod pipe;
 pub mod report;
 pub mod run;
 

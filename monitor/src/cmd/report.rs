@@ -1,6 +1,6 @@
 //! `monitor report`: the coverage report of a running monitor.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 
@@ -24,6 +24,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("start the async runtime")?;
     let text = args.format == crate::live::sink::Format::Text;
     let body = rt.block_on(request(&args.socket, text))?;
-    print!("{body}");
+    // Not `print!`, which panics when stdout is closed: the error goes to
+    // main, which ends quietly then (cmd::pipe).
+    let mut out = std::io::stdout().lock();
+    out.write_all(body.as_bytes())?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
