@@ -1,16 +1,24 @@
 //! The local control socket of a running monitor: `monitor report` connects,
 //! sends one request line (`report json` or `report text`) and reads the
 //! answer until the monitor closes the connection.
+//!
+//! The report names every rule, its traffic and the hosts' zones, so the
+//! socket is the owner's only: `monitor report` runs as root (which passes
+//! any file mode) or as the same user as `monitor run`, and no group is
+//! meant to read it. The socket is therefore 0600 and a directory the
+//! monitor creates for it 0700, whatever the process umask (see `serve`).
 
 use std::{
+    fs::{DirBuilder, Permissions},
     io,
+    os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
+    net::{UnixListener, UnixSocket, UnixStream},
     sync::{mpsc, oneshot},
 };
 
@@ -19,24 +27,55 @@ use super::coverage::Report;
 /// Where `monitor run` listens, and where `monitor report` connects, unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/monitor/monitor.sock";
 
+/// The mode of the socket: connecting needs write permission on it, so
+/// this keeps everyone but the owner (and root) out, whatever the directory.
+pub const SOCKET_MODE: u32 = 0o600;
+
+/// The mode of each directory `serve` creates on the way to the socket.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Why the control socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("`{}` exists and is not a socket ({kind}): remove it or choose another --socket", path.display())]
+    NotASocket { path: PathBuf, kind: &'static str },
+    #[error("another monitor is listening on `{}`: stop it or choose another --socket", .0.display())]
+    InUse(PathBuf),
+    #[error("cannot create the directory `{}` for the control socket: {source}; create it or choose another --socket", path.display())]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("cannot {what} `{}`: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+}
+
 /// A request from a client, answered by the monitor's main loop (which owns
 /// the coverage) through `reply`.
 pub struct ReportRequest {
     pub reply: oneshot::Sender<Report>,
 }
 
-/// Binds the socket (replacing a stale one) and serves it until the
-/// returned receiver is dropped. The socket file is removed on drop of the
-/// guard.
-pub fn serve(path: &Path) -> io::Result<(mpsc::Receiver<ReportRequest>, SocketGuard)> {
+/// Binds the socket and serves it until the returned receiver is dropped.
+/// The socket file is removed on drop of the guard.
+///
+/// - Missing directories on the way are created with mode [`DIR_MODE`]
+///   (0700, set explicitly, not left to the umask). A directory that
+///   already exists (systemd's `RuntimeDirectory=`, a Kubernetes
+///   `emptyDir`, `/tmp`) is left as it is, neither loosened nor
+///   tightened: it belongs to whoever made it, and the socket's own mode
+///   keeps others out.
+/// - Only a socket may be at `path` already (looked at without following a
+///   symbolic link): a stale one, left by a monitor that was killed, is
+///   replaced; one that a running monitor answers on is an error; anything
+///   else (a file, a directory, a symbolic link) is an error and is left
+///   untouched.
+/// - The socket is bound, set to [`SOCKET_MODE`] and only then listened
+///   on, so no client can connect while it still has the umask's mode.
+pub fn serve(path: &Path) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard), SocketError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        create_private_dirs(dir)?;
     }
-    // A socket left by a monitor that died: connecting fails, so it is stale.
-    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
-        std::fs::remove_file(path)?;
-    }
-    let listener = UnixListener::bind(path)?;
+    clear_stale(path)?;
+    let listener = bind_private(path)?;
+    let guard = SocketGuard(path.to_path_buf());
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         loop {
@@ -52,7 +91,75 @@ pub fn serve(path: &Path) -> io::Result<(mpsc::Receiver<ReportRequest>, SocketGu
             });
         }
     });
-    Ok((rx, SocketGuard(path.to_path_buf())))
+    Ok((rx, guard))
+}
+
+/// Creates `dir` and its missing ancestors, each with exactly [`DIR_MODE`];
+/// existing ones are not changed.
+fn create_private_dirs(dir: &Path) -> Result<(), SocketError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .take_while(|d| std::fs::symlink_metadata(d).is_err())
+        .collect();
+    let err = |path: &Path, source| SocketError::Dir { path: path.to_path_buf(), source };
+    for d in missing.into_iter().rev() {
+        match DirBuilder::new().mode(DIR_MODE).create(d) {
+            // mkdir applies the umask to the mode: set it exactly.
+            Ok(()) => std::fs::set_permissions(d, Permissions::from_mode(DIR_MODE)).map_err(|e| err(d, e))?,
+            // Made by someone else meanwhile: theirs, left as it is.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(d, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes a stale socket at `path`; refuses anything else that is there.
+fn clear_stale(path: &Path) -> Result<(), SocketError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(SocketError::Io { what: "look at", path: path.to_path_buf(), source }),
+    };
+    let t = meta.file_type();
+    if !t.is_socket() {
+        let kind = if t.is_file() {
+            "a regular file"
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_symlink() {
+            "a symbolic link"
+        } else {
+            "not a socket"
+        };
+        return Err(SocketError::NotASocket { path: path.to_path_buf(), kind });
+    }
+    // A socket left by a monitor that died: connecting fails, so it is stale.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(SocketError::InUse(path.to_path_buf()));
+    }
+    std::fs::remove_file(path).map_err(|source| SocketError::Io {
+        what: "remove the stale socket",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Binds `path`, sets its mode to [`SOCKET_MODE`], then listens: until
+/// `listen`, a connection is refused, so the mode `bind` gave it (0777
+/// less the umask) is never usable.
+fn bind_private(path: &Path) -> Result<UnixListener, SocketError> {
+    let io = |what, source| SocketError::Io { what, path: path.to_path_buf(), source };
+    let socket = UnixSocket::new_stream().map_err(|e| io("create a socket for", e))?;
+    socket.bind(path).map_err(|e| io("bind", e))?;
+    let listen = std::fs::set_permissions(path, Permissions::from_mode(SOCKET_MODE))
+        .map_err(|e| io("set the mode of", e))
+        .and_then(|()| socket.listen(128).map_err(|e| io("listen on", e)));
+    if listen.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    listen
 }
 
 async fn answer(stream: UnixStream, tx: mpsc::Sender<ReportRequest>) -> io::Result<()> {

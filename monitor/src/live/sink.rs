@@ -3,14 +3,21 @@
 //! sink (see `webhook`).
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::{File, OpenOptions, Permissions},
     io::{self, BufWriter, IsTerminal, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::Path,
 };
 
 use anstyle::{AnsiColor, Style};
 
 use crate::alert::{Alert, Kind};
+
+/// The mode of an alerts file the monitor creates (`--alerts-out`): the
+/// alerts name internal hosts, ports and zones. The owner writes; the
+/// file's group may read, as log shippers usually do (logrotate's
+/// customary `create 0640`); others get nothing.
+pub const ALERTS_MODE: u32 = 0o640;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -39,8 +46,22 @@ impl Sink {
     }
 
     /// Appends to `path` (created if missing), so a restart keeps history.
+    ///
+    /// A new file gets exactly [`ALERTS_MODE`], whatever the umask. An
+    /// existing one keeps its mode: logrotate (`create MODE OWNER GROUP`) or
+    /// the operator chose it.
     pub fn file(path: &Path, format: Format) -> io::Result<Sink> {
-        let f = OpenOptions::new().create(true).append(true).open(path)?;
+        let f = match OpenOptions::new().create_new(true).append(true).mode(ALERTS_MODE).open(path) {
+            Ok(f) => {
+                // open(2) applies the umask to the mode: set it exactly.
+                f.set_permissions(Permissions::from_mode(ALERTS_MODE))?;
+                f
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                OpenOptions::new().append(true).open(path)?
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Sink { target: Target::File(BufWriter::new(f)), format, color: false })
     }
 
