@@ -11,7 +11,10 @@ use std::{
 
 use serde_json::Value;
 
-use super::{address, Group, Host, Inventory, InventoryError, Loaded, Warning};
+use super::{
+    address, pattern, thousands, Group, Host, Inventory, InventoryError, LoadOptions, Loaded, Warning,
+    LISTINGS_PER_HOST,
+};
 
 /// A variable with the line that set it, so that warnings about it can point there.
 #[derive(Debug, Clone)]
@@ -40,14 +43,24 @@ pub(crate) struct Builder<'f> {
     groups: BTreeMap<String, GroupState>,
     hosts: BTreeMap<String, HostState>,
     warnings: Vec<Warning>,
+    max_hosts: usize,
+    /// Hosts named so far, once per group naming them (repeats included).
+    listed: usize,
 }
 
 pub(crate) const ALL: &str = "all";
 pub(crate) const UNGROUPED: &str = "ungrouped";
 
 impl<'f> Builder<'f> {
-    pub fn new(file: &'f Path) -> Self {
-        let mut b = Builder { file, groups: BTreeMap::new(), hosts: BTreeMap::new(), warnings: Vec::new() };
+    pub fn new(file: &'f Path, opts: &LoadOptions) -> Self {
+        let mut b = Builder {
+            file,
+            groups: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            warnings: Vec::new(),
+            max_hosts: opts.max_hosts,
+            listed: 0,
+        };
         for g in [ALL, UNGROUPED] {
             b.groups.insert(g.into(), GroupState { priority: 1, ..Default::default() });
         }
@@ -69,6 +82,48 @@ impl<'f> Builder<'f> {
 
     pub fn has_host(&self, name: &str) -> bool {
         self.hosts.contains_key(name)
+    }
+
+    fn too_many(&self, line: Option<usize>, what: String) -> InventoryError {
+        InventoryError::TooManyHosts { file: self.file.to_path_buf(), line, what, limit: self.max_hosts }
+    }
+
+    fn max_listings(&self) -> usize {
+        self.max_hosts.saturating_mul(LISTINGS_PER_HOST)
+    }
+
+    /// The hosts a pattern written on `line` stands for, and its port. The
+    /// names are counted first: a pattern standing for more hosts than the
+    /// limit, or for more listings than are left, is an error before any
+    /// name is written out.
+    pub fn expand_hosts(
+        &self,
+        host_pattern: &str,
+        line: Option<usize>,
+    ) -> Result<(Vec<String>, Option<u64>), InventoryError> {
+        let room = self.max_hosts.min(self.max_listings().saturating_sub(self.listed));
+        pattern::expand_hostpattern(host_pattern, room).map_err(|e| match e {
+            pattern::PatternError::Malformed { message, hint } => {
+                InventoryError::syntax(self.file, line, message, hint)
+            }
+            pattern::PatternError::TooMany { names } if names > self.max_hosts as u128 => self
+                .too_many(line, format!("host range {host_pattern:?} stands for {} hosts", thousands(names))),
+            pattern::PatternError::TooMany { names } => {
+                self.listings_exceeded(line, self.listed as u128 + names)
+            }
+        })
+    }
+
+    fn listings_exceeded(&self, line: Option<usize>, listed: u128) -> InventoryError {
+        self.too_many(
+            line,
+            format!(
+                "hosts are listed {} times by here (once per group naming them), more than the {} listings \
+                 ({LISTINGS_PER_HOST} per host) allowed",
+                thousands(listed),
+                thousands(self.max_listings() as u128)
+            ),
+        )
     }
 
     pub fn add_group(&mut self, name: &str, line: Option<usize>) -> Result<(), InventoryError> {
@@ -98,9 +153,22 @@ impl<'f> Builder<'f> {
                 "remove the empty entry or name the host",
             ));
         }
+        if self.listed >= self.max_listings() {
+            return Err(self.listings_exceeded(line, self.listed as u128 + 1));
+        }
+        self.listed += 1;
         let port = port.filter(|p| *p != 0);
         match self.hosts.get(name) {
             None => {
+                if self.hosts.len() >= self.max_hosts {
+                    return Err(self.too_many(
+                        line,
+                        format!(
+                            "host {name:?} would be host number {} of the inventory",
+                            thousands(self.hosts.len() as u128 + 1)
+                        ),
+                    ));
+                }
                 let mut vars = BTreeMap::new();
                 if let Some(port) = port {
                     vars.insert("ansible_port".to_string(), Var { value: Value::from(port), line });

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     builder::{Builder, UNGROUPED},
-    pattern, pyliteral, shlex, InventoryError, Loaded,
+    pyliteral, shlex, InventoryError, LoadOptions, Loaded,
 };
 
 static SECTION: LazyLock<Regex> =
@@ -40,8 +40,8 @@ fn value(text: &str) -> Value {
     pyliteral::literal_eval(text).unwrap_or_else(|| Value::String(text.to_string()))
 }
 
-pub(crate) fn parse(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
-    let mut b = Builder::new(file);
+pub(crate) fn parse(text: &str, file: &Path, opts: &LoadOptions) -> Result<Loaded, InventoryError> {
+    let mut b = Builder::new(file, opts);
     let mut pending: Vec<Pending> = Vec::new();
     let mut group = UNGROUPED.to_string();
     let mut state = State::Hosts;
@@ -188,8 +188,7 @@ fn host_line(b: &mut Builder, line: &str, group: &str, n: usize) -> Result<(), I
         return Ok(()); // not reached: the caller skips blank and comment lines
     };
 
-    let (names, port) = pattern::expand_hostpattern(host_pattern)
-        .map_err(|e| InventoryError::syntax(file, Some(n), e.message, e.hint))?;
+    let (names, port) = b.expand_hosts(host_pattern, Some(n))?;
     if port.is_none() && host_pattern.trim().ends_with(':') {
         return Err(InventoryError::syntax(
             file,
@@ -242,11 +241,12 @@ mod tests {
     use serde_json::json;
 
     fn load(text: &str) -> Loaded {
-        parse(text, Path::new("t.ini")).unwrap_or_else(|e| panic!("should parse: {e}"))
+        parse(text, Path::new("t.ini"), &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("should parse: {e}"))
     }
 
     fn load_err(text: &str) -> InventoryError {
-        match parse(text, Path::new("t.ini")) {
+        match parse(text, Path::new("t.ini"), &LoadOptions::default()) {
             Ok(_) => panic!("should fail:\n{text}"),
             Err(e) => e,
         }

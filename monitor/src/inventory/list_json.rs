@@ -13,7 +13,7 @@ use std::{collections::BTreeSet, fmt, path::Path};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{builder::Builder, InventoryError, Loaded};
+use super::{builder::Builder, InventoryError, LoadOptions, Loaded};
 
 #[derive(Default)]
 struct ListGroup {
@@ -254,9 +254,9 @@ fn json_error(file: &Path, e: serde_json::Error) -> InventoryError {
     }
 }
 
-pub(crate) fn parse(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
+pub(crate) fn parse(text: &str, file: &Path, opts: &LoadOptions) -> Result<Loaded, InventoryError> {
     let Doc(entries) = serde_json::from_str(text).map_err(|e| json_error(file, e))?;
-    let mut b = Builder::new(file);
+    let mut b = Builder::new(file, opts);
     let mut hostvars: Vec<(String, Map<String, Value>)> = Vec::new();
     let mut seen_groups = BTreeSet::new();
     let mut listed_hosts = BTreeSet::new();
@@ -322,7 +322,8 @@ mod tests {
             "edge": ["n2"],
             "ungrouped": {"hosts": ["lone"]}
         }"#;
-        let (inv, warnings) = parse(text, Path::new("l.json")).unwrap_or_else(|e| panic!("{e}"));
+        let (inv, warnings) =
+            parse(text, Path::new("l.json"), &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
         assert!(warnings.iter().any(|w| w.message.contains("\"extra\" of _meta")), "{warnings:?}");
         assert_eq!(inv.hosts["n2"].groups, ["all", "edge", "web"].map(String::from).into());
         assert_eq!(inv.hosts["n1"].vars["v"], json!(2));
@@ -335,10 +336,12 @@ mod tests {
     #[test]
     fn bad_json_points_at_the_element() {
         let text = "{\n  \"web\": {\n    \"hosts\": [\n      \"a\",\n      7\n    ]\n  }\n}\n";
-        let e = parse(text, Path::new("l.json")).expect_err("a number is not a host name");
+        let e = parse(text, Path::new("l.json"), &LoadOptions::default())
+            .expect_err("a number is not a host name");
         assert_eq!(e.line(), Some(5), "{e}");
         assert!(e.to_string().contains("integer `7`, expected a host name in group \"web\""), "{e}");
-        let e = parse("{\"web\": {\"hosts\": [\"a\"]\n", Path::new("l.json")).expect_err("truncated");
+        let e = parse("{\"web\": {\"hosts\": [\"a\"]\n", Path::new("l.json"), &LoadOptions::default())
+            .expect_err("truncated");
         assert_eq!(e.line(), Some(2), "{e}");
     }
 }

@@ -125,13 +125,64 @@ pub enum InventoryError {
     #[error("{}: section [{section}] refers to group {group:?}, which is never declared; add a [{group}] section (it may be empty) or fix the name",
         Location::new(file, Some(*line), None))]
     UndefinedGroup { file: PathBuf, line: usize, section: String, group: String },
+    /// The inventory stands for more hosts than [`LoadOptions::max_hosts`]
+    /// allows; found before the names were written out.
+    #[error("{}: {what}, more than the limit of {} hosts per inventory; if the inventory really is that large, raise the limit with --max-inventory-hosts N (docs/inventory.md), otherwise fix the range",
+        Location::new(file, *line, None), thousands(*limit as u128))]
+    TooManyHosts {
+        file: PathBuf,
+        line: Option<usize>,
+        /// What goes over, e.g. `host range "h[0:999999]" stands for 1,000,000 hosts`.
+        what: String,
+        limit: usize,
+    },
+}
+
+/// How many hosts an inventory may hold unless told otherwise: far above
+/// any cluster the monitor watches (a /16 is 65,536 addresses), far below
+/// what exhausts the agent (each host costs about a kilobyte once compiled).
+pub const DEFAULT_MAX_HOSTS: usize = 65_536;
+
+/// How many times, on average, each host may be listed (once per group
+/// that names it) before the inventory is refused: bounds the work of a
+/// file that repeats one large range under many groups.
+pub const LISTINGS_PER_HOST: usize = 16;
+
+/// Limits applied while an inventory is read, the same for every format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Distinct hosts the inventory may hold; a single host range may not
+    /// stand for more either, and hosts may be listed at most
+    /// [`LISTINGS_PER_HOST`] times as often in all.
+    pub max_hosts: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { max_hosts: DEFAULT_MAX_HOSTS }
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub(crate) fn thousands(n: u128) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl InventoryError {
     pub fn line(&self) -> Option<usize> {
         match self {
             InventoryError::Read { .. } => None,
-            InventoryError::Syntax { line, .. } | InventoryError::Cycle { line, .. } => *line,
+            InventoryError::Syntax { line, .. }
+            | InventoryError::Cycle { line, .. }
+            | InventoryError::TooManyHosts { line, .. } => *line,
             InventoryError::UndefinedGroup { line, .. } => Some(*line),
         }
     }
@@ -169,13 +220,14 @@ impl Inventory {
     /// extension is tried as YAML first and read as INI when it is not a YAML
     /// mapping, the order Ansible uses.
     pub fn load(path: &Path) -> Result<Loaded, InventoryError> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// [`Inventory::load`] with the given limits.
+    pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Loaded, InventoryError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| InventoryError::Read { file: path.to_path_buf(), source })?;
-        let (inventory, mut warnings) = match detect_format(path, &text) {
-            Format::Ini => Self::from_ini(&text, path)?,
-            Format::Yaml => Self::from_yaml(&text, path)?,
-            Format::ListJson => Self::from_list_json(&text, path)?,
-        };
+        let (inventory, mut warnings) = Self::parse(detect_format(path, &text), &text, path, opts)?;
         if let Some(dir) = path.parent() {
             for sub in ["group_vars", "host_vars"] {
                 let d = dir.join(sub);
@@ -195,16 +247,30 @@ impl Inventory {
         Ok((inventory, warnings))
     }
 
+    /// Reads `text` (from `file`, for messages) in the given form.
+    pub fn parse(
+        format: Format,
+        text: &str,
+        file: &Path,
+        opts: &LoadOptions,
+    ) -> Result<Loaded, InventoryError> {
+        match format {
+            Format::Ini => ini::parse(text, file, opts),
+            Format::Yaml => yaml::parse(text, file, opts),
+            Format::ListJson => list_json::parse(text, file, opts),
+        }
+    }
+
     pub fn from_ini(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
-        ini::parse(text, file)
+        Self::parse(Format::Ini, text, file, &LoadOptions::default())
     }
 
     pub fn from_yaml(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
-        yaml::parse(text, file)
+        Self::parse(Format::Yaml, text, file, &LoadOptions::default())
     }
 
     pub fn from_list_json(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
-        list_json::parse(text, file)
+        Self::parse(Format::ListJson, text, file, &LoadOptions::default())
     }
 
     /// Hosts in `group` directly or through its children.
@@ -289,5 +355,65 @@ mod tests {
         let (inv, warnings) = Inventory::load(&file).expect("loads");
         assert_eq!(inv.hosts_in_group("web").map(|h| h.name.as_str()).collect::<Vec<_>>(), ["w1"]);
         assert!(warnings.iter().any(|w| w.message.contains("group_vars/")), "{warnings:?}");
+    }
+
+    fn limited(max_hosts: usize) -> LoadOptions {
+        LoadOptions { max_hosts }
+    }
+
+    fn too_many(format: Format, text: &str, opts: &LoadOptions) -> InventoryError {
+        let file = Path::new("inv");
+        match Inventory::parse(format, text, file, opts) {
+            Err(e @ InventoryError::TooManyHosts { .. }) => e,
+            other => panic!("{text:?} should be over the limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_range_over_the_limit_fails_at_once_naming_file_line_and_range() {
+        let start = std::time::Instant::now();
+        let e = too_many(Format::Ini, "[web]\nhost[0:9999999999]\n", &LoadOptions::default());
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "{:?}", start.elapsed());
+        assert_eq!(e.line(), Some(2));
+        assert_eq!(
+            e.to_string(),
+            "inv:2: host range \"host[0:9999999999]\" stands for 10,000,000,000 hosts, more than the limit of \
+             65,536 hosts per inventory; if the inventory really is that large, raise the limit with \
+             --max-inventory-hosts N (docs/inventory.md), otherwise fix the range"
+        );
+        // Nested ranges in one pattern multiply; YAML goes through the same check.
+        let e =
+            too_many(Format::Yaml, "all:\n  hosts:\n    \"h[0:999]-[0:999]\":\n", &LoadOptions::default());
+        assert_eq!(e.line(), Some(3), "{e}");
+        assert!(e.to_string().contains("stands for 1,000,000 hosts"), "{e}");
+    }
+
+    #[test]
+    fn many_ranges_summing_past_the_limit_fail_too() {
+        let text = "[a]\na[1:40]\n[b]\nb[1:40]\n[c]\nc[1:40]\n";
+        let e = too_many(Format::Ini, text, &limited(100));
+        assert_eq!(e.line(), Some(6), "{e}");
+        assert!(e.to_string().contains("host \"c21\" would be host number 101 of the inventory"), "{e}");
+        // ansible-inventory --list JSON names hosts one by one: same limit.
+        let json = r#"{"_meta": {"hostvars": {}}, "web": {"hosts": ["a", "b", "c"]}}"#;
+        let e = too_many(Format::ListJson, json, &limited(2));
+        assert!(e.to_string().contains("host \"c\" would be host number 3"), "{e}");
+    }
+
+    #[test]
+    fn exactly_the_limit_is_fine_and_repeats_count_once() {
+        let text = "[a]\nh[1:50]\nh[51:100]\n[b]\nh[1:100]\n";
+        let (inv, _) =
+            Inventory::parse(Format::Ini, text, Path::new("inv"), &limited(100)).expect("at the limit");
+        assert_eq!(inv.hosts.len(), 100);
+        assert_eq!(inv.hosts_in_group("b").count(), 100);
+    }
+
+    #[test]
+    fn one_range_repeated_under_many_groups_is_bounded_too() {
+        let text: String = (0..=LISTINGS_PER_HOST).map(|g| format!("[g{g}]\nh[1:100]\n")).collect();
+        let e = too_many(Format::Ini, &text, &limited(100));
+        assert_eq!(e.line(), Some(2 * LISTINGS_PER_HOST + 2), "{e}");
+        assert!(e.to_string().contains("listed 1,700 times"), "{e}");
     }
 }

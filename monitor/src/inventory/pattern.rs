@@ -54,13 +54,16 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
 
 /// Why a host pattern cannot be expanded.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct PatternError {
-    pub message: String,
-    pub hint: String,
+pub(crate) enum PatternError {
+    /// The pattern is not one Ansible reads.
+    Malformed { message: String, hint: String },
+    /// The pattern stands for `names` host names, more than the caller
+    /// allowed; none was written out.
+    TooMany { names: u128 },
 }
 
 fn err(message: impl Into<String>, hint: impl Into<String>) -> PatternError {
-    PatternError { message: message.into(), hint: hint.into() }
+    PatternError::Malformed { message: message.into(), hint: hint.into() }
 }
 
 /// `parse_address(pattern, allow_ranges=True)`: splits off a `:port` when what
@@ -83,11 +86,19 @@ fn parse_address(pattern: &str) -> Option<(&str, Option<u64>)> {
 
 /// The host names a pattern stands for and the port it names, as Ansible's
 /// `_expand_hostpattern`: a pattern that is not a valid address keeps its
-/// `:port` as part of the name, exactly as Ansible does.
-pub(crate) fn expand_hostpattern(pattern: &str) -> Result<(Vec<String>, Option<u64>), PatternError> {
+/// `:port` as part of the name, exactly as Ansible does. A pattern standing
+/// for more than `max_names` names is refused before any is written out.
+pub(crate) fn expand_hostpattern(
+    pattern: &str,
+    max_names: usize,
+) -> Result<(Vec<String>, Option<u64>), PatternError> {
     let (name, port) = parse_address(pattern).unwrap_or((pattern, None));
     let names = if name.contains('[') {
-        let mut out = Vec::new();
+        let count = count_ranges(name)?;
+        if count > max_names as u128 {
+            return Err(PatternError::TooMany { names: count });
+        }
+        let mut out = Vec::with_capacity(count as usize);
         expand_ranges(name, &mut out)?;
         out
     } else {
@@ -126,9 +137,44 @@ fn zfill(n: i64, width: usize) -> String {
     format!("{sign}{}{digits}", "0".repeat(pad))
 }
 
-/// Ansible's `expand_hostname_range`: expands the first `[...]` and recurses
-/// on the results, so `a[1:2]-[x:y]` gives four names.
-fn expand_ranges(name: &str, out: &mut Vec<String>) -> Result<(), PatternError> {
+/// The values one `[begin:end(:step)]` range runs through, not yet written out.
+enum RangeSeq {
+    /// `ASCII_LETTERS[first..=last]`, every `step`-th (Python finds the
+    /// bounds with `str.index`, so `[a:C]` runs through a..z then A..C).
+    Letters { first: usize, last: usize, step: usize },
+    /// Python's `range(begin, end + 1, step)`, zero-filled to `width`.
+    Numbers { begin: i128, step: i128, len: u128, width: Option<usize> },
+}
+
+impl RangeSeq {
+    fn len(&self) -> u128 {
+        match *self {
+            RangeSeq::Letters { first, last, step } => ((last - first) / step + 1) as u128,
+            RangeSeq::Numbers { len, .. } => len,
+        }
+    }
+
+    /// The `k`-th value, `k < len()`.
+    fn nth(&self, k: u128) -> String {
+        match *self {
+            RangeSeq::Letters { first, step, .. } => {
+                (ASCII_LETTERS.as_bytes()[first + k as usize * step] as char).to_string()
+            }
+            RangeSeq::Numbers { begin, step, width, .. } => {
+                let v = begin + k as i128 * step;
+                match width {
+                    // Both ends fit an i64 and v lies between them.
+                    Some(w) => zfill(v as i64, w),
+                    None => v.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// The first `[...]` of `name`: the text before it, its values (or none
+/// when it is empty) and the text after it, with Ansible's checks.
+fn first_range(name: &str) -> Result<(&str, Option<RangeSeq>, &str), PatternError> {
     // Ansible replaces the first '[' and then the first ']' with '|' and
     // splits on '|': anything but three parts is an error.
     let (head, rest) = name.split_once('[').expect("caller checked for '['");
@@ -179,11 +225,8 @@ fn expand_ranges(name: &str, out: &mut Vec<String>) -> Result<(), PatternError> 
         Some(s) => python_int(s),
     };
 
-    let mut seq: Vec<String> = Vec::new();
-    // Alphabetic ranges: Python finds begin and end with str.index in
-    // ascii_letters, so [a:C] runs through a..z then A..C.
     let alpha = ASCII_LETTERS.find(beg).zip(ASCII_LETTERS.find(end));
-    match (alpha, step) {
+    let seq = match (alpha, step) {
         (Some((i_beg, i_end)), Some(step)) if step != 0 => {
             if i_beg > i_end {
                 return Err(err(
@@ -191,10 +234,8 @@ fn expand_ranges(name: &str, out: &mut Vec<String>) -> Result<(), PatternError> 
                     "put the earlier letter first, e.g. [a:c]",
                 ));
             }
-            let letters = &ASCII_LETTERS.as_bytes()[i_beg..=i_end];
-            if step > 0 {
-                seq.extend(letters.iter().step_by(step as usize).map(|&b| (b as char).to_string()));
-            }
+            // A negative step gives no letters, as in Python's slicing.
+            usize::try_from(step).ok().map(|step| RangeSeq::Letters { first: i_beg, last: i_end, step })
         }
         _ => {
             let (Some(b), Some(e)) = (python_int(beg), python_int(end)) else {
@@ -204,19 +245,46 @@ fn expand_ranges(name: &str, out: &mut Vec<String>) -> Result<(), PatternError> 
                 ));
             };
             let step = step.filter(|s| *s != 0).ok_or_else(bad_step)?;
-            let mut i = b;
-            // Python's range(b, e + 1, step).
-            while (step > 0 && i <= e) || (step < 0 && i > e + 1) {
-                seq.push(match width {
-                    Some(w) => zfill(i, w),
-                    None => i.to_string(),
-                });
-                i += step;
-            }
+            // len(range(b, e + 1, step)), in i128 so that no bound overflows.
+            let (b, stop, step) = (i128::from(b), i128::from(e) + 1, i128::from(step));
+            let len = if step > 0 && b < stop {
+                (stop - b - 1) / step + 1
+            } else if step < 0 && b > stop {
+                (b - stop - 1) / -step + 1
+            } else {
+                0
+            };
+            Some(RangeSeq::Numbers { begin: b, step, len: len as u128, width })
         }
+    };
+    Ok((head, seq.filter(|s| s.len() > 0), tail))
+}
+
+/// How many names `name` (which holds a '[') expands to, worked out without
+/// writing them: the product of its ranges' lengths, saturating. Reports the
+/// first malformed range exactly as the expansion would.
+pub(crate) fn count_ranges(name: &str) -> Result<u128, PatternError> {
+    let mut total: u128 = 1;
+    let mut name = name.to_string();
+    while name.contains('[') {
+        let (head, seq, tail) = first_range(&name)?;
+        let Some(seq) = seq else { return Ok(0) };
+        total = total.saturating_mul(seq.len());
+        // Ansible recurses on each expanded name; the first one is where
+        // it would meet a malformed later range first.
+        name = format!("{head}{}{tail}", seq.nth(0));
     }
-    for part in seq {
-        let expanded = format!("{head}{part}{tail}");
+    Ok(total)
+}
+
+/// Ansible's `expand_hostname_range`: expands the first `[...]` and recurses
+/// on the results, so `a[1:2]-[x:y]` gives four names. Callers bound the
+/// count with [`count_ranges`] first.
+fn expand_ranges(name: &str, out: &mut Vec<String>) -> Result<(), PatternError> {
+    let (head, seq, tail) = first_range(name)?;
+    let Some(seq) = seq else { return Ok(()) };
+    for k in 0..seq.len() {
+        let expanded = format!("{head}{}{tail}", seq.nth(k));
         if expanded.contains('[') {
             expand_ranges(&expanded, out)?;
         } else {
@@ -230,8 +298,10 @@ fn expand_ranges(name: &str, out: &mut Vec<String>) -> Result<(), PatternError> 
 mod tests {
     use super::*;
 
+    const NO_LIMIT: usize = usize::MAX;
+
     fn expand(p: &str) -> (Vec<String>, Option<u64>) {
-        expand_hostpattern(p).unwrap_or_else(|e| panic!("{p:?} should expand: {e:?}"))
+        expand_hostpattern(p, NO_LIMIT).unwrap_or_else(|e| panic!("{p:?} should expand: {e:?}"))
     }
 
     #[test]
@@ -266,9 +336,65 @@ mod tests {
     #[test]
     fn malformed_ranges_are_errors() {
         for bad in ["node[01:03", "n[1]", "n[1:]", "n[01:3]", "n[c:a]", "n[1:5:0]", "n[1:x]"] {
-            assert!(expand_hostpattern(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                matches!(expand_hostpattern(bad, NO_LIMIT), Err(PatternError::Malformed { .. })),
+                "{bad:?} should be rejected"
+            );
         }
-        let e = expand_hostpattern("node[01:03").unwrap_err();
-        assert!(e.message.contains("no closing ']'"), "{e:?}");
+        let e = expand_hostpattern("node[01:03", NO_LIMIT).unwrap_err();
+        assert!(
+            matches!(&e, PatternError::Malformed { message, .. } if message.contains("no closing ']'")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn counts_are_worked_out_without_expanding() {
+        for (p, want) in [
+            ("n[1:10:3]", 4),
+            ("n[3:1]", 0),
+            ("n[0:9]", 10),
+            ("s[a:e:2]", 3),
+            ("x[y:B]", 4),
+            ("r[1:2]-[a:b].lan", 4),
+            ("r[1:2]-[a:b]-[01:10]", 40),
+            // An empty first range: Ansible never reaches the malformed second one.
+            ("r[3:1]-[x", 0),
+        ] {
+            assert_eq!(count_ranges(p), Ok(want), "{p:?}");
+            if want > 0 {
+                assert_eq!(expand(p).0.len() as u128, want, "{p:?}");
+            }
+        }
+        // Nested ranges multiply; u128 saturates rather than wrapping.
+        let huge = "h[0:9223372036854775806]".repeat(5);
+        assert_eq!(count_ranges(&huge), Ok(u128::MAX));
+        // A malformed later range is reported as the expansion reports it.
+        assert_eq!(count_ranges("r[1:2]-[x"), expand_hostpattern("r[1:2]-[x", NO_LIMIT).map(|_| 0));
+    }
+
+    #[test]
+    fn a_pattern_over_the_limit_is_refused_before_expanding() {
+        let start = std::time::Instant::now();
+        assert_eq!(
+            expand_hostpattern("host[0:9999999999]", 65_536),
+            Err(PatternError::TooMany { names: 10_000_000_000 })
+        );
+        assert_eq!(
+            expand_hostpattern("h[0:99999]-[0:99999]-[0:99999]:22", 65_536),
+            Err(PatternError::TooMany { names: 1_000_000_000_000_000 })
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "{:?}", start.elapsed());
+        // Exactly at the limit is fine.
+        assert_eq!(expand_hostpattern("h[1:16]-[a:d]", 64).map(|(n, _)| n.len()), Ok(64));
+        assert_eq!(expand_hostpattern("h[1:16]-[a:d]", 63), Err(PatternError::TooMany { names: 64 }));
+    }
+
+    #[test]
+    fn bounds_near_i64_max_do_not_overflow() {
+        assert_eq!(
+            expand("n[9223372036854775806:9223372036854775807]").0,
+            ["n9223372036854775806", "n9223372036854775807"]
+        );
     }
 }

@@ -15,7 +15,7 @@ use regex::Regex;
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
 use serde_json::{Map, Number, Value};
 
-use super::{builder::Builder, pattern, InventoryError, Loaded};
+use super::{builder::Builder, InventoryError, LoadOptions, Loaded};
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -404,10 +404,10 @@ pub(crate) fn is_mapping_document(text: &str) -> bool {
     matches!(r.document(), Ok(Some(Node { kind: Kind::Map(_), .. })))
 }
 
-pub(crate) fn parse(text: &str, file: &Path) -> Result<Loaded, InventoryError> {
+pub(crate) fn parse(text: &str, file: &Path, opts: &LoadOptions) -> Result<Loaded, InventoryError> {
     let mut reader = TreeReader::new(text, file);
     let root = reader.document()?;
-    let mut b = Builder::new(file);
+    let mut b = Builder::new(file, opts);
     for (line, message) in std::mem::take(&mut reader.duplicates) {
         b.warn(Some(line), message);
     }
@@ -557,9 +557,7 @@ fn parse_group(b: &mut Builder, name_node: &Node, data: &Node) -> Result<String,
                             format!("quote it: \"{}\":", pattern_node.raw.as_deref().unwrap_or("")),
                         ));
                     };
-                    let (names, port) = pattern::expand_hostpattern(host_pattern).map_err(|e| {
-                        InventoryError::syntax(file, Some(pattern_node.line), e.message, e.hint)
-                    })?;
+                    let (names, port) = b.expand_hosts(host_pattern, Some(pattern_node.line))?;
                     if names.is_empty() {
                         b.warn(Some(pattern_node.line), format!("host range {host_pattern:?} expands to no hosts (its end comes before its begin); nothing added"));
                     }
@@ -596,7 +594,8 @@ mod tests {
     use serde_json::json;
 
     fn load(text: &str) -> Loaded {
-        parse(text, Path::new("t.yml")).unwrap_or_else(|e| panic!("should parse: {e}"))
+        parse(text, Path::new("t.yml"), &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("should parse: {e}"))
     }
 
     #[test]
@@ -659,7 +658,7 @@ mod tests {
             ("a:\n  children:\n    b:\n      children:\n        a:\n", 3, "b -> a -> b"),
         ];
         for (text, line, needle) in cases {
-            let e = match parse(text, Path::new("t.yml")) {
+            let e = match parse(text, Path::new("t.yml"), &LoadOptions::default()) {
                 Ok(_) => panic!("should fail:\n{text}"),
                 Err(e) => e,
             };
