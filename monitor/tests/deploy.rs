@@ -1,7 +1,8 @@
 //! The files in deploy/, checked by the tools that will read them:
 //! `systemd-analyze verify` and `security` for the unit, `promtool` for the
-//! alerting rules, a YAML parser for the DaemonSet (kubeconform is not
-//! available here), and the monitor binary itself for every command line.
+//! alerting rules, `kubernetes-validate` (the Kubernetes API's schemas) and a
+//! YAML parser for the DaemonSet, and the monitor binary itself for every
+//! command line and for the example matrix and inventory of the package.
 
 use std::{
     collections::BTreeMap,
@@ -81,7 +82,10 @@ fn the_unit_grants_capabilities_not_root() {
     assert!(svc.get("PrivateNetwork").is_none(), "the host's network is what the monitor watches");
     // The paths the service writes are the ones systemd makes writable.
     let exec = one("ExecStart");
-    assert!(exec.starts_with("/usr/local/bin/monitor run "), "{exec}");
+    // Where the Debian package (monitor/Cargo.toml, [package.metadata.deb]) puts it.
+    assert!(exec.starts_with("/usr/bin/monitor run "), "{exec}");
+    assert!(exec.contains("--matrix /etc/monitor/matrix.yaml"), "the package's conffile: {exec}");
+    assert!(exec.contains("--inventory /etc/monitor/inventory.ini"), "the package's conffile: {exec}");
     assert!(exec.contains("--alerts-out /var/log/monitor/"), "alerts go under LogsDirectory: {exec}");
     assert!(exec.contains("--metrics 127.0.0.1:9469"), "metrics on loopback only: {exec}");
     assert_eq!(monitor::live::control::DEFAULT_SOCKET.rsplit_once('/').unwrap().0, "/run/monitor");
@@ -105,7 +109,7 @@ fn systemd_analyze_verifies_the_unit() {
     // for this test.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("monitor.service");
-    let text = read("monitor.service").replace("/usr/local/bin/monitor", env!("CARGO_BIN_EXE_monitor"));
+    let text = read("monitor.service").replace("/usr/bin/monitor", env!("CARGO_BIN_EXE_monitor"));
     std::fs::write(&path, text).unwrap();
 
     let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
@@ -273,4 +277,65 @@ fn the_daemonset_watches_the_host_with_three_capabilities() {
     assert!(args.contains(&&*format!("--metrics=$(NODE_IP):{port}")), "{args:?}");
     let args: Vec<String> = args.iter().map(|a| a.replace("$(NODE_IP)", "192.0.2.1")).collect();
     assert_monitor_accepts(&args);
+}
+
+/// `kubernetes-validate --strict`: the manifest against the Kubernetes API's
+/// OpenAPI schemas that the tool ships (no cluster, no network); strict
+/// rejects unknown fields. A misspelt field must fail, so that a validator
+/// that checks nothing cannot pass.
+#[test]
+fn the_daemonset_validates_against_the_kubernetes_schema() {
+    let validate = |path: &Path| {
+        Command::new("kubernetes-validate").arg("--strict").arg(path).output().unwrap_or_else(|e| {
+            panic!("kubernetes-validate: {e} (pip install kubernetes-validate, or cargo xtask setup)")
+        })
+    };
+    let out = validate(&deploy("daemonset.yaml"));
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "kubernetes-validate deploy/daemonset.yaml:\n{report}");
+    for kind in ["namespace/monitor", "configmap/monitor-config", "daemonset/monitor"] {
+        assert!(report.contains(&format!("passed for resource {kind}")), "{kind} not validated:\n{report}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("daemonset.yaml");
+    let text = read("daemonset.yaml");
+    assert!(text.contains("hostNetwork: true"));
+    std::fs::write(&bad, text.replace("hostNetwork: true", "hostNetwrk: true")).unwrap();
+    let out = validate(&bad);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stdout).contains("hostNetwrk"),
+        "kubernetes-validate accepted a misspelt field:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The DaemonSet runs the image `cargo xtask image` builds and tags.
+#[test]
+fn the_daemonset_runs_the_image_xtask_builds() {
+    let text = read("daemonset.yaml");
+    let docs = Yaml::load_from_str(&text).unwrap();
+    let ds = docs.iter().find(|d| at(d, "kind").as_str() == Some("DaemonSet")).unwrap();
+    let c = &at(ds, "spec.template.spec.containers").as_sequence().unwrap()[0];
+    let image = at(c, "image").as_str().unwrap();
+    assert_eq!(image, format!("localhost/monitor:{}", env!("CARGO_PKG_VERSION")), "see xtask/src/package.rs");
+    // The manifest passes arguments only: the image's entrypoint is the binary.
+    assert!(c.as_mapping_get("command").is_none(), "the Containerfile's ENTRYPOINT runs the monitor");
+    let containerfile = std::fs::read_to_string(deploy("../Containerfile")).unwrap();
+    assert!(containerfile.contains(r#"ENTRYPOINT ["/usr/bin/monitor"]"#), "{containerfile}");
+}
+
+/// The example matrix and inventory the package installs in /etc/monitor/
+/// are clean for the monitor that reads them.
+#[test]
+fn the_example_matrix_and_inventory_lint_clean() {
+    let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .args(["matrix", "lint", "--deny-warnings", "--inventory"])
+        .arg(deploy("etc/inventory.ini"))
+        .arg(deploy("etc/matrix.yaml"))
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "monitor matrix lint deploy/etc/matrix.yaml:\n{report}");
+    assert!(report.contains("0 warnings"), "{report}");
 }

