@@ -150,6 +150,17 @@ fn build(root: &Path) -> Result<()> {
 
 /// Runs rustup's cargo with the kernel object wired in.
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    let status =
+        cargo_command(root).args(args).status().with_context(|| format!("run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Rustup's cargo, in the workspace, with the tools on PATH and the kernel
+/// object and binary named for build.rs and the tests.
+fn cargo_command(root: &Path) -> Command {
     let mut cmd = Command::new(env_cargo());
     // Set whenever the object exists, so that every command here builds the
     // user space alike (no rebuild between them); monitor/build.rs then
@@ -158,17 +169,8 @@ fn cargo(root: &Path, args: &[&str]) -> Result<()> {
     if ebpf_object().is_file() {
         cmd.env("MONITOR_EBPF_OBJECT", ebpf_object());
     }
-    let status = cmd
-        .args(args)
-        .env("MONITOR_BIN", monitor_bin())
-        .env("PATH", setup::path_with_tools())
-        .current_dir(root)
-        .status()
-        .with_context(|| format!("run cargo {}", args.join(" ")))?;
-    if !status.success() {
-        bail!("`cargo {}` failed", args.join(" "));
-    }
-    Ok(())
+    cmd.env("MONITOR_BIN", monitor_bin()).env("PATH", setup::path_with_tools()).current_dir(root);
+    cmd
 }
 
 fn env_cargo() -> String {
@@ -211,7 +213,38 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     println!("xtask: running every test (unit, kernel, end-to-end)");
     let mut args: Vec<&str> = vec!["test", "--release", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
-    cargo(root, &args)
+    cargo(root, &args)?;
+    build_is_fresh(root)
+}
+
+/// Fails when the test build left the release build stale: switching
+/// between `cargo xtask test` and `cargo xtask build` must rebuild nothing,
+/// so the features the tests turn on are named in the normal dependencies
+/// too (monitor/Cargo.toml).
+fn build_is_fresh(root: &Path) -> Result<()> {
+    println!("xtask: checking that the test build left the release build as it was");
+    let out = cargo_command(root)
+        .args(["build", "--release", "-p", "monitor", "--message-format", "json"])
+        .output()
+        .context("run cargo build")?;
+    if !out.status.success() {
+        bail!("`cargo build --release -p monitor` failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let rebuilt: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["fresh"] == false)
+        .map(|m| m["package_id"].as_str().unwrap_or("?").to_string())
+        .collect();
+    if !rebuilt.is_empty() {
+        bail!(
+            "after the tests, `cargo build --release -p monitor` rebuilt {} crates: {}; a test-only \
+             feature reaches a crate the binary links: name it in monitor/Cargo.toml's dependencies",
+            rebuilt.len(),
+            rebuilt.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn bench(root: &Path, which: &str) -> Result<()> {
