@@ -26,8 +26,14 @@ fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rp-pam").join(name)
 }
 
-fn mode(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).mode() & 0o7777
+/// The permission bits of `path` (not following a symlink), in octal, for readable failures.
+fn mode(path: &Path) -> String {
+    let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).mode();
+    octal(m & 0o7777)
+}
+
+fn octal(mode: u32) -> String {
+    format!("{mode:04o}")
 }
 
 const CONTENT: &str = "someone's notes\nthat --socket must not delete\n";
@@ -77,7 +83,7 @@ async fn a_stale_socket_is_replaced() {
 
     let (_rx, guard) = control::serve(&path).expect("a stale socket is replaced");
     UnixStream::connect(&path).expect("the new socket answers");
-    assert_eq!(mode(&path), control::SOCKET_MODE);
+    assert_eq!(mode(&path), octal(control::SOCKET_MODE));
     drop(guard);
     assert!(!path.exists(), "the socket is removed when the monitor stops");
 }
@@ -181,9 +187,9 @@ async fn modes_in_child() {
     // Directories the monitor creates: exactly 0700, each of them.
     let sock = dir.join("run/monitor/monitor.sock");
     let (_rx, guard) = control::serve(&sock).expect("serve");
-    assert_eq!(mode(&dir.join("run")), control::DIR_MODE, "umask {umask:03o}");
-    assert_eq!(mode(&dir.join("run/monitor")), control::DIR_MODE, "umask {umask:03o}");
-    assert_eq!(mode(&sock), control::SOCKET_MODE, "umask {umask:03o}");
+    assert_eq!(mode(&dir.join("run")), octal(control::DIR_MODE), "umask {umask:03o}");
+    assert_eq!(mode(&dir.join("run/monitor")), octal(control::DIR_MODE), "umask {umask:03o}");
+    assert_eq!(mode(&sock), octal(control::SOCKET_MODE), "umask {umask:03o}");
     assert_eq!(control::DIR_MODE & 0o077, 0, "no group or other access to the socket's directory");
     assert_eq!(control::SOCKET_MODE & 0o077, 0, "no group or other access to the socket");
     drop(guard);
@@ -193,15 +199,15 @@ async fn modes_in_child() {
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, Permissions::from_mode(0o1777)).unwrap();
     let (_rx, guard) = control::serve(&shared.join("monitor.sock")).expect("serve in an existing directory");
-    assert_eq!(mode(&shared), 0o1777, "an existing directory keeps its mode");
-    assert_eq!(mode(&shared.join("monitor.sock")), control::SOCKET_MODE, "umask {umask:03o}");
+    assert_eq!(mode(&shared), octal(0o1777), "an existing directory keeps its mode");
+    assert_eq!(mode(&shared.join("monitor.sock")), octal(control::SOCKET_MODE), "umask {umask:03o}");
     drop(guard);
 
     // A new alerts file: exactly 0640; no write but the owner's, no other read.
     let alerts = dir.join("alerts.jsonl");
     let mut sink = Sink::file(&alerts, Format::Json).expect("alerts file");
     sink.write_line("{}").unwrap();
-    assert_eq!(mode(&alerts), monitor::live::sink::ALERTS_MODE, "umask {umask:03o}");
+    assert_eq!(mode(&alerts), octal(monitor::live::sink::ALERTS_MODE), "umask {umask:03o}");
     assert_eq!(monitor::live::sink::ALERTS_MODE & 0o027, 0, "no group write, no other access");
     drop(sink);
 
@@ -211,6 +217,6 @@ async fn modes_in_child() {
     std::fs::set_permissions(&kept, Permissions::from_mode(0o600)).unwrap();
     let mut sink = Sink::file(&kept, Format::Json).expect("existing alerts file");
     sink.write_line("new").unwrap();
-    assert_eq!(mode(&kept), 0o600);
+    assert_eq!(mode(&kept), octal(0o600));
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old\nnew\n", "appended");
 }
