@@ -130,6 +130,17 @@ impl NetNs {
         v.parse().unwrap_or_else(|e| panic!("/proc/net/snmp {proto} {field} = {v:?}: {e}"))
     }
 
+    /// A link counter of `dev` (`ip -s -j link`'s `stats64`): `dir` is "rx"
+    /// or "tx", `field` e.g. "packets" or "dropped".
+    pub fn link_stat(&self, dev: &str, dir: &str, field: &str) -> u64 {
+        let text = self.exec(&["ip", "-s", "-j", "link", "show", "dev", dev]);
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("`ip -s -j link show {dev}`: {e}: {text}"));
+        v[0]["stats64"][dir][field].as_u64().unwrap_or_else(|| {
+            panic!("`ip -s -j link show {dev}` in {} has no {dir}.{field}: {text}", self.name)
+        })
+    }
+
     /// Process ids of everything running in the namespace.
     pub fn pids(&self) -> Vec<i32> {
         cmd::run_args("ip", &["netns", "pids", &self.name])
