@@ -23,9 +23,14 @@ pub enum Kind {
     Blocked,
     /// A port that must stay internal answered a client outside its rule.
     Exposed,
+    /// Not a finding: the live monitor's de-duplication budget for a class
+    /// of findings is full, and this many findings were folded into counts
+    /// (see `overflow`).
+    Overflow,
 }
 
 impl Kind {
+    /// The kinds of finding (`Overflow` is none).
     pub const ALL: [Kind; 3] = [Kind::Unexpected, Kind::Blocked, Kind::Exposed];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +38,7 @@ impl Kind {
             Kind::Unexpected => "unexpected",
             Kind::Blocked => "blocked",
             Kind::Exposed => "exposed",
+            Kind::Overflow => "overflow",
         }
     }
 }
@@ -126,6 +132,40 @@ pub struct Alert {
     pub bytes: u64,
     /// How many flows this record stands for (repeats folded into one).
     pub count: u64,
+    /// Live monitor: the client is no inventory host, so its findings are
+    /// de-duplicated per address prefix; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fold: Option<Fold>,
+    /// For `kind: "overflow"`: the class whose budget is full and what was
+    /// folded; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<Overflow>,
+}
+
+/// The prefix an unknown client's findings are de-duplicated under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fold {
+    /// `a.b.c.0/24` for IPv4, `x:x:x:x::/64` for IPv6.
+    pub prefix: String,
+    /// Distinct client addresses of the prefix this record stands for.
+    pub sources: u64,
+    /// Whether `sources` is an estimate (IPv6; IPv4 counts are exact).
+    pub approximate: bool,
+}
+
+/// What an overflow record stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Overflow {
+    /// The de-duplication class whose budget is full.
+    pub class: &'static str,
+    /// Its budget: keys held at once.
+    pub capacity: u64,
+    /// Findings folded since the class's previous overflow record, by kind.
+    pub unexpected: u64,
+    pub blocked: u64,
+    pub exposed: u64,
+    /// Findings of the class folded since the monitor started.
+    pub folded_total: u64,
 }
 
 impl Alert {
@@ -158,6 +198,8 @@ impl Alert {
             packets: flow.to_server.packets + flow.to_client.packets,
             bytes: flow.to_server.bytes + flow.to_client.bytes,
             count: 1,
+            fold: None,
+            overflow: None,
         }
     }
 

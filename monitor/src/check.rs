@@ -172,6 +172,8 @@ impl Tally {
                 Kind::Unexpected => self.counts.unexpected += 1,
                 Kind::Blocked => self.counts.blocked += 1,
                 Kind::Exposed => self.counts.exposed += 1,
+                // Only the live de-duplicator makes these, never the engine.
+                Kind::Overflow => {}
             },
         }
     }

@@ -40,7 +40,7 @@ use prometheus_client::{
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
-use super::webhook::WebhookStats;
+use super::{dedup::Class, webhook::WebhookStats};
 use crate::{
     alert::Kind,
     engine::VerdictKind,
@@ -109,11 +109,24 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Totals(Mutex<TotalsState>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TotalsState {
     rules: BTreeMap<String, RuleTraffic>,
     counters: BTreeMap<String, u64>,
     webhook: Option<WebhookStats>,
+    /// Findings the de-duplicator folded past each class's budget.
+    dedup_folded: [(Class, u64); 6],
+}
+
+impl Default for TotalsState {
+    fn default() -> Self {
+        TotalsState {
+            rules: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            webhook: None,
+            dedup_folded: Class::ALL.map(|c| (c, 0)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -251,6 +264,11 @@ impl Metrics {
 
     pub fn alert_latency(&self, d: Duration) {
         self.inner.alert_latency.observe(d.as_secs_f64());
+    }
+
+    /// Sets `monitor_dedup_folded_total{class}` to absolute values.
+    pub fn dedup_folded(&self, folded: &[(Class, u64); 6]) {
+        self.inner.totals.lock().dedup_folded = *folded;
     }
 
     pub fn webhook(&self, stats: &WebhookStats) {
@@ -436,6 +454,15 @@ impl Collector for Totals {
             for (name, v) in &st.counters {
                 ConstCounter::new(*v).encode(m.encode_family(&[("counter", name.as_str())])?)?;
             }
+        }
+        let mut m = enc.encode_descriptor(
+            "dedup_folded",
+            "Findings folded into overflow alerts because their de-duplication class held its budget of keys, by class.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (class, v) in st.dedup_folded {
+            ConstCounter::new(v).encode(m.encode_family(&[("class", class.as_str())])?)?;
         }
         if let Some(w) = st.webhook {
             let m = enc.encode_descriptor(

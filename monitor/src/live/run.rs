@@ -272,16 +272,15 @@ fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &
     }
     let kernel = table.kernel.to_json();
     let user = serde_json::to_value(table.user).unwrap_or_default();
-    let dedup = serde_json::to_value(out.dedup.stats).unwrap_or_default();
     let mut counters: Vec<(String, u64)> =
         kernel.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect();
     counters.extend(names.passive.counters());
     counters.extend(crate::dns::counters(names.stats));
-    for obj in [user, dedup] {
-        if let serde_json::Value::Object(m) = obj {
-            counters.extend(m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))));
-        }
+    if let serde_json::Value::Object(m) = user {
+        counters.extend(m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))));
     }
+    counters.extend(out.dedup.stats.counters().map(|(k, v)| (k.to_owned(), v)));
+    out.metrics.dedup_folded(&out.dedup.stats.folded_by_class());
     out.metrics.set_counters(counters.iter().map(|(k, v)| (k.as_str(), *v)));
     out.metrics.tracked_flows(judge.tracked());
     if let Some(w) = &out.webhook {

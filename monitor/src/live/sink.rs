@@ -94,6 +94,7 @@ fn style(kind: Kind) -> Style {
         Kind::Unexpected => AnsiColor::Yellow,
         Kind::Blocked => AnsiColor::Red,
         Kind::Exposed => AnsiColor::Magenta,
+        Kind::Overflow => AnsiColor::Cyan,
     };
     Style::new().fg_color(Some(color.into())).bold()
 }
