@@ -60,22 +60,42 @@ pub fn by_name(name: &str) -> Result<Iface, KernelError> {
     let index = read_trim(&dir.join("ifindex"))
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| KernelError::NoSuchInterface(name.to_string()))?;
-    Ok(Iface { name: name.to_string(), index, physical: dir.join("device").exists() })
+    Ok(Iface { name: name.to_string(), index, physical: is_physical(name) })
 }
 
-/// Every interface that is up and not loopback: the default set.
-pub fn all_up() -> Result<Vec<Iface>, KernelError> {
+/// Whether `name` is backed by a device (see [`Iface::physical`]).
+pub fn is_physical(name: &str) -> bool {
+    Path::new(SYS_NET).join(name).join("device").exists()
+}
+
+/// An interface as it is now, with its state.
+#[derive(Clone, Debug)]
+pub struct Present {
+    pub iface: Iface,
+    pub up: bool,
+    pub loopback: bool,
+}
+
+/// Every interface of this network namespace, by ifindex. One that
+/// vanishes while it is being read is left out.
+pub fn present() -> Result<Vec<Present>, KernelError> {
     let mut out = Vec::new();
     let entries = fs::read_dir(SYS_NET).map_err(|e| KernelError::Sysfs(SYS_NET.into(), e))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let flags = read_trim(&entry.path().join("flags")).and_then(|s| parse_hex(&s)).unwrap_or(0);
-        if flags & IFF_UP == 0 || flags & IFF_LOOPBACK != 0 {
+        let Some(flags) = read_trim(&entry.path().join("flags")).and_then(|s| parse_hex(&s)) else {
             continue;
-        }
-        out.push(by_name(&name)?);
+        };
+        let Ok(iface) = by_name(&name) else { continue };
+        out.push(Present { iface, up: flags & IFF_UP != 0, loopback: flags & IFF_LOOPBACK != 0 });
     }
-    out.sort_by_key(|i| i.index);
+    out.sort_by_key(|p| p.iface.index);
+    Ok(out)
+}
+
+/// Every interface that is up and not loopback: the default set.
+pub fn all_up() -> Result<Vec<Iface>, KernelError> {
+    let out: Vec<Iface> = present()?.into_iter().filter(|p| p.up && !p.loopback).map(|p| p.iface).collect();
     if out.is_empty() {
         return Err(KernelError::NoInterfaces);
     }

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod iface;
+pub mod links;
 pub mod listening;
 pub mod stream;
 pub mod table;
@@ -20,7 +21,11 @@ use std::{
 
 use aya::{
     maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::{tc, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        tc::{self, SchedClassifierLinkId},
+        xdp::XdpLinkId,
+        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    },
     util::KernelVersion,
     Ebpf, EbpfLoader,
 };
@@ -28,6 +33,7 @@ use log::{info, warn};
 use monitor_common::{maps, programs, FlowKey, FlowValue, IfaceConfig, Stat};
 
 pub use iface::{AttachMode, Iface, IngressHook};
+use links::LinkEvent;
 
 /// The kernel object, embedded at build time (see build.rs).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf.o"));
@@ -76,6 +82,8 @@ pub enum KernelError {
     },
     #[error("reading the flow table: {0}")]
     Walk(#[source] io::Error),
+    #[error("watching interfaces come and go (rtnetlink, RTMGRP_LINK): {0}")]
+    LinkWatch(#[source] io::Error),
 }
 
 const CAP_NET_ADMIN: u32 = 12;
@@ -106,12 +114,37 @@ fn effective_capabilities() -> Option<u64> {
 }
 
 /// Where and how the programs were attached to one interface.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Attachment {
     pub iface: Iface,
     pub ingress: IngressHook,
     /// We added a clsact qdisc (pre-6.6 kernels) and must remove it.
     added_clsact: bool,
+    /// The links, to release them when the interface goes away.
+    links: Vec<LinkRef>,
+}
+
+#[derive(Debug)]
+enum LinkRef {
+    Tc(&'static str, SchedClassifierLinkId),
+    Xdp(XdpLinkId),
+}
+
+/// What one link event changed (see [`Kernel::link_event`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LinkOutcome {
+    pub attached: u32,
+    /// Interfaces we should watch and could not attach to (logged).
+    pub failed: u32,
+    pub dropped: u32,
+}
+
+impl LinkOutcome {
+    fn add(&mut self, o: LinkOutcome) {
+        self.attached += o.attached;
+        self.failed += o.failed;
+        self.dropped += o.dropped;
+    }
 }
 
 pub struct LoadOptions {
@@ -131,6 +164,12 @@ pub struct Kernel {
     flow_cache: Map,
     stats: PerCpuArray<MapData, u64>,
     attachments: Vec<Attachment>,
+    /// `--iface` names (empty: every interface up but loopback) and
+    /// `--attach`, for interfaces that appear after the start.
+    wanted: Vec<String>,
+    mode: AttachMode,
+    /// Names attached to at some point, to say "re-created".
+    seen: std::collections::HashSet<String>,
     clock: KernelClock,
 }
 
@@ -153,23 +192,170 @@ impl Kernel {
 
         let mut attachments = Vec::new();
         for iface in ifaces {
-            attachments.push(attach(&mut ebpf, iface, opts.mode)?);
-        }
-        {
-            let cfg = ebpf.map_mut(maps::IFACE_CONFIG).ok_or(KernelError::MissingMap(maps::IFACE_CONFIG))?;
-            let mut cfg: HashMap<_, u32, IfaceConfig> = HashMap::try_from(cfg)
-                .map_err(|source| KernelError::Map { name: maps::IFACE_CONFIG, source })?;
-            for a in &attachments {
-                cfg.insert(a.iface.index, IfaceConfig { ingress_attached: 1, _pad: 0 }, 0)
-                    .map_err(|source| KernelError::Map { name: maps::IFACE_CONFIG, source })?;
-            }
+            let a = attach(&mut ebpf, iface, opts.mode)?;
+            info!(
+                "attached to {} (ifindex {}): ingress {}, egress tc",
+                a.iface.name,
+                a.iface.index,
+                a.ingress.as_str()
+            );
+            set_iface_config(&mut ebpf, a.iface.index, true)?;
+            attachments.push(a);
         }
         let flows = ebpf.take_map(maps::FLOWS).ok_or(KernelError::MissingMap(maps::FLOWS))?;
         let flow_cache = ebpf.take_map(maps::FLOW_CACHE).ok_or(KernelError::MissingMap(maps::FLOW_CACHE))?;
         let stats = ebpf.take_map(maps::STATS).ok_or(KernelError::MissingMap(maps::STATS))?;
         let stats =
             PerCpuArray::try_from(stats).map_err(|source| KernelError::Map { name: maps::STATS, source })?;
-        Ok(Kernel { ebpf: Some(ebpf), flows, flow_cache, stats, attachments, clock: KernelClock::new() })
+        let seen = attachments.iter().map(|a| a.iface.name.clone()).collect();
+        Ok(Kernel {
+            ebpf: Some(ebpf),
+            flows,
+            flow_cache,
+            stats,
+            attachments,
+            wanted: opts.ifaces.clone(),
+            mode: opts.mode,
+            seen,
+            clock: KernelClock::new(),
+        })
+    }
+
+    /// Whether an interface that appears is one to attach to.
+    fn wants(&self, name: &str, loopback: bool) -> bool {
+        if self.wanted.is_empty() {
+            !loopback
+        } else {
+            self.wanted.iter().any(|w| w == name)
+        }
+    }
+
+    /// Follows one link event: attaches to a wanted interface that is up
+    /// and new (a new ifindex), and forgets one that is gone. A failure to
+    /// attach is logged and counted, never fatal. After [`Kernel::detach`]
+    /// it does nothing.
+    pub fn link_event(&mut self, ev: &LinkEvent) -> LinkOutcome {
+        let mut out = LinkOutcome::default();
+        if self.ebpf.is_none() {
+            return out;
+        }
+        match ev {
+            LinkEvent::Present { index, name, up, loopback } => {
+                if let Some(a) = self.attachments.iter_mut().find(|a| a.iface.index == *index) {
+                    if !name.is_empty() && a.iface.name != *name {
+                        info!("{} (ifindex {index}) is now called {name}", a.iface.name);
+                        a.iface.name.clone_from(name);
+                    }
+                } else if *up && !name.is_empty() && self.wants(name, *loopback) {
+                    let iface =
+                        Iface { name: name.clone(), index: *index, physical: iface::is_physical(name) };
+                    out.add(self.attach_new(iface));
+                }
+            }
+            LinkEvent::Gone { index, name } => {
+                if self.forget(*index) {
+                    warn!("{name} (ifindex {index}) disappeared: no longer watched until it comes back");
+                    out.dropped += 1;
+                }
+            }
+            LinkEvent::Lost => {
+                warn!("link events were lost; listing the interfaces again");
+                out.add(self.resync());
+            }
+        }
+        out
+    }
+
+    /// Lists the interfaces afresh: forgets the attached ones that are gone
+    /// and attaches to the wanted ones that are up and not yet attached.
+    /// Run once the link events are subscribed to (an interface may have
+    /// come between the start and then) and whenever events were lost.
+    pub fn resync(&mut self) -> LinkOutcome {
+        let mut out = LinkOutcome::default();
+        if self.ebpf.is_none() {
+            return out;
+        }
+        let present = match iface::present() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("{e}");
+                return out;
+            }
+        };
+        let gone: Vec<(u32, String)> = self
+            .attachments
+            .iter()
+            .filter(|a| !present.iter().any(|p| p.iface.index == a.iface.index))
+            .map(|a| (a.iface.index, a.iface.name.clone()))
+            .collect();
+        for (index, name) in gone {
+            out.add(self.link_event(&LinkEvent::Gone { index, name }));
+        }
+        for p in present {
+            let ev = LinkEvent::Present {
+                index: p.iface.index,
+                name: p.iface.name,
+                up: p.up,
+                loopback: p.loopback,
+            };
+            out.add(self.link_event(&ev));
+        }
+        out
+    }
+
+    fn attach_new(&mut self, iface: Iface) -> LinkOutcome {
+        let mut out = LinkOutcome::default();
+        let Some(ebpf) = self.ebpf.as_mut() else { return out };
+        let (name, index) = (iface.name.clone(), iface.index);
+        let how = if self.seen.contains(&name) { "re-created" } else { "appeared" };
+        match attach(ebpf, iface, self.mode).and_then(|a| set_iface_config(ebpf, index, true).map(|()| a)) {
+            Ok(a) => {
+                info!("{name} {how} (ifindex {index}): attached, ingress {}, egress tc", a.ingress.as_str());
+                self.seen.insert(name);
+                self.attachments.push(a);
+                out.attached += 1;
+            }
+            Err(e) => {
+                warn!("{name} {how} (ifindex {index}): not watched: {e}");
+                out.failed += 1;
+            }
+        }
+        out
+    }
+
+    /// Drops the attachment record of a link that is gone, its links and
+    /// its IFACE_CONFIG entry. Whether it was attached.
+    fn forget(&mut self, index: u32) -> bool {
+        let Some(pos) = self.attachments.iter().position(|a| a.iface.index == index) else { return false };
+        let a = self.attachments.remove(pos);
+        if let Some(ebpf) = self.ebpf.as_mut() {
+            // The kernel detached them with the device; this frees ours.
+            for link in a.links {
+                let r = match link {
+                    LinkRef::Tc(prog, id) => program::<SchedClassifier>(ebpf, prog).and_then(|p| {
+                        p.detach(id).map_err(|e| KernelError::Attach {
+                            what: prog,
+                            iface: a.iface.name.clone(),
+                            source: e,
+                        })
+                    }),
+                    LinkRef::Xdp(id) => program::<Xdp>(ebpf, programs::XDP_INGRESS).and_then(|p| {
+                        p.detach(id).map_err(|e| KernelError::Attach {
+                            what: "xdp",
+                            iface: a.iface.name.clone(),
+                            source: e,
+                        })
+                    }),
+                };
+                if let Err(e) = r {
+                    log::debug!("releasing a link of {}: {e}", a.iface.name);
+                }
+            }
+            if let Err(e) = set_iface_config(ebpf, index, false) {
+                log::debug!("{}: {e}", a.iface.name);
+            }
+        }
+        true
     }
 
     pub fn attachments(&self) -> &[Attachment] {
@@ -253,7 +439,12 @@ impl Kernel {
                 .map_err(|source| KernelError::Map { name: maps::STATS, source })?;
             *c = per_cpu.iter().sum();
         }
-        Ok(KernelStats { counts })
+        let interfaces = self
+            .attachments
+            .iter()
+            .map(|a| AttachedIface { name: a.iface.name.clone(), index: a.iface.index, ingress: a.ingress })
+            .collect();
+        Ok(KernelStats { counts, interfaces })
     }
 }
 
@@ -331,20 +522,27 @@ fn attach(ebpf: &mut Ebpf, iface: Iface, mode: AttachMode) -> Result<Attachment,
     }
     let err = |what, source| KernelError::Attach { what, iface: iface.name.clone(), source };
 
+    let mut links = Vec::new();
     let ingress = match mode {
         AttachMode::Tc => IngressHook::Tc,
         AttachMode::Auto if !iface.physical => IngressHook::Tc,
         AttachMode::Auto | AttachMode::Xdp => {
             let xdp: &mut Xdp = program(ebpf, programs::XDP_INGRESS)?;
-            match xdp.attach(&iface.name, XdpMode::Driver) {
-                Ok(_) => IngressHook::XdpNative,
+            match xdp.attach_to_if_index(iface.index, XdpMode::Driver) {
+                Ok(id) => {
+                    links.push(LinkRef::Xdp(id));
+                    IngressHook::XdpNative
+                }
                 Err(e) if mode == AttachMode::Auto => {
                     info!("{}: native XDP unavailable ({e}); using TC ingress", iface.name);
                     IngressHook::Tc
                 }
                 Err(e) => {
                     warn!("{}: native XDP unavailable ({e}); using generic (SKB) XDP", iface.name);
-                    xdp.attach(&iface.name, XdpMode::Skb).map_err(|e| err("xdp (generic)", e))?;
+                    let id = xdp
+                        .attach_to_if_index(iface.index, XdpMode::Skb)
+                        .map_err(|e| err("xdp (generic)", e))?;
+                    links.push(LinkRef::Xdp(id));
                     IngressHook::XdpGeneric
                 }
             }
@@ -352,12 +550,32 @@ fn attach(ebpf: &mut Ebpf, iface: Iface, mode: AttachMode) -> Result<Attachment,
     };
     if ingress == IngressHook::Tc {
         let p: &mut SchedClassifier = program(ebpf, programs::TC_INGRESS)?;
-        p.attach(&iface.name, TcAttachType::Ingress).map_err(|e| err("tc ingress", e))?;
+        let id = p.attach(&iface.name, TcAttachType::Ingress).map_err(|e| err("tc ingress", e))?;
+        links.push(LinkRef::Tc(programs::TC_INGRESS, id));
     }
     let p: &mut SchedClassifier = program(ebpf, programs::TC_EGRESS)?;
-    p.attach(&iface.name, TcAttachType::Egress).map_err(|e| err("tc egress", e))?;
-    info!("attached to {} (ifindex {}): ingress {}, egress tc", iface.name, iface.index, ingress.as_str());
-    Ok(Attachment { iface, ingress, added_clsact })
+    let id = p.attach(&iface.name, TcAttachType::Egress).map_err(|e| err("tc egress", e))?;
+    links.push(LinkRef::Tc(programs::TC_EGRESS, id));
+    Ok(Attachment { iface, ingress, added_clsact, links })
+}
+
+/// Marks `index` as attached in IFACE_CONFIG (the programs read it), or
+/// removes its entry.
+fn set_iface_config(ebpf: &mut Ebpf, index: u32, attached: bool) -> Result<(), KernelError> {
+    let map_err = |source| KernelError::Map { name: maps::IFACE_CONFIG, source };
+    let cfg = ebpf.map_mut(maps::IFACE_CONFIG).ok_or(KernelError::MissingMap(maps::IFACE_CONFIG))?;
+    let mut cfg: HashMap<_, u32, IfaceConfig> = HashMap::try_from(cfg).map_err(map_err)?;
+    if attached {
+        cfg.insert(index, IfaceConfig { ingress_attached: 1, _pad: 0 }, 0).map_err(map_err)
+    } else {
+        match cfg.remove(&index) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {
+                Ok(())
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
 }
 
 /// Locked-memory accounting moved to memcg in 5.11; on older kernels the
@@ -374,10 +592,20 @@ fn raise_memlock() {
     }
 }
 
-/// The kernel counters by [`Stat`].
+/// The kernel counters by [`Stat`], and the interfaces attached to when
+/// they were read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelStats {
     pub counts: [u64; Stat::COUNT as usize],
+    pub interfaces: Vec<AttachedIface>,
+}
+
+/// One interface the programs are attached to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedIface {
+    pub name: String,
+    pub index: u32,
+    pub ingress: IngressHook,
 }
 
 impl KernelStats {

@@ -2,7 +2,9 @@
 //!
 //! One task owns the [`Kernel`]: it drains the ring buffer as soon as it is
 //! readable (new flows and first answers, within milliseconds), and reads the
-//! whole table at every interval (counters, ageing, expiry). On shutdown it
+//! whole table at every interval (counters, ageing, expiry). It follows the
+//! link events too: an interface to watch that appears (or is re-created)
+//! is attached to, one that goes away is forgotten. On shutdown it
 //! detaches every program, then reads the table once more and sends it.
 
 use std::{
@@ -19,7 +21,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{listening::Listening, Kernel, KernelError, KernelStats};
+use super::{links::LinkWatch, listening::Listening, Kernel, KernelError, KernelStats, LinkOutcome};
 use crate::{
     dns::DnsMessage,
     flow::{Clock, Flow, FlowState},
@@ -38,8 +40,9 @@ pub enum EventKind {
 pub enum FlowUpdate {
     /// Sent as soon as the kernel reports it.
     Event { kind: EventKind, flow: Flow },
-    /// The whole table, at every interval and once more at shutdown.
-    Table(Table),
+    /// The whole table, at every interval and once more at shutdown (boxed:
+    /// every slot of the channel is as large as the largest variant).
+    Table(Box<Table>),
     /// A payload sent from port 53 (a DNS answer, or a segment of one over
     /// TCP). Sent before the flow events read after it, so that an answer
     /// reaches the consumer before the connection it led to.
@@ -114,6 +117,9 @@ pub struct UserStats {
     /// Interval reads skipped because the consumer still held the last
     /// table (it is behind; events keep flowing meanwhile).
     pub tables_skipped: u64,
+    /// Interfaces to watch that appeared while running and could not be
+    /// attached to (each is logged).
+    pub attach_failures: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -160,8 +166,9 @@ pub fn spawn(
     // SAFETY: as above.
     let dns = unsafe { AsyncFd::register_with_interest(dns, tokio::io::Interest::READABLE) }
         .map_err(|e| KernelError::Walk(e.into()))?;
+    let links = LinkWatch::open().map_err(KernelError::LinkWatch)?;
     let (tx, rx) = mpsc::channel(opts.capacity);
-    let task = tokio::spawn(run(kernel, events, dns, opts, tx, shutdown));
+    let task = tokio::spawn(run(kernel, events, dns, links, opts, tx, shutdown));
     Ok((rx, task))
 }
 
@@ -180,6 +187,7 @@ async fn run(
     kernel: Kernel,
     mut events: AsyncFd<RingBuf<MapData>>,
     mut dns: AsyncFd<RingBuf<MapData>>,
+    mut links: LinkWatch,
     opts: StreamOptions,
     tx: mpsc::Sender<FlowUpdate>,
     mut shutdown: watch::Receiver<bool>,
@@ -192,6 +200,10 @@ async fn run(
         user: UserStats::default(),
         last_len: 0,
     };
+    // Subscribed now: an interface that came since the kernel listed them
+    // at load is caught here, every later one by its event.
+    let outcome = st.kernel.resync();
+    st.count(outcome);
     let in_flight = Arc::new(Semaphore::new(1));
     let mut tick = tokio::time::interval(opts.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -212,13 +224,19 @@ async fn run(
                 drain_events(&mut st, guard.get_inner_mut(), &tx);
                 guard.clear_ready();
             }
+            changes = links.next() => {
+                for ev in changes.map_err(KernelError::LinkWatch)? {
+                    let outcome = st.kernel.link_event(&ev);
+                    st.count(outcome);
+                }
+            }
             _ = tick.tick() => {
                 let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                     st.user.tables_skipped += 1;
                     continue;
                 };
                 let table = st.read_table(false, permit)?;
-                if tx.send(FlowUpdate::Table(table)).await.is_err() {
+                if tx.send(FlowUpdate::Table(Box::new(table))).await.is_err() {
                     return Ok(()); // the consumer is gone
                 }
             }
@@ -233,7 +251,7 @@ async fn run(
     drain_events(&mut st, events.get_mut(), &tx);
     let Ok(permit) = in_flight.acquire_owned().await else { return Ok(()) };
     let table = st.read_table(true, permit)?;
-    let _ = tx.send(FlowUpdate::Table(table)).await;
+    let _ = tx.send(FlowUpdate::Table(Box::new(table))).await;
     Ok(())
 }
 
@@ -296,6 +314,10 @@ fn drain_dns(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Flow
 }
 
 impl State {
+    fn count(&mut self, outcome: LinkOutcome) {
+        self.user.attach_failures += u64::from(outcome.failed);
+    }
+
     fn read_table(&mut self, last: bool, in_flight: OwnedSemaphorePermit) -> Result<Table, KernelError> {
         let started = Instant::now();
         let mut entries = Vec::with_capacity(self.last_len + self.last_len / 16);
