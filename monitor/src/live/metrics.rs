@@ -44,7 +44,7 @@ use super::{dedup::Class, webhook::WebhookStats};
 use crate::{
     alert::Kind,
     engine::VerdictKind,
-    kernel::{stream::UserStats, KernelStats},
+    kernel::{stream::UserStats, AttachedIface, KernelStats},
 };
 use monitor_common::Stat;
 
@@ -103,7 +103,12 @@ struct Inner {
     alert_latency: Histogram,
     tracked: Gauge,
     totals: Arc<Totals>,
+    attached: Arc<Attached>,
 }
+
+/// The interfaces attached to at the last read; `None` before it.
+#[derive(Debug, Default)]
+struct Attached(Mutex<Option<Vec<AttachedIface>>>);
 
 /// Totals counted elsewhere, published as read.
 #[derive(Debug, Default)]
@@ -191,6 +196,8 @@ impl Metrics {
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
         registry.register_collector(Box::new(totals.clone()));
+        let attached = Arc::new(Attached::default());
+        registry.register_collector(Box::new(attached.clone()));
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -201,6 +208,7 @@ impl Metrics {
                 alert_latency,
                 tracked,
                 totals,
+                attached,
             }),
         }
     }
@@ -256,6 +264,14 @@ impl Metrics {
     pub fn kernel_counters(&self, kernel: &KernelStats, user: &UserStats) {
         self.set_counters(Stat::ALL.iter().map(|s| (s.name(), kernel.get(*s))));
         self.set_counters(user_counters(user).iter().map(|(n, v)| (n.as_str(), *v)));
+        self.interfaces(&kernel.interfaces);
+    }
+
+    /// The interfaces the programs are attached to now (they come and go
+    /// with the host's links): `monitor_interfaces_attached` and one
+    /// `monitor_interface_attached{iface,ingress}` series each.
+    pub fn interfaces(&self, attached: &[AttachedIface]) {
+        *self.inner.attached.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(attached.to_vec());
     }
 
     pub fn engine_latency(&self, d: Duration) {
@@ -490,6 +506,31 @@ impl Collector for Totals {
     }
 }
 
+impl Collector for Attached {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let st = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(ifaces) = st.as_ref() else { return Ok(()) };
+        let m = enc.encode_descriptor(
+            "interfaces_attached",
+            "Interfaces the kernel programs are attached to.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::try_from(ifaces.len()).unwrap_or(i64::MAX)).encode(m)?;
+        let mut m = enc.encode_descriptor(
+            "interface_attached",
+            "1 for each interface the kernel programs are attached to, with its ingress hook.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for i in ifaces {
+            let labels = [("iface", i.name.as_str()), ("ingress", i.ingress.as_str())];
+            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// Whether an Accept header prefers OpenMetrics to the text format
 /// (Prometheus sends `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,...`).
 pub fn wants_openmetrics(accept: &str) -> bool {
@@ -603,5 +644,24 @@ mod tests {
         for s in Stat::ALL {
             assert!(!c.contains_key(s.name()), "user counter {} shadows the kernel's", s.name());
         }
+    }
+
+    #[test]
+    fn attached_interfaces_are_gauges() {
+        use crate::kernel::IngressHook;
+        let m = Metrics::new();
+        assert!(!m.encode().contains("interfaces_attached"), "published before the first read");
+        let iface = |name: &str, index| AttachedIface { name: name.into(), index, ingress: IngressHook::Tc };
+        m.interfaces(&[iface("veth-a", 12), iface("eth0", 2)]);
+        let om = m.encode();
+        assert!(
+            om.contains("# TYPE monitor_interfaces_attached gauge\nmonitor_interfaces_attached 2\n"),
+            "{om}"
+        );
+        assert!(om.contains("monitor_interface_attached{iface=\"veth-a\",ingress=\"tc\"} 1\n"), "{om}");
+        // One that went away leaves no series behind.
+        m.interfaces(&[iface("eth0", 2)]);
+        let om = m.encode();
+        assert!(om.contains("monitor_interfaces_attached 1\n") && !om.contains("veth-a"), "{om}");
     }
 }
