@@ -421,7 +421,7 @@ impl Dedup {
                 st.pending = Some(Pending { first: alert, by_kind });
             }
         }
-        let due = st.last_report.map_or(true, |t| now.duration_since(t) >= self.opts.overflow_interval);
+        let due = st.last_report.is_none_or(|t| now.duration_since(t) >= self.opts.overflow_interval);
         due.then(|| self.report_overflow(class, now)).flatten()
     }
 
@@ -442,7 +442,7 @@ impl Dedup {
         let interval = self.opts.overflow_interval;
         for class in Class::ALL {
             let st = &self.classes[class.index()];
-            if st.last_report.map_or(true, |t| now.duration_since(t) >= interval) {
+            if st.last_report.is_none_or(|t| now.duration_since(t) >= interval) {
                 out.extend(self.report_overflow(class, now));
             }
         }
