@@ -186,7 +186,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
             _ = int.recv(), if !stopping => { stopping = true; let _ = stop_tx.send(true); }
         }
     }
-    stream_task.await.context("flow stream task")??;
+    // A stream that failed still leaves what was judged: flush and report it
+    // below, then return the error (systemd restarts the agent).
+    let streamed = match stream_task.await {
+        Ok(r) => r.map_err(anyhow::Error::from),
+        Err(e) => Err(anyhow::Error::from(e)),
+    }
+    .context("the flow stream stopped");
+    if let Err(e) = &streamed {
+        error!("{e:#}; writing the coverage report and pending alerts before exiting");
+    }
     for a in out.dedup.flush() {
         out.emit(&a);
     }
@@ -208,7 +217,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
         "{} flows: {} conforming, {} unexpected, {} exposed ({} unanswered); {} alerts emitted, {} repeats folded",
         c.flows, c.conforming, c.unexpected, c.exposed, c.exposed_unanswered, out.dedup.stats.emitted, out.dedup.stats.repeats
     );
-    Ok(ExitCode::SUCCESS)
+    streamed.map(|()| ExitCode::SUCCESS)
 }
 
 /// A table pass allocates and frees tens of MB at 100k flows, across the
