@@ -292,6 +292,7 @@ fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &
     out.metrics.dedup_folded(&out.dedup.stats.folded_by_class());
     out.metrics.set_counters(counters.iter().map(|(k, v)| (k.as_str(), *v)));
     out.metrics.tracked_flows(judge.tracked());
+    out.metrics.interfaces(&table.kernel.interfaces);
     if let Some(w) = &out.webhook {
         out.metrics.webhook(&w.stats());
     }
