@@ -15,3 +15,4 @@ pub mod live;
 pub mod matrix;
 pub mod pcap;
 pub mod track;
+pub mod yaml_limits;

@@ -400,11 +400,26 @@ impl<'a> TreeReader<'a> {
 /// True when `text` is a YAML document whose root is a mapping (how `load`
 /// decides that an extension-less file is YAML, not INI).
 pub(crate) fn is_mapping_document(text: &str) -> bool {
+    // Past a limit: YAML, so that `parse` says which limit.
+    if crate::yaml_limits::check(text).is_err() {
+        return true;
+    }
     let mut r = TreeReader::new(text, Path::new(""));
     matches!(r.document(), Ok(Some(Node { kind: Kind::Map(_), .. })))
 }
 
 pub(crate) fn parse(text: &str, file: &Path, opts: &LoadOptions) -> Result<Loaded, InventoryError> {
+    // Size, node (aliases expanded) and depth limits before any tree is built.
+    if let Err(e) = crate::yaml_limits::check(text) {
+        let (line, column) = e.position().unzip();
+        return Err(InventoryError::Syntax {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: e.message(),
+            hint: e.hint().into(),
+        });
+    }
     let mut reader = TreeReader::new(text, file);
     let root = reader.document()?;
     let mut b = Builder::new(file, opts);

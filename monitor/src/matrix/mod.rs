@@ -288,8 +288,14 @@ impl Matrix {
     /// Reads and checks a matrix file. Errors carry every problem found;
     /// warnings (duplicates, contradictions, unused names) do not stop loading.
     pub fn load(path: &Path) -> Result<(Matrix, Vec<Warning>), MatrixError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| MatrixError::Io { path: path.display().to_string(), source })?;
+        // Refused before it is read when larger than the limit (crate::yaml_limits).
+        let text = crate::yaml_limits::read(path).map_err(|e| MatrixError::Io {
+            path: path.display().to_string(),
+            source: match e {
+                crate::yaml_limits::ReadError::Io(e) => e,
+                limit => std::io::Error::other(limit.to_string()),
+            },
+        })?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         Matrix::from_str(&text, &path.display().to_string(), &dir)
     }

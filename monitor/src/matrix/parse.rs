@@ -33,6 +33,11 @@ type Entry<'a, 'y> = (String, &'a Y<'y>, &'a Y<'y>);
 pub(super) fn parse(text: &str, file: &str, dir: &Path) -> Result<(Matrix, Vec<Diagnostic>), MatrixError> {
     let file: Arc<str> = Arc::from(file);
     let mut p = Parser { file: file.clone(), dir, errors: Vec::new(), warnings: Vec::new() };
+    // Size, node and depth limits before any tree is built (docs/matrix.md).
+    if let Err(e) = crate::yaml_limits::check(text) {
+        let (line, col) = e.position().unwrap_or((1, 1));
+        return Err(MatrixError::Invalid(vec![p.diag_at(line, col, e.to_string())]));
+    }
     let docs = match MarkedYaml::load_from_str(text) {
         Ok(d) => d,
         Err(e) => {
