@@ -51,7 +51,7 @@ impl fmt::Display for Kind {
 
 /// What the matrix and inventory know about one end of a flow. Several names
 /// (an address in two host groups, a port serving two services) are joined
-/// with ", ".
+/// with ", ", at most [`NAMES_SHOWN`] of them (see [`join_names`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Names {
     pub host: Option<String>,
@@ -62,9 +62,30 @@ pub struct Names {
 impl Names {
     /// Joins name lists, `None` when empty.
     pub fn from_lists(hosts: &[String], services: &[String], zones: &[String]) -> Names {
-        let join = |v: &[String]| (!v.is_empty()).then(|| v.join(", "));
+        let join = |v: &[String]| (!v.is_empty()).then(|| join_names(v));
         Names { host: join(hosts), service: join(services), zone: join(zones) }
     }
+}
+
+/// How many names of one list an alert spells out.
+pub const NAMES_SHOWN: usize = 8;
+
+/// `a, b, c`; past [`NAMES_SHOWN`] names, the first ones and a count of the
+/// rest: `h1, h2, h3, h4, h5, h6, h7, h8, ... (+9,992 more)`. An inventory
+/// may give one address thousands of names; the alert stays small.
+pub fn join_names(names: &[String]) -> String {
+    if names.len() <= NAMES_SHOWN {
+        return names.join(", ");
+    }
+    let rest = (names.len() - NAMES_SHOWN).to_string();
+    let mut grouped = String::new();
+    for (i, c) in rest.chars().enumerate() {
+        if i > 0 && (rest.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{}, ... (+{grouped} more)", names[..NAMES_SHOWN].join(", "))
 }
 
 /// One end of the flow in an alert: the address, the port, and its names.
@@ -395,5 +416,18 @@ mod tests {
         let a = Alert::new(Kind::Unexpected, &f, Names::default(), Names::default(), None, "no rule".into());
         assert_eq!((a.src.port, a.dst.port), (0, 0));
         assert_eq!(a.to_string(), "UNEXPECTED icmp   10.200.2.50:0 -> 10.200.1.11:0: no rule [awaiting, 0 pkts, 0 B, 1970-01-01T00:00:00Z]");
+    }
+
+    #[test]
+    fn long_name_lists_are_capped_with_a_count() {
+        let hosts: Vec<String> = (1..=10_000).map(|i| format!("db{i}")).collect();
+        let n = Names::from_lists(&hosts, &[], &["data".into()]);
+        assert_eq!(n.host.as_deref(), Some("db1, db2, db3, db4, db5, db6, db7, db8, ... (+9,992 more)"));
+        assert_eq!(n.service, None);
+        assert_eq!(n.zone.as_deref(), Some("data"));
+        assert_eq!(join_names(&hosts[..8]), "db1, db2, db3, db4, db5, db6, db7, db8");
+        assert_eq!(join_names(&hosts[..9]), "db1, db2, db3, db4, db5, db6, db7, db8, ... (+1 more)");
+        let a = Alert::new(Kind::Blocked, &blocked_flow(), Names::default(), n, None, "r".into());
+        assert!(a.to_json().len() < 1000, "{}", a.to_json());
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 
 use crate::{
     engine::{Engine, Selection},
-    inventory::Inventory,
+    inventory::{Inventory, LoadOptions, DEFAULT_MAX_HOSTS},
     matrix::Matrix,
 };
 
@@ -20,6 +20,8 @@ pub struct EngineArgs {
     /// Ansible inventory (INI, YAML or `ansible-inventory --list` JSON) placing services on hosts.
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub inventory_limits: InventoryLimits,
     /// Matrix profile to activate; repeat for several, applied in order.
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
@@ -47,7 +49,7 @@ impl EngineArgs {
         let mut warnings: Vec<String> = matrix_warnings.iter().map(|w| w.to_string()).collect();
         let inventory = match &self.inventory {
             Some(path) => {
-                let (inv, inv_warnings) = Inventory::load(path)?;
+                let (inv, inv_warnings) = Inventory::load_with(path, &self.inventory_limits.options())?;
                 warnings.extend(inv_warnings.iter().map(|w| format!("warning: {w}")));
                 Some(inv)
             }
@@ -71,5 +73,20 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}
+
+/// The limits on what an inventory may expand to, for every command that
+/// loads one (docs/inventory.md).
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct InventoryLimits {
+    /// Most hosts an inventory may hold (a host range may not stand for more); raise it for a larger inventory.
+    #[arg(long = "max-inventory-hosts", value_name = "N", default_value_t = DEFAULT_MAX_HOSTS)]
+    pub max_hosts: usize,
+}
+
+impl InventoryLimits {
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions { max_hosts: self.max_hosts }
     }
 }

@@ -67,6 +67,8 @@ pub struct LintArgs {
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     #[command(flatten)]
+    pub inventory_limits: super::engine_args::InventoryLimits,
+    #[command(flatten)]
     pub selection: SelectionArgs,
     /// Exit 1 on warnings too.
     #[arg(long)]
@@ -137,7 +139,7 @@ fn lint(a: &LintArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(inv_path) = &a.inventory {
-        let (inv, _) = Inventory::load(inv_path)
+        let (inv, _) = Inventory::load_with(inv_path, &a.inventory_limits.options())
             .with_context(|| format!("cannot load inventory {}", inv_path.display()))?;
         let engine = match Engine::new(&m, Some(&inv), &sel) {
             Ok(e) => e,

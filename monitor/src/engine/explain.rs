@@ -158,7 +158,7 @@ fn describe(ip: IpAddr, s: &SideInfo) -> String {
     let zone = s.zones.first().map(String::as_str).unwrap_or("internet");
     match (s.services.is_empty(), s.hosts.is_empty()) {
         (false, _) => format!("{} ({ip}, zone {zone})", list(&s.services)),
-        (true, false) => format!("{ip} (host {}, zone {zone})", s.hosts.join(", ")),
+        (true, false) => format!("{ip} (host {}, zone {zone})", crate::alert::join_names(&s.hosts)),
         (true, true) => format!("{ip} (zone {zone})"),
     }
 }

@@ -84,8 +84,12 @@ impl<'f> Builder<'f> {
         self.hosts.contains_key(name)
     }
 
-    fn too_many(&self, line: Option<usize>, what: String) -> InventoryError {
-        InventoryError::TooManyHosts { file: self.file.to_path_buf(), line, what, limit: self.max_hosts }
+    fn too_many(&self, line: Option<usize>, what: String, fix: &'static str) -> InventoryError {
+        InventoryError::TooManyHosts { file: self.file.to_path_buf(), line, what, fix, limit: self.max_hosts }
+    }
+
+    fn limit_text(&self) -> String {
+        format!("the limit of {} hosts per inventory", thousands(self.max_hosts as u128))
     }
 
     fn max_listings(&self) -> usize {
@@ -106,8 +110,15 @@ impl<'f> Builder<'f> {
             pattern::PatternError::Malformed { message, hint } => {
                 InventoryError::syntax(self.file, line, message, hint)
             }
-            pattern::PatternError::TooMany { names } if names > self.max_hosts as u128 => self
-                .too_many(line, format!("host range {host_pattern:?} stands for {} hosts", thousands(names))),
+            pattern::PatternError::TooMany { names } if names > self.max_hosts as u128 => self.too_many(
+                line,
+                format!(
+                    "host range {host_pattern:?} stands for {} hosts, more than {}",
+                    thousands(names),
+                    self.limit_text()
+                ),
+                "fix the range",
+            ),
             pattern::PatternError::TooMany { names } => {
                 self.listings_exceeded(line, self.listed as u128 + names)
             }
@@ -119,10 +130,12 @@ impl<'f> Builder<'f> {
             line,
             format!(
                 "hosts are listed {} times by here (once per group naming them), more than the {} listings \
-                 ({LISTINGS_PER_HOST} per host) allowed",
+                 ({LISTINGS_PER_HOST} per host) that {} allows",
                 thousands(listed),
-                thousands(self.max_listings() as u128)
+                thousands(self.max_listings() as u128),
+                self.limit_text()
             ),
+            "name each host in fewer groups (a [group:children] section adds a group's hosts to another)",
         )
     }
 
@@ -164,9 +177,11 @@ impl<'f> Builder<'f> {
                     return Err(self.too_many(
                         line,
                         format!(
-                            "host {name:?} would be host number {} of the inventory",
-                            thousands(self.hosts.len() as u128 + 1)
+                            "host {name:?} would be host number {} of the inventory, more than {}",
+                            thousands(self.hosts.len() as u128 + 1),
+                            self.limit_text()
                         ),
+                        "fix the host ranges",
                     ));
                 }
                 let mut vars = BTreeMap::new();
