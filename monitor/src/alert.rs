@@ -80,7 +80,7 @@ pub fn join_names(names: &[String]) -> String {
     let rest = (names.len() - NAMES_SHOWN).to_string();
     let mut grouped = String::new();
     for (i, c) in rest.chars().enumerate() {
-        if i > 0 && (rest.len() - i) % 3 == 0 {
+        if i > 0 && (rest.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
