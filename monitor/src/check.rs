@@ -2,9 +2,12 @@
 //! the live monitor share ([`assess`]), and the tally of a whole run
 //! ([`Tally`]) that `monitor check` prints as its summary.
 
-use std::{collections::BTreeSet, time::SystemTime};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::SystemTime,
+};
 
-use monitor_common::{tcp_flag, Stat};
+use monitor_common::{tcp_flag, FlowKey, FlowValue, Stat};
 use serde::Serialize;
 
 use crate::{
@@ -198,6 +201,54 @@ impl Tally {
                 provenance: r.provenance.clone(),
             })
             .collect()
+    }
+}
+
+/// How many ended flows [`InOrder`] holds back, at most, for a flow that
+/// started before them and is still open: beyond this the oldest are judged
+/// anyway, so that one long connection cannot make a replay keep every flow.
+pub const MAX_HELD_FLOWS: usize = 65_536;
+
+/// The ended flows of a replay, handed out in the order they started (first
+/// packet, then key: the order of [`crate::track::Tracker::flows`]), so that
+/// findings come out in that order and each flow is judged with the names
+/// DNS had bound when it started, however long it lasted.
+#[derive(Debug, Default)]
+pub struct InOrder {
+    held: BTreeMap<(u64, FlowKey), FlowValue>,
+}
+
+impl InOrder {
+    pub fn add(&mut self, ended: impl IntoIterator<Item = (FlowKey, FlowValue)>) {
+        self.held.extend(ended.into_iter().map(|(k, v)| ((v.first_seen_ns, k), v)));
+    }
+
+    /// Flows held now.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// The flows that started before `oldest_open` (the first packet of the
+    /// oldest flow still open; `None` when none is, which hands out all),
+    /// and the oldest beyond [`MAX_HELD_FLOWS`]; in start order.
+    pub fn ready(&mut self, oldest_open: Option<u64>) -> Vec<(FlowKey, FlowValue)> {
+        let mut out = Vec::new();
+        loop {
+            let held = self.held.len();
+            let Some(entry) = self.held.first_entry() else { break };
+            let started = entry.key().0;
+            let before = oldest_open.is_none_or(|t| started < t);
+            if !before && held <= MAX_HELD_FLOWS {
+                break;
+            }
+            let ((_, k), v) = entry.remove_entry();
+            out.push((k, v));
+        }
+        out
     }
 }
 

@@ -8,8 +8,10 @@
 //! kernel version works on BPF maps; keep `Tracker::track` in step with it.
 //!
 //! Differences from the kernel, all forced by replaying a file:
-//! - the table never evicts (the kernel's is an LRU of bounded size), so
-//!   `Stat::FlowMapFull` and `Stat::RingBufFull` stay 0;
+//! - the table never evicts by size (the kernel's is an LRU of bounded
+//!   size), so `Stat::FlowMapFull` and `Stat::RingBufFull` stay 0; it
+//!   expires idle flows by the live stream's rule only when asked to
+//!   ([`Tracker::expire_idle`]), and then by packet timestamps;
 //! - timestamps are the capture's, in Unix-epoch nanoseconds, so flows go
 //!   through [`EpochClock`] rather than the kernel's monotonic clock;
 //! - `ifindex` is 0;
@@ -24,7 +26,7 @@ use std::time::Duration;
 use monitor_common::{proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, Stat, DNS_PAYLOAD_MAX};
 use rustc_hash::FxHashMap;
 
-use crate::flow::{EpochClock, Flow, NoHint};
+use crate::flow::{EpochClock, Flow, FlowState, NoHint};
 
 // The kernel's parser, compiled for the host. It reads only through its own
 // bounds-checked `ptr_at`, and loads addresses as 32-bit words, relying (as
@@ -143,7 +145,44 @@ pub struct Tracker {
     scratch: Box<[u8]>,
     /// Payloads sent from port 53, in capture order, when kept.
     dns: Option<Vec<crate::dns::DnsMessage>>,
+    /// When set, flows idle past these timeouts leave the table for `ended`.
+    expiry: Option<Expiry>,
+    /// Capture time of the next sweep for idle flows.
+    next_sweep_ns: u64,
+    /// Expired flows not yet taken by [`Tracker::take_ended`].
+    ended: Vec<(FlowKey, FlowValue)>,
+    /// The most flows the table held at once.
+    peak: usize,
 }
+
+/// When a replayed flow has ended: the rule of the live stream
+/// (`kernel::stream::StreamOptions`), by packet timestamps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    /// Any flow idle this long has ended.
+    pub idle_timeout: Duration,
+    /// A closed, refused or failed flow idle this long has ended.
+    pub closed_timeout: Duration,
+    /// The answer timeout flows are judged with: a flow still awaiting its
+    /// answer is kept until it is not, so that it is judged as it would be
+    /// at the end of the capture.
+    pub answer_timeout: Duration,
+}
+
+impl Expiry {
+    /// The live stream's timeouts (120 s idle, 10 s once closed or failed).
+    pub fn live(answer_timeout: Duration) -> Expiry {
+        Expiry {
+            idle_timeout: Duration::from_secs(120),
+            closed_timeout: Duration::from_secs(10),
+            answer_timeout,
+        }
+    }
+}
+
+/// How often, in capture time, the table is swept for idle flows: the live
+/// stream's read interval.
+const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
 
 impl Default for Tracker {
     fn default() -> Tracker {
@@ -159,7 +198,59 @@ impl Tracker {
             now_ns: 0,
             scratch: vec![0; PARSE_WINDOW + 4].into_boxed_slice(),
             dns: None,
+            expiry: None,
+            next_sweep_ns: 0,
+            ended: Vec::new(),
+            peak: 0,
         }
+    }
+
+    /// From now on, flows that ended by `expiry`'s rule (idle for
+    /// `idle_timeout`, or closed or failed and idle for `closed_timeout`)
+    /// leave the table once a second of capture time, for
+    /// [`Tracker::take_ended`]: memory then follows the flows open at once,
+    /// not every flow of the capture. A packet of an expired flow's key
+    /// starts a new flow, as in the kernel.
+    pub fn expire_idle(&mut self, expiry: Expiry) {
+        self.expiry = Some(expiry);
+    }
+
+    /// The flows expired since the last call, in no particular order.
+    pub fn take_ended(&mut self) -> Vec<(FlowKey, FlowValue)> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// The most flows the table held at once so far.
+    pub fn peak_len(&self) -> usize {
+        self.peak
+    }
+
+    /// The earliest first packet of the flows still in the table.
+    pub fn oldest_start_ns(&self) -> Option<u64> {
+        self.flows.values().map(|v| v.first_seen_ns).min()
+    }
+
+    fn sweep(&mut self, e: Expiry) {
+        let now = self.now_ns;
+        let clock = EpochClock { now_ns: now };
+        let (idle_ns, closed_ns) = (e.idle_timeout.as_nanos() as u64, e.closed_timeout.as_nanos() as u64);
+        let ended = &mut self.ended;
+        self.flows.retain(|k, v| {
+            let idle = now.saturating_sub(v.last_seen_ns);
+            if idle < closed_ns.min(idle_ns) {
+                return true;
+            }
+            let state = Flow::from_entry(k, v, &clock, &NoHint, e.answer_timeout).map(|f| f.state);
+            if state == Some(FlowState::Awaiting) {
+                return true;
+            }
+            let finished = state.is_some_and(|s| s == FlowState::Closed || s.is_failure());
+            if idle >= idle_ns || (finished && idle >= closed_ns) {
+                ended.push((*k, *v));
+                return false;
+            }
+            true
+        });
     }
 
     /// Keeps the payloads sent from port 53 (DNS answers) for
@@ -197,6 +288,13 @@ impl Tracker {
                 }
             }
             Err(stat) => self.stats.add(stat, 1),
+        }
+        self.peak = self.peak.max(self.flows.len());
+        if let Some(e) = self.expiry {
+            if self.now_ns >= self.next_sweep_ns {
+                self.sweep(e);
+                self.next_sweep_ns = self.now_ns.saturating_add(SWEEP_INTERVAL_NS);
+            }
         }
     }
 
@@ -912,5 +1010,47 @@ mod tests {
         t.push_captured(T0, LinkKind::RawIpv4, &frame[14..110], frame.len() as u64 - 14);
         let v = value(&t, &key4(CLIENT, 5000, SERVER, 53, proto::UDP));
         assert_eq!(v.bytes[1], 2 * frame.len() as u64 - 14);
+    }
+
+    #[test]
+    fn expiry_keeps_only_open_flows_and_hands_out_every_ended_one() {
+        // 200,000 refused connections, one every 10 ms: about a thousand
+        // are younger than the closed timeout at any time.
+        let total = 200_000u64;
+        let mut t = Tracker::new();
+        t.expire_idle(Expiry::live(Duration::from_secs(3)));
+        let mut ended = 0;
+        for i in 0..total {
+            let client = [10, 200, 2, 50 + (i / 50_000) as u8];
+            let port = 1024 + (i % 50_000) as u16;
+            let ts = T0 + i * SEC / 100;
+            t.push(ts, LinkKind::Ethernet, &tcp(client, port, SERVER, 7101, syn));
+            t.push(ts + 1_000_000, LinkKind::Ethernet, &tcp(SERVER, 7101, client, port, rst_ack));
+            ended += t.take_ended().len() as u64;
+        }
+        assert!(t.peak_len() < 5_000, "peak {} of {total} flows", t.peak_len());
+        assert!(ended > total - 5_000, "only {ended} ended");
+        assert_eq!(ended + t.len() as u64, total, "every flow is handed out once or still open");
+        assert_eq!(t.stats().get(Stat::Tracked), 2 * total);
+    }
+
+    #[test]
+    fn a_flow_awaiting_its_answer_is_kept_until_it_is_judged_unanswered() {
+        let mut t = Tracker::new();
+        t.expire_idle(Expiry { answer_timeout: Duration::from_secs(60), ..Expiry::live(Duration::ZERO) });
+        t.push(T0, LinkKind::Ethernet, &tcp(CLIENT, 40000, SERVER, 7101, syn));
+        // Idle past the closed timeout, still within its answer timeout.
+        t.push(T0 + 30 * SEC, LinkKind::Ethernet, &udp(CLIENT, 5000, SERVER, 514, b"x"));
+        assert!(t.take_ended().is_empty() && t.len() == 2);
+        // Unanswered (a failure) and idle past the closed timeout: ended.
+        t.push(T0 + 61 * SEC, LinkKind::Ethernet, &udp(CLIENT, 5000, SERVER, 514, b"x"));
+        let ended = t.take_ended();
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0].0, key4(CLIENT, 40000, SERVER, 7101, proto::TCP));
+        // A flow merely idle goes after the idle timeout; a packet of its key then starts anew.
+        t.push(T0 + 200 * SEC, LinkKind::Ethernet, &tcp(CLIENT, 40000, SERVER, 7101, syn));
+        assert_eq!(t.take_ended().len(), 1);
+        assert_eq!(value(&t, &key4(CLIENT, 40000, SERVER, 7101, proto::TCP)).first_seen_ns, T0 + 200 * SEC);
+        assert_eq!(t.peak_len(), 2);
     }
 }

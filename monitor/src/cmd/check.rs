@@ -1,21 +1,24 @@
 //! `monitor check`: replay a pcap through the flow tracker and the verdict engine.
 use std::{
+    collections::VecDeque,
     io::{self, BufWriter, Write},
     path::PathBuf,
     process::ExitCode,
-    time::{Duration, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::Context;
 use clap::ValueEnum;
+use monitor_common::{FlowKey, FlowValue};
 
 use super::{duration::parse_duration, engine_args::EngineArgs};
 use crate::{
-    check::{assess, Outcome, Summary, Tally},
-    dns::{CacheOptions, NamedServices, Passive},
+    check::{assess, InOrder, Outcome, Summary, Tally},
+    dns::{CacheOptions, DnsMessage, NamedServices, Passive},
     engine::Engine,
+    flow::{EpochClock, Flow, NoHint},
     pcap,
-    track::Tracker,
+    track::{Expiry, Tracker},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -60,44 +63,79 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (matrix, inventory, selection) = (compiled.matrix, compiled.inventory, compiled.selection);
     let mut engine = compiled.engine;
 
+    // Flows that ended (by the live stream's timeouts, in capture time) are
+    // judged and dropped during the replay: memory follows the flows open at
+    // once, not every flow of the capture.
+    let timeout = args.syn_timeout;
     let mut tracker = Tracker::new();
     tracker.keep_dns();
-    let read = pcap::replay(&args.pcap, &mut tracker)?;
-    let timeout = args.syn_timeout;
+    tracker.expire_idle(Expiry::live(timeout));
+    let mut held = InOrder::default();
 
     // DNS answers bind names as the capture goes: each flow is judged with
     // what the host had resolved when the flow started.
     let named = NamedServices::new(&matrix);
-    let answers = tracker.take_dns();
+    let mut answers: VecDeque<DnsMessage> = VecDeque::new();
     let mut passive = Passive::new(CacheOptions { grace: args.dns_grace, ..CacheOptions::default() });
     passive.cache.watch(named.patterns());
-    let mut next_answer = 0;
 
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut tally = Tally::default();
-    for flow in tracker.flows(timeout) {
-        let started = flow.first_seen.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        while let Some(m) = answers.get(next_answer).filter(|m| m.ts_ns <= started) {
-            passive.ingest(m);
-            next_answer += 1;
-        }
-        passive.expire(started);
-        if passive.cache.is_dirty(flow.client.ip) || passive.cache.is_dirty(flow.server.ip) {
-            engine = Engine::with_resolver(&matrix, inventory.as_ref(), &selection, &passive.cache)
-                .with_context(|| format!("{}: cannot compile the matrix", args.engine.matrix.display()))?;
-            passive.cache.take_dirty();
-        }
-        let (verdict, mut outcome) = assess(&engine, &flow);
-        tally.add(&flow, &verdict, &outcome);
-        if let Outcome::Finding(alert) = &mut outcome {
-            named.annotate(alert, &engine, &passive.cache);
-            match args.format {
-                Format::Json => writeln!(out, "{}", alert.to_json())?,
-                Format::Text => writeln!(out, "{alert}")?,
+    let mut judge = |entries: Vec<(FlowKey, FlowValue)>,
+                     answers: &mut VecDeque<DnsMessage>,
+                     now_ns: u64|
+     -> anyhow::Result<()> {
+        let clock = EpochClock { now_ns };
+        for (k, v) in entries {
+            let Some(flow) = Flow::from_entry(&k, &v, &clock, &NoHint, timeout) else { continue };
+            let started = v.first_seen_ns;
+            while let Some(m) = answers.front().filter(|m| m.ts_ns <= started) {
+                passive.ingest(m);
+                answers.pop_front();
+            }
+            passive.expire(started);
+            if passive.cache.is_dirty(flow.client.ip) || passive.cache.is_dirty(flow.server.ip) {
+                engine = Engine::with_resolver(&matrix, inventory.as_ref(), &selection, &passive.cache)
+                    .with_context(|| {
+                        format!("{}: cannot compile the matrix", args.engine.matrix.display())
+                    })?;
+                passive.cache.take_dirty();
+            }
+            let (verdict, mut outcome) = assess(&engine, &flow);
+            tally.add(&flow, &verdict, &outcome);
+            if let Outcome::Finding(alert) = &mut outcome {
+                named.annotate(alert, &engine, &passive.cache);
+                match args.format {
+                    Format::Json => writeln!(out, "{}", alert.to_json())?,
+                    Format::Text => writeln!(out, "{alert}")?,
+                }
             }
         }
+        Ok(())
+    };
+    let mut failed = None;
+    let read = pcap::for_each_packet(&args.pcap, |r| {
+        tracker.push_captured(r.ts_ns, r.link, r.data, r.orig_len);
+        let ended = tracker.take_ended();
+        if ended.is_empty() || failed.is_some() {
+            return;
+        }
+        held.add(ended);
+        answers.extend(tracker.take_dns());
+        let ready = held.ready(tracker.oldest_start_ns());
+        if let Err(e) = judge(ready, &mut answers, tracker.now_ns()) {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
+    // The end of the capture: every flow still open, aged to the last packet.
+    held.add(tracker.entries().map(|(k, v)| (*k, *v)));
+    answers.extend(tracker.take_dns());
+    judge(held.ready(None), &mut answers, tracker.now_ns())?;
+    drop(judge);
     let summary = Summary::new(
         args.pcap.display().to_string(),
         tracker.stats(),
