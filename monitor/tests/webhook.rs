@@ -326,3 +326,105 @@ async fn bad_options_are_refused_with_a_clear_error() {
     assert!(err(WebhookOptions { queue: 0, ..WebhookOptions::new("http://127.0.0.1:1/") })
         .contains("queue size must be above zero"));
 }
+
+/// Every log line of this test binary, for the tests that check what is
+/// logged (each filters by its own endpoint).
+static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Recording;
+
+impl log::Log for Recording {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record) {
+        LOGGED.lock().unwrap().push(format!("{} {}", r.level(), r.args()));
+    }
+    fn flush(&self) {}
+}
+
+fn logged(needle: &str) -> Vec<String> {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let _ = log::set_logger(&Recording);
+        log::set_max_level(log::LevelFilter::Info);
+    });
+    LOGGED.lock().unwrap().iter().filter(|l| l.contains(needle)).cloned().collect()
+}
+
+/// A server that accepts connections and never answers.
+async fn stalled_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (format!("http://{addr}/hook"), task)
+}
+
+/// `(since, in all)` of each queue-full warning.
+fn drop_warnings(endpoint: &str) -> Vec<(u64, u64)> {
+    logged(endpoint)
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split_once("queue full: ")?.1;
+            let (since, rest) = rest.split_once(" alerts dropped since the last warning, ")?;
+            let total = rest.split_once(" in all")?.0;
+            Some((since.parse().unwrap(), total.parse().unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_full_warnings_carry_the_real_counts() {
+    let _ = logged("");
+    let (url, server) = stalled_server().await;
+    let endpoint = url.trim_end_matches("/hook").to_owned();
+    let every = Duration::from_millis(300);
+    let (hook, task) =
+        Webhook::spawn(WebhookOptions { queue: 10, batch: 1, drop_log_every: every, ..options(&url) })
+            .unwrap();
+    // A burst: the first drop is warned about at once, the rest wait.
+    for i in 0..4_200 {
+        hook.send(&alert(i));
+    }
+    let burst = hook.stats().dropped_queue_full;
+    assert!(burst >= 4_200 - 11, "{:?}", hook.stats());
+    assert_eq!(drop_warnings(&endpoint), [(1, 1)], "one warning for the burst: {:?}", logged(&endpoint));
+    // Past the interval, the next drop reports every drop since.
+    tokio::time::sleep(every + Duration::from_millis(50)).await;
+    hook.send(&alert(1));
+    let w = drop_warnings(&endpoint);
+    let total = hook.stats().dropped_queue_full;
+    assert_eq!(total, burst + 1);
+    assert_eq!(w, [(1, 1), (total - 1, total)], "{:?}", logged(&endpoint));
+    hook.shutdown(Duration::from_millis(100)).await;
+    task.await.unwrap();
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_stalled_request_ends_by_the_deadline() {
+    let (url, server) = stalled_server().await;
+    // The request's own timeout (5 s) is longer than the deadline.
+    let (hook, task) = Webhook::spawn(WebhookOptions { batch: 1, ..options(&url) }).unwrap();
+    for i in 0..3 {
+        hook.send(&alert(i));
+    }
+    // Let the first request go out and stall.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = Duration::from_secs(1);
+    let start = Instant::now();
+    let stats = hook.shutdown(deadline).await;
+    task.await.unwrap();
+    let took = start.elapsed();
+    assert!(
+        took < deadline + Duration::from_millis(300),
+        "shutdown took {took:?}, the deadline is {deadline:?}"
+    );
+    assert_eq!((stats.sent, stats.dropped_at_shutdown), (0, 3), "{stats:?}");
+    server.abort();
+}

@@ -26,6 +26,7 @@ use tokio::{
     task::JoinHandle,
 };
 
+use super::sink::Throttle;
 use crate::alert::Alert;
 
 /// Attempts per batch, the first included: with the default backoff (0.5 s
@@ -33,8 +34,14 @@ use crate::alert::Alert;
 pub const MAX_ATTEMPTS: u32 = 10;
 /// First retry delay; it doubles up to `max_backoff`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// At most one warning per this interval about drops and failures.
+/// At most one warning per this interval about failed requests.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// After the first, at most one warning per this interval about alerts
+/// dropped because the queue was full ([`WebhookOptions::drop_log_every`]).
+pub const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
+/// How long [`Webhook::shutdown`] waits past its deadline for a worker
+/// that has not said it finished (it keeps to the deadline itself).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug)]
 pub struct WebhookOptions {
@@ -50,6 +57,9 @@ pub struct WebhookOptions {
     pub timeout: Duration,
     /// Ceiling of the retry delay.
     pub max_backoff: Duration,
+    /// Queue-full warnings: the first drop, then at most one per this, with
+    /// the drops since the last one and in all.
+    pub drop_log_every: Duration,
 }
 
 impl WebhookOptions {
@@ -63,6 +73,7 @@ impl WebhookOptions {
             linger: Duration::from_secs(1),
             timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(30),
+            drop_log_every: DROP_LOG_EVERY,
         }
     }
 }
@@ -126,9 +137,8 @@ struct Shared {
     counters: Counters,
     /// scheme://host:port only: paths and queries of webhooks often hold secrets.
     endpoint: String,
-    started: Instant,
-    /// Milliseconds since `started` of the last drop warning, +1 (0: never).
-    last_drop_log: AtomicU64,
+    /// Queue-full drops not yet warned about.
+    drops: Throttle,
     /// Set by `shutdown`: from then on the worker sends what is queued
     /// without lingering, until this instant.
     stop: watch::Sender<Option<Instant>>,
@@ -171,8 +181,7 @@ impl Webhook {
         let shared = Arc::new(Shared {
             counters: Counters::default(),
             endpoint: endpoint(&url),
-            started: Instant::now(),
-            last_drop_log: AtomicU64::new(0),
+            drops: Throttle::new(opts.drop_log_every),
             stop: watch::channel(None).0,
             done: watch::channel(false).0,
         });
@@ -191,14 +200,16 @@ impl Webhook {
     }
 
     /// Queues `alert`; never waits. A full queue drops it (counted, and
-    /// warned about at most every 10 s).
+    /// warned about: the first, then at most once a minute with the counts).
     pub fn send(&self, alert: &Alert) {
         // Reserve first: a full queue costs no serialisation.
         match self.tx.try_reserve() {
             Ok(permit) => permit.send(alert.to_json()),
             Err(mpsc::error::TrySendError::Full(())) => {
-                let n = self.shared.counters.dropped_queue_full.fetch_add(1, Relaxed) + 1;
-                self.warn_drops(n);
+                self.shared.counters.dropped_queue_full.fetch_add(1, Relaxed);
+                if let Some(since) = self.shared.drops.hit() {
+                    self.shared.warn_drops(since);
+                }
             }
             Err(mpsc::error::TrySendError::Closed(())) => {
                 self.shared.counters.dropped_at_shutdown.fetch_add(1, Relaxed);
@@ -214,12 +225,18 @@ impl Webhook {
     /// `deadline`; what is left then is dropped and counted. Returns the
     /// final counts and logs them.
     pub async fn shutdown(self, deadline: Duration) -> WebhookStats {
-        let until = Instant::now() + deadline;
+        self.shutdown_by(Instant::now() + deadline).await
+    }
+
+    /// As [`Webhook::shutdown`], ending by `until`: the drain, a request
+    /// in flight and its retries included, stop then (no request's own
+    /// timeout runs past it), and the worker task ends with them.
+    pub async fn shutdown_by(self, until: Instant) -> WebhookStats {
         self.shared.stop.send_replace(Some(until));
         let mut done = self.shared.done.subscribe();
-        // The worker keeps to the deadline itself; the margin only guards
+        // The worker keeps to the deadline itself; the grace only guards
         // against a worker that is gone (panicked or aborted).
-        let waited = tokio::time::timeout(deadline + Duration::from_secs(1), done.wait_for(|d| *d)).await;
+        let waited = tokio::time::timeout_at((until + SHUTDOWN_GRACE).into(), done.wait_for(|d| *d)).await;
         let stats = self.shared.stats();
         if !matches!(waited, Ok(Ok(_))) {
             log::error!("webhook {}: the sender task did not finish", self.shared.endpoint);
@@ -240,22 +257,18 @@ impl Webhook {
         );
         stats
     }
-
-    fn warn_drops(&self, total: u64) {
-        let now_ms = self.shared.started.elapsed().as_millis() as u64 + 1;
-        let last = self.shared.last_drop_log.load(Relaxed);
-        let due = last == 0 || now_ms.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
-        // Only the thread that wins the exchange logs.
-        if due && self.shared.last_drop_log.compare_exchange(last, now_ms, Relaxed, Relaxed).is_ok() {
-            log::warn!(
-                "webhook {}: queue full, {total} alerts dropped so far (the endpoint is down or too slow)",
-                self.shared.endpoint
-            );
-        }
-    }
 }
 
 impl Shared {
+    fn warn_drops(&self, since: u64) {
+        log::warn!(
+            "webhook {}: queue full: {since} alerts dropped since the last warning, {} in all (the endpoint \
+             is down or too slow)",
+            self.endpoint,
+            self.counters.dropped_queue_full.load(Relaxed)
+        );
+    }
+
     fn stats(&self) -> WebhookStats {
         let c = &self.counters;
         WebhookStats {
@@ -381,6 +394,10 @@ impl Worker {
                     self.deliver_until(body, n, until).await;
                 }
             }
+            // Drops while this batch was out, if no send has warned of them.
+            if let Some(since) = self.shared.drops.pending() {
+                self.shared.warn_drops(since);
+            }
         }
         self.shared.done.send_replace(true);
     }
@@ -462,13 +479,14 @@ impl Worker {
 
     async fn attempt(&mut self, body: Bytes) -> Attempt {
         self.attempts += 1;
-        let sent = self
-            .client
-            .post(self.url.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await;
+        let mut request =
+            self.client.post(self.url.clone()).header(header::CONTENT_TYPE, "application/json").body(body);
+        // Shutting down: the request's own timeout ends by the deadline too.
+        if let Some(until) = *self.shared.stop.borrow() {
+            let left = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            request = request.timeout(left.min(self.opts.timeout));
+        }
+        let sent = request.send().await;
         let resp = match sent {
             Ok(r) => r,
             // Builder errors are ours and will not go away; the rest
