@@ -97,12 +97,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         dns: CacheOptions { grace: args.dns_grace, ..CacheOptions::default() },
     };
     pin_malloc_thresholds();
+    match raise_nofile_limit() {
+        Ok((before, after)) => {
+            log::debug!("open files limit (RLIMIT_NOFILE): soft {before} raised to {after}")
+        }
+        Err(e) => log::warn!("cannot raise the open files limit (RLIMIT_NOFILE) to its hard limit: {e}"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("start the async runtime")?;
     rt.block_on(run_live(opts))
+}
+
+/// Raises the soft limit on open files to the hard one (systemd and most
+/// shells leave it at 1024): the servers' connections are capped
+/// (`ConnLimits`), but the kernel objects, interfaces and DNS sockets
+/// should never meet a low soft limit at a reload. Returns the soft limit
+/// before and after.
+pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write `lim`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let before = lim.rlim_cur;
+        if lim.rlim_cur != lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok((before as u64, lim.rlim_cur as u64))
+    }
 }
 
 /// glibc raises its mmap threshold to the size of each large block freed

@@ -13,16 +13,22 @@ use std::{
     io,
     os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixSocket, UnixStream},
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, Semaphore},
+    task::JoinSet,
 };
 
-use super::coverage::Report;
+use super::{
+    coverage::Report,
+    metrics::{connection_refused, warn_refused, ConnLimits, Server},
+    sink::Throttle,
+};
 
 /// Where `monitor run` listens, and where `monitor report` connects, unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/monitor/monitor.sock";
@@ -69,7 +75,22 @@ pub struct ReportRequest {
 ///   untouched.
 /// - The socket is bound, set to [`SOCKET_MODE`] and only then listened
 ///   on, so no client can connect while it still has the umask's mode.
+///
+/// At most [`ConnLimits::DEFAULT`] clients at once (64, each given 10 s to
+/// send its request and to take the answer); see [`serve_with`].
 pub fn serve(path: &Path) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard), SocketError> {
+    serve_with(path, ConnLimits::DEFAULT)
+}
+
+/// As [`serve`], with `limits`: past `max_connections` clients a new one
+/// is closed as soon as it is accepted (counted in
+/// `monitor_connections_refused_total{server="control"}`); a client gets
+/// `request_timeout` to send its request, and as long again to read the
+/// answer.
+pub fn serve_with(
+    path: &Path,
+    limits: ConnLimits,
+) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard), SocketError> {
     if let Some(dir) = path.parent() {
         create_private_dirs(dir)?;
     }
@@ -78,14 +99,34 @@ pub fn serve(path: &Path) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard)
     let guard = SocketGuard(path.to_path_buf());
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let refused = Throttle::new(Duration::from_secs(60));
+        // The clients' tasks, owned here: they end with this task.
+        let mut clients = JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pass, do not spin.
+                    log::warn!("control socket: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            while clients.try_join_next().is_some() {}
             if tx.is_closed() {
                 break; // the monitor is gone
             }
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                drop(stream);
+                connection_refused(Server::Control);
+                warn_refused(Server::Control, &refused, limits);
+                continue;
+            };
             let tx = tx.clone();
-            tokio::spawn(async move {
-                if let Err(e) = answer(stream, tx).await {
+            clients.spawn(async move {
+                let _slot = slot;
+                if let Err(e) = answer(stream, tx, limits.request_timeout).await {
                     log::debug!("control socket client: {e}");
                 }
             });
@@ -162,12 +203,14 @@ fn bind_private(path: &Path) -> Result<UnixListener, SocketError> {
     listen
 }
 
-async fn answer(stream: UnixStream, tx: mpsc::Sender<ReportRequest>) -> io::Result<()> {
+async fn answer(stream: UnixStream, tx: mpsc::Sender<ReportRequest>, timeout: Duration) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let n = tokio::time::timeout(Duration::from_secs(5), BufReader::new(read).read_line(&mut line))
+    // One line at most (a client that sends no newline is cut at 4 KiB).
+    let mut read = tokio::io::AsyncReadExt::take(BufReader::new(read), 4096);
+    let n = tokio::time::timeout(timeout, read.read_line(&mut line))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request within 5 s"))??;
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no request within {timeout:?}")))??;
     let text = match line.trim() {
         "report json" | "report" if n > 0 => false,
         "report text" => true,
@@ -192,8 +235,13 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<ReportRequest>) -> io::Resu
     } else {
         serde_json::to_string(&report).map_err(io::Error::other)? + "\n"
     };
-    write.write_all(body.as_bytes()).await?;
-    write.shutdown().await
+    // A client that does not read its answer does not keep its slot.
+    tokio::time::timeout(timeout, async {
+        write.write_all(body.as_bytes()).await?;
+        write.shutdown().await
+    })
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("answer not taken within {timeout:?}")))?
 }
 
 /// Removes the socket file when the monitor exits.

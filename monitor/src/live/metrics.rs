@@ -17,7 +17,7 @@ use std::{
     fmt::Write as _,
     io,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, LazyLock, Mutex},
     time::{Duration, SystemTime},
 };
 
@@ -38,9 +38,13 @@ use prometheus_client::{
     },
     registry::{Registry, Unit},
 };
-use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::{watch, OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+};
 
-use super::{dedup::Class, webhook::WebhookStats};
+use super::{dedup::Class, sink::Throttle, webhook::WebhookStats};
 use crate::{
     alert::Kind,
     engine::VerdictKind,
@@ -87,6 +91,106 @@ pub fn check_listen_addr(addr: SocketAddr, public: bool) -> Result<(), MetricsEr
 }
 
 type Label = [(&'static str, &'static str); 1];
+
+/// How many connections a local server (the metrics port, the control
+/// socket) holds at once, and how long a client may take to send its
+/// request. Past the cap a new connection is accepted and closed at once
+/// (counted in `monitor_connections_refused_total{server}`), so idle
+/// clients cannot take the process's file descriptors: the two servers
+/// hold at most `2 × max_connections` sockets besides their listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    /// A request (its head, for HTTP; keep-alive idle time included) must
+    /// arrive within this; then the connection is closed.
+    pub request_timeout: Duration,
+}
+
+impl ConnLimits {
+    /// 64 connections, 10 s for a request.
+    pub const DEFAULT: ConnLimits =
+        ConnLimits { max_connections: 64, request_timeout: Duration::from_secs(10) };
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits::DEFAULT
+    }
+}
+
+/// A local server, as the `server` label names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    Metrics,
+    Control,
+}
+
+impl Server {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Server::Metrics => "metrics",
+            Server::Control => "control",
+        }
+    }
+}
+
+/// Where an alert is written, as the `sink` label names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    File,
+    Stdout,
+}
+
+impl SinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::File => "file",
+            SinkKind::Stdout => "stdout",
+        }
+    }
+}
+
+/// Counters of parts that are built without a handle to [`Metrics`] (the
+/// alert sink, the control socket): process-wide, registered in every
+/// [`Metrics`].
+struct ProcessCounters {
+    connections_refused: Family<Label, Counter>,
+    alert_write_failures: Family<Label, Counter>,
+}
+
+static PROCESS: LazyLock<ProcessCounters> = LazyLock::new(|| {
+    let connections_refused = Family::<Label, Counter>::default();
+    for s in [Server::Metrics, Server::Control] {
+        let _ = connections_refused.get_or_create(&[("server", s.as_str())]);
+    }
+    let alert_write_failures = Family::<Label, Counter>::default();
+    for s in [SinkKind::File, SinkKind::Stdout] {
+        let _ = alert_write_failures.get_or_create(&[("sink", s.as_str())]);
+    }
+    ProcessCounters { connections_refused, alert_write_failures }
+});
+
+/// One connection to `server` closed at once: it held its cap.
+pub fn connection_refused(server: Server) {
+    PROCESS.connections_refused.get_or_create(&[("server", server.as_str())]).inc();
+}
+
+/// One alert the sink failed to write.
+pub fn alert_write_failed(sink: SinkKind) {
+    PROCESS.alert_write_failures.get_or_create(&[("sink", sink.as_str())]).inc();
+}
+
+/// Logs refused connections: the first, then at most one line a minute.
+pub(crate) fn warn_refused(server: Server, throttle: &Throttle, limits: ConnLimits) {
+    if let Some(n) = throttle.hit() {
+        log::warn!(
+            "{}: {n} connections refused since the last warning: {} were open, the cap \
+             (monitor_connections_refused_total counts them all)",
+            server.as_str(),
+            limits.max_connections
+        );
+    }
+}
 
 /// The monitor's metrics; clones share them.
 #[derive(Clone)]
@@ -194,6 +298,16 @@ impl Metrics {
             "build",
             "The monitor's version",
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections to a local server closed at once because it held its cap of connections, by server",
+            PROCESS.connections_refused.clone(),
+        );
+        registry.register(
+            "alert_write_failures",
+            "Alerts the sink failed to write (a full disk, a closed pipe), by sink",
+            PROCESS.alert_write_failures.clone(),
         );
         registry.register_collector(Box::new(totals.clone()));
         let attached = Arc::new(Attached::default());
@@ -320,19 +434,40 @@ impl Metrics {
         self.serve_on(listener, shutdown).await
     }
 
-    /// As [`Metrics::serve`], on a bound listener.
+    /// As [`Metrics::serve`], on a bound listener, with [`ConnLimits::DEFAULT`].
     pub async fn serve_on(
         self,
         listener: TcpListener,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), MetricsError> {
+        self.serve_on_with(listener, shutdown, ConnLimits::DEFAULT).await
+    }
+
+    /// As [`Metrics::serve_on`], with `limits`: past `max_connections` a
+    /// connection is closed as soon as it is accepted.
+    pub async fn serve_on_with(
+        self,
+        listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
+        limits: ConnLimits,
     ) -> Result<(), MetricsError> {
         let mut conns = JoinSet::new();
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let refused = Throttle::new(Duration::from_secs(60));
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        conns.spawn(self.clone().connection(stream, shutdown.clone()));
-                    }
+                    Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            let conn = self.clone().connection(stream, shutdown.clone(), limits.request_timeout, slot);
+                            conns.spawn(conn);
+                        }
+                        Err(_) => {
+                            drop(stream);
+                            connection_refused(Server::Metrics);
+                            warn_refused(Server::Metrics, &refused, limits);
+                        }
+                    },
                     Err(e) => {
                         // Out of file descriptors and the like: pass, do not spin.
                         log::warn!("metrics: accept failed: {e}");
@@ -351,14 +486,24 @@ impl Metrics {
         Ok(())
     }
 
-    async fn connection(self, stream: tokio::net::TcpStream, mut shutdown: watch::Receiver<bool>) {
+    /// Serves one connection; its `slot` is freed when it ends.
+    async fn connection(
+        self,
+        stream: tokio::net::TcpStream,
+        mut shutdown: watch::Receiver<bool>,
+        request_timeout: Duration,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let _slot = slot;
         let svc = service_fn(move |req| {
             let m = self.clone();
             async move { Ok::<_, Infallible>(m.respond(&req)) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
+            // From the connection's start and between keep-alive requests:
+            // an idle client is closed after this.
+            .header_read_timeout(request_timeout)
             .serve_connection(TokioIo::new(stream), svc);
         tokio::pin!(conn);
         tokio::select! {

@@ -4,14 +4,67 @@
 
 use std::{
     fs::{File, OpenOptions, Permissions},
-    io::{self, BufWriter, IsTerminal, Write},
+    io::{self, IsTerminal, Write},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::Path,
+    sync::Mutex,
+    time::{Duration, Instant},
 };
 
 use anstyle::{AnsiColor, Style};
 
+use super::metrics::{alert_write_failed, SinkKind};
 use crate::alert::{Alert, Kind};
+
+/// At most one report of failed alert writes per this interval.
+pub const FAILURE_REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Rate-limits a log line about repeated events: the first event is
+/// reported at once, later ones at most once per interval, with how many
+/// there were since the last report.
+#[derive(Debug)]
+pub struct Throttle {
+    every: Duration,
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Throttle {
+    pub const fn new(every: Duration) -> Throttle {
+        Throttle { every, state: Mutex::new(ThrottleState { last: None, since: 0 }) }
+    }
+
+    /// Counts one event. `Some(n)` when a line is due: `n` events since
+    /// the last one, this one included.
+    pub fn hit(&self) -> Option<u64> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.since += 1;
+        Self::due(&mut st, self.every)
+    }
+
+    /// `Some(n)` when events are unreported and a line is due.
+    pub fn pending(&self) -> Option<u64> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.since == 0 {
+            return None;
+        }
+        Self::due(&mut st, self.every)
+    }
+
+    fn due(st: &mut ThrottleState, every: Duration) -> Option<u64> {
+        if st.last.is_none_or(|t| t.elapsed() >= every) {
+            st.last = Some(Instant::now());
+            Some(std::mem::take(&mut st.since))
+        } else {
+            None
+        }
+    }
+}
 
 /// The mode of an alerts file the monitor creates (`--alerts-out`): the
 /// alerts name internal hosts, ports and zones. The owner writes; the
@@ -29,20 +82,23 @@ pub enum Format {
 
 enum Target {
     Stdout(io::Stdout),
-    File(BufWriter<File>),
+    /// Unbuffered: each line is one write(2), so a failed alert leaves no
+    /// bytes behind to be written with a later one.
+    File(File),
 }
 
 pub struct Sink {
     target: Target,
     format: Format,
     color: bool,
+    failures: Throttle,
 }
 
 impl Sink {
     pub fn stdout(format: Format) -> Sink {
         let out = io::stdout();
         let color = format == Format::Text && out.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Sink { target: Target::Stdout(out), format, color }
+        Sink { target: Target::Stdout(out), format, color, failures: Throttle::new(FAILURE_REPORT_EVERY) }
     }
 
     /// Appends to `path` (created if missing), so a restart keeps history.
@@ -62,9 +118,19 @@ impl Sink {
             }
             Err(e) => return Err(e),
         };
-        Ok(Sink { target: Target::File(BufWriter::new(f)), format, color: false })
+        Ok(Sink {
+            target: Target::File(f),
+            format,
+            color: false,
+            failures: Throttle::new(FAILURE_REPORT_EVERY),
+        })
     }
 
+    /// Writes one alert. A failure (a full disk, a closed pipe) is counted
+    /// in `monitor_alert_write_failures_total{sink}`, and returned only when
+    /// it is due to be logged: the first, then at most one a minute
+    /// ([`FAILURE_REPORT_EVERY`]), saying how many failed since. The others
+    /// return `Ok`, so that a caller logging every error logs no flood.
     pub fn write(&mut self, alert: &Alert) -> io::Result<()> {
         let line = match self.format {
             Format::Json => alert.to_json(),
@@ -74,18 +140,41 @@ impl Sink {
             }
             Format::Text => alert.to_string(),
         };
-        self.write_line(&line)
+        let Err(e) = self.write_line(&line) else { return Ok(()) };
+        alert_write_failed(match self.target {
+            Target::Stdout(_) => SinkKind::Stdout,
+            Target::File(_) => SinkKind::File,
+        });
+        match self.failures.hit() {
+            None => Ok(()),
+            Some(1) => Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{e} (further failures are logged at most once a minute; \
+                     monitor_alert_write_failures_total counts them)"
+                ),
+            )),
+            Some(n) => {
+                Err(io::Error::new(e.kind(), format!("{e} ({n} alerts not written since the last report)")))
+            }
+        }
     }
 
-    /// Writes a line that is not an alert (the coverage report at exit).
+    /// Writes a line that is not an alert (the coverage report at exit);
+    /// errors are returned as they are.
     pub fn write_line(&mut self, line: &str) -> io::Result<()> {
-        let w: &mut dyn Write = match &mut self.target {
-            Target::Stdout(s) => s,
-            Target::File(f) => f,
-        };
-        writeln!(w, "{line}")?;
+        let mut buf = String::with_capacity(line.len() + 1);
+        buf.push_str(line);
+        buf.push('\n');
         // Alerts are consumed live: never sit in a buffer.
-        w.flush()
+        match &mut self.target {
+            Target::Stdout(s) => {
+                let mut s = s.lock();
+                s.write_all(buf.as_bytes())?;
+                s.flush()
+            }
+            Target::File(f) => f.write_all(buf.as_bytes()),
+        }
     }
 }
 
