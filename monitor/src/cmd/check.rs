@@ -135,7 +135,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     held.add(tracker.entries().map(|(k, v)| (*k, *v)));
     answers.extend(tracker.take_dns());
     judge(held.ready(None), &mut answers, tracker.now_ns())?;
-    drop(judge);
     let summary = Summary::new(
         args.pcap.display().to_string(),
         tracker.stats(),
