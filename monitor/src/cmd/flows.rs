@@ -111,7 +111,14 @@ fn print_table(out: &mut impl Write, table: &Table, format: Format) -> Result<()
                 writeln!(out, "{}", text_row(&f))?;
                 n += 1;
             }
-            writeln!(out, "-- {n} flows{}", if table.last { " (final)" } else { "" })?;
+            // Evicted from the full table since the last read: as last known.
+            let mut evicted = 0;
+            for f in table.evicted() {
+                writeln!(out, "{} (evicted)", text_row(&f))?;
+                evicted += 1;
+            }
+            let evicted = if evicted > 0 { format!(", {evicted} evicted") } else { String::new() };
+            writeln!(out, "-- {n} flows{evicted}{}", if table.last { " (final)" } else { "" })?;
         }
     }
     out.flush()?;

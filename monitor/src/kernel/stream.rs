@@ -6,15 +6,22 @@
 //! link events too: an interface to watch that appears (or is re-created)
 //! is attached to, one that goes away is forgotten. On shutdown it
 //! detaches every program, then reads the table once more and sends it.
+//!
+//! A flow the kernel evicted from a full table before it was read again is
+//! not lost: the stream keeps the last value it knew of every flow (from the
+//! ring events and the last read), and hands the evicted ones to the
+//! consumer with the next table, judged with that read's clock. Losses of
+//! any kind are logged, at most once every [`LOSS_LOG_EVERY`].
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
+    fmt,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
-use monitor_common::{event_kind, DnsEvent, FlowEvent, FlowKey, FlowValue};
+use monitor_common::{event_kind, DnsEvent, FlowEvent, FlowKey, FlowValue, Stat};
 use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore},
@@ -72,6 +79,9 @@ pub struct Table {
     /// (a Flow is 200 bytes, an entry 112, and at 100k flows the table is
     /// the largest block the monitor allocates).
     entries: Vec<(FlowKey, FlowValue)>,
+    /// Flows known before this read and absent from it (the kernel evicted
+    /// them from a full table), as last known.
+    evicted: Vec<(FlowKey, FlowValue)>,
     clock: ReadClock,
     hint: Arc<Listening>,
     answer_timeout: Duration,
@@ -91,6 +101,148 @@ impl Table {
             .iter()
             .filter_map(|(k, v)| Flow::from_entry(k, v, &self.clock, &*self.hint, self.answer_timeout))
     }
+
+    /// The flows the kernel evicted since the last read, as last known and
+    /// judged with this read's clock (a SYN older than the answer timeout is
+    /// `unanswered`). They are in no table: judge them once.
+    /// A flow evicted while still awaiting an answer is handed over again
+    /// with every table until the answer timeout has passed.
+    pub fn evicted(&self) -> impl Iterator<Item = Flow> + '_ {
+        self.evicted
+            .iter()
+            .filter_map(|(k, v)| Flow::from_entry(k, v, &self.clock, &*self.hint, self.answer_timeout))
+    }
+
+    /// The loss counters as of this read.
+    pub fn losses(&self) -> Losses {
+        Losses::from_stats(&self.kernel, &self.user)
+    }
+}
+
+/// Everything lost on the way from the kernel to the judge, as totals since
+/// the start: in `monitor report` (its `losses`), the exit summary and the
+/// WARN line [`LossLog`] writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Losses {
+    /// Flow events the kernel could not put in the full ring buffer (the
+    /// flows still appear in the next table read).
+    pub ringbuf_full: u64,
+    /// DNS answers the kernel could not put in the full DNS ring buffer.
+    pub dns_ring_full: u64,
+    /// Flow events user space did not forward: the consumer was behind.
+    pub events_dropped: u64,
+    /// DNS events user space did not forward: the consumer was behind.
+    pub dns_events_dropped: u64,
+    /// Flows the kernel evicted from a full table (judged as last known).
+    pub flows_evicted: u64,
+    /// New flows the kernel could not insert into the table.
+    pub flow_map_full: u64,
+    /// Table reads skipped because the consumer still held the last one.
+    pub tables_skipped: u64,
+}
+
+impl Losses {
+    pub fn from_stats(kernel: &KernelStats, user: &UserStats) -> Losses {
+        Losses {
+            ringbuf_full: kernel.get(Stat::RingBufFull),
+            dns_ring_full: kernel.get(Stat::DnsRingFull),
+            events_dropped: user.events_dropped,
+            dns_events_dropped: user.dns_events_dropped,
+            flows_evicted: user.flows_evicted,
+            flow_map_full: kernel.get(Stat::FlowMapFull),
+            tables_skipped: user.tables_skipped,
+        }
+    }
+
+    /// Every counter by name, with what to do when it grows.
+    pub fn fields(&self) -> [(&'static str, u64, &'static str); 7] {
+        const TABLE: &str = "raise --max-flows";
+        const BEHIND: &str = "the agent is behind: give it more CPU or raise --interval";
+        [
+            ("flows_evicted", self.flows_evicted, TABLE),
+            ("flow_map_full", self.flow_map_full, TABLE),
+            ("ringbuf_full", self.ringbuf_full, BEHIND),
+            ("events_dropped", self.events_dropped, BEHIND),
+            ("tables_skipped", self.tables_skipped, BEHIND),
+            ("dns_ring_full", self.dns_ring_full, BEHIND),
+            ("dns_events_dropped", self.dns_events_dropped, BEHIND),
+        ]
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.fields().iter().all(|(_, n, _)| *n == 0)
+    }
+}
+
+impl fmt::Display for Losses {
+    /// `flows_evicted=5120 flow_map_full=0 ...`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, n, _)) in self.fields().iter().enumerate() {
+            write!(f, "{}{name}={n}", if i == 0 { "" } else { " " })?;
+        }
+        Ok(())
+    }
+}
+
+/// Evicted flows awaiting an answer held at most (past it, they are handed
+/// over once, as awaiting).
+const WAITING_MAX: usize = 65_536;
+
+/// At most one loss line this often; growth in between is added up into it.
+pub const LOSS_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Turns loss totals, given at every table read, into rate-limited WARN
+/// lines: the first growth is logged at once, further growth within
+/// [`LOSS_LOG_EVERY`] of a line is held and logged, added up, in one line
+/// after.
+#[derive(Debug, Default)]
+pub struct LossLog {
+    /// The totals in the last line.
+    logged: Losses,
+    at: Option<Instant>,
+}
+
+impl LossLog {
+    /// The line to log for `totals` at `now`, if one is due. `last`: the
+    /// final read, where what is held is logged whatever the time.
+    pub fn observe(&mut self, totals: Losses, now: Instant, last: bool) -> Option<String> {
+        let old = self.logged.fields();
+        let new = totals.fields();
+        if old.iter().zip(&new).all(|(o, n)| n.1 <= o.1) {
+            return None;
+        }
+        if !last && self.at.is_some_and(|t| now.duration_since(t) < LOSS_LOG_EVERY) {
+            return None;
+        }
+        let since = match self.at {
+            Some(t) => format!("in the last {}s", now.duration_since(t).as_secs()),
+            None => "since the start".to_string(),
+        };
+        let mut grew = Vec::new();
+        let mut advice: Vec<&str> = Vec::new();
+        for (o, n) in old.iter().zip(&new) {
+            if n.1 > o.1 {
+                grew.push(format!("{} +{} (total {})", n.0, n.1 - o.1, n.1));
+                if !advice.contains(&n.2) {
+                    advice.push(n.2);
+                }
+            }
+        }
+        self.logged = totals;
+        self.at = Some(now);
+        Some(format!("losses {since}: {}; {}", grew.join(", "), advice.join("; ")))
+    }
+}
+
+/// Replaces `known` by the entries just read and returns the flows it held
+/// that the read no longer has (evicted by the kernel), as last known.
+fn take_evicted(
+    known: &mut HashMap<FlowKey, FlowValue>,
+    entries: &[(FlowKey, FlowValue)],
+) -> Vec<(FlowKey, FlowValue)> {
+    let read: HashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
+    let before = std::mem::replace(known, read);
+    before.into_iter().filter(|(k, _)| !known.contains_key(k)).collect()
 }
 
 /// What user space itself counted: nothing is lost without a number.
@@ -176,8 +328,16 @@ struct State {
     kernel: Kernel,
     opts: StreamOptions,
     hint: Arc<Listening>,
-    /// Keys believed to be in the kernel table, to notice LRU evictions.
-    known: HashSet<FlowKey>,
+    /// The flows believed to be in the kernel table, as last known (from
+    /// the last read and the ring events since), to notice LRU evictions
+    /// and judge the evicted flows.
+    known: HashMap<FlowKey, FlowValue>,
+    /// Evicted flows that were still awaiting an answer: handed over again
+    /// with every table until the answer timeout has passed, so that a SYN
+    /// evicted early still comes out `unanswered` (and each read keeps the
+    /// consumer's memory of the flow alive meanwhile).
+    waiting: HashMap<FlowKey, FlowValue>,
+    losses: LossLog,
     user: UserStats,
     /// Entries in the last read, to size the next.
     last_len: usize,
@@ -196,7 +356,9 @@ async fn run(
         kernel,
         opts: opts.clone(),
         hint: Arc::new(Listening::read()),
-        known: HashSet::new(),
+        known: HashMap::new(),
+        waiting: HashMap::new(),
+        losses: LossLog::default(),
         user: UserStats::default(),
         last_len: 0,
     };
@@ -274,7 +436,7 @@ fn drain_events(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<F
                 continue;
             }
         };
-        st.known.insert(ev.key);
+        st.known.insert(ev.key, ev.value);
         let Some(flow) = Flow::from_entry(&ev.key, &ev.value, &clock, &*st.hint, st.opts.answer_timeout)
         else {
             continue;
@@ -318,6 +480,32 @@ impl State {
         self.user.attach_failures += u64::from(outcome.failed);
     }
 
+    /// The evicted flows to hand over with this read: those just evicted,
+    /// and those evicted earlier that were still awaiting an answer (unless
+    /// the kernel tracks them again). Those still awaiting now wait on.
+    fn carry_waiting(
+        &mut self,
+        fresh: Vec<(FlowKey, FlowValue)>,
+        clock: &ReadClock,
+        last: bool,
+    ) -> Vec<(FlowKey, FlowValue)> {
+        let mut evicted: HashMap<FlowKey, FlowValue> =
+            self.waiting.drain().filter(|(k, _)| !self.known.contains_key(k)).collect();
+        evicted.extend(fresh);
+        if !last {
+            for (k, v) in &evicted {
+                if self.waiting.len() >= WAITING_MAX {
+                    break;
+                }
+                let flow = Flow::from_entry(k, v, clock, &*self.hint, self.opts.answer_timeout);
+                if flow.is_some_and(|f| f.state == FlowState::Awaiting) {
+                    self.waiting.insert(*k, *v);
+                }
+            }
+        }
+        evicted.into_iter().collect()
+    }
+
     fn read_table(&mut self, last: bool, in_flight: OwnedSemaphorePermit) -> Result<Table, KernelError> {
         let started = Instant::now();
         let mut entries = Vec::with_capacity(self.last_len + self.last_len / 16);
@@ -329,8 +517,9 @@ impl State {
         let now = clock.now;
 
         // Evicted: known before the read and not in it.
-        let still = entries.iter().filter(|(k, _)| self.known.contains(k)).count();
-        self.user.flows_evicted += self.known.len().saturating_sub(still) as u64;
+        let fresh = take_evicted(&mut self.known, &entries);
+        self.user.flows_evicted += fresh.len() as u64;
+        let evicted = self.carry_waiting(fresh, &clock, last);
 
         let mut expire = Vec::new();
         for (key, value) in &entries {
@@ -350,23 +539,117 @@ impl State {
             self.user.flows_expired += (expire.len() - gone) as u64;
             self.user.flows_evicted += gone as u64;
         }
-        self.known.clear();
-        self.known.extend(entries.iter().map(|(k, _)| *k));
         if !last {
             for k in &expire {
                 self.known.remove(k);
             }
         }
         log::debug!("read {} flows in {:?}", entries.len(), started.elapsed());
+        let kernel = self.kernel.stats()?;
+        let losses = Losses::from_stats(&kernel, &self.user);
+        if let Some(line) = self.losses.observe(losses, Instant::now(), last) {
+            log::warn!("{line}");
+        }
         Ok(Table {
             entries,
+            evicted,
             clock,
             hint: Arc::clone(&self.hint),
             answer_timeout: self.opts.answer_timeout,
-            kernel: self.kernel.stats()?,
+            kernel,
             user: self.user,
             last,
             _in_flight: in_flight,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::{initiator_how, proto, side, tcp_flag};
+
+    use super::*;
+    use crate::{flow::addr_key, kernel::KernelClock};
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn syn_only(port: u16, at: u64) -> (FlowKey, FlowValue) {
+        let (key, _) = FlowKey::canonical(
+            addr_key("10.200.0.1".parse().unwrap()),
+            port,
+            addr_key("10.200.0.2".parse().unwrap()),
+            5432,
+            proto::TCP,
+        );
+        let dir = if key.port_a == port { 0 } else { 1 };
+        let mut v = FlowValue {
+            first_seen_ns: at,
+            last_seen_ns: at,
+            initiator: if dir == 0 { side::A } else { side::B },
+            initiator_how: initiator_how::TCP_SYN,
+            ..FlowValue::default()
+        };
+        v.packets[dir] = 1;
+        v.bytes[dir] = 74;
+        v.tcp_flags[dir] = tcp_flag::SYN;
+        (key, v)
+    }
+
+    #[test]
+    fn an_evicted_syn_comes_out_unanswered_after_the_timeout() {
+        let mut known = HashMap::new();
+        let (gone, stays) = (syn_only(40000, 10 * SEC), syn_only(40001, 10 * SEC));
+        // Known from the last read, and one more from a ring event since.
+        assert!(take_evicted(&mut known, &[gone, stays]).is_empty());
+        let evented = syn_only(40002, 11 * SEC);
+        known.insert(evented.0, evented.1);
+
+        let evicted = take_evicted(&mut known, &[stays]);
+        let mut keys: Vec<FlowKey> = evicted.iter().map(|(k, _)| *k).collect();
+        keys.sort();
+        let mut want = vec![gone.0, evented.0];
+        want.sort();
+        assert_eq!(keys, want, "known before the read and not in it");
+        assert_eq!(known.len(), 1, "known is now the read");
+        assert!(known.contains_key(&stays.0));
+
+        // Judged with the read's clock: 4 s after the SYN, past a 3 s timeout.
+        let clock = ReadClock { clock: KernelClock::new(), now: 14 * SEC + 1 };
+        let flow = |(k, v): &(FlowKey, FlowValue), clock: &ReadClock| {
+            Flow::from_entry(k, v, clock, &crate::flow::NoHint, Duration::from_secs(3)).unwrap()
+        };
+        let (g, e) = if evicted[0].0 == gone.0 { (0, 1) } else { (1, 0) };
+        assert_eq!(flow(&evicted[g], &clock).state, FlowState::Unanswered);
+        assert_eq!(flow(&evicted[g], &clock).server.port, 5432);
+        // 2 s after its SYN: still waiting.
+        assert_eq!(flow(&evicted[e], &ReadClock { now: 13 * SEC, ..clock }).state, FlowState::Awaiting);
+        assert!(take_evicted(&mut known, &[stays]).is_empty(), "an eviction is reported once");
+    }
+
+    #[test]
+    fn losses_are_logged_at_once_then_at_most_every_ten_seconds_added_up() {
+        let mut log = LossLog::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(log.observe(Losses::default(), at(0), false), None, "nothing lost: no line");
+        let mut l = Losses { flows_evicted: 5, ..Losses::default() };
+        let first = log.observe(l, at(1), false).expect("the first growth is logged at once");
+        assert!(first.contains("flows_evicted +5 (total 5)"), "{first}");
+        assert!(first.contains("--max-flows"), "{first}");
+        l.flows_evicted = 8;
+        assert_eq!(log.observe(l, at(3), false), None, "within 10 s: held");
+        l.events_dropped = 2;
+        l.flows_evicted = 10;
+        assert_eq!(log.observe(l, at(10), false), None, "within 10 s: held");
+        let next = log.observe(l, at(11), false).expect("10 s after the last line");
+        assert!(next.contains("in the last 10s"), "{next}");
+        assert!(next.contains("flows_evicted +5 (total 10)"), "added up: {next}");
+        assert!(next.contains("events_dropped +2 (total 2)"), "{next}");
+        assert!(!next.contains("ringbuf_full"), "only what grew: {next}");
+        assert_eq!(log.observe(l, at(30), false), None, "no growth: no line");
+        l.tables_skipped = 1;
+        assert!(log.observe(l, at(31), false).is_some(), "growth after a quiet spell: at once");
+        l.tables_skipped = 2;
+        assert!(log.observe(l, at(32), true).is_some(), "the last read logs what is held");
     }
 }

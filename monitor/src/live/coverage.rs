@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write, num::NonZeroU32, time::SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{engine::Engine, matrix::format_ports};
+use crate::{engine::Engine, kernel::stream::Losses, matrix::format_ports};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleUse {
@@ -31,6 +31,8 @@ pub struct Coverage {
     slots: BTreeMap<String, RuleSlot>,
     /// Use per slot: `uses[slot - 1]`.
     uses: Vec<RuleUse>,
+    /// The loss counters as of the last table read, for the report.
+    pub losses: Losses,
 }
 
 impl Coverage {
@@ -93,7 +95,7 @@ impl Coverage {
             })
             .collect();
         let unused = rules.iter().filter(|r| r.usage.flows == 0).map(|r| r.id.clone()).collect();
-        Report { record: "coverage", rules, unused }
+        Report { record: "coverage", rules, unused, losses: self.losses }
     }
 }
 
@@ -119,6 +121,10 @@ pub struct Report {
     pub rules: Vec<RuleLine>,
     /// Ids of the documented rules never seen.
     pub unused: Vec<String>,
+    /// What was lost on the way from the kernel (totals since the start):
+    /// flows and events the coverage may be missing.
+    #[serde(default)]
+    pub losses: Losses,
 }
 
 impl Report {
@@ -150,6 +156,7 @@ impl Report {
         for id in &self.unused {
             let _ = writeln!(s, "  never seen: {id}");
         }
+        let _ = writeln!(s, "losses: {}", self.losses);
         s
     }
 }

@@ -213,9 +213,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     };
     out.sink.write_line(&line)?;
     let c = judge.counts;
+    let blocked: u64 = judge.coverage.iter().map(|(_, u)| u.blocked).sum();
     info!(
-        "{} flows: {} conforming, {} unexpected, {} exposed ({} unanswered); {} alerts emitted, {} repeats folded",
-        c.flows, c.conforming, c.unexpected, c.exposed, c.exposed_unanswered, out.dedup.stats.emitted, out.dedup.stats.repeats
+        "{} flows: {} conforming, {} unexpected, {} exposed ({} unanswered), {} documented blocked; {} alerts emitted, {} repeats folded; losses: {}",
+        c.flows, c.conforming, c.unexpected, c.exposed, c.exposed_unanswered, blocked, out.dedup.stats.emitted, out.dedup.stats.repeats, judge.coverage.losses
     );
     streamed.map(|()| ExitCode::SUCCESS)
 }
@@ -269,6 +270,14 @@ fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &
             None => judge.touch(&flow.key),
         }
     }
+    // Evicted by the kernel from a full table since the last read: judged
+    // once, as last known (their SYN may have timed out by now).
+    for flow in table.evicted() {
+        if let Some(flow) = names.hold(&flow) {
+            judge_flow(judge, out, names, flow);
+        }
+    }
+    judge.coverage.losses = table.losses();
     // Flows expired in the kernel are forgotten, but not on the last table:
     // its flows were not removed.
     if !table.last {
