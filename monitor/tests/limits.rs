@@ -37,10 +37,10 @@ fn limits() -> ConnLimits {
 }
 
 /// The tests count the process's descriptors: one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.blocking_lock()
 }
 
 fn open_fds() -> usize {
@@ -76,7 +76,7 @@ fn closed_by_server(mut s: impl Read) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_to_the_metrics_port_are_capped_and_closed() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stop_rx) = watch::channel(false);
@@ -128,7 +128,7 @@ async fn idle_connections_to_the_metrics_port_are_capped_and_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_clients_of_the_control_socket_are_capped_and_closed() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("monitor.sock");
     let (_rx, _guard) = control::serve_with(&path, limits()).unwrap();
@@ -196,7 +196,7 @@ fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
         assert_eq!(soft, lim.rlim_cur.to_string());
         assert_ne!(soft, hard, "the hard limit is 256 here: nothing to test");
         let (before, after) = raise_nofile_limit().unwrap();
-        assert_eq!((before, after), (256, lim.rlim_max as u64));
+        assert_eq!((before, after), (256, lim.rlim_max));
         let (soft, hard) = proc_nofile();
         assert_eq!(soft, hard, "/proc/self/limits: soft {soft}, hard {hard}");
         println!("NOFILE-RAISED {before} -> {after}");
