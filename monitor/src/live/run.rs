@@ -85,6 +85,9 @@ impl Out {
     }
 }
 
+/// How long pending webhook deliveries may take after SIGTERM (docs/alerts.md).
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
+
 pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     let compiled = opts.engine.compile()?;
     for w in &compiled.warnings {
@@ -141,7 +144,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut stopping = false;
+    // When SIGTERM or SIGINT came: the webhook's flush deadline counts from it.
+    let mut stopping: Option<Instant> = None;
     info!(
         "watching; alerts go to {}",
         opts.alerts_out.as_ref().map_or("stdout".into(), |p| p.display().to_string())
@@ -182,8 +186,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
                 let _ = req.reply.send(judge.coverage.report(judge.engine()));
             }
             _ = hup.recv() => reload(&opts.engine, &mut judge, &mut names, &out.metrics).await,
-            _ = term.recv(), if !stopping => { stopping = true; let _ = stop_tx.send(true); }
-            _ = int.recv(), if !stopping => { stopping = true; let _ = stop_tx.send(true); }
+            _ = term.recv(), if stopping.is_none() => { stopping = Some(Instant::now()); let _ = stop_tx.send(true); }
+            _ = int.recv(), if stopping.is_none() => { stopping = Some(Instant::now()); let _ = stop_tx.send(true); }
         }
     }
     // A stream that failed still leaves what was judged: flush and report it
@@ -201,7 +205,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     }
     if let Some((w, task)) = webhook {
         drop(out.webhook.take());
-        let stats = w.shutdown(Duration::from_secs(5)).await;
+        // The documented 5 s run from the signal, not from the end of the
+        // last table read and the dedup flush.
+        let stats = w.shutdown_by(stopping.unwrap_or_else(Instant::now) + WEBHOOK_FLUSH).await;
         let _ = task.await;
         info!("webhook: {stats:?}");
     }
