@@ -5,9 +5,11 @@
 //! cannot write reports it once, not once per alert, and counts every
 //! failure. Through the library functions `monitor run` calls, without root.
 
+mod common;
+
 use std::{
     io::{Read, Write},
-    net::{IpAddr, Ipv4Addr, TcpStream},
+    net::TcpStream,
     os::unix::net::UnixStream,
     path::Path,
     process::Command,
@@ -15,16 +17,14 @@ use std::{
 };
 
 use monitor::{
-    alert::{Alert, Kind, Names},
+    alert::{Alert, Kind},
     cmd::run::raise_nofile_limit,
-    flow::{addr_key, EpochClock, Flow, NoHint},
     live::{
         control,
         metrics::{ConnLimits, Metrics},
         sink::{Format, Sink},
     },
 };
-use monitor_common::{initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, DIR_A_TO_B};
 use tokio::{net::TcpListener, sync::watch};
 
 const CAP: usize = 64;
@@ -217,27 +217,7 @@ fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
 }
 
 fn alert(i: u16) -> Alert {
-    let (key, dir) = FlowKey::canonical(
-        addr_key(IpAddr::V4(Ipv4Addr::new(10, 200, 2, 50))),
-        40_000 + i,
-        addr_key(IpAddr::V4(Ipv4Addr::new(10, 200, 1, 20))),
-        5432,
-        proto::TCP,
-    );
-    let t0 = 1_775_469_600_000_000_000;
-    let mut v = FlowValue {
-        first_seen_ns: t0,
-        last_seen_ns: t0 + 1_000_000,
-        initiator: if dir == DIR_A_TO_B { side::A } else { side::B },
-        initiator_how: initiator_how::TCP_SYN,
-        ..FlowValue::default()
-    };
-    v.packets[dir] = 3;
-    v.bytes[dir] = 180;
-    v.tcp_flags[dir] = tcp_flag::SYN;
-    let flow = Flow::from_entry(&key, &v, &EpochClock { now_ns: t0 }, &NoHint, Duration::from_secs(3))
-        .expect("a TCP flow");
-    Alert::new(Kind::Unexpected, &flow, Names::default(), Names::default(), None, format!("alert {i}"))
+    common::alert(i, Kind::Unexpected)
 }
 
 #[test]

@@ -2,10 +2,12 @@
 //! and in order, 503 and 429 are retried, other 4xx are not, a dead endpoint
 //! never blocks `send` and every dropped alert is counted, shutdown flushes.
 
+mod common;
+
 use std::{
     collections::VecDeque,
     convert::Infallible,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -15,43 +17,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::{server::conn::http1, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
 use monitor::{
-    alert::{Alert, Kind, Names},
-    flow::{addr_key, EpochClock, Flow, NoHint},
+    alert::{Alert, Kind},
     live::webhook::{Webhook, WebhookOptions},
 };
-use monitor_common::{initiator_how, proto, side, tcp_flag, FlowKey, FlowValue, DIR_A_TO_B};
 use tokio::{io::AsyncReadExt, net::TcpListener};
 
-/// Alert number `i`: its client port says which one it is.
 fn alert(i: u16) -> Alert {
-    let (key, dir) = FlowKey::canonical(
-        addr_key(IpAddr::V4(Ipv4Addr::new(10, 200, 2, 50))),
-        40_000 + i,
-        addr_key(IpAddr::V4(Ipv4Addr::new(10, 200, 1, 20))),
-        5432,
-        proto::TCP,
-    );
-    let t0 = 1_775_469_600_000_000_000;
-    let mut v = FlowValue {
-        first_seen_ns: t0,
-        last_seen_ns: t0 + 1_000_000,
-        initiator: if dir == DIR_A_TO_B { side::A } else { side::B },
-        initiator_how: initiator_how::TCP_SYN,
-        ..FlowValue::default()
-    };
-    v.packets[dir] = 3;
-    v.bytes[dir] = 180;
-    v.tcp_flags[dir] = tcp_flag::SYN;
-    let flow = Flow::from_entry(&key, &v, &EpochClock { now_ns: t0 }, &NoHint, Duration::from_secs(3))
-        .expect("a TCP flow");
-    Alert::new(
-        Kind::ALL[i as usize % 3],
-        &flow,
-        Names::default(),
-        Names::default(),
-        None,
-        format!("test alert {i}"),
-    )
+    common::alert(i, Kind::ALL[i as usize % 3])
 }
 
 #[derive(Default)]
