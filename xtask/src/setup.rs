@@ -107,24 +107,39 @@ pub fn ensure_packages(pkgs: &[&str]) -> Result<()> {
 }
 
 fn ensure_bpf_linker() -> Result<()> {
-    let bin = tools_dir().join("bin/bpf-linker");
+    // llvm-sys reads the first; bpf-linker's own build script the second.
+    ensure_cargo_tool(
+        "bpf-linker",
+        BPF_LINKER_VERSION,
+        &["--no-default-features", "--features", "llvm-22"],
+        &[("LLVM_SYS_221_PREFIX", LLVM_PREFIX), ("LLVM_PREFIX", LLVM_PREFIX)],
+        "against LLVM 22, about a minute",
+    )
+}
+
+/// Installs crate `name` at `version` into the tools dir with `cargo
+/// install`, unless `name --version` there already names that version.
+fn ensure_cargo_tool(
+    name: &str,
+    version: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    note: &str,
+) -> Result<()> {
+    let bin = tools_dir().join("bin").join(name);
     if let Ok(out) = Command::new(&bin).arg("--version").output() {
-        if String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION) {
+        if String::from_utf8_lossy(&out.stdout).contains(version) {
             return Ok(());
         }
     }
-    println!(
-        "xtask: installing bpf-linker {BPF_LINKER_VERSION} against LLVM 22 into {} (about a minute)",
-        tools_dir().display()
-    );
+    println!("xtask: installing {name} {version} into {} ({note})", tools_dir().display());
     run(Command::new("cargo")
         .args(["install", "--locked", "--force"])
-        .arg(format!("bpf-linker@{BPF_LINKER_VERSION}"))
-        .args(["--no-default-features", "--features", "llvm-22", "--root"])
+        .arg(format!("{name}@{version}"))
+        .args(args)
+        .arg("--root")
         .arg(tools_dir())
-        // llvm-sys reads the first; bpf-linker's own build script the second.
-        .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
-        .env("LLVM_PREFIX", LLVM_PREFIX))
+        .envs(env.iter().copied()))
 }
 
 fn ensure_ansible() -> Result<()> {
@@ -144,19 +159,7 @@ fn ensure_ansible() -> Result<()> {
 
 /// cargo-deb builds the Debian package (`cargo xtask deb`).
 pub fn ensure_cargo_deb() -> Result<()> {
-    let out = Command::new("cargo-deb").arg("--version").env("PATH", path_with_tools()).output();
-    if matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION)) {
-        return Ok(());
-    }
-    println!(
-        "xtask: installing cargo-deb {CARGO_DEB_VERSION} into {} (a few minutes)",
-        tools_dir().display()
-    );
-    run(Command::new("cargo")
-        .args(["install", "--locked", "--force"])
-        .arg(format!("cargo-deb@{CARGO_DEB_VERSION}"))
-        .arg("--root")
-        .arg(tools_dir()))
+    ensure_cargo_tool("cargo-deb", CARGO_DEB_VERSION, &[], &[], "a few minutes")
 }
 
 fn ensure_kubernetes_validate() -> Result<()> {
