@@ -250,9 +250,12 @@ struct Source {
     opened: Instant,
     distinct: u32,
     /// Once folding started: the first folded flow's own alert (the scan
-    /// alerts name it) and how many flows were folded.
-    scan: Option<(Alert, u64)>,
+    /// alerts name it) and how many flows were folded. Boxed: a source is
+    /// held per client, up to the sum of the budgets, and few of them scan.
+    scan: Option<Box<(Alert, u64)>>,
 }
+
+const _: () = assert!(std::mem::size_of::<Source>() <= 32, "Source is held once per client");
 
 /// Findings a full class folded, not yet reported.
 struct Pending {
@@ -279,6 +282,10 @@ pub struct DedupStats {
     pub repeats: u64,
     /// Flows folded into a per-source scan alert.
     pub scan_folded: u64,
+    /// `unexpected` findings from a client scan detection could not track
+    /// (as many clients as the budgets hold already were): judged by key
+    /// alone.
+    pub scan_untracked: u64,
     /// New keys folded because their class's budget was full (reported
     /// by overflow alerts), all classes.
     pub overflow: u64,
@@ -289,12 +296,13 @@ pub struct DedupStats {
 impl DedupStats {
     /// The totals by name, as `monitor_kernel_events_total` publishes
     /// them (the per-class counts are `monitor_dedup_folded_total`).
-    pub fn counters(&self) -> [(&'static str, u64); 5] {
+    pub fn counters(&self) -> [(&'static str, u64); 6] {
         [
             ("offered", self.offered),
             ("emitted", self.emitted),
             ("repeats", self.repeats),
             ("scan_folded", self.scan_folded),
+            ("scan_untracked", self.scan_untracked),
             ("overflow", self.overflow),
         ]
     }
@@ -358,13 +366,16 @@ impl Dedup {
                     scan: None,
                 })),
                 // Every budget's worth of clients tracked: judged by key alone.
-                None => None,
+                None => {
+                    self.stats.scan_untracked += 1;
+                    None
+                }
             };
             if let Some(src) = src {
                 src.distinct += 1;
                 if src.distinct > self.opts.scan_threshold {
                     self.stats.scan_folded += 1;
-                    return match &mut src.scan {
+                    return match src.scan.as_deref_mut() {
                         Some((_, n)) => {
                             *n += 1;
                             None
@@ -377,7 +388,7 @@ impl Dedup {
                                 self.opts.window,
                                 1,
                             );
-                            src.scan = Some((alert, 1));
+                            src.scan = Some(Box::new((alert, 1)));
                             self.stats.emitted += 1;
                             Some(scan)
                         }
@@ -496,7 +507,7 @@ impl Dedup {
             }
             // The first folded flow was reported by the scan alert itself:
             // the follow-up stands for the rest, so that counts add up.
-            if let Some((first, n)) = &s.scan {
+            if let Some((first, n)) = s.scan.as_deref() {
                 if *n > 1 {
                     out.push(scan_alert(client, first, threshold, window, *n - 1));
                 }
@@ -619,6 +630,12 @@ mod tests {
         a
     }
 
+    impl Dedup {
+        fn counters_named(&self, name: &str) -> u64 {
+            self.stats.counters().iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v)
+        }
+    }
+
     fn opts(window_s: u64, scan: u32, budget: usize) -> DedupOptions {
         DedupOptions {
             window: Duration::from_secs(window_s),
@@ -631,6 +648,20 @@ mod tests {
     /// The i-th of many spoofed sources, each in its own /24.
     fn spoofed(i: u32) -> String {
         Ipv4Addr::from(0x0100_0000 + i * 256 + (i % 251)).to_string()
+    }
+
+    #[test]
+    fn scan_tracking_holds_at_most_the_budgets_worth_of_clients_and_counts_the_rest() {
+        // 6 budgets of 100: at most 600 clients tracked.
+        let mut d = Dedup::new(opts(600, 32, 100));
+        let t0 = Instant::now();
+        for i in 0..5000u32 {
+            d.offer(unknown(Kind::Unexpected, &spoofed(i), 40000, "10.200.1.11", 9999), t0);
+        }
+        assert_eq!(d.sources.len(), 600, "the cap holds");
+        assert_eq!(d.stats.scan_untracked, 5000 - 600, "every client past the cap is counted");
+        assert_eq!(d.counters_named("scan_untracked"), 4400);
+        assert!(d.held() <= 600, "the entries stay within the budgets");
     }
 
     #[test]
