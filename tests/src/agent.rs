@@ -157,6 +157,30 @@ fn parse_alert(command: &str, line: &str) -> Option<AlertLine> {
 }
 
 impl Agent {
+    /// Starts `monitor run` in `ns` on `iface` against the bundled RP-PAM
+    /// example with the `ha` profile (matrix.yaml, inventory.ini), JSON
+    /// alerts and its control socket at `socket`, plus `extra`.
+    pub fn rp_pam_ha(ns: &NetNs, iface: &str, socket: &Path, extra: &[&str]) -> Agent {
+        let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
+        let socket = socket.display().to_string();
+        let mut args = vec![
+            "--matrix",
+            &matrix,
+            "--inventory",
+            &inventory,
+            "--profile",
+            "ha",
+            "--iface",
+            iface,
+            "--socket",
+            &socket,
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        Agent::start(ns, iface, &args)
+    }
+
     /// Starts `monitor run <args>` in `ns` and waits until its programs are
     /// attached to `iface` and its control socket answers. `args` must hold
     /// `--iface`, `--socket` and whatever else the test wants; when they

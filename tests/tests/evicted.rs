@@ -5,11 +5,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use etherparse::PacketBuilder;
-use monitor_tests::{
-    agent::{rp_pam, Agent},
-    cluster::Cluster,
-    inject, nft,
-};
+use monitor_tests::{agent::Agent, cluster::Cluster, inject, nft};
 use serde_json::Value;
 
 const IF: &str = Cluster::IFACE;
@@ -31,29 +27,11 @@ fn every_attempt_is_judged_blocked_though_most_flows_are_evicted() {
     const ATTEMPTS: u16 = 3000;
     let c = Cluster::new(&["rppam1", "db1"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("rppam1.sock").display().to_string();
-    let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
-    let a = Agent::start(
+    let a = Agent::rp_pam_ha(
         c.ns("rppam1"),
         IF,
-        &[
-            "--matrix",
-            &matrix,
-            "--inventory",
-            &inventory,
-            "--profile",
-            "ha",
-            "--iface",
-            IF,
-            "--socket",
-            &socket,
-            "--syn-timeout",
-            "1",
-            "--max-flows",
-            "1024",
-            "--format",
-            "json",
-        ],
+        &dir.path().join("rppam1.sock"),
+        &["--syn-timeout", "1", "--max-flows", "1024"],
     );
     // Documented (db-postgres), but the database's firewall drops it all.
     nft::apply(c.ns("db1"), &nft::input_rules(&[&nft::drop_tcp(5432)]));

@@ -9,11 +9,7 @@ use std::{
 };
 
 use etherparse::PacketBuilder;
-use monitor_tests::{
-    agent::{rp_pam, Agent},
-    cluster::Cluster,
-    inject, traffic,
-};
+use monitor_tests::{agent::Agent, cluster::Cluster, inject, traffic};
 
 const IF: &str = Cluster::IFACE;
 /// Spoofed sources sent.
@@ -37,28 +33,7 @@ fn peak_kib(pid: u32) -> u64 {
 fn spoofed_ipv6_sources_stay_within_the_memory_bound_and_a_real_finding_still_alerts() {
     let c = Cluster::new(&["rppam1", "ws01"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("rppam1.sock").display().to_string();
-    let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
-    let a = Agent::start(
-        c.ns("rppam1"),
-        IF,
-        &[
-            "--matrix",
-            &matrix,
-            "--inventory",
-            &inventory,
-            "--profile",
-            "ha",
-            "--iface",
-            IF,
-            "--socket",
-            &socket,
-            "--max-flows",
-            "65536",
-            "--format",
-            "json",
-        ],
-    );
+    let a = Agent::rp_pam_ha(c.ns("rppam1"), IF, &dir.path().join("rppam1.sock"), &["--max-flows", "65536"]);
     let (me, ws) = (inject::mac_of(c.ns("rppam1"), IF), inject::mac_of(c.ns("ws01"), IF));
     let dst: Ipv6Addr = "fd00::1".parse().expect("address");
     // Random sources in fd00::/16, each in its own /64 (so that every one

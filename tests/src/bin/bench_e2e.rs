@@ -29,7 +29,7 @@ use std::{
 };
 
 use monitor_tests::{
-    agent::{rp_pam, sample, scrape, Agent},
+    agent::{sample, scrape, Agent},
     inject, link,
     monitor::monitor_bin,
     nft, require_root, traffic, NetNs,
@@ -219,31 +219,11 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn start_agent(ns: &NetNs, socket: &std::path::Path) -> Agent {
-    let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
-    let socket = socket.display().to_string();
-    Agent::start(
+    Agent::rp_pam_ha(
         ns,
         IF,
-        &[
-            "--matrix",
-            &matrix,
-            "--inventory",
-            &inventory,
-            "--profile",
-            "ha",
-            "--iface",
-            IF,
-            "--socket",
-            &socket,
-            "--format",
-            "json",
-            "--scan-threshold",
-            "1000000",
-            "--max-flows",
-            "262144",
-            "--metrics",
-            METRICS,
-        ],
+        socket,
+        &["--scan-threshold", "1000000", "--max-flows", "262144", "--metrics", METRICS],
     )
 }
 
