@@ -74,6 +74,39 @@ fn closed_by_server(mut s: impl Read) -> bool {
     }
 }
 
+/// The cap at work on `clients`, idle connections to one server, opened
+/// when `baseline` descriptors were open and the server's refused counter
+/// (`refused`) stood at `refused_before`: past the cap they are refused at
+/// once and counted, the server holds at most the cap, and after the request
+/// timeout it has closed every one.
+async fn assert_capped_then_closed<C>(
+    clients: &[C],
+    refused: impl Fn() -> u64,
+    refused_before: u64,
+    baseline: usize,
+    nonblocking: impl Fn(&C),
+) where
+    for<'a> &'a C: Read,
+{
+    let expected = (CLIENTS - CAP) as u64;
+    wait_for("the refused connections", Duration::from_secs(10), || refused() - refused_before >= expected)
+        .await;
+    // The server's share of the descriptors: what is open less our clients.
+    let server_fds = open_fds().saturating_sub(baseline + CLIENTS);
+    assert!(server_fds <= CAP + SLACK, "{server_fds} descriptors for {CLIENTS} idle clients, cap {CAP}");
+    assert_eq!(refused() - refused_before, expected);
+    clients.iter().for_each(&nonblocking);
+    let held = clients.iter().filter(|c| !closed_by_server(*c)).count();
+    assert_eq!(held, CAP, "the first {CAP} are served, the rest closed at once");
+
+    // The idle ones are closed after the request timeout.
+    tokio::time::sleep(limits().request_timeout + Duration::from_millis(500)).await;
+    let held = clients.iter().filter(|c| !closed_by_server(*c)).count();
+    assert_eq!(held, 0, "idle connections outlived the request timeout");
+    let server_fds = open_fds().saturating_sub(baseline + CLIENTS);
+    assert!(server_fds <= SLACK, "{server_fds} descriptors still open after the idle ones timed out");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_to_the_metrics_port_are_capped_and_closed() {
     let _serial = SERIAL.lock().await;
@@ -90,25 +123,11 @@ async fn idle_connections_to_the_metrics_port_are_capped_and_closed() {
     })
     .await
     .unwrap();
-    let expected = (CLIENTS - CAP) as u64;
-    wait_for("the refused connections", Duration::from_secs(10), || refused() - refused_before >= expected)
-        .await;
-    // The server's share of the descriptors: what is open less our clients.
-    let server_fds = open_fds().saturating_sub(baseline + CLIENTS);
-    assert!(server_fds <= CAP + SLACK, "{server_fds} descriptors for {CLIENTS} idle clients, cap {CAP}");
-    assert_eq!(refused() - refused_before, expected);
-    for c in &clients {
-        c.set_nonblocking(true).unwrap();
-    }
-    let held = clients.iter().filter(|c| !closed_by_server(*c)).count();
-    assert_eq!(held, CAP, "the first {CAP} are served, the rest closed at once");
-
-    // The idle ones are closed after the request timeout; then a scrape works.
-    tokio::time::sleep(limits().request_timeout + Duration::from_millis(500)).await;
-    let held = clients.iter().filter(|c| !closed_by_server(*c)).count();
-    assert_eq!(held, 0, "idle connections outlived the request timeout");
-    let server_fds = open_fds().saturating_sub(baseline + CLIENTS);
-    assert!(server_fds <= SLACK, "{server_fds} descriptors still open after the idle ones timed out");
+    assert_capped_then_closed(&clients, refused, refused_before, baseline, |c: &TcpStream| {
+        c.set_nonblocking(true).unwrap()
+    })
+    .await;
+    // Then a scrape works.
     let body = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -142,22 +161,10 @@ async fn idle_clients_of_the_control_socket_are_capped_and_closed() {
     })
     .await
     .unwrap();
-    let expected = (CLIENTS - CAP) as u64;
-    wait_for("the refused clients", Duration::from_secs(10), || refused() - refused_before >= expected).await;
-    let server_fds = open_fds().saturating_sub(baseline + CLIENTS);
-    assert!(server_fds <= CAP + SLACK, "{server_fds} descriptors for {CLIENTS} idle clients, cap {CAP}");
-    assert_eq!(refused() - refused_before, expected);
-    for c in &clients {
-        c.set_nonblocking(true).unwrap();
-    }
-    let held = clients.iter().filter(|c| !closed_by_server(*c)).count();
-    assert_eq!(held, CAP, "the first {CAP} are served, the rest closed at once");
-
-    tokio::time::sleep(limits().request_timeout + Duration::from_millis(500)).await;
-    let held = clients.iter().filter(|c| !closed_by_server(*c)).count();
-    assert_eq!(held, 0, "idle clients outlived the request timeout");
-    let server_fds = open_fds().saturating_sub(baseline + CLIENTS);
-    assert!(server_fds <= SLACK, "{server_fds} descriptors still open after the idle ones timed out");
+    assert_capped_then_closed(&clients, refused, refused_before, baseline, |c: &UnixStream| {
+        c.set_nonblocking(true).unwrap()
+    })
+    .await;
     // A client is answered again (a bad request needs no running monitor).
     let answer = tokio::task::spawn_blocking(move || {
         let mut s = UnixStream::connect(&path).unwrap();
