@@ -101,6 +101,16 @@ fn bash_complete(words: &[&str]) -> Vec<String> {
     out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
 }
 
+/// `monitor matrix lint` of the example configuration in /etc/monitor, as
+/// the package installs it and the DaemonSet mounts it.
+const LINT_ETC: [&str; 6] = [
+    "matrix",
+    "lint",
+    "/etc/monitor/matrix.yaml",
+    "--inventory",
+    "/etc/monitor/inventory.ini",
+    "--deny-warnings",
+];
 #[test]
 fn the_package_installs_works_and_removes_all_but_its_conffiles() {
     require_root();
@@ -197,14 +207,7 @@ fn the_package_installs_works_and_removes_all_but_its_conffiles() {
             "{c} is no conffile:\n{listed}"
         );
     }
-    let lint = run(Command::new("monitor").args([
-        "matrix",
-        "lint",
-        "/etc/monitor/matrix.yaml",
-        "--inventory",
-        "/etc/monitor/inventory.ini",
-        "--deny-warnings",
-    ]));
+    let lint = run(Command::new("monitor").args(LINT_ETC));
     assert!(lint.contains("0 warnings"), "{lint}");
 
     // Bash completion, from its standard place, loaded on demand.
@@ -307,14 +310,7 @@ fn the_image_builds_without_a_registry_and_runs_the_monitor() {
 
     // It reads a matrix and an inventory mounted where the DaemonSet mounts its ConfigMap.
     let config = format!("{}:/etc/monitor:ro", workspace().join("deploy/etc").display());
-    let lint = run(podman_run().args(["--volume", &config]).arg(&image).args([
-        "matrix",
-        "lint",
-        "/etc/monitor/matrix.yaml",
-        "--inventory",
-        "/etc/monitor/inventory.ini",
-        "--deny-warnings",
-    ]));
+    let lint = run(podman_run().args(["--volume", &config]).arg(&image).args(LINT_ETC));
     assert!(lint.contains("0 warnings"), "{lint}");
 
     // tc, which the monitor runs on kernels before 6.6, has its libraries too.
