@@ -1,5 +1,5 @@
 //! The address → names cache on a fake clock: TTL and grace, rebinding,
-//! the size bound, open connections keeping an address bound, and the
+//! the size bounds (addresses and bindings), open connections keeping an address bound, and the
 //! engine resolving watched names and wildcards through it.
 
 use std::{net::IpAddr, time::Duration};
@@ -120,4 +120,52 @@ fn ipv4_mapped_addresses_find_their_ipv4_binding() {
     let mut c = cache(60, 100);
     c.insert(&bind("203.0.113.10", &["lvs.ravenphyre.net"], 30), T0);
     assert_eq!(c.names(ip("::ffff:203.0.113.10")), vec!["lvs.ravenphyre.net"]);
+}
+
+#[test]
+fn spoofed_answers_with_endless_names_stay_within_the_bindings_bound_and_are_counted() {
+    // Any packet from port 53 is read: a sender can make up answers with as
+    // many names and addresses as it likes. 200,000 answers of 3 names each
+    // against a bound of 1,000 bindings.
+    let max = 1_000;
+    let mut c = DnsCache::new(CacheOptions { max_bindings: max, ..CacheOptions::default() });
+    c.watch(vec![FqdnPattern::new("lvs.ravenphyre.net").unwrap()]);
+    c.insert(&bind("203.0.113.10", &["lvs.ravenphyre.net"], 300), T0);
+    let mut most = 0;
+    for i in 0..200_000u64 {
+        let addr = format!("fd00:53::{:x}:{:x}", i >> 16, i & 0xffff);
+        let names: Vec<String> = (0..3).map(|k| format!("n{i}-{k}.spoof.example")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        c.insert(&bind(&addr, &names, 300), T0 + SEC);
+        most = most.max(c.bindings());
+    }
+    assert!(most <= max, "at most {max} bindings held, saw {most}");
+    assert_eq!(c.bindings(), max - max % 3, "full up to the last whole answer");
+    assert_eq!(c.len(), max / 3);
+    // Every address that went is counted; the real binding went first.
+    assert_eq!(c.stats.addrs_evicted_bindings, 200_001 - (max / 3) as u64);
+    assert_eq!(c.stats.addrs_evicted, 0, "the address bound did not bite");
+    assert!(c.names(ip("203.0.113.10")).is_empty());
+    let mut out = Vec::new();
+    c.resolve(&FqdnPattern::new("n199999-2.spoof.example").unwrap(), &mut out);
+    assert_eq!(out.len(), 1, "the newest answer holds");
+}
+
+#[test]
+fn one_address_with_many_names_is_not_cut_below_its_own_bound() {
+    // The bindings bound drops other addresses, never the one being learnt:
+    // it alone may hold max_names_per_addr.
+    let mut c =
+        DnsCache::new(CacheOptions { max_bindings: 4, max_names_per_addr: 6, ..CacheOptions::default() });
+    let names: Vec<String> = (0..10).map(|k| format!("cdn{k}.example.net")).collect();
+    for n in &names {
+        c.insert(&bind("198.51.100.7", &[n], 300), T0);
+    }
+    assert_eq!(c.bindings(), 6);
+    assert_eq!(c.stats.names_evicted, 4);
+    assert_eq!(c.stats.addrs_evicted_bindings, 0);
+    c.insert(&bind("198.51.100.8", &["other.example.net"], 300), T0 + SEC);
+    assert!(c.names(ip("198.51.100.7")).is_empty(), "the older address went to make room");
+    assert_eq!(c.bindings(), 1);
+    assert_eq!(c.stats.addrs_evicted_bindings, 1);
 }

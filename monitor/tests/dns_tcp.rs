@@ -87,3 +87,43 @@ fn streams_are_bounded_and_expire() {
     r.expire(10);
     assert!(r.is_empty());
 }
+
+#[test]
+fn unfinished_streams_stay_within_the_buffer_bound_and_a_real_message_still_completes() {
+    use monitor::dns::tcp::MAX_BUFFERED;
+    // Streams "from port 53" that announce a 65,535-byte message and never
+    // finish it: 4,096 of them could hold 256 MiB without the bound.
+    let mut r = Reassembler::new(4096);
+    let seg = vec![0x5a; 1200];
+    let mut most = 0;
+    for port in 0..4096u16 {
+        let k = FlowKey::canonical([1; 16], 53, [3; 16], 10_000 + port, proto::TCP).0;
+        let mut first = vec![0xff, 0xff];
+        first.extend_from_slice(&seg[2..]);
+        r.push(k, 1, 0, &first, first.len() as u32, u64::from(port));
+        for i in 1..20u32 {
+            r.push(k, 1, i * 1200, &seg, 1200, u64::from(port));
+            most = most.max(r.buffered());
+        }
+    }
+    assert!(most <= MAX_BUFFERED, "buffers held {most} bytes, over {MAX_BUFFERED}");
+    assert!(r.stats.tcp_buffers_dropped > 0);
+    // A real answer, cut in two segments, still comes through.
+    let msg = vec![0xab; 300];
+    let s = stream(&msg, &[]);
+    let k = key();
+    let mut got = r.push(k, 1, ISN, &s[..100], 100, 5000);
+    got.extend(r.push(k, 1, ISN.wrapping_add(100), &s[100..302], 202, 5000));
+    assert_eq!(got, vec![msg]);
+}
+
+#[test]
+fn an_emptied_buffer_is_freed() {
+    let mut r = Reassembler::new(16);
+    let big = vec![0x11; 60_000];
+    let s = stream(&big, &[]);
+    for (i, chunk) in s[..60_002].chunks(1200).enumerate() {
+        r.push(key(), 1, (i * 1200) as u32, chunk, chunk.len() as u32, 0);
+    }
+    assert_eq!(r.buffered(), 0, "the message completed; its buffer is returned");
+}

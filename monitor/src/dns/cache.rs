@@ -2,8 +2,10 @@
 //! TTL plus a grace period (clients keep using an address a little past
 //! its TTL, and a connection opened just before expiry is still fair).
 //!
-//! The cache is bounded in addresses; past the bound the least recently
-//! refreshed address goes, and is counted. It also tracks which addresses
+//! The cache is bounded in addresses and in (address, name) bindings: any
+//! packet from port 53 is read, so spoofed answers can carry as many names
+//! as a sender likes. Past either bound the least recently refreshed
+//! address goes with all its names, and is counted. It also tracks which addresses
 //! changed names that the matrix watches, so that the engine is rebuilt
 //! only when a verdict could change.
 //!
@@ -24,6 +26,10 @@ use crate::{
     matrix::FqdnPattern,
 };
 
+/// The default bound on bindings: far above what a host resolves within a
+/// TTL and a minute, and at most about 25 MiB with every name 253 bytes long.
+pub const DEFAULT_MAX_BINDINGS: usize = 65_536;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheOptions {
     /// How long past its TTL a binding still holds.
@@ -32,11 +38,20 @@ pub struct CacheOptions {
     pub max_addrs: usize,
     /// Most names held per address (a CDN address serves thousands).
     pub max_names_per_addr: usize,
+    /// Most (address, name) bindings held in all. Names are at most 253
+    /// bytes, so this bounds the cache's memory; one address alone may
+    /// still hold `max_names_per_addr`.
+    pub max_bindings: usize,
 }
 
 impl Default for CacheOptions {
     fn default() -> Self {
-        CacheOptions { grace: Duration::from_secs(60), max_addrs: 100_000, max_names_per_addr: 64 }
+        CacheOptions {
+            grace: Duration::from_secs(60),
+            max_addrs: 100_000,
+            max_names_per_addr: 64,
+            max_bindings: DEFAULT_MAX_BINDINGS,
+        }
     }
 }
 
@@ -50,6 +65,8 @@ pub struct CacheStats {
     pub bindings_expired: u64,
     /// Addresses dropped to stay within `max_addrs`.
     pub addrs_evicted: u64,
+    /// Addresses dropped, with their names, to stay within `max_bindings`.
+    pub addrs_evicted_bindings: u64,
     /// Names dropped from an address to stay within `max_names_per_addr`.
     pub names_evicted: u64,
 }
@@ -68,6 +85,8 @@ pub struct DnsCache {
     /// Refresh order: stamp → address, the oldest first.
     lru: BTreeMap<u64, IpAddr>,
     next_stamp: u64,
+    /// (address, name) pairs held: the sum of every entry's names.
+    bindings: usize,
     watched: Vec<FqdnPattern>,
     /// Addresses whose watched names changed since [`DnsCache::take_dirty`].
     dirty: HashSet<IpAddr>,
@@ -82,6 +101,7 @@ impl DnsCache {
             by_name: HashMap::new(),
             lru: BTreeMap::new(),
             next_stamp: 0,
+            bindings: 0,
             watched: Vec::new(),
             dirty: HashSet::new(),
             stats: CacheStats::default(),
@@ -106,6 +126,23 @@ impl DnsCache {
         let ttl_end = now_ns.saturating_add(u64::from(b.ttl) * 1_000_000_000);
         if !self.by_addr.contains_key(&b.addr) && self.by_addr.len() >= self.opts.max_addrs {
             self.evict_oldest();
+            self.stats.addrs_evicted += 1;
+        }
+        // How many bindings this answer adds: its new names, up to what the
+        // address may still hold (past that a name replaces another).
+        let (held, new) = match self.by_addr.get(&b.addr) {
+            Some(e) => (
+                e.names.len(),
+                b.names.iter().filter(|n| !e.names.iter().any(|(m, _)| **m == *n.as_str())).count(),
+            ),
+            None => (0, b.names.len()),
+        };
+        let growth = (held + new).min(self.opts.max_names_per_addr.max(held)) - held;
+        while self.bindings + growth > self.opts.max_bindings
+            && self.lru.first_key_value().is_some_and(|(_, a)| *a != b.addr)
+        {
+            self.evict_oldest();
+            self.stats.addrs_evicted_bindings += 1;
         }
         let stamp = self.next_stamp;
         self.next_stamp += 1;
@@ -129,6 +166,7 @@ impl DnsCache {
                     self.dirty.insert(b.addr);
                 }
                 self.stats.names_evicted += 1;
+                self.bindings -= 1;
             }
             let name: Arc<str> = match self.by_name.get_key_value(name.as_str()) {
                 Some((k, _)) => k.clone(),
@@ -137,6 +175,7 @@ impl DnsCache {
             self.by_name.entry(name.clone()).or_default().insert(b.addr);
             let watched = self.watched.iter().any(|p| p.matches(&name));
             e.names.push((name, ttl_end));
+            self.bindings += 1;
             self.stats.bindings_added += 1;
             if watched {
                 self.dirty.insert(b.addr);
@@ -163,6 +202,7 @@ impl DnsCache {
                 }
             }
             self.stats.bindings_expired += (before - e.names.len()) as u64;
+            self.bindings -= before - e.names.len();
             if e.names.is_empty() {
                 emptied.push((*addr, e.stamp));
             }
@@ -237,10 +277,16 @@ impl DnsCache {
         self.by_addr.is_empty()
     }
 
+    /// (address, name) bindings held.
+    pub fn bindings(&self) -> usize {
+        self.bindings
+    }
+
     fn evict_oldest(&mut self) {
         let Some((&stamp, &addr)) = self.lru.iter().next() else { return };
         self.lru.remove(&stamp);
         if let Some(e) = self.by_addr.remove(&addr) {
+            self.bindings -= e.names.len();
             for (n, _) in &e.names {
                 unlink(&mut self.by_name, n, addr);
                 if self.watched.iter().any(|p| p.matches(n)) {
@@ -248,7 +294,6 @@ impl DnsCache {
                 }
             }
         }
-        self.stats.addrs_evicted += 1;
     }
 }
 

@@ -14,6 +14,10 @@ use monitor_common::FlowKey;
 
 /// Most bytes buffered per stream: one largest message and its prefix.
 const MAX_BUFFER: usize = 2 + 65_535;
+/// Most bytes buffered over all streams. Any sender can open streams "from
+/// port 53" and never finish a message: without this bound 4,096 streams
+/// could hold 256 MiB. Real DNS messages over TCP are a few KiB.
+pub const MAX_BUFFERED: usize = 4 << 20;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TcpStats {
@@ -25,6 +29,9 @@ pub struct TcpStats {
     pub tcp_retransmits: u64,
     /// Streams forgotten to stay within the stream bound, or idle.
     pub tcp_streams_dropped: u64,
+    /// Partial messages dropped, the largest first, to keep all buffers
+    /// within `MAX_BUFFERED`.
+    pub tcp_buffers_dropped: u64,
 }
 
 struct Stream {
@@ -38,12 +45,19 @@ struct Stream {
 pub struct Reassembler {
     streams: HashMap<(FlowKey, u32), Stream>,
     max_streams: usize,
+    /// Bytes held in all streams' buffers.
+    buffered: usize,
     pub stats: TcpStats,
 }
 
 impl Reassembler {
     pub fn new(max_streams: usize) -> Reassembler {
-        Reassembler { streams: HashMap::new(), max_streams: max_streams.max(1), stats: TcpStats::default() }
+        Reassembler {
+            streams: HashMap::new(),
+            max_streams: max_streams.max(1),
+            buffered: 0,
+            stats: TcpStats::default(),
+        }
     }
 
     /// Takes one segment sent by `sender` on `key`: `data` holds its first
@@ -68,26 +82,56 @@ impl Reassembler {
             buf: Vec::new(),
             last_ns: now_ns,
         });
+        // Memory is what the buffers hold, not what they use: an emptied
+        // buffer is freed, and the bound counts capacity.
+        let before = s.buf.capacity();
+        let out = Self::take(s, &mut self.stats, seq, data, orig_len, now_ns);
+        if s.buf.is_empty() {
+            s.buf = Vec::new();
+        }
+        self.buffered = self.buffered + s.buf.capacity() - before;
+        while self.buffered > MAX_BUFFERED {
+            let Some(largest) = self.streams.values_mut().max_by_key(|s| s.buf.capacity()) else { break };
+            self.buffered -= largest.buf.capacity();
+            largest.buf = Vec::new();
+            self.stats.tcp_buffers_dropped += 1;
+        }
+        out
+    }
+
+    /// Bytes the streams' buffers hold (their capacity).
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    fn take(
+        s: &mut Stream,
+        stats: &mut TcpStats,
+        seq: u32,
+        data: &[u8],
+        orig_len: u32,
+        now_ns: u64,
+    ) -> Vec<Vec<u8>> {
         s.last_ns = now_ns;
         let ahead = seq.wrapping_sub(s.next) as i32;
         let mut data = data;
         if ahead > 0 {
             // Bytes between were missed: what was buffered cannot complete.
             if !s.buf.is_empty() {
-                self.stats.tcp_gaps += 1;
+                stats.tcp_gaps += 1;
                 s.buf.clear();
             }
             s.next = seq;
         } else if ahead < 0 {
             let old = ahead.unsigned_abs() as usize;
             if old >= orig_len as usize {
-                self.stats.tcp_retransmits += 1;
+                stats.tcp_retransmits += 1;
                 return Vec::new();
             }
             if old >= data.len() {
                 // The new part of the segment is in its uncopied tail.
-                self.stats.tcp_retransmits += 1;
-                self.stats.tcp_gaps += u64::from(!s.buf.is_empty());
+                stats.tcp_retransmits += 1;
+                stats.tcp_gaps += u64::from(!s.buf.is_empty());
                 s.buf.clear();
                 s.next = seq.wrapping_add(orig_len);
                 return Vec::new();
@@ -104,19 +148,19 @@ impl Reassembler {
             }
             out.push(s.buf[2..2 + len].to_vec());
             s.buf.drain(..2 + len);
-            self.stats.tcp_messages += 1;
+            stats.tcp_messages += 1;
         }
         let full_end = seq.wrapping_add(orig_len);
         if copied_end != full_end {
             // The segment was copied cut short: its tail is a gap.
-            self.stats.tcp_gaps += u64::from(!s.buf.is_empty());
+            stats.tcp_gaps += u64::from(!s.buf.is_empty());
             s.buf.clear();
             s.next = full_end;
         } else {
             s.next = copied_end;
         }
         if s.buf.len() > MAX_BUFFER {
-            self.stats.tcp_gaps += 1;
+            stats.tcp_gaps += 1;
             s.buf.clear();
         }
         out
@@ -125,7 +169,14 @@ impl Reassembler {
     /// Forgets streams idle since `before_ns` (a closed connection leaves no trace).
     pub fn expire(&mut self, before_ns: u64) {
         let n = self.streams.len();
-        self.streams.retain(|_, s| s.last_ns >= before_ns);
+        let buffered = &mut self.buffered;
+        self.streams.retain(|_, s| {
+            let keep = s.last_ns >= before_ns;
+            if !keep {
+                *buffered -= s.buf.capacity();
+            }
+            keep
+        });
         self.stats.tcp_streams_dropped += (n - self.streams.len()) as u64;
     }
 
@@ -139,7 +190,9 @@ impl Reassembler {
 
     fn drop_oldest(&mut self) {
         if let Some(k) = self.streams.iter().min_by_key(|(_, s)| s.last_ns).map(|(k, _)| *k) {
-            self.streams.remove(&k);
+            if let Some(s) = self.streams.remove(&k) {
+                self.buffered -= s.buf.capacity();
+            }
             self.stats.tcp_streams_dropped += 1;
         }
     }
