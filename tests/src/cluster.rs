@@ -3,7 +3,10 @@
 //! segment (10.200.0.0/16), so that the example matrix and inventory apply
 //! to them unchanged.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::atomic::{AtomicU32, Ordering},
+};
 
 use crate::{
     link::{self, Bridge},
@@ -33,7 +36,9 @@ pub struct Host {
 pub struct Cluster {
     /// Declared before the switch, so hosts (and what runs in them) go first.
     hosts: Vec<Host>,
-    _switch: NetNs,
+    switch: NetNs,
+    /// Bridge ports made by [`Cluster::replug`], for their names.
+    replugs: AtomicU32,
 }
 
 impl Cluster {
@@ -56,7 +61,25 @@ impl Cluster {
             link::add_addr(&ns, Self::IFACE, &format!("{ip}/16"));
             hosts.push(Host { name, ip, ns });
         }
-        Cluster { hosts, _switch: switch }
+        Cluster { hosts, switch, replugs: AtomicU32::new(0) }
+    }
+
+    /// Deletes `name`'s interface to the bridge (`ip link del`, which takes
+    /// the bridge's end with it) and plugs a new one in under the same
+    /// name and address: the interface re-created, as a CNI or a network
+    /// restart does it. Returns the new interface's index.
+    pub fn replug(&self, name: &str) -> u32 {
+        let h = self.host(name);
+        h.ns.exec(&["ip", "link", "del", Self::IFACE]);
+        let port = format!("br0r{}", self.replugs.fetch_add(1, Ordering::Relaxed));
+        link::Veth::pair(&h.ns, Self::IFACE, &self.switch, &port);
+        self.switch.exec(&["ip", "link", "set", "dev", &port, "master", "br0"]);
+        link::add_addr(&h.ns, Self::IFACE, &format!("{}/16", h.ip));
+        // The others still hold the old MAC address for it.
+        for other in self.hosts.iter().filter(|o| o.name != name) {
+            other.ns.exec(&["ip", "neigh", "flush", "dev", Self::IFACE]);
+        }
+        h.ns.ifindex(Self::IFACE)
     }
 
     pub fn host(&self, name: &str) -> &Host {

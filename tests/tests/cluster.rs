@@ -513,3 +513,64 @@ fn sighup_reloads_the_matrix_and_a_broken_one_keeps_the_old() {
     let ports: Vec<u16> = alerts.iter().map(|x| x.dst.port).collect();
     assert_eq!(ports, vec![9100, 9200], "{}", describe(&alerts));
 }
+
+#[test]
+fn sighup_with_an_inventory_past_the_host_limit_fails_at_once_and_keeps_the_old_matrix() {
+    let c = Cluster::new(&["rppam1", "ws01"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = std::fs::read_to_string(rp_pam("inventory.ini")).expect("read the example inventory");
+    let inventory = dir.path().join("inventory.ini");
+    std::fs::write(&inventory, &original).expect("write the inventory copy");
+    let socket = dir.path().join("rppam1.sock").display().to_string();
+    let (matrix, inv) = (rp_pam("matrix.yaml"), inventory.display().to_string());
+    let metrics = "127.0.0.1:9472";
+    #[rustfmt::skip]
+    let a = Agent::start(c.ns("rppam1"), IF, &[
+        "--matrix", &matrix, "--inventory", &inv, "--profile", "ha", "--iface", IF, "--socket", &socket,
+        "--syn-timeout", "1", "--format", "json", "--metrics", metrics,
+    ]);
+    let connect = |port: u16| {
+        let s = traffic::TcpEchoServer::start(c.ns("rppam1"), c.addr("rppam1", port), 1);
+        traffic::tcp_echo_client(c.ns("ws01"), s.addr, 1, 50);
+        s.join();
+    };
+    connect(7101);
+
+    // A 50-byte line that stands for ten million hosts (17.8 GB when it was
+    // expanded): the reload is refused before anything is expanded.
+    // It also drops ws01, so that a reload that took any of it would show.
+    let without_ws01: String =
+        original.lines().filter(|l| !l.starts_with("ws01 ")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(without_ws01, original, "the example inventory lists ws01");
+    let huge = format!("{without_ws01}\n[user_workstations]\nws[0:9999999] ansible_host=10.200.2.99\n");
+    let line = huge.lines().position(|l| l.starts_with("ws[0:")).expect("the range line") + 1;
+    std::fs::write(&inventory, &huge).expect("write the huge inventory");
+    a.signal(libc::SIGHUP);
+    assert!(
+        a.wait_stderr("reload failed", Duration::from_secs(5)),
+        "no failed reload logged:\n{}",
+        a.stderr()
+    );
+    let want = format!("{inv}:{line}: host range \"ws[0:9999999]\" stands for 10,000,000 hosts");
+    assert!(
+        a.stderr().contains(&want),
+        "the error names the file, the line and the range ({want}):\n{}",
+        a.stderr()
+    );
+
+    // The old matrix and inventory still judge: the portal conforms, 9300 does not.
+    connect(7101);
+    connect(9300);
+    let (_, x) =
+        a.wait_alert(0, Duration::from_secs(3), |x| x.dst.port == 9300).expect("9300 is off the matrix");
+    assert_eq!((x.kind.as_str(), x.src.host.as_deref()), ("unexpected", Some("ws01")), "{x:?}");
+    settle();
+    assert_eq!(a.report(c.ns("rppam1")).rule("web-portal/users").flows, 2);
+    let m = scrape(c.ns("rppam1"), metrics);
+    assert_eq!(sample(&m, r#"monitor_reloads_total{result="error"}"#), 1.0);
+    assert_eq!(sample(&m, r#"monitor_reloads_total{result="ok"}"#), 0.0);
+    let out = a.stop();
+    out.assert_success();
+    let ports: Vec<u16> = out.alerts().iter().map(|x| x.dst.port).collect();
+    assert_eq!(ports, vec![9300], "{}", describe(&out.alerts()));
+}
