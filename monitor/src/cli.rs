@@ -32,6 +32,8 @@ pub enum Command {
     Run(cmd::run::Args),
     /// Print the coverage report (every rule, its use, the rules never seen) of a running monitor.
     Report(cmd::report::Args),
+    /// Files for the engines that watch many nodes: Prometheus scrape targets from the inventory.
+    Fleet(cmd::fleet::Args),
     /// Print the shell completion script for bash, zsh or fish to stdout.
     Completions(cmd::generate::CompletionsArgs),
     /// Write the man pages of monitor and every subcommand into DIR (for packaging).
@@ -48,6 +50,7 @@ impl Cli {
             Command::Matrix(args) => cmd::matrix::run(args),
             Command::Run(args) => cmd::run::run(args),
             Command::Report(args) => cmd::report::run(args),
+            Command::Fleet(args) => cmd::fleet::run(args),
             Command::Completions(args) => cmd::generate::completions(args),
             Command::Manpages(args) => cmd::generate::manpages(args),
         }

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod duration;
 pub mod engine_args;
+pub mod fleet;
 pub mod flows;
 pub mod generate;
 pub mod matrix;
