@@ -23,6 +23,8 @@ const TEST_PACKAGES: &[&str] = &[
     "iperf3",
     "tcpdump",
     "prometheus",
+    // The fleet tests route the fleet rules' alerts through a real Alertmanager.
+    "prometheus-alertmanager",
     "python3-pip",
     "dnsmasq-base",
     "bind9-dnsutils",
