@@ -18,6 +18,9 @@ const RP_PAM: &str = "rp-pam-network-and-firewall-requirements.md";
 /// documentation site: `¶` headings, tables pasted without blank lines,
 /// rows broken in two, firewall commands, tables without a port column).
 const RP_PAM_SHAPE: &str = "rp-pam-copied-page.md";
+/// The team's page copied as text with a merged service -> host group
+/// table, a perimeter table and a note that conditions the Broker's rules.
+const RELAY: &str = "relay-copied-page.txt";
 
 /// The shared vendor documents: `../shared/docs` beside the repository (the
 /// workspace root is CARGO_MANIFEST_DIR/..), as CI has them. The environment
@@ -59,6 +62,7 @@ fn opts(doc: &Path, groups: &[(&str, &str)]) -> Options {
         format: None,
         groups: groups.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
         product: None,
+        inventory: None,
     }
 }
 
@@ -306,9 +310,30 @@ fn rp_pam_vendor_document() {
     assert_round_trip(&doc);
 }
 
-/// Compares a fixture's rules, exposure constraints and warning lines with
-/// its `.expected` file: one rule per line (`fmt_rule`), `x LINE TO PORTS
-/// only FROM` per exposure constraint, and `! LINE` per warning.
+/// `@ SERVICE group GROUP (EVIDENCE)` or `@ SERVICE fqdns A,B (EVIDENCE)`
+/// per service of the draft, EVIDENCE `name only` for a service placed by
+/// its name alone; `z ZONE LINE AUDIENCE` per audience waiting for CIDRs.
+fn placements(review: &monitor::import::Review) -> Vec<String> {
+    let mut v: Vec<String> = review
+        .services
+        .iter()
+        .map(|s| {
+            let place = match &s.group {
+                Some(g) => format!("group {g}"),
+                None => format!("fqdns {}", s.fqdns.join(",")),
+            };
+            let by = if s.name_only { "name only" } else { s.evidence.as_str() };
+            format!("@ {} {place} ({by})", s.service)
+        })
+        .collect();
+    v.extend(review.audiences.iter().map(|a| format!("z {} {} {}", a.zone, a.line, a.audience)));
+    v
+}
+
+/// Compares a fixture's rules, exposure constraints, warning lines and
+/// placements with its `.expected` file: one rule per line (`fmt_rule`),
+/// `x LINE TO PORTS only FROM` per exposure constraint, `! LINE` per
+/// warning, and the placements (`placements`).
 fn check_fixture(name: &str, groups: &[(&str, &str)]) {
     let doc = fixture(name);
     let imported = import_ok(&doc, groups);
@@ -318,6 +343,7 @@ fn check_fixture(name: &str, groups: &[(&str, &str)]) {
         format!("x {} {} {:?} only {}{when}", x.sources[0].0, x.to, x.ports, x.only_from.join(","))
     }));
     got.extend(imported.draft.warnings.iter().map(|w| format!("! {}", w.line)));
+    got.extend(placements(&imported.review));
     got.sort();
     let exp_path = fixture(&format!("{name}.expected"));
     let exp_text =
@@ -501,4 +527,9 @@ fn cli_format_override_warnings_and_empty_documents() {
     assert_eq!(out.status.code(), Some(2), "a document with nothing to import is an error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("diagram.txt: no port table") && stderr.contains("--format"), "{stderr}");
+}
+
+#[test]
+fn text_mapping_perimeter_and_note() {
+    check_fixture(RELAY, &[]);
 }

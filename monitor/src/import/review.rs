@@ -123,13 +123,19 @@ pub(crate) fn check_inventory(d: &Draft, inv: &Inventory, file: &str) -> Vec<War
     let mut out = Vec::new();
     let used: BTreeSet<&str> = used_services(d);
     let mut covered: BTreeSet<&str> = BTreeSet::new();
-    let mut unplaced: Vec<(usize, String, String, String)> = Vec::new();
+    // (line, service, the document's name for it, group, evidence)
+    let mut unplaced: Vec<(usize, &str, &str, &str, &str)> = Vec::new();
     for name in &used {
         let s = &d.services[*name];
         let Placement::Group(g) = &s.placement else { continue };
         match hosts_in(inv, g) {
-            0 => unplaced.push((s.line, name.to_string(), g.clone(), s.placed_by.clone())),
-            _ => covered.extend(inv.hosts.values().filter(|h| g == "all" || h.groups.contains(g)).map(|h| h.name.as_str())),
+            0 => {
+                let doc_name = s.names.iter().next().map_or(*name, String::as_str);
+                unplaced.push((s.line, name, doc_name, g, &s.placed_by))
+            }
+            // A service on every host (a log shipper on `all`) says nothing of what a host is for.
+            _ if g == "all" => {}
+            _ => covered.extend(inv.hosts_in_group(g).map(|h| h.name.as_str())),
         }
     }
     // Inventory groups whose hosts no service holds: the likely right group for a misplaced service.
@@ -147,12 +153,12 @@ pub(crate) fn check_inventory(d: &Draft, inv: &Inventory, file: &str) -> Vec<War
         [] => String::new(),
         g => format!("; groups with hosts no service is placed on: {}", g.join(", ")),
     };
-    for (line, name, g, by) in unplaced {
-        let why = if inv.groups.contains_key(&g) { "has no hosts in" } else { "is not a group of" };
+    for (line, name, doc_name, g, by) in unplaced {
+        let why = if inv.groups.contains_key(g) { "has no hosts in" } else { "is not a group of" };
         out.push(Warning {
             line,
             message: format!(
-                "service `{name}` is placed on group `{g}` ({by}), which {why} {file}: fix the group in the draft, or give the document's name with --group NAME=GROUP{hint}"
+                "service `{name}` is placed on group `{g}` ({by}), which {why} {file}: fix the group in the draft, or import again with --group \"{doc_name}=GROUP\"{hint}"
             ),
         });
     }
@@ -160,7 +166,7 @@ pub(crate) fn check_inventory(d: &Draft, inv: &Inventory, file: &str) -> Vec<War
         out.push(Warning {
             line: 0,
             message: format!(
-                "{file}: the hosts of group `{g}` belong to no service of the draft, so the monitor finds their traffic unexpected; place the service that runs there with --group NAME={g}"
+                "{file}: the hosts of group `{g}` belong to no service of the draft (other than one on `all`), so no rule is written for them; place the service that runs there with --group NAME={g}"
             ),
         });
     }
@@ -275,7 +281,7 @@ impl Review {
                     s.evidence.clone()
                 };
                 if let Some(n) = s.inventory_hosts {
-                    let _ = write!(why, "; inventory: {n} host{}", if n == 1 { "" } else { "s" });
+                    let _ = write!(why, "; inventory: {}", plural(n, "host"));
                 }
                 [s.service.clone(), place, why]
             })
@@ -297,7 +303,7 @@ impl Review {
                     "note" => format!("note, line {}", p.line),
                     _ => format!("condition, line {}", p.line),
                 };
-                [p.profile.clone(), from, format!("on {} rule{}", p.rules, if p.rules == 1 { "" } else { "s" })]
+                [p.profile.clone(), from, format!("on {}", plural(p.rules, "rule"))]
             })
             .collect();
         columns(&mut t, &rows);
@@ -309,7 +315,12 @@ impl Review {
                 [
                     a.zone.clone(),
                     format!("{:?}, line {}", a.audience, a.line),
-                    format!("fill in zones.{}.cidrs ({} rules, {} exposure constraints)", a.zone, a.rules, a.exposures),
+                    format!(
+                        "fill in zones.{}.cidrs ({}, {})",
+                        a.zone,
+                        plural(a.rules, "rule"),
+                        plural(a.exposures, "exposure constraint")
+                    ),
                 ]
             })
             .collect();
@@ -317,6 +328,11 @@ impl Review {
         let _ = writeln!(t, "  warnings: {}", self.warnings.len());
         t
     }
+}
+
+/// "1 rule", "2 rules".
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Three left-aligned columns, indented under a section title.
