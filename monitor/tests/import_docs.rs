@@ -533,3 +533,112 @@ fn cli_format_override_warnings_and_empty_documents() {
 fn text_mapping_perimeter_and_note() {
     check_fixture(RELAY, &[]);
 }
+
+/// `monitor matrix import DOC ...` run in the fixtures' directory, so that
+/// file names in messages are as written.
+fn import_in_fixtures(args: &[&str]) -> std::process::Output {
+    monitor().current_dir(fixture("")).args(["matrix", "import"]).args(args).output().unwrap()
+}
+
+/// `--review json`: standard error is one JSON object (warnings included),
+/// standard output the draft, which loads as a matrix.
+#[test]
+fn review_json_with_inventory() {
+    let out = import_in_fixtures(&[RELAY, "--inventory", "relay-inventory.ini", "--review", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stderr)
+        .unwrap_or_else(|e| panic!("stderr is not one JSON object: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let want_path = fixture(&format!("{RELAY}.review.json"));
+    let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&want_path).unwrap()).unwrap();
+    assert_eq!(got, want, "the review differs from {}:\n{got:#}", want_path.display());
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    Matrix::from_str(&yaml, "draft.yaml", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+}
+
+/// The text review comes after the warnings and before the count line.
+#[test]
+fn review_text_lists_placements_rules_profiles_and_audiences() {
+    let out = import_in_fixtures(&[RELAY, "-o", "/dev/null"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let review = stderr.split_once("review of ").map(|(_, r)| r).unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(
+        review,
+        "relay-copied-page.txt (text):
+  services (6):
+    broker         group brokers        mapping table, line 10
+    front-end      group webtier        mapping table, line 9
+    log-collector  group log_collector  name only, line 19: check it against your inventory
+    log-shipper    group all            mapping table, line 8
+    scheduler      group scheduler      mapping table, line 7
+    worker-node    group workers        mapping table, line 11
+  rules (12): 7 between services, 4 from audiences, 1 from anywhere, 0 to DNS names or the internet, 0 on loopback; 3 with conditions
+  exposure constraints: 1
+  profiles (2):
+    optional       condition, line 18  on 2 rules
+    push-dispatch  note, line 20       on 2 rules
+  audiences waiting for CIDRs (2):
+    operators      \"Operators\", line 23      fill in zones.operators.cidrs (2 rules, 1 exposure constraint)
+    support-staff  \"Support staff\", line 25  fill in zones.support-staff.cidrs (2 rules, 1 exposure constraint)
+  warnings: 3
+relay-copied-page.txt: imported as text: 12 rules, 1 exposure constraints, 2 profiles, 3 warnings
+"
+    );
+    assert!(
+        stderr.starts_with("relay-copied-page.txt:19: warning: \"Log Collector\" placed by name only, no mapping in the document: check `log_collector` against your inventory"),
+        "{stderr}"
+    );
+}
+
+/// `--inventory`: a group the inventory lacks, one without hosts, and hosts
+/// no service is placed on are warnings naming the document line and the
+/// inventory file; placing the service with --group clears them.
+#[test]
+fn inventory_check_reports_mismatches() {
+    let inv_warnings = |out: &std::process::Output| -> Vec<String> {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains(": warning: ") && l.contains(".ini"))
+            .map(String::from)
+            .collect()
+    };
+    let out = import_in_fixtures(&[RELAY, "--inventory", "relay-inventory.ini", "-o", "/dev/null"]);
+    assert_eq!(
+        inv_warnings(&out),
+        [
+            "relay-copied-page.txt: warning: relay-inventory.ini: the hosts of group `logs` belong to no service of the draft (other than one on `all`), so no rule is written for them; place the service that runs there with --group NAME=logs",
+            "relay-copied-page.txt:19: warning: service `log-collector` is placed on group `log_collector` (convention: the name's slug), which is not a group of relay-inventory.ini: fix the group in the draft, or import again with --group \"Log Collector=GROUP\"; groups with hosts no service is placed on: logs",
+        ]
+    );
+    let out = import_in_fixtures(&[
+        RELAY,
+        "--inventory",
+        "relay-inventory.ini",
+        "--group",
+        "Log Collector=logs",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(inv_warnings(&out), Vec::<String>::new());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log-collector  group logs       --group; inventory: 1 host"));
+
+    // A group that exists without hosts.
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("empty-brokers.ini");
+    let text = std::fs::read_to_string(fixture("relay-inventory.ini")).unwrap();
+    std::fs::write(&inv, text.replace("mq1 ansible_host=10.200.7.31\n", "")).unwrap();
+    let out = monitor()
+        .current_dir(fixture(""))
+        .args(["matrix", "import", RELAY, "--group", "Log Collector=logs", "-o", "/dev/null", "--inventory"])
+        .arg(&inv)
+        .output()
+        .unwrap();
+    let w = inv_warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("relay-copied-page.txt:16: warning: service `broker` is placed on group `brokers` (mapping table, line 10), which has no hosts in ")
+            && w[0].contains("empty-brokers.ini"),
+        "{w:?}"
+    );
+}
