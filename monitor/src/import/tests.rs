@@ -144,3 +144,83 @@ fn text_table_with_two_port_columns_is_a_warning_not_a_panic() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].message.contains("second port column"), "{}", warnings[0].message);
 }
+
+#[test]
+fn text_mapping_table_with_merged_columns_ends_at_the_heading() {
+    let src = "Service Ansible host group\nScheduler scheduler\nLog Shipper all\nFront-End webtier\nInternal ports¶\n";
+    let (blocks, warnings) = text::read(src);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let t = tables(&blocks);
+    assert_eq!(t[0].header, ["service", "ansible host group"]);
+    let rows: Vec<(usize, Vec<String>)> = t[0].rows.iter().map(|r| (r.line, r.cells.clone())).collect();
+    assert_eq!(
+        rows,
+        [
+            (2, vec!["Scheduler".to_string(), "scheduler".to_string()]),
+            (3, vec!["Log Shipper".into(), "all".into()]),
+            (4, vec!["Front-End".into(), "webtier".into()]),
+        ]
+    );
+    assert!(blocks.contains(&Block::Heading { line: 5, level: 2, text: "Internal ports".into() }), "{blocks:?}");
+}
+
+#[test]
+fn text_perimeter_rows_split_audience_group_purpose_and_notes() {
+    let src = "Audience Host group Port Purpose Notes\n\
+        Operators / Support staff scheduler 22 SSH maintenance Must be reachable only by Operators\n\
+        Support staff brokers 15672 Broker management UI Optional\n\
+        Everyone webtier 80 Redirect to HTTPS\n";
+    let (blocks, warnings) = text::read(src);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let t = tables(&blocks);
+    let cells: Vec<Vec<String>> = t[0].rows.iter().map(|r| r.cells.clone()).collect();
+    assert_eq!(
+        cells,
+        [
+            vec!["Operators / Support staff", "scheduler", "22", "SSH maintenance", "Must be reachable only by Operators"],
+            vec!["Support staff", "brokers", "15672", "Broker management UI", "Optional"],
+            vec!["Everyone", "webtier", "80", "Redirect to HTTPS", ""],
+        ]
+    );
+}
+
+#[test]
+fn note_conditions_are_named_after_the_feature() {
+    use super::understand::note_condition;
+    assert_eq!(note_condition("you enable feature X for the destination service"), "feature-x");
+    assert_eq!(note_condition("push dispatch is enabled on the worker"), "push-dispatch");
+    assert_eq!(note_condition("the metrics exporter is used"), "metrics-exporter");
+    assert_eq!(note_condition("you use LDAP sync"), "ldap-sync");
+}
+
+fn import_md(src: &str) -> super::Imported {
+    let opts = super::Options { doc_name: "doc.md".into(), ..Default::default() };
+    super::import(src, None, &opts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The note's three scopes: from a source, to a target, on a port; a note
+/// that matches no rule is a warning, not a silent drop.
+#[test]
+fn notes_condition_rules_from_a_source_to_a_target_or_on_a_port() {
+    let table = "| Source | Destination | Port |\n|---|---|---|\n\
+        | Broker | Worker | 7070 |\n| Worker | Broker | 5672 |\n| Worker | Store | 9000 |\n\n";
+    let when = |src: &str| -> Vec<(String, Vec<String>)> {
+        import_md(src).draft.rules.iter().map(|r| (format!("{}>{}", r.from, r.to), r.when.clone())).collect()
+    };
+    let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let got = when(&format!("{table}Connections originating from the Broker are only necessary when you enable push dispatch.\n"));
+    assert_eq!(got, [("broker>worker".into(), w(&["push-dispatch"])), ("worker>broker".into(), w(&[])), ("worker>store".into(), w(&[]))]);
+    let got = when(&format!("{table}Connections to the Broker are only needed if you use queues.\n"));
+    assert_eq!(got[1], ("worker>broker".into(), w(&["queues"])));
+    assert!(got[0].1.is_empty() && got[2].1.is_empty(), "{got:?}");
+    let got = when(&format!("{table}Port 9000 is only required when object storage is enabled.\n"));
+    assert_eq!(got[2], ("worker>store".into(), w(&["object-storage"])));
+    let d = import_md(&format!("{table}Connections from the Printer are only needed when you enable printing.\n")).draft;
+    assert!(d.rules.iter().all(|r| r.when.is_empty()));
+    assert!(d.profiles.is_empty());
+    assert!(
+        d.warnings.iter().any(|x| x.line == 7 && x.message.starts_with("the note restricts connections from \"Printer\", but no imported rule has them")),
+        "{:?}",
+        d.warnings
+    );
+}

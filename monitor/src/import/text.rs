@@ -108,8 +108,13 @@ pub(crate) fn read(text: &str) -> (Vec<Block>, Vec<Warning>) {
                     break;
                 }
                 let toks: Vec<&str> = t.split_whitespace().collect();
-                let fits =
-                    if has_port { toks.iter().any(|w| PORT_TOKEN.is_match(w)) } else { toks.len() >= 2 };
+                // A service -> group row ends with a group name ("Internal ports¶" does not).
+                let fits = if has_port {
+                    toks.iter().any(|w| PORT_TOKEN.is_match(w))
+                } else {
+                    toks.len() >= 2
+                        && toks[toks.len() - 1].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                };
                 if !fits {
                     break;
                 }

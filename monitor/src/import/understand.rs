@@ -1274,7 +1274,7 @@ fn cell_of(roles: &[Role], r: &Row, role: Role) -> Option<String> {
 /// A note's condition as a profile name: "you enable feature X for the
 /// destination service" → `feature-x` (the verb and what follows "for",
 /// "on", "in", "with" dropped; at most four words).
-fn note_condition(clause: &str) -> String {
+pub(crate) fn note_condition(clause: &str) -> String {
     static LEAD: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?i)^(?:you\s+|users?\s+|an? admin(?:istrator)?\s+)?(?:enable|use|turn on|activate|configure|install|deploy|run)s?\s+(?:the\s+|an?\s+)?").unwrap()
     });
