@@ -25,7 +25,7 @@ pub const HOSTS: [(&str, Ipv4Addr); 7] = [
 
 /// One simulated host: its namespace and address on [`Cluster::IFACE`].
 pub struct Host {
-    pub name: &'static str,
+    pub name: String,
     pub ip: Ipv4Addr,
     pub ns: NetNs,
 }
@@ -33,30 +33,50 @@ pub struct Host {
 pub struct Cluster {
     /// Declared before the switch, so hosts (and what runs in them) go first.
     hosts: Vec<Host>,
-    _switch: NetNs,
+    switch: NetNs,
 }
 
 impl Cluster {
     /// Every host's interface to the bridge.
     pub const IFACE: &'static str = "eth0";
 
+    /// The bridge in the switch namespace; a capture on it sees every frame.
+    pub const BRIDGE: &'static str = "br0";
+
     /// Builds the named hosts of [`HOSTS`] (a test builds only those it uses).
     pub fn new(names: &[&str]) -> Cluster {
+        let hosts: Vec<(&str, Ipv4Addr)> = names
+            .iter()
+            .map(|name| {
+                *HOSTS
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .unwrap_or_else(|| panic!("no host {name} in the RP-PAM inventory: pick one of {HOSTS:?}"))
+            })
+            .collect();
+        Self::of(&hosts)
+    }
+
+    /// Builds one namespace per (name, address), e.g. the hosts of another
+    /// inventory; addresses must be in 10.200.0.0/16.
+    pub fn of(hosts: &[(&str, Ipv4Addr)]) -> Cluster {
         require_root();
         let switch = NetNs::new("sw");
-        let mut bridge = Bridge::new(&switch, "br0");
-        let mut hosts = Vec::with_capacity(names.len());
-        for name in names {
-            let (name, ip) = *HOSTS
-                .iter()
-                .find(|(n, _)| n == name)
-                .unwrap_or_else(|| panic!("no host {name} in the RP-PAM inventory: pick one of {HOSTS:?}"));
+        let mut bridge = Bridge::new(&switch, Self::BRIDGE);
+        let mut out = Vec::with_capacity(hosts.len());
+        for &(name, ip) in hosts {
+            assert!(ip.octets()[..2] == [10, 200], "{name}: {ip} is outside the test range 10.200.0.0/16");
             let ns = NetNs::new(name);
             bridge.join(&ns, Self::IFACE);
             link::add_addr(&ns, Self::IFACE, &format!("{ip}/16"));
-            hosts.push(Host { name, ip, ns });
+            out.push(Host { name: name.to_string(), ip, ns });
         }
-        Cluster { hosts, _switch: switch }
+        Cluster { hosts: out, switch }
+    }
+
+    /// The namespace holding the bridge.
+    pub fn switch(&self) -> &NetNs {
+        &self.switch
     }
 
     pub fn host(&self, name: &str) -> &Host {
