@@ -1,6 +1,7 @@
 //! `monitor matrix import`: the project's own page in the shape of the RP-PAM
-//! vendor document, six documents of other shapes (tests/fixtures/import/,
-//! each with a `.expected` rule set), a round trip of an imported matrix
+//! vendor document, seven documents of other shapes (tests/fixtures/import/,
+//! each with a `.expected` rule set and placements), the review (text and
+//! JSON) and the `--inventory` check, a round trip of an imported matrix
 //! through `monitor check`, and the vendor's original RP-PAM document when
 //! it is checked out beside the repository.
 

@@ -276,12 +276,14 @@ fn table(out: &mut dyn Write, head: &[&str], rows: &[Vec<String>]) -> std::io::R
 pub struct ImportArgs {
     /// The vendor's document: Markdown, HTML, text copied from a page, or a Mermaid flowchart.
     pub doc: PathBuf,
+    /// The document's format (the review's is --review).
     #[arg(long, value_enum, default_value_t = crate::import::Format::Auto)]
     pub format: crate::import::Format,
     /// Write the draft here instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Place the service the document names NAME on inventory group GROUP (repeatable).
+    /// Place the service the document names NAME on inventory group GROUP
+    /// (repeatable), unless the document's own mapping table places it.
     #[arg(long = "group", value_name = "NAME=GROUP", value_parser = parse_key_value)]
     pub groups: Vec<(String, String)>,
     /// The product the document is about, as it writes it (e.g. RP-PAM); found in the document when not given.
@@ -299,8 +301,9 @@ pub struct ImportArgs {
     pub review: Format,
 }
 
-/// `monitor matrix import`: the draft goes to `-o` or stdout, warnings to stderr
-/// as `doc:line: warning: ...`, then the draft is linted like `monitor matrix lint`.
+/// `monitor matrix import`: the draft goes to `-o` or stdout; warnings
+/// (`doc:line: warning: ...`), the review and a count line to stderr, or
+/// with `--review json` the review as one JSON object holding the warnings.
 fn import(a: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&a.doc).with_context(|| format!("cannot read {}", a.doc.display()))?;
     let opts = crate::import::Options {
