@@ -1,5 +1,5 @@
 //! `monitor matrix import`: the project's own page in the shape of the RP-PAM
-//! vendor document, seven documents of other shapes (tests/fixtures/import/,
+//! vendor document, eight documents of other shapes (tests/fixtures/import/,
 //! each with a `.expected` rule set and placements), the review (text and
 //! JSON) and the `--inventory` check, a round trip of an imported matrix
 //! through `monitor check`, and the vendor's original RP-PAM document when
@@ -311,7 +311,7 @@ fn rp_pam_vendor_document() {
     assert_round_trip(&doc);
 }
 
-/// `@ SERVICE group GROUP (EVIDENCE)` or `@ SERVICE fqdns A,B (EVIDENCE)`
+/// `@ SERVICE group GROUP (EVIDENCE)`, `@ SERVICE hosts A,B (EVIDENCE)` or `@ SERVICE fqdns A,B (EVIDENCE)`
 /// per service of the draft, EVIDENCE `name only` for a service placed by
 /// its name alone; `z ZONE LINE AUDIENCE` per audience waiting for CIDRs.
 fn placements(review: &monitor::import::Review) -> Vec<String> {
@@ -319,9 +319,10 @@ fn placements(review: &monitor::import::Review) -> Vec<String> {
         .services
         .iter()
         .map(|s| {
-            let place = match &s.group {
-                Some(g) => format!("group {g}"),
-                None => format!("fqdns {}", s.fqdns.join(",")),
+            let place = match (&s.group, s.hosts.is_empty()) {
+                (Some(g), _) => format!("group {g}"),
+                (None, false) => format!("hosts {}", s.hosts.join(",")),
+                (None, true) => format!("fqdns {}", s.fqdns.join(",")),
             };
             let by = if s.name_only { "name only" } else { s.evidence.as_str() };
             format!("@ {} {place} ({by})", s.service)
@@ -641,5 +642,35 @@ fn inventory_check_reports_mismatches() {
         w[0].starts_with("relay-copied-page.txt:16: warning: service `broker` is placed on group `brokers` (mapping table, line 10), which has no hosts in ")
             && w[0].contains("empty-brokers.ini"),
         "{w:?}"
+    );
+}
+
+#[test]
+fn markdown_mapping_to_hosts_perimeter_and_note_on_a_target() {
+    check_fixture("shop.md", &[]);
+}
+
+/// A service placed on host names: a name the inventory lacks is a warning;
+/// a group that is a host name is told apart from a missing group.
+#[test]
+fn inventory_check_of_host_names() {
+    let doc = fixture("shop.md");
+    let text = std::fs::read_to_string(&doc).unwrap();
+    let ini = "[web]\nweb1 ansible_host=10.200.5.1\n[dbservers]\ndb01 ansible_host=10.200.5.11\n\
+        [search_index]\nsearch1 ansible_host=10.200.5.21\n[payment_gateway]\n[other]\nreporting_engine ansible_host=10.200.5.31\n";
+    let (inv, _) = monitor::inventory::Inventory::from_ini(ini, Path::new("shop.ini")).unwrap();
+    let mut o = opts(&doc, &[]);
+    o.inventory = Some((inv, "shop.ini".into()));
+    let d = import(&text, Some(&doc), &o).unwrap().draft;
+    let inv_warnings: Vec<String> =
+        d.warnings.iter().filter(|w| w.message.contains("shop.ini")).map(|w| w.to_string()).collect();
+    assert_eq!(
+        inv_warnings,
+        [
+            "shop.ini: the hosts of group `other` belong to no service of the draft (other than one on `all`), so no rule is written for them; place the service that runs there with --group NAME=other",
+            "line 18: service `order-database` is placed on hosts db02 (mapping table, line 11), which shop.ini does not have: fix the names in the draft or in the inventory",
+            "line 20: service `reporting-engine` is placed on group `reporting_engine` (convention: the name's slug), which is a host, not a group, of shop.ini: fix the group in the draft, or import again with --group \"Reporting Engine=GROUP\"; groups with hosts no service is placed on: other",
+            "line 21: service `payment-gateway` is placed on group `payment_gateway` (convention: the name's slug), which has no hosts in shop.ini: fix the group in the draft, or import again with --group \"Payment Gateway=GROUP\"; groups with hosts no service is placed on: other",
+        ]
     );
 }

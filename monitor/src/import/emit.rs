@@ -52,6 +52,9 @@ pub(crate) fn emit(d: &Draft, doc: &str, format: Format) -> String {
             Placement::Group(g) => {
                 let _ = writeln!(y, "    group: {g}");
             }
+            Placement::Hosts(h) => {
+                let _ = writeln!(y, "    hosts: [{}]", h.iter().map(|x| q(x)).collect::<Vec<_>>().join(", "));
+            }
             Placement::Fqdns(f) => {
                 let _ = writeln!(y, "    fqdns: [{}]", f.iter().map(|x| q(x)).collect::<Vec<_>>().join(", "));
             }

@@ -39,6 +39,8 @@ pub struct ServiceReview {
     pub names: Vec<String>,
     /// The inventory group, for a service placed on one.
     pub group: Option<String>,
+    /// The inventory hosts, for a service placed on host names.
+    pub hosts: Vec<String>,
     /// The DNS names, for a service placed by name.
     pub fqdns: Vec<String>,
     /// The line the document first names it on.
@@ -47,8 +49,8 @@ pub struct ServiceReview {
     pub evidence: String,
     /// Placed by its name alone: nothing in the document says where it runs.
     pub name_only: bool,
-    /// Hosts the inventory has in its group (`None` without `--inventory`
-    /// or for DNS names).
+    /// Hosts the inventory has in its group, or of its host names (`None`
+    /// without `--inventory` or for DNS names).
     pub inventory_hosts: Option<usize>,
 }
 
@@ -127,15 +129,33 @@ pub(crate) fn check_inventory(d: &Draft, inv: &Inventory, file: &str) -> Vec<War
     let mut unplaced: Vec<(usize, &str, &str, &str, &str)> = Vec::new();
     for name in &used {
         let s = &d.services[*name];
-        let Placement::Group(g) = &s.placement else { continue };
-        match hosts_in(inv, g) {
-            0 => {
-                let doc_name = s.names.iter().next().map_or(*name, String::as_str);
-                unplaced.push((s.line, name, doc_name, g, &s.placed_by))
+        match &s.placement {
+            Placement::Group(g) => match hosts_in(inv, g) {
+                0 => {
+                    let doc_name = s.names.iter().next().map_or(*name, String::as_str);
+                    unplaced.push((s.line, name, doc_name, g, &s.placed_by))
+                }
+                // A service on every host (a log shipper on `all`) says nothing of what a host is for.
+                _ if g == "all" => {}
+                _ => covered.extend(inv.hosts_in_group(g).map(|h| h.name.as_str())),
+            },
+            Placement::Hosts(hosts) => {
+                let (known, missing): (Vec<&String>, Vec<&String>) =
+                    hosts.iter().partition(|h| inv.hosts.contains_key(*h));
+                covered.extend(known.into_iter().map(String::as_str));
+                if !missing.is_empty() {
+                    let missing: Vec<&str> = missing.into_iter().map(String::as_str).collect();
+                    out.push(Warning {
+                        line: s.line,
+                        message: format!(
+                            "service `{name}` is placed on hosts {} ({}), which {file} does not have: fix the names in the draft or in the inventory",
+                            missing.join(", "),
+                            s.placed_by
+                        ),
+                    });
+                }
             }
-            // A service on every host (a log shipper on `all`) says nothing of what a host is for.
-            _ if g == "all" => {}
-            _ => covered.extend(inv.hosts_in_group(g).map(|h| h.name.as_str())),
+            Placement::Fqdns(_) => {}
         }
     }
     // Inventory groups whose hosts no service holds: the likely right group for a misplaced service.
@@ -154,7 +174,13 @@ pub(crate) fn check_inventory(d: &Draft, inv: &Inventory, file: &str) -> Vec<War
         g => format!("; groups with hosts no service is placed on: {}", g.join(", ")),
     };
     for (line, name, doc_name, g, by) in unplaced {
-        let why = if inv.groups.contains_key(g) { "has no hosts in" } else { "is not a group of" };
+        let why = if inv.groups.contains_key(g) {
+            "has no hosts in"
+        } else if inv.hosts.contains_key(g) {
+            "is a host, not a group, of"
+        } else {
+            "is not a group of"
+        };
         out.push(Warning {
             line,
             message: format!(
@@ -185,15 +211,22 @@ pub(crate) fn review(
         .iter()
         .map(|name| {
             let s = &d.services[*name];
-            let (group, fqdns) = match &s.placement {
-                Placement::Group(g) => (Some(g.clone()), Vec::new()),
-                Placement::Fqdns(f) => (None, f.clone()),
+            let (group, hosts, fqdns) = match &s.placement {
+                Placement::Group(g) => (Some(g.clone()), Vec::new(), Vec::new()),
+                Placement::Hosts(h) => (None, h.clone(), Vec::new()),
+                Placement::Fqdns(f) => (None, Vec::new(), f.clone()),
             };
+            let inventory_hosts = inventory.and_then(|(inv, _)| match &s.placement {
+                Placement::Group(g) => Some(hosts_in(inv, g)),
+                Placement::Hosts(h) => Some(h.iter().filter(|h| inv.hosts.contains_key(*h)).count()),
+                Placement::Fqdns(_) => None,
+            });
             ServiceReview {
                 service: name.to_string(),
                 names: s.names.iter().cloned().collect(),
-                inventory_hosts: inventory.zip(group.as_deref()).map(|((inv, _), g)| hosts_in(inv, g)),
+                inventory_hosts,
                 group,
+                hosts,
                 fqdns,
                 line: s.line,
                 evidence: s.placed_by.clone(),
@@ -271,9 +304,10 @@ impl Review {
             .services
             .iter()
             .map(|s| {
-                let place = match &s.group {
-                    Some(g) => format!("group {g}"),
-                    None => format!("fqdns {}", s.fqdns.join(", ")),
+                let place = match (&s.group, s.hosts.is_empty()) {
+                    (Some(g), _) => format!("group {g}"),
+                    (None, false) => format!("hosts {}", s.hosts.join(", ")),
+                    (None, true) => format!("fqdns {}", s.fqdns.join(", ")),
                 };
                 let mut why = if s.name_only {
                     format!("name only, line {}: check it against your inventory", s.line)

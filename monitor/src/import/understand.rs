@@ -44,7 +44,19 @@ pub struct DraftZone {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Placement {
     Group(String),
+    /// Inventory host names, from a mapping table's Hosts column ("db01, db02").
+    Hosts(Vec<String>),
     Fqdns(Vec<String>),
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Group(g) => write!(f, "group {g}"),
+            Placement::Hosts(h) => write!(f, "hosts {}", h.join(", ")),
+            Placement::Fqdns(n) => write!(f, "fqdns {}", n.join(", ")),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -143,8 +155,8 @@ static EXPOSURE: LazyLock<Regex> = LazyLock::new(|| {
 struct Ctx<'a> {
     opts: &'a Options,
     draft: Draft,
-    /// Document name → inventory group, from the document's mapping table (wins) and `--group`.
-    mapping: Vec<(String, String, String)>, // (name, group, placed_by)
+    /// Document name → placement, from the document's mapping table (wins) and `--group`.
+    mapping: Vec<(String, Placement, String)>, // (name, placement, placed_by)
     product: Option<String>,
     global_proto: Vec<(Vec<String>, &'static str, usize)>,
     /// `--group` names that placed a service.
@@ -317,11 +329,13 @@ impl Ctx<'_> {
                     if let (Some(gi), Some(ni), false) = (gi, ni, roles.contains(&Role::Port)) {
                         for r in &t.rows {
                             let (Some(n), Some(g)) = (r.cells.get(ni), r.cells.get(gi)) else { continue };
-                            let g = g.trim().trim_matches('`').to_string();
-                            if n.is_empty() || g.is_empty() {
+                            if n.is_empty() || g.trim().is_empty() {
                                 continue;
                             }
-                            self.mapping.push((n.clone(), g, format!("mapping table, line {}", r.line)));
+                            match mapping_cell(&t.header[gi], g) {
+                                Ok(p) => self.mapping.push((n.clone(), p, format!("mapping table, line {}", r.line))),
+                                Err(why) => self.warn(r.line, format!("{why}; {n:?} is not placed by this row")),
+                            }
                         }
                     }
                     for r in &t.rows {
@@ -347,7 +361,7 @@ impl Ctx<'_> {
             }
         }
         for (name, group) in &self.opts.groups {
-            self.mapping.push((name.clone(), group.clone(), "--group".into()));
+            self.mapping.push((name.clone(), Placement::Group(group.clone()), "--group".into()));
         }
         Ok(())
     }
@@ -402,30 +416,32 @@ impl Ctx<'_> {
                 if let Some((_, dg, by)) = from_doc.as_ref().filter(|(_, dg, _)| dg != g) {
                     self.warn(
                         line,
-                        format!("--group {n}={g} ignored: the document's {by} places it on {dg}"),
+                        format!("--group {n}={} ignored: the document's {by} places it on {}", group_text(g), group_text(dg)),
                     );
                 }
             }
             let mapped = from_doc.or(from_cli);
             let mapped = mapped.as_ref();
-            let (group, by) = match (mapped, subgraph) {
-                (Some((_, g, by)), _) => (g.clone(), by.clone()),
-                (None, Some(sg)) => {
-                    (sg.trim().replace(['-', ' '], "_").to_lowercase(), format!("subgraph {sg:?}"))
-                }
-                (None, None) if is_product => {
-                    (format!("{}_nodes", slug.replace('-', "_")), "convention: <product>_nodes".into())
-                }
-                (None, None) => (slug.replace('-', "_"), "convention: the name's slug".into()),
+            let (placement, by) = match (mapped, subgraph) {
+                (Some((_, p, by)), _) => (p.clone(), by.clone()),
+                (None, Some(sg)) => (
+                    Placement::Group(sg.trim().replace(['-', ' '], "_").to_lowercase()),
+                    format!("subgraph {sg:?}"),
+                ),
+                (None, None) if is_product => (
+                    Placement::Group(format!("{}_nodes", slug.replace('-', "_"))),
+                    "convention: <product>_nodes".into(),
+                ),
+                (None, None) => (Placement::Group(slug.replace('-', "_")), "convention: the name's slug".into()),
             };
-            if by.starts_with("convention") {
+            if let (true, Placement::Group(group)) = (by.starts_with("convention"), &placement) {
                 self.warn(line, format!("{plain:?} placed by name only, no mapping in the document: check `{group}` against your inventory (or place it with --group \"{plain}=GROUP\")"));
             }
             self.draft.services.insert(
                 slug.clone(),
                 DraftService {
                     names: BTreeSet::new(),
-                    placement: Placement::Group(group),
+                    placement,
                     placed_by: by,
                     line,
                 },
@@ -893,7 +909,8 @@ impl Ctx<'_> {
         if let Some(k) = self.draft.services.iter().find(|(_, s)| s.placement == placed).map(|(k, _)| k.clone()) {
             return Some(k);
         }
-        let mapped = self.mapping.iter().find(|(_, mg, by)| *mg == g && by != "--group").map(|m| m.0.clone());
+        let mapped =
+            self.mapping.iter().find(|(_, mp, by)| *mp == placed && by != "--group").map(|m| m.0.clone());
         if let Some(name) = mapped {
             return self.entity(&name, line, None);
         }
@@ -1283,4 +1300,47 @@ pub(crate) fn note_condition(clause: &str) -> String {
     });
     let c = LEAD.replace(clause.trim(), "");
     slug_words(&TAIL.replace(&c, ""))
+}
+
+/// A placement as `--group` messages name it: the group alone, else "hosts a, b".
+fn group_text(p: &Placement) -> String {
+    match p {
+        Placement::Group(g) => g.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A mapping table's cell as a placement: `webtier`, "`web` group", "the
+/// [mq] group" give a group; under a Hosts column, several names ("db01,
+/// db02") give those hosts (one name stays a group, as inventories name
+/// groups there too). Anything else is not guessed.
+fn mapping_cell(title: &str, cell: &str) -> Result<Placement, String> {
+    static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[`\[]([A-Za-z0-9_-]+)[`\]]").unwrap());
+    static GROUP_WORD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)^(?:the\s+)?([A-Za-z0-9_-]+)\s+(?:ansible |inventory |host )?group$").unwrap()
+    });
+    let c = cell.trim();
+    let is_group = |s: &str| !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+    let named = QUOTED.captures(c).or_else(|| GROUP_WORD.captures(c)).and_then(|m| m.get(1));
+    if let Some(g) = named {
+        return Ok(Placement::Group(g.as_str().to_string()));
+    }
+    let hosts_column =
+        matches!(title.trim().to_lowercase().as_str(), "hosts" | "host names" | "hostnames" | "servers");
+    if hosts_column {
+        let names: Vec<&str> = c
+            .split(|ch: char| ch == ',' || ch == ';' || ch.is_whitespace())
+            .map(|s| s.trim_matches(['`', '[', ']']))
+            .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("and"))
+            .collect();
+        let is_host = |s: &&str| s.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
+        if names.len() > 1 && names.iter().all(is_host) {
+            return Ok(Placement::Hosts(names.into_iter().map(String::from).collect()));
+        }
+    }
+    if is_group(c) {
+        Ok(Placement::Group(c.to_string()))
+    } else {
+        Err(format!("{cell:?} is not an inventory group name (letters, digits, `_`, `-`) nor a list of host names"))
+    }
 }
