@@ -548,10 +548,12 @@ fn import_in_fixtures(args: &[&str]) -> std::process::Output {
 fn review_json_with_inventory() {
     let out = import_in_fixtures(&[RELAY, "--inventory", "relay-inventory.ini", "--review", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let got: serde_json::Value = serde_json::from_slice(&out.stderr)
-        .unwrap_or_else(|e| panic!("stderr is not one JSON object: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let got: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap_or_else(|e| {
+        panic!("stderr is not one JSON object: {e}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
     let want_path = fixture(&format!("{RELAY}.review.json"));
-    let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&want_path).unwrap()).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&want_path).unwrap()).unwrap();
     assert_eq!(got, want, "the review differs from {}:\n{got:#}", want_path.display());
     let yaml = String::from_utf8(out.stdout).unwrap();
     Matrix::from_str(&yaml, "draft.yaml", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
@@ -623,7 +625,8 @@ fn inventory_check_reports_mismatches() {
         "/dev/null",
     ]);
     assert_eq!(inv_warnings(&out), Vec::<String>::new());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("log-collector  group logs       --group; inventory: 1 host"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("log-collector  group logs       --group; inventory: 1 host"));
 
     // A group that exists without hosts.
     let dir = tempfile::tempdir().unwrap();

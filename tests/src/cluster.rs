@@ -48,10 +48,9 @@ impl Cluster {
         let hosts: Vec<(&str, Ipv4Addr)> = names
             .iter()
             .map(|name| {
-                *HOSTS
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .unwrap_or_else(|| panic!("no host {name} in the RP-PAM inventory: pick one of {HOSTS:?}"))
+                *HOSTS.iter().find(|(n, _)| n == name).unwrap_or_else(|| {
+                    panic!("no host {name} in the RP-PAM inventory: pick one of {HOSTS:?}")
+                })
             })
             .collect();
         Self::of(&hosts)

@@ -28,7 +28,8 @@ fn fixture(name: &str) -> PathBuf {
 
 /// The audiences of the perimeter table, as hosts outside the inventory, and
 /// the CIDR the user fills in for each placeholder zone.
-const OPERATOR: (&str, Ipv4Addr, &str, &str) = ("op1", Ipv4Addr::new(10, 200, 8, 10), "operators", "10.200.8.0/24");
+const OPERATOR: (&str, Ipv4Addr, &str, &str) =
+    ("op1", Ipv4Addr::new(10, 200, 8, 10), "operators", "10.200.8.0/24");
 const SUPPORT: (&str, Ipv4Addr, &str, &str) =
     ("sup1", Ipv4Addr::new(10, 200, 9, 10), "support-staff", "10.200.9.0/24");
 

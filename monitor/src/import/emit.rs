@@ -32,7 +32,10 @@ pub(crate) fn emit(d: &Draft, doc: &str, format: Format) -> String {
             let _ = writeln!(y, "  # line {}: audience {}, outside the cluster", z.line, q(&z.name));
             let _ = writeln!(y, "  {name}:");
             let _ = writeln!(y, "    description: {}", q(&format!("{}: FILL IN its addresses", z.name)));
-            let _ = writeln!(y, "    cidrs: []  # FILL IN, e.g. [192.0.2.0/24]; until then no client is in this zone");
+            let _ = writeln!(
+                y,
+                "    cidrs: []  # FILL IN, e.g. [192.0.2.0/24]; until then no client is in this zone"
+            );
         }
     }
     let used = super::review::used_services(d);

@@ -267,7 +267,13 @@ pub(crate) fn review(
                 Some(&l) => ("note", l),
                 None => ("condition", with.iter().copied().min().unwrap_or(0)),
             };
-            ProfileReview { profile: name.clone(), origin, line, rules: with.len(), description: desc.clone() }
+            ProfileReview {
+                profile: name.clone(),
+                origin,
+                line,
+                rules: with.len(),
+                description: desc.clone(),
+            }
         })
         .collect();
     let audiences = d

@@ -161,7 +161,10 @@ fn text_mapping_table_with_merged_columns_ends_at_the_heading() {
             (4, vec!["Front-End".into(), "webtier".into()]),
         ]
     );
-    assert!(blocks.contains(&Block::Heading { line: 5, level: 2, text: "Internal ports".into() }), "{blocks:?}");
+    assert!(
+        blocks.contains(&Block::Heading { line: 5, level: 2, text: "Internal ports".into() }),
+        "{blocks:?}"
+    );
 }
 
 #[test]
@@ -177,7 +180,13 @@ fn text_perimeter_rows_split_audience_group_purpose_and_notes() {
     assert_eq!(
         cells,
         [
-            vec!["Operators / Support staff", "scheduler", "22", "SSH maintenance", "Must be reachable only by Operators"],
+            vec![
+                "Operators / Support staff",
+                "scheduler",
+                "22",
+                "SSH maintenance",
+                "Must be reachable only by Operators"
+            ],
             vec!["Support staff", "brokers", "15672", "Broker management UI", "Optional"],
             vec!["Everyone", "webtier", "80", "Redirect to HTTPS", ""],
         ]
@@ -208,18 +217,33 @@ fn notes_condition_rules_from_a_source_to_a_target_or_on_a_port() {
         import_md(src).draft.rules.iter().map(|r| (format!("{}>{}", r.from, r.to), r.when.clone())).collect()
     };
     let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let got = when(&format!("{table}Connections originating from the Broker are only necessary when you enable push dispatch.\n"));
-    assert_eq!(got, [("broker>worker".into(), w(&["push-dispatch"])), ("worker>broker".into(), w(&[])), ("worker>store".into(), w(&[]))]);
+    let got = when(&format!(
+        "{table}Connections originating from the Broker are only necessary when you enable push dispatch.\n"
+    ));
+    assert_eq!(
+        got,
+        [
+            ("broker>worker".into(), w(&["push-dispatch"])),
+            ("worker>broker".into(), w(&[])),
+            ("worker>store".into(), w(&[]))
+        ]
+    );
     let got = when(&format!("{table}Connections to the Broker are only needed if you use queues.\n"));
     assert_eq!(got[1], ("worker>broker".into(), w(&["queues"])));
     assert!(got[0].1.is_empty() && got[2].1.is_empty(), "{got:?}");
     let got = when(&format!("{table}Port 9000 is only required when object storage is enabled.\n"));
     assert_eq!(got[2], ("worker>store".into(), w(&["object-storage"])));
-    let d = import_md(&format!("{table}Connections from the Printer are only needed when you enable printing.\n")).draft;
+    let d = import_md(&format!(
+        "{table}Connections from the Printer are only needed when you enable printing.\n"
+    ))
+    .draft;
     assert!(d.rules.iter().all(|r| r.when.is_empty()));
     assert!(d.profiles.is_empty());
     assert!(
-        d.warnings.iter().any(|x| x.line == 7 && x.message.starts_with("the note restricts connections from \"Printer\", but no imported rule has them")),
+        d.warnings.iter().any(|x| x.line == 7
+            && x.message.starts_with(
+                "the note restricts connections from \"Printer\", but no imported rule has them"
+            )),
         "{:?}",
         d.warnings
     );

@@ -89,7 +89,8 @@ const PROTO_WORDS: &[&str] = &[
 ];
 const DIRECTIONS: &[&str] = &["inbound", "outbound", "bidirectional", "between", "both", "ingress", "egress"];
 /// Words that start a Notes column after a Purpose column, as written (capitalised).
-const NOTE_WORDS: &[&str] = &["Optional", "Optional:", "Required", "Only", "Must", "Recommended", "Not", "Needed"];
+const NOTE_WORDS: &[&str] =
+    &["Optional", "Optional:", "Required", "Only", "Must", "Recommended", "Not", "Needed"];
 const ACTIONS: &[&str] = &["allow", "deny", "block", "accept", "drop", "reject"];
 
 pub(crate) fn read(text: &str) -> (Vec<Block>, Vec<Warning>) {
@@ -113,7 +114,9 @@ pub(crate) fn read(text: &str) -> (Vec<Block>, Vec<Warning>) {
                     toks.iter().any(|w| PORT_TOKEN.is_match(w))
                 } else {
                     toks.len() >= 2
-                        && toks[toks.len() - 1].chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                        && toks[toks.len() - 1]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 };
                 if !fits {
                     break;

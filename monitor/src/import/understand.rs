@@ -333,8 +333,14 @@ impl Ctx<'_> {
                                 continue;
                             }
                             match mapping_cell(&t.header[gi], g) {
-                                Ok(p) => self.mapping.push((n.clone(), p, format!("mapping table, line {}", r.line))),
-                                Err(why) => self.warn(r.line, format!("{why}; {n:?} is not placed by this row")),
+                                Ok(p) => self.mapping.push((
+                                    n.clone(),
+                                    p,
+                                    format!("mapping table, line {}", r.line),
+                                )),
+                                Err(why) => {
+                                    self.warn(r.line, format!("{why}; {n:?} is not placed by this row"))
+                                }
                             }
                         }
                     }
@@ -416,7 +422,11 @@ impl Ctx<'_> {
                 if let Some((_, dg, by)) = from_doc.as_ref().filter(|(_, dg, _)| dg != g) {
                     self.warn(
                         line,
-                        format!("--group {n}={} ignored: the document's {by} places it on {}", group_text(g), group_text(dg)),
+                        format!(
+                            "--group {n}={} ignored: the document's {by} places it on {}",
+                            group_text(g),
+                            group_text(dg)
+                        ),
                     );
                 }
             }
@@ -432,19 +442,16 @@ impl Ctx<'_> {
                     Placement::Group(format!("{}_nodes", slug.replace('-', "_"))),
                     "convention: <product>_nodes".into(),
                 ),
-                (None, None) => (Placement::Group(slug.replace('-', "_")), "convention: the name's slug".into()),
+                (None, None) => {
+                    (Placement::Group(slug.replace('-', "_")), "convention: the name's slug".into())
+                }
             };
             if let (true, Placement::Group(group)) = (by.starts_with("convention"), &placement) {
                 self.warn(line, format!("{plain:?} placed by name only, no mapping in the document: check `{group}` against your inventory (or place it with --group \"{plain}=GROUP\")"));
             }
             self.draft.services.insert(
                 slug.clone(),
-                DraftService {
-                    names: BTreeSet::new(),
-                    placement,
-                    placed_by: by,
-                    line,
-                },
+                DraftService { names: BTreeSet::new(), placement, placed_by: by, line },
             );
         }
         self.draft.services.get_mut(&slug).unwrap().names.insert(plain.to_string());
@@ -860,7 +867,10 @@ impl Ctx<'_> {
         };
         let froms = self.audiences(&cell_of(roles, r, Role::Audience).unwrap_or_default(), r.line);
         let Some(to) = target.filter(|_| !froms.is_empty()) else {
-            self.warn(r.line, format!("cannot tell the audience and the host group; row not imported: {}", r.raw));
+            self.warn(
+                r.line,
+                format!("cannot tell the audience and the host group; row not imported: {}", r.raw),
+            );
             return;
         };
         for f in froms {
@@ -906,7 +916,9 @@ impl Ctx<'_> {
             return None;
         }
         let placed = Placement::Group(g.clone());
-        if let Some(k) = self.draft.services.iter().find(|(_, s)| s.placement == placed).map(|(k, _)| k.clone()) {
+        if let Some(k) =
+            self.draft.services.iter().find(|(_, s)| s.placement == placed).map(|(k, _)| k.clone())
+        {
             return Some(k);
         }
         let mapped =
@@ -975,7 +987,10 @@ impl Ctx<'_> {
         let t = text.trim();
         let (scope, clause) = if let Some(m) = SIDE.captures(t) {
             let name = m[2].to_string();
-            (if m[1].eq_ignore_ascii_case("from") { Scope::From(name) } else { Scope::To(name) }, m[3].to_string())
+            (
+                if m[1].eq_ignore_ascii_case("from") { Scope::From(name) } else { Scope::To(name) },
+                m[3].to_string(),
+            )
         } else if let Some(m) = PORT.captures(t) {
             match parse_ports(&m[1]) {
                 Ok(p) if !p.is_empty() => (Scope::Ports(p), m[2].to_string()),
@@ -986,7 +1001,10 @@ impl Ctx<'_> {
         };
         let cond = note_condition(&clause);
         if cond.is_empty() {
-            self.warn(line, format!("a note conditions some rules, but its condition has no name; not applied: {t}"));
+            self.warn(
+                line,
+                format!("a note conditions some rules, but its condition has no name; not applied: {t}"),
+            );
         } else {
             self.notes.push(Note { line, text: t.to_string(), scope, cond });
         }
@@ -1017,7 +1035,10 @@ impl Ctx<'_> {
             count += 1;
         }
         if count == 0 {
-            self.warn(n.line, format!("the note restricts {what}, but no imported rule has them; not applied: {}", n.text));
+            self.warn(
+                n.line,
+                format!("the note restricts {what}, but no imported rule has them; not applied: {}", n.text),
+            );
             return;
         }
         self.draft.profiles.entry(n.cond.clone()).or_insert(n.text);
@@ -1029,7 +1050,10 @@ impl Ctx<'_> {
         let plain = strip_paren(name.trim());
         let base = base_name(&plain);
         if self.product.as_ref().is_some_and(|p| base.eq_ignore_ascii_case(p)) {
-            return self.product.as_ref().map(|p| p.to_lowercase().chars().filter(char::is_ascii_alphanumeric).collect());
+            return self
+                .product
+                .as_ref()
+                .map(|p| p.to_lowercase().chars().filter(char::is_ascii_alphanumeric).collect());
         }
         let key = slug_of(&plain);
         if self.draft.services.contains_key(&key) || self.draft.zones.contains_key(&key) {
@@ -1320,7 +1344,8 @@ fn mapping_cell(title: &str, cell: &str) -> Result<Placement, String> {
         Regex::new(r"(?i)^(?:the\s+)?([A-Za-z0-9_-]+)\s+(?:ansible |inventory |host )?group$").unwrap()
     });
     let c = cell.trim();
-    let is_group = |s: &str| !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+    let is_group =
+        |s: &str| !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
     let named = QUOTED.captures(c).or_else(|| GROUP_WORD.captures(c)).and_then(|m| m.get(1));
     if let Some(g) = named {
         return Ok(Placement::Group(g.as_str().to_string()));
@@ -1333,7 +1358,8 @@ fn mapping_cell(title: &str, cell: &str) -> Result<Placement, String> {
             .map(|s| s.trim_matches(['`', '[', ']']))
             .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("and"))
             .collect();
-        let is_host = |s: &&str| s.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
+        let is_host =
+            |s: &&str| s.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
         if names.len() > 1 && names.iter().all(is_host) {
             return Ok(Placement::Hosts(names.into_iter().map(String::from).collect()));
         }
@@ -1341,6 +1367,8 @@ fn mapping_cell(title: &str, cell: &str) -> Result<Placement, String> {
     if is_group(c) {
         Ok(Placement::Group(c.to_string()))
     } else {
-        Err(format!("{cell:?} is not an inventory group name (letters, digits, `_`, `-`) nor a list of host names"))
+        Err(format!(
+            "{cell:?} is not an inventory group name (letters, digits, `_`, `-`) nor a list of host names"
+        ))
     }
 }
