@@ -311,7 +311,8 @@ fn rp_pam_vendor_document() {
     assert_round_trip(&doc);
 }
 
-/// `@ SERVICE group GROUP (EVIDENCE)`, `@ SERVICE hosts A,B (EVIDENCE)` or `@ SERVICE fqdns A,B (EVIDENCE)`
+/// `@ SERVICE PLACEMENT (EVIDENCE)` (`ServiceReview::placement`: `group G`,
+/// `hosts A, B`, `fqdns A, B`)
 /// per service of the draft, EVIDENCE `name only` for a service placed by
 /// its name alone; `z ZONE LINE AUDIENCE` per audience waiting for CIDRs.
 fn placements(review: &monitor::import::Review) -> Vec<String> {
@@ -319,13 +320,8 @@ fn placements(review: &monitor::import::Review) -> Vec<String> {
         .services
         .iter()
         .map(|s| {
-            let place = match (&s.group, s.hosts.is_empty()) {
-                (Some(g), _) => format!("group {g}"),
-                (None, false) => format!("hosts {}", s.hosts.join(",")),
-                (None, true) => format!("fqdns {}", s.fqdns.join(",")),
-            };
             let by = if s.name_only { "name only" } else { s.evidence.as_str() };
-            format!("@ {} {place} ({by})", s.service)
+            format!("@ {} {} ({by})", s.service, s.placement())
         })
         .collect();
     v.extend(review.audiences.iter().map(|a| format!("z {} {} {}", a.zone, a.line, a.audience)));

@@ -13,11 +13,11 @@
 
 use std::{collections::BTreeSet, net::Ipv4Addr, path::PathBuf, process::Command};
 
-use monitor::inventory::Inventory;
+use ::monitor::inventory::Inventory;
 use monitor_tests::{
     capture::Capture,
     cluster::Cluster,
-    monitor::require_monitor_bin,
+    monitor::{self, require_monitor_bin},
     traffic::{tcp_echo_client, TcpEchoServer},
 };
 use serde_json::Value;
@@ -107,21 +107,21 @@ fn imported_draft_with_the_documents_mapping_gives_no_false_alert() {
     cap.save(&pcap);
 
     // 4. `monitor check` on the capture, with the profiles the flows need.
-    let out = Command::new(&bin)
-        .args(["check", "--format", "json", "--matrix"])
-        .arg(&matrix)
-        .arg("--inventory")
-        .arg(fixture("relay-inventory.ini"))
-        .args(["--profile", "push-dispatch", "--profile", "optional", "--pcap"])
-        .arg(&pcap)
-        .output()
-        .expect("run monitor check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "monitor check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let inventory = fixture("relay-inventory.ini");
+    let stdout = monitor::check(&[
+        "--format",
+        "json",
+        "--matrix",
+        matrix.to_str().unwrap(),
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--profile",
+        "push-dispatch",
+        "--profile",
+        "optional",
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]);
     let found: BTreeSet<(String, String, u64)> = stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))

@@ -72,6 +72,17 @@ pub struct RuleCounts {
     pub conditional: usize,
 }
 
+impl ServiceReview {
+    /// "group webtier", "hosts db01, db02", "fqdns a.example.com".
+    pub fn placement(&self) -> String {
+        match (&self.group, self.hosts.is_empty()) {
+            (Some(g), _) => format!("group {g}"),
+            (None, false) => format!("hosts {}", self.hosts.join(", ")),
+            (None, true) => format!("fqdns {}", self.fqdns.join(", ")),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ProfileReview {
     pub profile: String,
@@ -310,11 +321,6 @@ impl Review {
             .services
             .iter()
             .map(|s| {
-                let place = match (&s.group, s.hosts.is_empty()) {
-                    (Some(g), _) => format!("group {g}"),
-                    (None, false) => format!("hosts {}", s.hosts.join(", ")),
-                    (None, true) => format!("fqdns {}", s.fqdns.join(", ")),
-                };
                 let mut why = if s.name_only {
                     format!("name only, line {}: check it against your inventory", s.line)
                 } else {
@@ -323,7 +329,7 @@ impl Review {
                 if let Some(n) = s.inventory_hosts {
                     let _ = write!(why, "; inventory: {}", plural(n, "host"));
                 }
-                [s.service.clone(), place, why]
+                [s.service.clone(), s.placement(), why]
             })
             .collect();
         columns(&mut t, &rows);
