@@ -163,6 +163,18 @@ struct Ctx<'a> {
     used_groups: BTreeSet<String>,
     /// Notes that condition a class of rules, applied once every rule is read.
     notes: Vec<Note>,
+    /// Sentences saying ports must be reachable only by some audience,
+    /// applied once every service is known.
+    reach: Vec<Reach>,
+}
+
+/// "Port 22 on the scheduler hosts must be reachable only by Operators."
+struct Reach {
+    line: usize,
+    text: String,
+    ports: Vec<(u16, u16)>,
+    who: String,
+    when: Vec<String>,
 }
 
 /// "Connections originating from the Broker are only necessary when you
@@ -190,6 +202,7 @@ pub(crate) fn understand(blocks: &[Block], opts: &Options) -> Result<Draft, Impo
         global_proto: Vec::new(),
         used_groups: BTreeSet::new(),
         notes: Vec::new(),
+        reach: Vec::new(),
     };
     ctx.prescan(blocks)?;
     ctx.draft.product = ctx.product.clone();
@@ -282,6 +295,9 @@ pub(crate) fn understand(blocks: &[Block], opts: &Options) -> Result<Draft, Impo
     }
     for note in std::mem::take(&mut ctx.notes) {
         ctx.apply_note(note);
+    }
+    for r in std::mem::take(&mut ctx.reach) {
+        ctx.apply_reach(r);
     }
     for (name, group) in &opts.groups {
         if !ctx.used_groups.contains(name) {
@@ -706,7 +722,7 @@ impl Ctx<'_> {
     }
 
     fn prose(&mut self, line: usize, text: &str, section: Vec<String>) {
-        if self.note(line, text) {
+        if self.note(line, text, &section) {
             return;
         }
         let ports: Vec<&str> = PORT_MENTION.captures_iter(text).map(|c| c.get(1).unwrap().as_str()).collect();
@@ -750,7 +766,7 @@ impl Ctx<'_> {
 
     /// A list item such as "Port 5432/tcp from the API servers to PostgreSQL (HA only)".
     fn item(&mut self, line: usize, text: &str, section: Vec<String>) {
-        if self.note(line, text) {
+        if self.note(line, text, &section) {
             return;
         }
         static ITEM_PORTS: LazyLock<Regex> = LazyLock::new(|| {
@@ -976,8 +992,9 @@ impl Ctx<'_> {
         out
     }
 
-    /// Reads a note that conditions a class of rules; true when `text` is one.
-    fn note(&mut self, line: usize, text: &str) -> bool {
+    /// Reads a note that conditions a class of rules, or that says ports
+    /// must be reachable only by some audience; true when `text` is one.
+    fn note(&mut self, line: usize, text: &str, section: &[String]) -> bool {
         static SIDE: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(r"(?i)^(?:note:\s*)?(?:all\s+)?(?:connections|traffic|flows|requests)\s+(?:(?:originating|coming|initiated|sent)\s+)?(from|to)\s+(?:the\s+)?(.+?)\s+(?:are|is)\s+only\s+(?:necessary|needed|required|used)\s+(?:when|if)\s+(.+?)\.?$").unwrap()
         });
@@ -985,6 +1002,21 @@ impl Ctx<'_> {
             Regex::new(r"(?i)^(?:note:\s*)?(?:connections\s+(?:on|to)\s+)?ports?\s+(\d[\d\s,/a-z-]*?)\s+(?:are|is)\s+only\s+(?:necessary|needed|required|used)\s+(?:when|if)\s+(.+?)\.?$").unwrap()
         });
         let t = text.trim();
+        if let Some(m) = REACHABLE_ONLY.captures(t) {
+            let mentioned: Vec<&str> =
+                PORT_MENTION.captures_iter(t).map(|c| c.get(1).unwrap().as_str()).collect();
+            if let Ok(ports) = parse_ports(&mentioned.join(",")).map_err(|_| ()).and_then(|p| {
+                if p.is_empty() {
+                    Err(())
+                } else {
+                    Ok(p)
+                }
+            }) {
+                let who = m.iter().skip(1).flatten().next().map_or("", |g| g.as_str()).to_string();
+                self.reach.push(Reach { line, text: t.to_string(), ports, who, when: section.to_vec() });
+                return true;
+            }
+        }
         let (scope, clause) = if let Some(m) = SIDE.captures(t) {
             let name = m[2].to_string();
             (
@@ -1043,6 +1075,49 @@ impl Ctx<'_> {
         }
         self.draft.profiles.entry(n.cond.clone()).or_insert(n.text);
         self.draft.profile_notes.entry(n.cond).or_insert(n.line);
+    }
+
+    /// An exposure constraint from a sentence: the one service (or host
+    /// group of one) the sentence names, on the ports it names, only from
+    /// the audiences it names. Naming none or several is a warning.
+    fn apply_reach(&mut self, r: Reach) {
+        let named_in = |text: &str, n: &str| {
+            Regex::new(&format!(r"(?i)(?:^|[^\w-]){}(?:$|[^\w-])", regex::escape(n)))
+                .is_ok_and(|re| re.is_match(text))
+        };
+        let named = |n: &str| named_in(&r.text, n) && !named_in(&r.who, n);
+        let targets: Vec<String> = self
+            .draft
+            .services
+            .iter()
+            .filter(|(_, s)| {
+                s.names.iter().any(|n| named(n)) || matches!(&s.placement, Placement::Group(g) if named(g))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let only_from = match targets.len() {
+            1 => self.audiences(&r.who, r.line),
+            _ => Vec::new(),
+        };
+        match (targets.as_slice(), only_from.is_empty()) {
+            ([to], false) => self.draft.exposures.push(DraftExposure {
+                to: to.clone(),
+                ports: r.ports,
+                proto: proto_words(&r.text).unwrap_or("tcp"),
+                only_from,
+                purpose: r.text.clone(),
+                when: r.when,
+                sources: vec![(r.line, r.text)],
+            }),
+            _ => {
+                let which = if targets.is_empty() {
+                    "no service or host group".to_string()
+                } else {
+                    format!("several services ({})", targets.join(", "))
+                };
+                self.warn(r.line, format!("says port {} must be reachable only by {:?}, but names {which} of the document; no exposure constraint: {}", fmt_ports(&r.ports), r.who, r.text));
+            }
+        }
     }
 
     /// The service or zone a name already stands for, without creating one.
