@@ -248,3 +248,33 @@ fn notes_condition_rules_from_a_source_to_a_target_or_on_a_port() {
         d.warnings
     );
 }
+
+/// Audiences: `A / B`, `A & B`, `0.0.0.0/0` (not split at its slash),
+/// `The Internet`; a name the tables already use as a service stays one,
+/// and so does the service already on the host group.
+#[test]
+fn perimeter_audiences_split_and_builtins() {
+    let src = "| Source | Destination | Port |\n|---|---|---|\n| Monitoring | Web | 9100 |\n\n\
+        | Audience | Host group | Port | Notes |\n|---|---|---|---|\n\
+        | Admins & Auditors | web | 22 | |\n| 0.0.0.0/0 | web | 443 | |\n| The Internet | web | 80 | |\n\
+        | Monitoring / Admins | web | 9100 | Optional |\n";
+    let d = import_md(src).draft;
+    let rules: Vec<String> =
+        d.rules.iter().map(|r| format!("{} {}>{} {:?}", r.sources[0].0, r.from, r.to, r.when)).collect();
+    assert_eq!(
+        rules,
+        [
+            "3 monitoring>web []",
+            "7 admins>web []",
+            "7 auditors>web []",
+            "8 any>web []",
+            "9 internet>web []",
+            "10 monitoring>web [\"optional\"]",
+            "10 admins>web [\"optional\"]",
+        ]
+    );
+    assert_eq!(d.zones.keys().collect::<Vec<_>>(), ["admins", "auditors"]);
+    // The host group `web` is where the service Web (placed by its name) runs.
+    assert_eq!(format!("{:?}", d.services["web"].placement), "Group(\"web\")");
+    assert!(!d.services.contains_key("web-hosts"));
+}

@@ -121,7 +121,7 @@ fn role(col: &str) -> Role {
         "direction" => Role::Direction,
         "action" => Role::Action,
         "host group" | "inventory group" | "group" | "runs on" | "hosts" | "ansible group"
-        | "ansible host group" | "host groups" => Role::Group,
+        | "ansible host group" | "host groups" | "host names" | "hostnames" => Role::Group,
         "audience" | "audiences" | "who" | "accessed by" => Role::Audience,
         _ => Role::Text,
     }
@@ -965,13 +965,17 @@ impl Ctx<'_> {
         static SEP: LazyLock<Regex> =
             LazyLock::new(|| Regex::new(r"\s*(?:/|,|;|&|\band\b|\bor\b)\s*").unwrap());
         let mut out = Vec::new();
-        for a in SEP.split(cell) {
+        // "0.0.0.0/0" is not "0.0.0.0" and "0".
+        let parts: Vec<&str> = match cell.trim() {
+            c @ ("0.0.0.0/0" | "::/0") => vec![c],
+            c => SEP.split(c).collect(),
+        };
+        for a in parts {
             let a = strip_paren(a.trim().trim_matches(['*', '`', '"']).trim());
             let name = match a.to_lowercase().as_str() {
                 "" => continue,
-                "everyone" | "anyone" | "anybody" | "any" | "all" | "all users" | "public" | "0.0.0.0/0" => {
-                    "any".to_string()
-                }
+                "everyone" | "anyone" | "anybody" | "any" | "all" | "all users" | "public" | "0.0.0.0/0"
+                | "::/0" => "any".to_string(),
                 "internet" | "the internet" | "public internet" => "internet".to_string(),
                 _ => {
                     let z = slug(&without_article(&a));
@@ -1005,12 +1009,9 @@ impl Ctx<'_> {
         if let Some(m) = REACHABLE_ONLY.captures(t) {
             let mentioned: Vec<&str> =
                 PORT_MENTION.captures_iter(t).map(|c| c.get(1).unwrap().as_str()).collect();
-            if let Ok(ports) = parse_ports(&mentioned.join(",")).map_err(|_| ()).and_then(|p| {
-                if p.is_empty() {
-                    Err(())
-                } else {
-                    Ok(p)
-                }
+            if let Ok(ports) = parse_ports(&mentioned.join(",")).and_then(|p| match p.is_empty() {
+                true => Err(String::new()),
+                false => Ok(p),
             }) {
                 let who = m.iter().skip(1).flatten().next().map_or("", |g| g.as_str()).to_string();
                 self.reach.push(Reach { line, text: t.to_string(), ports, who, when: section.to_vec() });
