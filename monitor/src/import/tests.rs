@@ -278,3 +278,23 @@ fn perimeter_audiences_split_and_builtins() {
     assert_eq!(format!("{:?}", d.services["web"].placement), "Group(\"web\")");
     assert!(!d.services.contains_key("web-hosts"));
 }
+
+/// A list item that documents a flow and restricts its port gives both the
+/// rule and the exposure constraint; one that only restricts gives the
+/// constraint alone.
+#[test]
+fn reachable_only_items_with_and_without_a_flow() {
+    let src = "| Source | Destination | Port |\n|---|---|---|\n| Web | Cache | 6379 |\n\n\
+        - Port 8443 from Operators to Web, reachable only by Operators\n\
+        - Port 6379 on the Cache must be reachable only by Web\n";
+    let d = import_md(src).draft;
+    let rules: Vec<String> =
+        d.rules.iter().map(|r| format!("{} {}>{}", r.sources[0].0, r.from, r.to)).collect();
+    assert_eq!(rules, ["3 web>cache", "5 operators>web"]);
+    let x: Vec<String> = d
+        .exposures
+        .iter()
+        .map(|x| format!("{} {} {:?} {:?}", x.sources[0].0, x.to, x.ports, x.only_from))
+        .collect();
+    assert_eq!(x, ["5 web [(8443, 8443)] [\"operators\"]", "6 cache [(6379, 6379)] [\"web\"]"]);
+}

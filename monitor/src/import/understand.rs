@@ -997,7 +997,9 @@ impl Ctx<'_> {
     }
 
     /// Reads a note that conditions a class of rules, or that says ports
-    /// must be reachable only by some audience; true when `text` is one.
+    /// must be reachable only by some audience; true when `text` is one and
+    /// says nothing else (a list item "Port 8443 from A to B, reachable only
+    /// by A" is read as a flow too).
     fn note(&mut self, line: usize, text: &str, section: &[String]) -> bool {
         static SIDE: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(r"(?i)^(?:note:\s*)?(?:all\s+)?(?:connections|traffic|flows|requests)\s+(?:(?:originating|coming|initiated|sent)\s+)?(from|to)\s+(?:the\s+)?(.+?)\s+(?:are|is)\s+only\s+(?:necessary|needed|required|used)\s+(?:when|if)\s+(.+?)\.?$").unwrap()
@@ -1013,9 +1015,12 @@ impl Ctx<'_> {
                 true => Err(String::new()),
                 false => Ok(p),
             }) {
+                static FROM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bfrom\b").unwrap());
+                let whole = m.get(0).unwrap();
+                let flow_too = FROM.is_match(&format!("{} {}", &t[..whole.start()], &t[whole.end()..]));
                 let who = m.iter().skip(1).flatten().next().map_or("", |g| g.as_str()).to_string();
                 self.reach.push(Reach { line, text: t.to_string(), ports, who, when: section.to_vec() });
-                return true;
+                return !flow_too;
             }
         }
         let (scope, clause) = if let Some(m) = SIDE.captures(t) {
