@@ -298,3 +298,38 @@ fn reachable_only_items_with_and_without_a_flow() {
         .collect();
     assert_eq!(x, ["5 web [(8443, 8443)] [\"operators\"]", "6 cache [(6379, 6379)] [\"web\"]"]);
 }
+
+/// HTML: the mapping table (a group `all`), a perimeter table and a note on
+/// every rule to a target, as in copied text.
+#[test]
+fn html_mapping_perimeter_and_note() {
+    let src = "<table><tr><th>Service</th><th>Ansible host group</th></tr>\n\
+        <tr><td>Log Shipper</td><td>all</td></tr><tr><td>Front-End</td><td>webtier</td></tr></table>\n\
+        <table><tr><th>Source</th><th>Destination</th><th>Port</th></tr>\n\
+        <tr><td>Log Shipper</td><td>Front-End</td><td>5044</td></tr></table>\n\
+        <table><tr><th>Audience</th><th>Host group</th><th>Port</th><th>Notes</th></tr>\n\
+        <tr><td>Operators / Support staff</td><td>webtier</td><td>443</td><td>Optional</td></tr></table>\n\
+        <p>Connections to the Front-End are only needed if you enable shipping.</p>\n";
+    let opts = super::Options { doc_name: "p.html".into(), format: Some(Format::Html), ..Default::default() };
+    let d = super::import(src, None, &opts).unwrap_or_else(|e| panic!("{e}")).draft;
+    let rules: Vec<String> = d
+        .rules
+        .iter()
+        .map(|r| format!("{} {}>{} {}", r.sources[0].0, r.from, r.to, r.when.join("&&")))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "4 log-shipper>front-end shipping",
+            "6 operators>front-end optional&&shipping",
+            "6 support-staff>front-end optional&&shipping"
+        ]
+    );
+    let placed: Vec<String> =
+        d.services.iter().map(|(k, s)| format!("{k} {} ({})", s.placement, s.placed_by)).collect();
+    assert_eq!(
+        placed,
+        ["front-end group webtier (mapping table, line 2)", "log-shipper group all (mapping table, line 2)"]
+    );
+    assert_eq!(d.profile_notes.get("shipping"), Some(&7));
+}
