@@ -6,12 +6,19 @@
 //! audience of its perimeter table; every documented flow is made over real
 //! TCP while tcpdump captures the bridge; `monitor check` on the capture
 //! must then find only the two off-matrix flows the test adds: with the
-//! placements from the document's mapping there is no false alert.
+//! placements from the document's mapping there is no false alert. The
+//! same page without its mapping table gives the false alerts issue 12
+//! reported, on the same capture.
 //!
 //! NEEDS ROOT, tcpdump and the monitor binary (`cargo xtask build`, or
 //! MONITOR_BIN; `monitor check` needs no eBPF object).
 
-use std::{collections::BTreeSet, net::Ipv4Addr, path::PathBuf, process::Command};
+use std::{
+    collections::BTreeSet,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use ::monitor::inventory::Inventory;
 use monitor_tests::{
@@ -42,28 +49,68 @@ fn fill_zone(yaml: &str, zone: &str, cidr: &str) -> String {
     format!("{}cidrs: [{cidr}]{}", &yaml[..start], &yaml[start + "cidrs: []".len()..])
 }
 
-#[test]
-fn imported_draft_with_the_documents_mapping_gives_no_false_alert() {
-    let bin = require_monitor_bin();
-    let dir = tempfile::tempdir().expect("tempdir");
-
-    // 1. Import, checked against the inventory: the Log Collector, which the
-    //    page does not place, goes on `logs`; then no inventory warning is left.
-    let out = Command::new(&bin)
-        .current_dir(fixture(""))
-        .args(["matrix", "import", "relay-copied-page.txt", "--inventory", "relay-inventory.ini"])
+/// `monitor matrix import DOC --inventory relay-inventory.ini --group
+/// "Log Collector=logs"` (the page does not place the Log Collector), with
+/// the audience zones filled in; returns the draft and its stderr.
+fn import_draft(doc: &Path, to: &Path) -> (String, String) {
+    let out = Command::new(require_monitor_bin())
+        .arg("matrix")
+        .arg("import")
+        .arg(doc)
+        .arg("--inventory")
+        .arg(fixture("relay-inventory.ini"))
         .args(["--group", "Log Collector=logs"])
         .output()
         .expect("run monitor matrix import");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "import failed: {stderr}");
-    assert!(!stderr.contains("relay-inventory.ini"), "inventory mismatches left: {stderr}");
     let mut yaml = String::from_utf8(out.stdout).expect("UTF-8 draft");
     for (_, _, zone, cidr) in [OPERATOR, SUPPORT] {
         yaml = fill_zone(&yaml, zone, cidr);
     }
+    std::fs::write(to, &yaml).unwrap();
+    (yaml, stderr)
+}
+
+/// (kind, server address, port) of each alert of `monitor check` on the capture.
+fn findings(matrix: &Path, pcap: &Path) -> BTreeSet<(String, String, u64)> {
+    let inventory = fixture("relay-inventory.ini");
+    let stdout = monitor::check(&[
+        "--format",
+        "json",
+        "--matrix",
+        matrix.to_str().unwrap(),
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--profile",
+        "push-dispatch",
+        "--profile",
+        "optional",
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]);
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v| v["type"] == "alert")
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap_or("?").to_string(),
+                v["dst"]["ip"].as_str().unwrap_or("?").to_string(),
+                v["dst"]["port"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn imported_draft_with_the_documents_mapping_gives_no_false_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // 1. Import, checked against the inventory: no mismatch is left.
     let matrix = dir.path().join("relay.yaml");
-    std::fs::write(&matrix, &yaml).unwrap();
+    let (yaml, stderr) = import_draft(&fixture("relay-copied-page.txt"), &matrix);
+    assert!(!stderr.contains("relay-inventory.ini"), "inventory mismatches left: {stderr}");
 
     // 2. The cluster: every inventory host, plus one host per audience.
     let (inv, _) = Inventory::load(&fixture("relay-inventory.ini")).expect("the fixture inventory loads");
@@ -107,38 +154,42 @@ fn imported_draft_with_the_documents_mapping_gives_no_false_alert() {
     cap.save(&pcap);
 
     // 4. `monitor check` on the capture, with the profiles the flows need.
-    let inventory = fixture("relay-inventory.ini");
-    let stdout = monitor::check(&[
-        "--format",
-        "json",
-        "--matrix",
-        matrix.to_str().unwrap(),
-        "--inventory",
-        inventory.to_str().unwrap(),
-        "--profile",
-        "push-dispatch",
-        "--profile",
-        "optional",
-        "--pcap",
-        pcap.to_str().unwrap(),
-    ]);
-    let found: BTreeSet<(String, String, u64)> = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .filter(|v| v["type"] == "alert")
-        .map(|v| {
-            (
-                v["kind"].as_str().unwrap_or("?").to_string(),
-                v["dst"]["ip"].as_str().unwrap_or("?").to_string(),
-                v["dst"]["port"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
+    let found = findings(&matrix, &pcap);
     let want: BTreeSet<(String, String, u64)> = [
         ("unexpected".to_string(), c.ip("web1").to_string(), 8080),
         ("exposed".to_string(), c.ip("sched1").to_string(), 22),
     ]
     .into_iter()
     .collect();
-    assert_eq!(found, want, "findings of monitor check on the capture:\n{stdout}\ndraft:\n{yaml}");
+    assert_eq!(found, want, "findings of monitor check on the capture; draft:\n{yaml}");
+
+    // 5. The same page without its mapping table (what the importer read
+    //    before issue 12): services placed by their names miss the hosts of
+    //    webtier, brokers and workers, and the same capture raises false
+    //    alerts on documented flows. So the mapping is what makes the
+    //    round trip quiet.
+    let page = std::fs::read_to_string(fixture("relay-copied-page.txt")).unwrap();
+    let start = page.find("Host groups¶").expect("the mapping table's heading");
+    let end = page.find("Internal ports¶").expect("the next heading");
+    let unmapped = dir.path().join("relay-unmapped.txt");
+    std::fs::write(&unmapped, format!("{}{}", &page[..start], &page[end..])).unwrap();
+    let by_name = dir.path().join("relay-by-name.yaml");
+    let (_, stderr) = import_draft(&unmapped, &by_name);
+    assert!(stderr.contains("placed by name only"), "{stderr}");
+    let false_alerts: BTreeSet<_> = findings(&by_name, &pcap).difference(&want).cloned().collect();
+    let unexpected = |host: &str, port: u64| ("unexpected".to_string(), c.ip(host).to_string(), port);
+    assert_eq!(
+        false_alerts,
+        [
+            unexpected("sched1", 8080), // Front-End on front_end, not webtier
+            unexpected("sched1", 9000), // Worker Node on worker_node, not workers
+            unexpected("mq1", 5672),    // Broker on broker, not brokers (from sched1 and work2)
+            unexpected("work1", 7070),
+            unexpected("web2", 8443),
+            unexpected("logs1", 5044), // Log Shipper on log_shipper, not all
+        ]
+        .into_iter()
+        .collect(),
+        "without the mapping, documented flows look unexpected"
+    );
 }
