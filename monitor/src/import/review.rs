@@ -315,7 +315,8 @@ impl Review {
     /// The review for people: one section per part, aligned columns.
     pub fn text(&self) -> String {
         let mut t = String::new();
-        let _ = writeln!(t, "review of {} ({}):", self.document, self.format);
+        let against = self.inventory.as_ref().map(|f| format!(", against {f}")).unwrap_or_default();
+        let _ = writeln!(t, "review of {} ({}){against}:", self.document, self.format);
         let _ = writeln!(t, "  services ({}):", self.services.len());
         let rows: Vec<[String; 3]> = self
             .services
