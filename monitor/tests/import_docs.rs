@@ -1,6 +1,7 @@
 //! `monitor matrix import`: the project's own page in the shape of the RP-PAM
-//! vendor document, six documents of other shapes (tests/fixtures/import/,
-//! each with a `.expected` rule set), a round trip of an imported matrix
+//! vendor document, eight documents of other shapes (tests/fixtures/import/,
+//! each with a `.expected` rule set and placements), the review (text and
+//! JSON) and the `--inventory` check, a round trip of an imported matrix
 //! through `monitor check`, and the vendor's original RP-PAM document when
 //! it is checked out beside the repository.
 
@@ -18,6 +19,9 @@ const RP_PAM: &str = "rp-pam-network-and-firewall-requirements.md";
 /// documentation site: `¶` headings, tables pasted without blank lines,
 /// rows broken in two, firewall commands, tables without a port column).
 const RP_PAM_SHAPE: &str = "rp-pam-copied-page.md";
+/// The team's page copied as text with a merged service -> host group
+/// table, a perimeter table and a note that conditions the Broker's rules.
+const RELAY: &str = "relay-copied-page.txt";
 
 /// The shared vendor documents: `../shared/docs` beside the repository (the
 /// workspace root is CARGO_MANIFEST_DIR/..), as CI has them. The environment
@@ -59,6 +63,7 @@ fn opts(doc: &Path, groups: &[(&str, &str)]) -> Options {
         format: None,
         groups: groups.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
         product: None,
+        inventory: None,
     }
 }
 
@@ -306,9 +311,27 @@ fn rp_pam_vendor_document() {
     assert_round_trip(&doc);
 }
 
-/// Compares a fixture's rules, exposure constraints and warning lines with
-/// its `.expected` file: one rule per line (`fmt_rule`), `x LINE TO PORTS
-/// only FROM` per exposure constraint, and `! LINE` per warning.
+/// `@ SERVICE PLACEMENT (EVIDENCE)` (`ServiceReview::placement`: `group G`,
+/// `hosts A, B`, `fqdns A, B`)
+/// per service of the draft, EVIDENCE `name only` for a service placed by
+/// its name alone; `z ZONE LINE AUDIENCE` per audience waiting for CIDRs.
+fn placements(review: &monitor::import::Review) -> Vec<String> {
+    let mut v: Vec<String> = review
+        .services
+        .iter()
+        .map(|s| {
+            let by = if s.name_only { "name only" } else { s.evidence.as_str() };
+            format!("@ {} {} ({by})", s.service, s.placement())
+        })
+        .collect();
+    v.extend(review.audiences.iter().map(|a| format!("z {} {} {}", a.zone, a.line, a.audience)));
+    v
+}
+
+/// Compares a fixture's rules, exposure constraints, warning lines and
+/// placements with its `.expected` file: one rule per line (`fmt_rule`),
+/// `x LINE TO PORTS only FROM` per exposure constraint, `! LINE` per
+/// warning, and the placements (`placements`).
 fn check_fixture(name: &str, groups: &[(&str, &str)]) {
     let doc = fixture(name);
     let imported = import_ok(&doc, groups);
@@ -318,6 +341,7 @@ fn check_fixture(name: &str, groups: &[(&str, &str)]) {
         format!("x {} {} {:?} only {}{when}", x.sources[0].0, x.to, x.ports, x.only_from.join(","))
     }));
     got.extend(imported.draft.warnings.iter().map(|w| format!("! {}", w.line)));
+    got.extend(placements(&imported.review));
     got.sort();
     let exp_path = fixture(&format!("{name}.expected"));
     let exp_text =
@@ -501,4 +525,151 @@ fn cli_format_override_warnings_and_empty_documents() {
     assert_eq!(out.status.code(), Some(2), "a document with nothing to import is an error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("diagram.txt: no port table") && stderr.contains("--format"), "{stderr}");
+}
+
+#[test]
+fn text_mapping_perimeter_and_note() {
+    check_fixture(RELAY, &[]);
+}
+
+/// `monitor matrix import DOC ...` run in the fixtures' directory, so that
+/// file names in messages are as written.
+fn import_in_fixtures(args: &[&str]) -> std::process::Output {
+    monitor().current_dir(fixture("")).args(["matrix", "import"]).args(args).output().unwrap()
+}
+
+/// `--review json`: standard error is one JSON object (warnings included),
+/// standard output the draft, which loads as a matrix.
+#[test]
+fn review_json_with_inventory() {
+    let out = import_in_fixtures(&[RELAY, "--inventory", "relay-inventory.ini", "--review", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap_or_else(|e| {
+        panic!("stderr is not one JSON object: {e}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    let want_path = fixture(&format!("{RELAY}.review.json"));
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&want_path).unwrap()).unwrap();
+    assert_eq!(got, want, "the review differs from {}:\n{got:#}", want_path.display());
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    Matrix::from_str(&yaml, "draft.yaml", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+}
+
+/// The text review comes after the warnings and before the count line.
+#[test]
+fn review_text_lists_placements_rules_profiles_and_audiences() {
+    let out = import_in_fixtures(&[RELAY, "-o", "/dev/null"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let review = stderr.split_once("review of ").map(|(_, r)| r).unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(
+        review,
+        "relay-copied-page.txt (text):
+  services (6):
+    broker         group brokers        mapping table, line 10
+    front-end      group webtier        mapping table, line 9
+    log-collector  group log_collector  name only, line 19: check it against your inventory
+    log-shipper    group all            mapping table, line 8
+    scheduler      group scheduler      mapping table, line 7
+    worker-node    group workers        mapping table, line 11
+  rules (12): 7 between services, 4 from audiences, 1 from anywhere, 0 to DNS names or the internet, 0 on loopback; 3 with conditions
+  exposure constraints: 1
+  profiles (2):
+    optional       condition, line 18  on 2 rules
+    push-dispatch  note, line 20       on 2 rules
+  audiences waiting for CIDRs (2):
+    operators      \"Operators\", line 23      fill in zones.operators.cidrs (2 rules, 1 exposure constraint)
+    support-staff  \"Support staff\", line 25  fill in zones.support-staff.cidrs (2 rules, 1 exposure constraint)
+  warnings: 3
+relay-copied-page.txt: imported as text: 12 rules, 1 exposure constraints, 2 profiles, 3 warnings
+"
+    );
+    assert!(
+        stderr.starts_with("relay-copied-page.txt:19: warning: \"Log Collector\" placed by name only, no mapping in the document: check `log_collector` against your inventory"),
+        "{stderr}"
+    );
+}
+
+/// `--inventory`: a group the inventory lacks, one without hosts, and hosts
+/// no service is placed on are warnings naming the document line and the
+/// inventory file; placing the service with --group clears them.
+#[test]
+fn inventory_check_reports_mismatches() {
+    let inv_warnings = |out: &std::process::Output| -> Vec<String> {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains(": warning: ") && l.contains(".ini"))
+            .map(String::from)
+            .collect()
+    };
+    let out = import_in_fixtures(&[RELAY, "--inventory", "relay-inventory.ini", "-o", "/dev/null"]);
+    assert_eq!(
+        inv_warnings(&out),
+        [
+            "relay-copied-page.txt: warning: relay-inventory.ini: the hosts of group `logs` belong to no service of the draft (other than one on `all`), so no rule is written for them; place the service that runs there with --group NAME=logs",
+            "relay-copied-page.txt:19: warning: service `log-collector` is placed on group `log_collector` (convention: the name's slug), which is not a group of relay-inventory.ini: fix the group in the draft, or import again with --group \"Log Collector=GROUP\"; groups with hosts no service is placed on: logs",
+        ]
+    );
+    let out = import_in_fixtures(&[
+        RELAY,
+        "--inventory",
+        "relay-inventory.ini",
+        "--group",
+        "Log Collector=logs",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(inv_warnings(&out), Vec::<String>::new());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("log-collector  group logs       --group; inventory: 1 host"));
+
+    // A group that exists without hosts.
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("empty-brokers.ini");
+    let text = std::fs::read_to_string(fixture("relay-inventory.ini")).unwrap();
+    std::fs::write(&inv, text.replace("mq1 ansible_host=10.200.7.31\n", "")).unwrap();
+    let out = monitor()
+        .current_dir(fixture(""))
+        .args(["matrix", "import", RELAY, "--group", "Log Collector=logs", "-o", "/dev/null", "--inventory"])
+        .arg(&inv)
+        .output()
+        .unwrap();
+    let w = inv_warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("relay-copied-page.txt:16: warning: service `broker` is placed on group `brokers` (mapping table, line 10), which has no hosts in ")
+            && w[0].contains("empty-brokers.ini"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn markdown_mapping_to_hosts_perimeter_and_note_on_a_target() {
+    check_fixture("shop.md", &[]);
+}
+
+/// A service placed on host names: a name the inventory lacks is a warning;
+/// a group that is a host name is told apart from a missing group.
+#[test]
+fn inventory_check_of_host_names() {
+    let doc = fixture("shop.md");
+    let text = std::fs::read_to_string(&doc).unwrap();
+    let ini = "[web]\nweb1 ansible_host=10.200.5.1\n[dbservers]\ndb01 ansible_host=10.200.5.11\n\
+        [search_index]\nsearch1 ansible_host=10.200.5.21\n[payment_gateway]\n[other]\nreporting_engine ansible_host=10.200.5.31\n";
+    let (inv, _) = monitor::inventory::Inventory::from_ini(ini, Path::new("shop.ini")).unwrap();
+    let mut o = opts(&doc, &[]);
+    o.inventory = Some((inv, "shop.ini".into()));
+    let d = import(&text, Some(&doc), &o).unwrap().draft;
+    let inv_warnings: Vec<String> =
+        d.warnings.iter().filter(|w| w.message.contains("shop.ini")).map(|w| w.to_string()).collect();
+    assert_eq!(
+        inv_warnings,
+        [
+            "shop.ini: the hosts of group `other` belong to no service of the draft (other than one on `all`), so no rule is written for them; place the service that runs there with --group NAME=other",
+            "line 18: service `order-database` is placed on hosts db02 (mapping table, line 11), which shop.ini does not have: fix the names in the draft or in the inventory",
+            "line 20: service `reporting-engine` is placed on group `reporting_engine` (convention: the name's slug), which is a host, not a group, of shop.ini: fix the group in the draft, or import again with --group \"Reporting Engine=GROUP\"; groups with hosts no service is placed on: other",
+            "line 21: service `payment-gateway` is placed on group `payment_gateway` (convention: the name's slug), which has no hosts in shop.ini: fix the group in the draft, or import again with --group \"Payment Gateway=GROUP\"; groups with hosts no service is placed on: other",
+        ]
+    );
 }

@@ -93,6 +93,19 @@ impl Capture {
     /// Stops the capture (after a short grace period for frames still in
     /// flight), checks that the kernel dropped none, and tallies the frames.
     pub fn stop(mut self) -> Tally {
+        Tally::from_pcap(self.end())
+    }
+
+    /// Stops the capture like [`Capture::stop`] and copies the pcap file to
+    /// `to`, without tallying it (to replay it with `monitor check`; it may
+    /// hold frames the tally does not know, such as a bridge's IGMP).
+    pub fn save(mut self, to: &std::path::Path) {
+        let pcap = self.end();
+        std::fs::copy(&pcap, to).unwrap_or_else(|e| panic!("copy the capture to {}: {e}", to.display()));
+    }
+
+    /// Stops tcpdump, checks that it lost nothing, returns the pcap's path.
+    fn end(&mut self) -> PathBuf {
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -106,7 +119,7 @@ impl Capture {
                 assert_eq!(n.trim(), "0", "tcpdump lost frames, the ground truth is incomplete: {l}");
             }
         }
-        Tally::from_pcap(self.dir.path().join("capture.pcap"))
+        self.dir.path().join("capture.pcap")
     }
 }
 

@@ -28,7 +28,7 @@ pub const HOSTS: [(&str, Ipv4Addr); 7] = [
 
 /// One simulated host: its namespace and address on [`Cluster::IFACE`].
 pub struct Host {
-    pub name: &'static str,
+    pub name: String,
     pub ip: Ipv4Addr,
     pub ns: NetNs,
 }
@@ -45,23 +45,42 @@ impl Cluster {
     /// Every host's interface to the bridge.
     pub const IFACE: &'static str = "eth0";
 
+    /// The bridge in the switch namespace; a capture on it sees every frame.
+    pub const BRIDGE: &'static str = "br0";
+
     /// Builds the named hosts of [`HOSTS`] (a test builds only those it uses).
     pub fn new(names: &[&str]) -> Cluster {
+        let hosts: Vec<(&str, Ipv4Addr)> = names
+            .iter()
+            .map(|name| {
+                *HOSTS.iter().find(|(n, _)| n == name).unwrap_or_else(|| {
+                    panic!("no host {name} in the RP-PAM inventory: pick one of {HOSTS:?}")
+                })
+            })
+            .collect();
+        Self::of(&hosts)
+    }
+
+    /// Builds one namespace per (name, address), e.g. the hosts of another
+    /// inventory; addresses must be in 10.200.0.0/16.
+    pub fn of(hosts: &[(&str, Ipv4Addr)]) -> Cluster {
         require_root();
         let switch = NetNs::new("sw");
-        let mut bridge = Bridge::new(&switch, "br0");
-        let mut hosts = Vec::with_capacity(names.len());
-        for name in names {
-            let (name, ip) = *HOSTS
-                .iter()
-                .find(|(n, _)| n == name)
-                .unwrap_or_else(|| panic!("no host {name} in the RP-PAM inventory: pick one of {HOSTS:?}"));
+        let mut bridge = Bridge::new(&switch, Self::BRIDGE);
+        let mut out = Vec::with_capacity(hosts.len());
+        for &(name, ip) in hosts {
+            assert!(ip.octets()[..2] == [10, 200], "{name}: {ip} is outside the test range 10.200.0.0/16");
             let ns = NetNs::new(name);
             bridge.join(&ns, Self::IFACE);
             link::add_addr(&ns, Self::IFACE, &format!("{ip}/16"));
-            hosts.push(Host { name, ip, ns });
+            out.push(Host { name: name.to_string(), ip, ns });
         }
-        Cluster { hosts, switch, replugs: AtomicU32::new(0) }
+        Cluster { hosts: out, switch, replugs: AtomicU32::new(0) }
+    }
+
+    /// The namespace holding the bridge.
+    pub fn switch(&self) -> &NetNs {
+        &self.switch
     }
 
     /// Deletes `name`'s interface to the bridge (`ip link del`, which takes
@@ -73,7 +92,7 @@ impl Cluster {
         h.ns.exec(&["ip", "link", "del", Self::IFACE]);
         let port = format!("br0r{}", self.replugs.fetch_add(1, Ordering::Relaxed));
         link::Veth::pair(&h.ns, Self::IFACE, &self.switch, &port);
-        self.switch.exec(&["ip", "link", "set", "dev", &port, "master", "br0"]);
+        self.switch.exec(&["ip", "link", "set", "dev", &port, "master", Self::BRIDGE]);
         link::add_addr(&h.ns, Self::IFACE, &format!("{}/16", h.ip));
         // The others still hold the old MAC address for it.
         for other in self.hosts.iter().filter(|o| o.name != name) {

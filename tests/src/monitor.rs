@@ -33,6 +33,22 @@ pub fn monitor_bin() -> PathBuf {
     crate::target_dir().join("release/monitor")
 }
 
+/// Runs `monitor check ARGS` (on a pcap, outside any namespace) and returns
+/// its standard output; the exit status must be 0 or 1 (findings), not 2.
+pub fn check(args: &[&str]) -> String {
+    let out = std::process::Command::new(monitor_bin())
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("run monitor check");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "monitor check {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Panics with what to do when the binary is not there.
 pub fn require_monitor_bin() -> PathBuf {
     let bin = monitor_bin();

@@ -21,7 +21,7 @@ use std::{
 
 use monitor_tests::{
     link,
-    monitor::{monitor_bin, Monitor},
+    monitor::{self, Monitor},
     traffic::{tcp_echo_client, TcpEchoServer},
     NetNs, Pair,
 };
@@ -227,17 +227,16 @@ fn connections_to_names_conform_after_the_host_looked_them_up() {
 
 /// `monitor check` on the capture: its findings, and its count of unexpected flows.
 fn check(matrix: &Path, pcap: &Path) -> (BTreeSet<Finding>, u64) {
-    let out = Command::new(monitor_bin())
-        .args(["check", "--matrix", matrix.to_str().unwrap(), "--pcap", pcap.to_str().unwrap()])
-        .args(["--format", "json", "--dns-grace", GRACE])
-        .output()
-        .expect("run monitor check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "monitor check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = monitor::check(&[
+        "--matrix",
+        matrix.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--format",
+        "json",
+        "--dns-grace",
+        GRACE,
+    ]);
     let lines: Vec<String> = stdout.lines().map(String::from).collect();
     let summary: Value = serde_json::from_str(lines.last().expect("a summary line")).unwrap();
     (findings(&lines), summary["unexpected"].as_u64().unwrap_or(0))

@@ -276,21 +276,34 @@ fn table(out: &mut dyn Write, head: &[&str], rows: &[Vec<String>]) -> std::io::R
 pub struct ImportArgs {
     /// The vendor's document: Markdown, HTML, text copied from a page, or a Mermaid flowchart.
     pub doc: PathBuf,
+    /// The document's format (the review's is --review).
     #[arg(long, value_enum, default_value_t = crate::import::Format::Auto)]
     pub format: crate::import::Format,
     /// Write the draft here instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Place the service the document names NAME on inventory group GROUP (repeatable).
+    /// Place the service the document names NAME on inventory group GROUP
+    /// (repeatable), unless the document's own mapping table places it.
     #[arg(long = "group", value_name = "NAME=GROUP", value_parser = parse_key_value)]
     pub groups: Vec<(String, String)>,
     /// The product the document is about, as it writes it (e.g. RP-PAM); found in the document when not given.
     #[arg(long, value_name = "NAME")]
     pub product: Option<String>,
+    /// Check the draft against this Ansible inventory: groups that are
+    /// missing or empty, and hosts no service is placed on, are warnings.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub inventory_limits: super::engine_args::InventoryLimits,
+    /// The review summary on standard error: `text` after the warnings, or
+    /// `json`: one JSON object holding the warnings too, and nothing else.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
+    pub review: Format,
 }
 
-/// `monitor matrix import`: the draft goes to `-o` or stdout, warnings to stderr
-/// as `doc:line: warning: ...`, then the draft is linted like `monitor matrix lint`.
+/// `monitor matrix import`: the draft goes to `-o` or stdout; warnings
+/// (`doc:line: warning: ...`), the review and a count line to stderr, or
+/// with `--review json` the review as one JSON object holding the warnings.
 fn import(a: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&a.doc).with_context(|| format!("cannot read {}", a.doc.display()))?;
     let opts = crate::import::Options {
@@ -298,12 +311,22 @@ fn import(a: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::R
         format: Some(a.format),
         groups: a.groups.clone(),
         product: a.product.clone(),
+        inventory: match &a.inventory {
+            Some(p) => {
+                let (inv, _) = Inventory::load_with(p, &a.inventory_limits.options())
+                    .with_context(|| format!("cannot load inventory {}", p.display()))?;
+                Some((inv, p.display().to_string()))
+            }
+            None => None,
+        },
     };
     let imported = crate::import::import(&text, Some(&a.doc), &opts)?;
-    for w in &imported.draft.warnings {
-        match w.line {
-            0 => writeln!(err, "{}: warning: {}", a.doc.display(), w.message)?,
-            l => writeln!(err, "{}:{l}: warning: {}", a.doc.display(), w.message)?,
+    if a.review == Format::Text {
+        for w in &imported.draft.warnings {
+            match w.line {
+                0 => writeln!(err, "{}: warning: {}", a.doc.display(), w.message)?,
+                l => writeln!(err, "{}:{l}: warning: {}", a.doc.display(), w.message)?,
+            }
         }
     }
     // The draft must load; a failure here is the importer's bug, so say so.
@@ -317,6 +340,11 @@ fn import(a: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::R
         }
         None => out.write_all(imported.yaml.as_bytes())?,
     }
+    if a.review == Format::Json {
+        writeln!(err, "{}", serde_json::to_string_pretty(&imported.review)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    write!(err, "{}", imported.review.text())?;
     writeln!(
         err,
         "{}: imported as {}: {} rules, {} exposure constraints, {} profiles, {} warnings",

@@ -20,19 +20,25 @@ pub(crate) fn emit(d: &Draft, doc: &str, format: Format) -> String {
     if !d.profiles.is_empty() {
         let _ = writeln!(y, "\nprofiles:");
         for (name, desc) in &d.profiles {
+            if let Some(line) = d.profile_notes.get(name) {
+                let _ = writeln!(y, "  # line {line}: a note conditions the rules it restricts");
+            }
             let _ = writeln!(y, "  {name}:\n    description: {}", q(desc));
         }
     }
-    let used: std::collections::BTreeSet<&str> = d
-        .rules
-        .iter()
-        .flat_map(|r| [r.from.as_str(), r.to.as_str()])
-        .chain(
-            d.exposures
-                .iter()
-                .flat_map(|x| std::iter::once(x.to.as_str()).chain(x.only_from.iter().map(String::as_str))),
-        )
-        .collect();
+    if !d.zones.is_empty() {
+        let _ = writeln!(y, "\nzones:");
+        for (name, z) in &d.zones {
+            let _ = writeln!(y, "  # line {}: audience {}, outside the cluster", z.line, q(&z.name));
+            let _ = writeln!(y, "  {name}:");
+            let _ = writeln!(y, "    description: {}", q(&format!("{}: FILL IN its addresses", z.name)));
+            let _ = writeln!(
+                y,
+                "    cidrs: []  # FILL IN, e.g. [192.0.2.0/24]; until then no client is in this zone"
+            );
+        }
+    }
+    let used = super::review::used_services(d);
     let _ = writeln!(y, "\nservices:");
     for (name, s) in d.services.iter().filter(|(n, _)| used.contains(n.as_str())) {
         let _ = writeln!(
@@ -48,6 +54,9 @@ pub(crate) fn emit(d: &Draft, doc: &str, format: Format) -> String {
         match &s.placement {
             Placement::Group(g) => {
                 let _ = writeln!(y, "    group: {g}");
+            }
+            Placement::Hosts(h) => {
+                let _ = writeln!(y, "    hosts: [{}]", h.iter().map(|x| q(x)).collect::<Vec<_>>().join(", "));
             }
             Placement::Fqdns(f) => {
                 let _ = writeln!(y, "    fqdns: [{}]", f.iter().map(|x| q(x)).collect::<Vec<_>>().join(", "));

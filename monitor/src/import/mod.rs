@@ -2,19 +2,22 @@
 //! (docs/import.md). Each input format has its own reader that turns the
 //! document into [`Block`]s with line numbers; [`understand`] reads rules,
 //! services, conditions and exposure out of the blocks; [`emit`] writes the
-//! draft YAML. Anything that cannot be placed becomes a [`Warning`] with its
-//! line, never a guess.
+//! draft YAML; [`review`] sums up what was read and on what evidence, and
+//! checks the placements against an inventory when one is given. Anything
+//! that cannot be placed becomes a [`Warning`] with its line, never a guess.
 
 mod emit;
 mod html;
 mod markdown;
 mod mermaid;
+mod review;
 mod text;
 mod understand;
 
 use std::{fmt, path::Path};
 
-pub use understand::{Draft, DraftExposure, DraftRule, DraftService, Placement};
+pub use review::{AudienceReview, ProfileReview, Review, RuleCounts, ServiceReview};
+pub use understand::{Draft, DraftExposure, DraftRule, DraftService, DraftZone, Placement};
 
 /// The input formats `monitor matrix import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -130,7 +133,7 @@ pub(crate) struct Node {
 
 /// Something in the document the importer did not turn into the matrix;
 /// line 0 for a problem with the options (an unused `--group`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Warning {
     pub line: usize,
     pub message: String,
@@ -167,6 +170,9 @@ pub struct Options {
     /// The product the document is about (e.g. "RP-PAM"); found in the
     /// document when not given.
     pub product: Option<String>,
+    /// `--inventory FILE`: the inventory to check the placements against,
+    /// with the file's name as warnings cite it.
+    pub inventory: Option<(crate::inventory::Inventory, String)>,
 }
 
 /// The draft matrix as YAML plus what was understood and what was not.
@@ -174,6 +180,7 @@ pub struct Imported {
     pub format: Format,
     pub draft: Draft,
     pub yaml: String,
+    pub review: Review,
 }
 
 /// Imports a document. `path` is used for format detection only.
@@ -185,6 +192,9 @@ pub fn import(text: &str, path: Option<&Path>, opts: &Options) -> Result<Importe
     let (blocks, mut warnings) = read_blocks(text, format);
     let mut draft = understand::understand(&blocks, opts)?;
     warnings.append(&mut draft.warnings);
+    if let Some((inv, file)) = &opts.inventory {
+        warnings.extend(review::check_inventory(&draft, inv, file));
+    }
     warnings.sort();
     warnings.dedup();
     draft.warnings = warnings;
@@ -192,7 +202,9 @@ pub fn import(text: &str, path: Option<&Path>, opts: &Options) -> Result<Importe
         return Err(ImportError::Empty { doc: opts.doc_name.clone() });
     }
     let yaml = emit::emit(&draft, &opts.doc_name, format);
-    Ok(Imported { format, draft, yaml })
+    let inventory = opts.inventory.as_ref().map(|(inv, file)| (inv, file.as_str()));
+    let review = review::review(&draft, &opts.doc_name, format.as_str(), inventory);
+    Ok(Imported { format, draft, yaml, review })
 }
 
 fn read_blocks(text: &str, format: Format) -> (Vec<Block>, Vec<Warning>) {

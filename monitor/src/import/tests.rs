@@ -144,3 +144,192 @@ fn text_table_with_two_port_columns_is_a_warning_not_a_panic() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].message.contains("second port column"), "{}", warnings[0].message);
 }
+
+#[test]
+fn text_mapping_table_with_merged_columns_ends_at_the_heading() {
+    let src = "Service Ansible host group\nScheduler scheduler\nLog Shipper all\nFront-End webtier\nInternal ports¶\n";
+    let (blocks, warnings) = text::read(src);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let t = tables(&blocks);
+    assert_eq!(t[0].header, ["service", "ansible host group"]);
+    let rows: Vec<(usize, Vec<String>)> = t[0].rows.iter().map(|r| (r.line, r.cells.clone())).collect();
+    assert_eq!(
+        rows,
+        [
+            (2, vec!["Scheduler".to_string(), "scheduler".to_string()]),
+            (3, vec!["Log Shipper".into(), "all".into()]),
+            (4, vec!["Front-End".into(), "webtier".into()]),
+        ]
+    );
+    assert!(
+        blocks.contains(&Block::Heading { line: 5, level: 2, text: "Internal ports".into() }),
+        "{blocks:?}"
+    );
+}
+
+#[test]
+fn text_perimeter_rows_split_audience_group_purpose_and_notes() {
+    let src = "Audience Host group Port Purpose Notes\n\
+        Operators / Support staff scheduler 22 SSH maintenance Must be reachable only by Operators\n\
+        Support staff brokers 15672 Broker management UI Optional\n\
+        Everyone webtier 80 Redirect to HTTPS\n";
+    let (blocks, warnings) = text::read(src);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let t = tables(&blocks);
+    let cells: Vec<Vec<String>> = t[0].rows.iter().map(|r| r.cells.clone()).collect();
+    assert_eq!(
+        cells,
+        [
+            vec![
+                "Operators / Support staff",
+                "scheduler",
+                "22",
+                "SSH maintenance",
+                "Must be reachable only by Operators"
+            ],
+            vec!["Support staff", "brokers", "15672", "Broker management UI", "Optional"],
+            vec!["Everyone", "webtier", "80", "Redirect to HTTPS", ""],
+        ]
+    );
+}
+
+#[test]
+fn note_conditions_are_named_after_the_feature() {
+    use super::understand::note_condition;
+    assert_eq!(note_condition("you enable feature X for the destination service"), "feature-x");
+    assert_eq!(note_condition("push dispatch is enabled on the worker"), "push-dispatch");
+    assert_eq!(note_condition("the metrics exporter is used"), "metrics-exporter");
+    assert_eq!(note_condition("you use LDAP sync"), "ldap-sync");
+}
+
+fn import_md(src: &str) -> super::Imported {
+    let opts = super::Options { doc_name: "doc.md".into(), ..Default::default() };
+    super::import(src, None, &opts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The note's three scopes: from a source, to a target, on a port; a note
+/// that matches no rule is a warning, not a silent drop.
+#[test]
+fn notes_condition_rules_from_a_source_to_a_target_or_on_a_port() {
+    let table = "| Source | Destination | Port |\n|---|---|---|\n\
+        | Broker | Worker | 7070 |\n| Worker | Broker | 5672 |\n| Worker | Store | 9000 |\n\n";
+    let when = |src: &str| -> Vec<(String, Vec<String>)> {
+        import_md(src).draft.rules.iter().map(|r| (format!("{}>{}", r.from, r.to), r.when.clone())).collect()
+    };
+    let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let got = when(&format!(
+        "{table}Connections originating from the Broker are only necessary when you enable push dispatch.\n"
+    ));
+    assert_eq!(
+        got,
+        [
+            ("broker>worker".into(), w(&["push-dispatch"])),
+            ("worker>broker".into(), w(&[])),
+            ("worker>store".into(), w(&[]))
+        ]
+    );
+    let got = when(&format!("{table}Connections to the Broker are only needed if you use queues.\n"));
+    assert_eq!(got[1], ("worker>broker".into(), w(&["queues"])));
+    assert!(got[0].1.is_empty() && got[2].1.is_empty(), "{got:?}");
+    let got = when(&format!("{table}Port 9000 is only required when object storage is enabled.\n"));
+    assert_eq!(got[2], ("worker>store".into(), w(&["object-storage"])));
+    let d = import_md(&format!(
+        "{table}Connections from the Printer are only needed when you enable printing.\n"
+    ))
+    .draft;
+    assert!(d.rules.iter().all(|r| r.when.is_empty()));
+    assert!(d.profiles.is_empty());
+    assert!(
+        d.warnings.iter().any(|x| x.line == 7
+            && x.message.starts_with(
+                "the note restricts connections from \"Printer\", but no imported rule has them"
+            )),
+        "{:?}",
+        d.warnings
+    );
+}
+
+/// Audiences: `A / B`, `A & B`, `0.0.0.0/0` (not split at its slash),
+/// `The Internet`; a name the tables already use as a service stays one,
+/// and so does the service already on the host group.
+#[test]
+fn perimeter_audiences_split_and_builtins() {
+    let src = "| Source | Destination | Port |\n|---|---|---|\n| Monitoring | Web | 9100 |\n\n\
+        | Audience | Host group | Port | Notes |\n|---|---|---|---|\n\
+        | Admins & Auditors | web | 22 | |\n| 0.0.0.0/0 | web | 443 | |\n| The Internet | web | 80 | |\n\
+        | Monitoring / Admins | web | 9100 | Optional |\n";
+    let d = import_md(src).draft;
+    let rules: Vec<String> =
+        d.rules.iter().map(|r| format!("{} {}>{} {:?}", r.sources[0].0, r.from, r.to, r.when)).collect();
+    assert_eq!(
+        rules,
+        [
+            "3 monitoring>web []",
+            "7 admins>web []",
+            "7 auditors>web []",
+            "8 any>web []",
+            "9 internet>web []",
+            "10 monitoring>web [\"optional\"]",
+            "10 admins>web [\"optional\"]",
+        ]
+    );
+    assert_eq!(d.zones.keys().collect::<Vec<_>>(), ["admins", "auditors"]);
+    // The host group `web` is where the service Web (placed by its name) runs.
+    assert_eq!(format!("{:?}", d.services["web"].placement), "Group(\"web\")");
+    assert!(!d.services.contains_key("web-hosts"));
+}
+
+/// A list item that documents a flow and restricts its port gives both the
+/// rule and the exposure constraint; one that only restricts gives the
+/// constraint alone.
+#[test]
+fn reachable_only_items_with_and_without_a_flow() {
+    let src = "| Source | Destination | Port |\n|---|---|---|\n| Web | Cache | 6379 |\n\n\
+        - Port 8443 from Operators to Web, reachable only by Operators\n\
+        - Port 6379 on the Cache must be reachable only by Web\n";
+    let d = import_md(src).draft;
+    let rules: Vec<String> =
+        d.rules.iter().map(|r| format!("{} {}>{}", r.sources[0].0, r.from, r.to)).collect();
+    assert_eq!(rules, ["3 web>cache", "5 operators>web"]);
+    let x: Vec<String> = d
+        .exposures
+        .iter()
+        .map(|x| format!("{} {} {:?} {:?}", x.sources[0].0, x.to, x.ports, x.only_from))
+        .collect();
+    assert_eq!(x, ["5 web [(8443, 8443)] [\"operators\"]", "6 cache [(6379, 6379)] [\"web\"]"]);
+}
+
+/// HTML: the mapping table (a group `all`), a perimeter table and a note on
+/// every rule to a target, as in copied text.
+#[test]
+fn html_mapping_perimeter_and_note() {
+    let src = "<table><tr><th>Service</th><th>Ansible host group</th></tr>\n\
+        <tr><td>Log Shipper</td><td>all</td></tr><tr><td>Front-End</td><td>webtier</td></tr></table>\n\
+        <table><tr><th>Source</th><th>Destination</th><th>Port</th></tr>\n\
+        <tr><td>Log Shipper</td><td>Front-End</td><td>5044</td></tr></table>\n\
+        <table><tr><th>Audience</th><th>Host group</th><th>Port</th><th>Notes</th></tr>\n\
+        <tr><td>Operators / Support staff</td><td>webtier</td><td>443</td><td>Optional</td></tr></table>\n\
+        <p>Connections to the Front-End are only needed if you enable shipping.</p>\n";
+    let opts = super::Options { doc_name: "p.html".into(), format: Some(Format::Html), ..Default::default() };
+    let d = super::import(src, None, &opts).unwrap_or_else(|e| panic!("{e}")).draft;
+    let rules: Vec<String> = d
+        .rules
+        .iter()
+        .map(|r| format!("{} {}>{} {}", r.sources[0].0, r.from, r.to, r.when.join("&&")))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "4 log-shipper>front-end shipping",
+            "6 operators>front-end optional&&shipping",
+            "6 support-staff>front-end optional&&shipping"
+        ]
+    );
+    let placed: Vec<String> =
+        d.services.iter().map(|(k, s)| format!("{k} {} ({})", s.placement, s.placed_by)).collect();
+    assert_eq!(
+        placed,
+        ["front-end group webtier (mapping table, line 2)", "log-shipper group all (mapping table, line 2)"]
+    );
+    assert_eq!(d.profile_notes.get("shipping"), Some(&7));
+}

@@ -15,6 +15,7 @@ use super::{Block, Row, Table, Warning};
 
 /// Column titles, longest first so that "Target Service" wins over "Target".
 const COLUMNS: &[&str] = &[
+    "ansible host group",
     "purpose / notes",
     "description / notes",
     "destination service",
@@ -30,6 +31,7 @@ const COLUMNS: &[&str] = &[
     "purpose",
     "service",
     "runs on",
+    "audience",
     "action",
     "source",
     "target",
@@ -64,7 +66,7 @@ fn kind(col: &str) -> Kind {
         "protocol" | "proto" => Kind::Proto,
         "direction" => Kind::Direction,
         "action" => Kind::Action,
-        "host group" | "inventory group" | "group" | "runs on" => Kind::Group,
+        "host group" | "ansible host group" | "inventory group" | "group" | "runs on" => Kind::Group,
         "purpose / notes"
         | "description / notes"
         | "description"
@@ -86,6 +88,9 @@ const PROTO_WORDS: &[&str] = &[
     "tcp/udp",
 ];
 const DIRECTIONS: &[&str] = &["inbound", "outbound", "bidirectional", "between", "both", "ingress", "egress"];
+/// Words that start a Notes column after a Purpose column, as written (capitalised).
+const NOTE_WORDS: &[&str] =
+    &["Optional", "Optional:", "Required", "Only", "Must", "Recommended", "Not", "Needed"];
 const ACTIONS: &[&str] = &["allow", "deny", "block", "accept", "drop", "reject"];
 
 pub(crate) fn read(text: &str) -> (Vec<Block>, Vec<Warning>) {
@@ -104,8 +109,15 @@ pub(crate) fn read(text: &str) -> (Vec<Block>, Vec<Warning>) {
                     break;
                 }
                 let toks: Vec<&str> = t.split_whitespace().collect();
-                let fits =
-                    if has_port { toks.iter().any(|w| PORT_TOKEN.is_match(w)) } else { toks.len() >= 2 };
+                // A service -> group row ends with a group name ("Internal ports¶" does not).
+                let fits = if has_port {
+                    toks.iter().any(|w| PORT_TOKEN.is_match(w))
+                } else {
+                    toks.len() >= 2
+                        && toks[toks.len() - 1]
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                };
                 if !fits {
                     break;
                 }
@@ -321,6 +333,8 @@ fn fill(
             }
             Kind::Group => 1.min(rest.len()),
             Kind::Name => match kinds[k + 1] {
+                // An audience before the one-word host group and the port: all but the group.
+                Kind::Group if k + 2 == kinds.len() && rest.len() >= 2 => rest.len() - 1,
                 // A name followed by a direction: up to the direction word.
                 Kind::Direction => rest
                     .iter()
@@ -333,7 +347,10 @@ fn fill(
             Kind::Text => {
                 // Free text up to the name that ends the row.
                 let tail = &kinds[k + 1..];
-                if tail.iter().all(|&t| t == Kind::Name) && tail.len() == 1 {
+                if tail == [Kind::Text] {
+                    // "Web console Optional": the last column starts at a note word.
+                    (1..rest.len()).find(|&i| NOTE_WORDS.contains(&rest[i])).unwrap_or(rest.len())
+                } else if tail.iter().all(|&t| t == Kind::Name) && tail.len() == 1 {
                     let n = suffix_name_len(rest, vocab).ok_or_else(|| {
                         format!(
                             "cannot tell where {:?} ends and {:?} starts: no known name ends the row",

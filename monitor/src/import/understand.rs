@@ -24,13 +24,39 @@ pub struct Draft {
     pub profiles: BTreeMap<String, String>,
     pub rules: Vec<DraftRule>,
     pub exposures: Vec<DraftExposure>,
+    /// Audiences outside the cluster (a perimeter table's "Operators"), by
+    /// zone name: placeholders whose CIDRs the user fills in.
+    pub zones: BTreeMap<String, DraftZone>,
+    /// Profile → the line of the note it was made from ("Connections
+    /// originating from the Broker are only necessary when ...").
+    pub profile_notes: BTreeMap<String, usize>,
     pub warnings: Vec<Warning>,
+}
+
+/// A zone standing for people outside the cluster, without addresses yet.
+#[derive(Clone, Debug)]
+pub struct DraftZone {
+    /// The audience as the document writes it.
+    pub name: String,
+    pub line: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Placement {
     Group(String),
+    /// Inventory host names, from a mapping table's Hosts column ("db01, db02").
+    Hosts(Vec<String>),
     Fqdns(Vec<String>),
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Group(g) => write!(f, "group {g}"),
+            Placement::Hosts(h) => write!(f, "hosts {}", h.join(", ")),
+            Placement::Fqdns(n) => write!(f, "fqdns {}", n.join(", ")),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +105,8 @@ enum Role {
     Direction,
     Action,
     Group,
+    /// People outside the cluster: a perimeter table's "Audience".
+    Audience,
     Text,
 }
 
@@ -92,7 +120,9 @@ fn role(col: &str) -> Role {
         "destination" | "target" | "target service" | "destination service" | "to" | "server" => Role::Target,
         "direction" => Role::Direction,
         "action" => Role::Action,
-        "host group" | "inventory group" | "group" | "runs on" | "hosts" | "ansible group" => Role::Group,
+        "host group" | "inventory group" | "group" | "runs on" | "hosts" | "ansible group"
+        | "ansible host group" | "host groups" | "host names" | "hostnames" => Role::Group,
+        "audience" | "audiences" | "who" | "accessed by" => Role::Audience,
         _ => Role::Text,
     }
 }
@@ -125,12 +155,42 @@ static EXPOSURE: LazyLock<Regex> = LazyLock::new(|| {
 struct Ctx<'a> {
     opts: &'a Options,
     draft: Draft,
-    /// Document name → inventory group, from the document's mapping table (wins) and `--group`.
-    mapping: Vec<(String, String, String)>, // (name, group, placed_by)
+    /// Document name → placement, from the document's mapping table (wins) and `--group`.
+    mapping: Vec<(String, Placement, String)>, // (name, placement, placed_by)
     product: Option<String>,
     global_proto: Vec<(Vec<String>, &'static str, usize)>,
     /// `--group` names that placed a service.
     used_groups: BTreeSet<String>,
+    /// Notes that condition a class of rules, applied once every rule is read.
+    notes: Vec<Note>,
+    /// Sentences saying ports must be reachable only by some audience,
+    /// applied once every service is known.
+    reach: Vec<Reach>,
+}
+
+/// "Port 22 on the scheduler hosts must be reachable only by Operators."
+struct Reach {
+    line: usize,
+    text: String,
+    ports: Vec<(u16, u16)>,
+    who: String,
+    when: Vec<String>,
+}
+
+/// "Connections originating from the Broker are only necessary when you
+/// enable feature X": the rules it restricts get the condition.
+struct Note {
+    line: usize,
+    text: String,
+    scope: Scope,
+    /// The profile's name, from the condition's words (`feature-x`).
+    cond: String,
+}
+
+enum Scope {
+    From(String),
+    To(String),
+    Ports(Vec<(u16, u16)>),
 }
 
 pub(crate) fn understand(blocks: &[Block], opts: &Options) -> Result<Draft, ImportError> {
@@ -141,6 +201,8 @@ pub(crate) fn understand(blocks: &[Block], opts: &Options) -> Result<Draft, Impo
         product: None,
         global_proto: Vec::new(),
         used_groups: BTreeSet::new(),
+        notes: Vec::new(),
+        reach: Vec::new(),
     };
     ctx.prescan(blocks)?;
     ctx.draft.product = ctx.product.clone();
@@ -231,6 +293,12 @@ pub(crate) fn understand(blocks: &[Block], opts: &Options) -> Result<Draft, Impo
         }
         ctx.add_rule(r);
     }
+    for note in std::mem::take(&mut ctx.notes) {
+        ctx.apply_note(note);
+    }
+    for r in std::mem::take(&mut ctx.reach) {
+        ctx.apply_reach(r);
+    }
     for (name, group) in &opts.groups {
         if !ctx.used_groups.contains(name) {
             ctx.warn(0, format!("--group {name}={group}: the document names no service {name:?}"));
@@ -277,11 +345,19 @@ impl Ctx<'_> {
                     if let (Some(gi), Some(ni), false) = (gi, ni, roles.contains(&Role::Port)) {
                         for r in &t.rows {
                             let (Some(n), Some(g)) = (r.cells.get(ni), r.cells.get(gi)) else { continue };
-                            let g = g.trim().trim_matches('`').to_string();
-                            if n.is_empty() || g.is_empty() {
+                            if n.is_empty() || g.trim().is_empty() {
                                 continue;
                             }
-                            self.mapping.push((n.clone(), g, format!("mapping table, line {}", r.line)));
+                            match mapping_cell(&t.header[gi], g) {
+                                Ok(p) => self.mapping.push((
+                                    n.clone(),
+                                    p,
+                                    format!("mapping table, line {}", r.line),
+                                )),
+                                Err(why) => {
+                                    self.warn(r.line, format!("{why}; {n:?} is not placed by this row"))
+                                }
+                            }
                         }
                     }
                     for r in &t.rows {
@@ -307,7 +383,7 @@ impl Ctx<'_> {
             }
         }
         for (name, group) in &self.opts.groups {
-            self.mapping.push((name.clone(), group.clone(), "--group".into()));
+            self.mapping.push((name.clone(), Placement::Group(group.clone()), "--group".into()));
         }
         Ok(())
     }
@@ -342,6 +418,9 @@ impl Ctx<'_> {
         if slug.is_empty() {
             return None;
         }
+        if self.draft.zones.contains_key(&slug) {
+            return Some(slug);
+        }
         if !self.draft.services.contains_key(&slug) {
             // The document's mapping table wins, then --group, then subgraphs, then the convention.
             let names_it = |n: &str| {
@@ -359,30 +438,36 @@ impl Ctx<'_> {
                 if let Some((_, dg, by)) = from_doc.as_ref().filter(|(_, dg, _)| dg != g) {
                     self.warn(
                         line,
-                        format!("--group {n}={g} ignored: the document's {by} places it on {dg}"),
+                        format!(
+                            "--group {n}={} ignored: the document's {by} places it on {}",
+                            group_text(g),
+                            group_text(dg)
+                        ),
                     );
                 }
             }
             let mapped = from_doc.or(from_cli);
             let mapped = mapped.as_ref();
-            let (group, by) = match (mapped, subgraph) {
-                (Some((_, g, by)), _) => (g.clone(), by.clone()),
-                (None, Some(sg)) => {
-                    (sg.trim().replace(['-', ' '], "_").to_lowercase(), format!("subgraph {sg:?}"))
+            let (placement, by) = match (mapped, subgraph) {
+                (Some((_, p, by)), _) => (p.clone(), by.clone()),
+                (None, Some(sg)) => (
+                    Placement::Group(sg.trim().replace(['-', ' '], "_").to_lowercase()),
+                    format!("subgraph {sg:?}"),
+                ),
+                (None, None) if is_product => (
+                    Placement::Group(format!("{}_nodes", slug.replace('-', "_"))),
+                    "convention: <product>_nodes".into(),
+                ),
+                (None, None) => {
+                    (Placement::Group(slug.replace('-', "_")), "convention: the name's slug".into())
                 }
-                (None, None) if is_product => {
-                    (format!("{}_nodes", slug.replace('-', "_")), "convention: <product>_nodes".into())
-                }
-                (None, None) => (slug.replace('-', "_"), "convention: the name's slug".into()),
             };
+            if let (true, Placement::Group(group)) = (by.starts_with("convention"), &placement) {
+                self.warn(line, format!("{plain:?} placed by name only, no mapping in the document: check `{group}` against your inventory (or place it with --group \"{plain}=GROUP\")"));
+            }
             self.draft.services.insert(
                 slug.clone(),
-                DraftService {
-                    names: BTreeSet::new(),
-                    placement: Placement::Group(group),
-                    placed_by: by,
-                    line,
-                },
+                DraftService { names: BTreeSet::new(), placement, placed_by: by, line },
             );
         }
         self.draft.services.get_mut(&slug).unwrap().names.insert(plain.to_string());
@@ -450,14 +535,7 @@ impl Ctx<'_> {
         intro: &[(usize, String)],
         section: &[String],
     ) {
-        let cell = |role: Role| {
-            roles
-                .iter()
-                .position(|&x| x == role)
-                .and_then(|i| r.cells.get(i))
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        };
+        let cell = |role: Role| cell_of(roles, r, role);
         let port_cell = r.cells.get(pi).cloned().unwrap_or_default();
         let ports = match parse_ports(&port_cell) {
             Ok(p) if !p.is_empty() => p,
@@ -516,6 +594,10 @@ impl Ctx<'_> {
             }
         }
         let source = (r.line, r.raw.clone());
+        if roles.contains(&Role::Audience) {
+            self.perimeter_row(roles, r, Perimeter { ports, proto, purpose, when, source });
+            return;
+        }
         // Who talks to whom.
         let mut pairs: Vec<(String, String)> = Vec::new();
         let src = cell(Role::Source);
@@ -640,6 +722,9 @@ impl Ctx<'_> {
     }
 
     fn prose(&mut self, line: usize, text: &str, section: Vec<String>) {
+        if self.note(line, text, &section) {
+            return;
+        }
         let ports: Vec<&str> = PORT_MENTION.captures_iter(text).map(|c| c.get(1).unwrap().as_str()).collect();
         if EXPOSURE.is_match(text) {
             let parsed = parse_ports(&ports.join(","));
@@ -681,6 +766,9 @@ impl Ctx<'_> {
 
     /// A list item such as "Port 5432/tcp from the API servers to PostgreSQL (HA only)".
     fn item(&mut self, line: usize, text: &str, section: Vec<String>) {
+        if self.note(line, text, &section) {
+            return;
+        }
         static ITEM_PORTS: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(r"(?i)(?:\bports?\s+)?(\d{1,5}(?:\s*-\s*\d{1,5})?(?:\s*(?:,|and|or)\s*\d{1,5}(?:\s*-\s*\d{1,5})?)*)(?:/(tcp|udp))?").unwrap()
         });
@@ -780,6 +868,283 @@ impl Ctx<'_> {
             v.push(mk(&b, &a));
         }
         v
+    }
+
+    /// A perimeter table's row ("Operators / Support staff | webtier | 443 |
+    /// Web console | Optional"): a rule from each audience (a zone waiting
+    /// for its CIDRs, or `any` for "Everyone") to the host group, and an
+    /// exposure constraint when a cell says the port must be reachable only
+    /// by some audience.
+    fn perimeter_row(&mut self, roles: &[Role], r: &Row, p: Perimeter) {
+        let target = match (cell_of(roles, r, Role::Group), cell_of(roles, r, Role::Target)) {
+            (Some(g), _) => self.group_service(&g, r.line),
+            (None, Some(t)) => self.entity(&t, r.line, None),
+            (None, None) => self.product_slug(r.line),
+        };
+        let froms = self.audiences(&cell_of(roles, r, Role::Audience).unwrap_or_default(), r.line);
+        let Some(to) = target.filter(|_| !froms.is_empty()) else {
+            self.warn(
+                r.line,
+                format!("cannot tell the audience and the host group; row not imported: {}", r.raw),
+            );
+            return;
+        };
+        for f in froms {
+            self.add_rule(DraftRule {
+                from: f,
+                to: to.clone(),
+                ports: p.ports.clone(),
+                proto: p.proto,
+                purpose: p.purpose.clone(),
+                when: p.when.clone(),
+                sources: vec![p.source.clone()],
+            });
+        }
+        let texts: Vec<&String> =
+            roles.iter().zip(&r.cells).filter(|(ro, _)| **ro == Role::Text).map(|(_, c)| c).collect();
+        for c in texts {
+            let Some(m) = REACHABLE_ONLY.captures(c) else { continue };
+            let who = m.iter().skip(1).flatten().next().map(|g| g.as_str()).unwrap_or_default();
+            let only_from = self.audiences(who, r.line);
+            if only_from.is_empty() {
+                self.warn(r.line, format!("says the port is reachable only by someone it does not name; no exposure constraint: {c}"));
+                continue;
+            }
+            self.draft.exposures.push(DraftExposure {
+                to: to.clone(),
+                ports: p.ports.clone(),
+                proto: p.proto,
+                only_from,
+                purpose: format!("{}: {c}", p.purpose),
+                when: p.when.clone(),
+                sources: vec![p.source.clone()],
+            });
+        }
+    }
+
+    /// The service for a host group a perimeter table names directly: the
+    /// service already placed there (by the document's mapping), else a new
+    /// one named after the group.
+    fn group_service(&mut self, group: &str, line: usize) -> Option<String> {
+        let g = strip_paren(group.trim().trim_matches('`'));
+        if g.is_empty() || !g.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            self.warn(line, format!("{group:?} is not an inventory group name (letters, digits, `_`, `-`)"));
+            return None;
+        }
+        let placed = Placement::Group(g.clone());
+        if let Some(k) =
+            self.draft.services.iter().find(|(_, s)| s.placement == placed).map(|(k, _)| k.clone())
+        {
+            return Some(k);
+        }
+        let mapped =
+            self.mapping.iter().find(|(_, mp, by)| *mp == placed && by != "--group").map(|m| m.0.clone());
+        if let Some(name) = mapped {
+            return self.entity(&name, line, None);
+        }
+        let mut key = slug(&g);
+        if self.draft.services.contains_key(&key) || self.draft.zones.contains_key(&key) {
+            key = format!("{key}-hosts");
+        }
+        self.draft.services.insert(
+            key.clone(),
+            DraftService {
+                names: BTreeSet::from([g]),
+                placement: placed,
+                placed_by: format!("perimeter table, line {line}: the host group itself"),
+                line,
+            },
+        );
+        Some(key)
+    }
+
+    /// The entities for an audience cell: "Operators / Support staff" gives
+    /// two zones (placeholders without CIDRs, each with a warning),
+    /// "Everyone" gives `any`; a name that is already a service stays one.
+    fn audiences(&mut self, cell: &str, line: usize) -> Vec<String> {
+        static SEP: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"\s*(?:/|,|;|&|\band\b|\bor\b)\s*").unwrap());
+        let mut out = Vec::new();
+        // "0.0.0.0/0" is not "0.0.0.0" and "0".
+        let parts: Vec<&str> = match cell.trim() {
+            c @ ("0.0.0.0/0" | "::/0") => vec![c],
+            c => SEP.split(c).collect(),
+        };
+        for a in parts {
+            let a = strip_paren(a.trim().trim_matches(['*', '`', '"']).trim());
+            let name = match a.to_lowercase().as_str() {
+                "" => continue,
+                "everyone" | "anyone" | "anybody" | "any" | "all" | "all users" | "public" | "0.0.0.0/0"
+                | "::/0" => "any".to_string(),
+                "internet" | "the internet" | "public internet" => "internet".to_string(),
+                _ => {
+                    let z = slug(&without_article(&a));
+                    if z.is_empty() {
+                        continue;
+                    }
+                    if !self.draft.services.contains_key(&z) && !self.draft.zones.contains_key(&z) {
+                        self.draft.zones.insert(z.clone(), DraftZone { name: a.clone(), line });
+                        self.warn(line, format!("audience {a:?} is outside the cluster: zone `{z}` has no addresses yet; fill in its `cidrs:` in the draft (until then its rules match no client)"));
+                    }
+                    z
+                }
+            };
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// Reads a note that conditions a class of rules, or that says ports
+    /// must be reachable only by some audience; true when `text` is one and
+    /// says nothing else (a list item "Port 8443 from A to B, reachable only
+    /// by A" is read as a flow too).
+    fn note(&mut self, line: usize, text: &str, section: &[String]) -> bool {
+        static SIDE: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(r"(?i)^(?:note:\s*)?(?:all\s+)?(?:connections|traffic|flows|requests)\s+(?:(?:originating|coming|initiated|sent)\s+)?(from|to)\s+(?:the\s+)?(.+?)\s+(?:are|is)\s+only\s+(?:necessary|needed|required|used)\s+(?:when|if)\s+(.+?)\.?$").unwrap()
+        });
+        static PORT: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(r"(?i)^(?:note:\s*)?(?:connections\s+(?:on|to)\s+)?ports?\s+(\d[\d\s,/a-z-]*?)\s+(?:are|is)\s+only\s+(?:necessary|needed|required|used)\s+(?:when|if)\s+(.+?)\.?$").unwrap()
+        });
+        let t = text.trim();
+        if let Some(m) = REACHABLE_ONLY.captures(t) {
+            let mentioned: Vec<&str> =
+                PORT_MENTION.captures_iter(t).map(|c| c.get(1).unwrap().as_str()).collect();
+            if let Ok(ports) = parse_ports(&mentioned.join(",")).and_then(|p| match p.is_empty() {
+                true => Err(String::new()),
+                false => Ok(p),
+            }) {
+                static FROM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bfrom\b").unwrap());
+                let whole = m.get(0).unwrap();
+                let flow_too = FROM.is_match(&format!("{} {}", &t[..whole.start()], &t[whole.end()..]));
+                let who = m.iter().skip(1).flatten().next().map_or("", |g| g.as_str()).to_string();
+                self.reach.push(Reach { line, text: t.to_string(), ports, who, when: section.to_vec() });
+                return !flow_too;
+            }
+        }
+        let (scope, clause) = if let Some(m) = SIDE.captures(t) {
+            let name = m[2].to_string();
+            (
+                if m[1].eq_ignore_ascii_case("from") { Scope::From(name) } else { Scope::To(name) },
+                m[3].to_string(),
+            )
+        } else if let Some(m) = PORT.captures(t) {
+            match parse_ports(&m[1]) {
+                Ok(p) if !p.is_empty() => (Scope::Ports(p), m[2].to_string()),
+                _ => return false,
+            }
+        } else {
+            return false;
+        };
+        let cond = note_condition(&clause);
+        if cond.is_empty() {
+            self.warn(
+                line,
+                format!("a note conditions some rules, but its condition has no name; not applied: {t}"),
+            );
+        } else {
+            self.notes.push(Note { line, text: t.to_string(), scope, cond });
+        }
+        true
+    }
+
+    /// Puts a note's condition on every rule it restricts, and cites the note.
+    fn apply_note(&mut self, n: Note) {
+        let (what, key) = match &n.scope {
+            Scope::From(name) => (format!("connections from {name:?}"), self.known_entity(name)),
+            Scope::To(name) => (format!("connections to {name:?}"), self.known_entity(name)),
+            Scope::Ports(p) => (format!("port {}", fmt_ports(p)), None),
+        };
+        let hits = |r: &DraftRule| match &n.scope {
+            Scope::From(_) => key.as_deref() == Some(r.from.as_str()),
+            Scope::To(_) => key.as_deref() == Some(r.to.as_str()),
+            Scope::Ports(p) => overlaps(&r.ports, p),
+        };
+        let mut count = 0;
+        for r in self.draft.rules.iter_mut().filter(|r| hits(r)) {
+            r.when.push(n.cond.clone());
+            r.when.sort();
+            r.when.dedup();
+            let cite = (n.line, n.text.clone());
+            if !r.sources.contains(&cite) {
+                r.sources.push(cite);
+            }
+            count += 1;
+        }
+        if count == 0 {
+            self.warn(
+                n.line,
+                format!("the note restricts {what}, but no imported rule has them; not applied: {}", n.text),
+            );
+            return;
+        }
+        self.draft.profiles.entry(n.cond.clone()).or_insert(n.text);
+        self.draft.profile_notes.entry(n.cond).or_insert(n.line);
+    }
+
+    /// An exposure constraint from a sentence: the one service (or host
+    /// group of one) the sentence names, on the ports it names, only from
+    /// the audiences it names. Naming none or several is a warning.
+    fn apply_reach(&mut self, r: Reach) {
+        let named_in = |text: &str, n: &str| {
+            Regex::new(&format!(r"(?i)(?:^|[^\w-]){}(?:$|[^\w-])", regex::escape(n)))
+                .is_ok_and(|re| re.is_match(text))
+        };
+        let named = |n: &str| named_in(&r.text, n) && !named_in(&r.who, n);
+        let targets: Vec<String> = self
+            .draft
+            .services
+            .iter()
+            .filter(|(_, s)| {
+                s.names.iter().any(|n| named(n)) || matches!(&s.placement, Placement::Group(g) if named(g))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let only_from = match targets.len() {
+            1 => self.audiences(&r.who, r.line),
+            _ => Vec::new(),
+        };
+        match (targets.as_slice(), only_from.is_empty()) {
+            ([to], false) => self.draft.exposures.push(DraftExposure {
+                to: to.clone(),
+                ports: r.ports,
+                proto: proto_words(&r.text).unwrap_or("tcp"),
+                only_from,
+                purpose: r.text.clone(),
+                when: r.when,
+                sources: vec![(r.line, r.text)],
+            }),
+            _ => {
+                let which = if targets.is_empty() {
+                    "no service or host group".to_string()
+                } else {
+                    format!("several services ({})", targets.join(", "))
+                };
+                self.warn(r.line, format!("says port {} must be reachable only by {:?}, but names {which} of the document; no exposure constraint: {}", fmt_ports(&r.ports), r.who, r.text));
+            }
+        }
+    }
+
+    /// The service or zone a name already stands for, without creating one.
+    fn known_entity(&self, name: &str) -> Option<String> {
+        let plain = strip_paren(name.trim());
+        let base = base_name(&plain);
+        if self.product.as_ref().is_some_and(|p| base.eq_ignore_ascii_case(p)) {
+            return self
+                .product
+                .as_ref()
+                .map(|p| p.to_lowercase().chars().filter(char::is_ascii_alphanumeric).collect());
+        }
+        let key = slug_of(&plain);
+        if self.draft.services.contains_key(&key) || self.draft.zones.contains_key(&key) {
+            return Some(key);
+        }
+        self.draft
+            .services
+            .iter()
+            .find(|(_, s)| s.names.iter().any(|n| base_name(&strip_paren(n)).eq_ignore_ascii_case(&base)))
+            .map(|(k, _)| k.clone())
     }
 
     /// Adds a rule unless rules with the same sides, protocol and conditions already cover its ports.
@@ -1001,4 +1366,90 @@ fn slug_words(s: &str) -> String {
         .map(str::to_lowercase)
         .collect();
     words.join("-")
+}
+
+/// A perimeter row's ports, protocol, purpose, conditions and provenance.
+struct Perimeter {
+    ports: Vec<(u16, u16)>,
+    proto: &'static str,
+    purpose: String,
+    when: Vec<String>,
+    source: (usize, String),
+}
+
+/// "Must be reachable only by Operators", "only accessible from the admin
+/// network", "reachable from support staff only": group 1, 2 or 3 names who.
+static REACHABLE_ONLY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:reachable|accessible|open) only (?:to|by|from) (?:the )?([^.;()]+)|\bonly (?:be )?(?:reachable|accessible|open) (?:to|by|from) (?:the )?([^.;()]+)|\b(?:reachable|accessible|open) (?:to|by|from) (?:the )?([^.;()]+?) only\b").unwrap()
+});
+
+/// The trimmed cell of the first column with `role`, if not empty.
+fn cell_of(roles: &[Role], r: &Row, role: Role) -> Option<String> {
+    roles
+        .iter()
+        .position(|&x| x == role)
+        .and_then(|i| r.cells.get(i))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// A note's condition as a profile name: "you enable feature X for the
+/// destination service" → `feature-x` (the verb and what follows "for",
+/// "on", "in", "with" dropped; at most four words).
+pub(crate) fn note_condition(clause: &str) -> String {
+    static LEAD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)^(?:you\s+|users?\s+|an? admin(?:istrator)?\s+)?(?:enable|use|turn on|activate|configure|install|deploy|run)s?\s+(?:the\s+|an?\s+)?").unwrap()
+    });
+    static TAIL: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\s+(?:for|on|in|with|at|across|between)\s+.*$|\s+(?:is|are)\s+(?:enabled|used|configured|installed|active|turned on|on)\b.*$").unwrap()
+    });
+    let c = LEAD.replace(clause.trim(), "");
+    slug_words(&TAIL.replace(&c, ""))
+}
+
+/// A placement as `--group` messages name it: the group alone, else "hosts a, b".
+fn group_text(p: &Placement) -> String {
+    match p {
+        Placement::Group(g) => g.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A mapping table's cell as a placement: `webtier`, "`web` group", "the
+/// [mq] group" give a group; under a Hosts column, several names ("db01,
+/// db02") give those hosts (one name stays a group, as inventories name
+/// groups there too). Anything else is not guessed.
+fn mapping_cell(title: &str, cell: &str) -> Result<Placement, String> {
+    static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[`\[]([A-Za-z0-9_-]+)[`\]]").unwrap());
+    static GROUP_WORD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)^(?:the\s+)?([A-Za-z0-9_-]+)\s+(?:ansible |inventory |host )?group$").unwrap()
+    });
+    let c = cell.trim();
+    let is_group =
+        |s: &str| !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+    let named = QUOTED.captures(c).or_else(|| GROUP_WORD.captures(c)).and_then(|m| m.get(1));
+    if let Some(g) = named {
+        return Ok(Placement::Group(g.as_str().to_string()));
+    }
+    let hosts_column =
+        matches!(title.trim().to_lowercase().as_str(), "hosts" | "host names" | "hostnames" | "servers");
+    if hosts_column {
+        let names: Vec<&str> = c
+            .split(|ch: char| ch == ',' || ch == ';' || ch.is_whitespace())
+            .map(|s| s.trim_matches(['`', '[', ']']))
+            .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("and"))
+            .collect();
+        let is_host =
+            |s: &&str| s.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
+        if names.len() > 1 && names.iter().all(is_host) {
+            return Ok(Placement::Hosts(names.into_iter().map(String::from).collect()));
+        }
+    }
+    if is_group(c) {
+        Ok(Placement::Group(c.to_string()))
+    } else {
+        Err(format!(
+            "{cell:?} is not an inventory group name (letters, digits, `_`, `-`) nor a list of host names"
+        ))
+    }
 }
