@@ -5,10 +5,13 @@
 //! draft YAML. Anything that cannot be placed becomes a [`Warning`] with its
 //! line, never a guess.
 
+mod commands;
 mod emit;
 mod html;
 mod markdown;
 mod mermaid;
+mod prose;
+mod reshape;
 mod text;
 mod understand;
 
@@ -183,6 +186,8 @@ pub fn import(text: &str, path: Option<&Path>, opts: &Options) -> Result<Importe
         Some(f) => f,
     };
     let (blocks, mut warnings) = read_blocks(text, format);
+    let (blocks, mut reshaped) = reshape::reshape(blocks);
+    warnings.append(&mut reshaped);
     let mut draft = understand::understand(&blocks, opts)?;
     warnings.append(&mut draft.warnings);
     warnings.sort();
