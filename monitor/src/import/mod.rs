@@ -10,8 +10,10 @@ mod emit;
 mod html;
 mod markdown;
 mod mermaid;
+mod pages;
 mod prose;
 mod reshape;
+mod spans;
 mod text;
 mod understand;
 

@@ -50,7 +50,7 @@ pub(crate) fn stated_proto(sentence: &str) -> Option<&'static str> {
 /// "used by the brokers and the REST proxy", "from the agents": the source named in a text.
 fn source_in(text: &str) -> Option<String> {
     static USED_BY: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)\b(?:used by|called by|opened by|reached by|from) (?:the |all |each |every |any )?([^;.()]+?)\s*(?:[;.()]|$)")
+        Regex::new(r"(?i)\b(?:used by|called by|opened by|reached by|from) (?:the |all |each |every |any )?(?:other )?([^;.()]+?)\s*(?:[;.()]|$)")
             .unwrap()
     });
     USED_BY.captures(text).map(|c| c[1].trim().to_string())
@@ -99,7 +99,7 @@ const ON_PORT: &str = r"(?:on|over|using|via|at) (?:(?:tcp|udp) )?ports? (?P<por
 pub(crate) fn sentence(s: &str) -> Option<Flow> {
     static CONNECT: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(&format!(
-            r"(?i)(?:^|, ){NAME} (?:must be able to |need to |needs to |should be able to |can )?(?:connect|connects|talk|talks|send|sends|push|pushes|forward|forwards|reach|reaches|replicate|replicates|call|calls|scrape|scrapes|poll|polls)(?: \w+)?? (?:to |with )?{NAME}(?: nodes?)? {ON_PORT}{PORTS})"
+            r"(?i)(?:^|, ){NAME} (?:must be able to |need to |needs to |should be able to |can )?(?:connect|connects|talk|talks|send|sends|push|pushes|forward|forwards|reach|reaches|replicate|replicates|call|calls|scrape|scrapes|poll|polls|write|writes|upload|uploads|ship|ships|stream|streams|query|queries)(?: \w+)?? (?:to |with )?{NAME}(?: nodes?)? {ON_PORT}{PORTS})"
         ))
         .unwrap()
     });
@@ -122,17 +122,34 @@ pub(crate) fn sentence(s: &str) -> Option<Flow> {
         destination,
         description: s.trim().to_string(),
     };
-    if let Some(c) = CONNECT.captures(s) {
-        return Some(flow(c[1].to_string(), c[2].to_string(), &c["ports"]));
-    }
-    if let Some(c) = LISTEN.captures(s) {
+    let found = if let Some(c) = CONNECT.captures(s) {
+        flow(name(&c[1]), name(&c[2]), &c["ports"])
+    } else if let Some(c) = LISTEN.captures(s) {
         let rest = &s[c.get(0).unwrap().end()..];
-        return Some(flow(source_in(rest).unwrap_or_default(), c[1].to_string(), &c["ports"]));
+        flow(source_in(rest).map(|n| name(&n)).unwrap_or_default(), name(&c[1]), &c["ports"])
+    } else if let Some(c) = BETWEEN.captures(s) {
+        flow(name(&c[2]), name(&c[2]), &c["ports"])
+    } else {
+        return None;
+    };
+    // "the object store over HTTPS": a phrase that runs past its name is not read.
+    let words = |n: &str| n.to_lowercase().split(' ').any(|w| PREPOSITIONS.contains(&w)).then_some(());
+    (words(&found.source).is_none() && words(&found.destination).is_none()).then_some(found)
+}
+
+/// Words that end a name in running text.
+const PREPOSITIONS: &[&str] =
+    &["on", "over", "via", "using", "at", "to", "from", "with", "for", "in", "by", "of"];
+
+/// A name without the adverbs running text puts after it ("the agents also").
+fn name(n: &str) -> String {
+    const ADVERBS: &[&str] =
+        &["also", "then", "usually", "typically", "only", "always", "still", "each", "all"];
+    let mut w: Vec<&str> = n.split_whitespace().collect();
+    while w.len() > 1 && ADVERBS.contains(&w[w.len() - 1].to_lowercase().as_str()) {
+        w.pop();
     }
-    if let Some(c) = BETWEEN.captures(s) {
-        return Some(flow(c[2].to_string(), c[2].to_string(), &c["ports"]));
-    }
-    None
+    w.join(" ")
 }
 
 /// The sentences of a paragraph with the byte offset each starts at.

@@ -449,10 +449,11 @@ fn assemble(out: Vec<Out>) -> Vec<Block> {
                 last_was = None;
                 continue;
             }
-            Out::Flow(line, raw, f) => (
-                true,
-                Row { line, cells: vec![f.ports, f.proto, f.source, f.destination, f.description], raw },
-            ),
+            Out::Flow(line, raw, f) => {
+                let (source, destination) =
+                    (names_in(&f.source).join(", "), names_in(&f.destination).join(", "));
+                (true, Row { line, cells: vec![f.ports, f.proto, source, destination, f.description], raw })
+            }
             Out::Mapping(r) => (false, r),
             Out::Command(_) => unreachable!("commands are resolved before"),
         };
