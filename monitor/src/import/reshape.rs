@@ -59,7 +59,7 @@ static PORT_WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bports?\b
 /// "Worker nodes (inbound)"; not "Node to Node" or "Out of the Nodes".
 fn role_heading(h: &str) -> Option<String> {
     static ROLE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)^(?:(?:inbound |incoming )?ports? (?:on|for|open on|opened on|required on|to open on) |(?:inbound |incoming )?(?:rules|traffic) (?:on|to|for) |on )?(?:the |all |each )?((?:[a-z][\w-]* ){0,2}(?:nodes?|servers?|agents?|hosts?|workers?|controllers?|managers?|brokers?|members?|gateways?|proxy|proxies|collectors?|masters?))(?: \((?:inbound|incoming)\))?(?: ports?)?$").unwrap()
+        Regex::new(r"(?i)^(?:(?:inbound |incoming )?ports? (?:on|for|open on|opened on|required on|to open on) |(?:inbound |incoming )?(?:rules|traffic) (?:on|to|for) |on )?(?:the |all |each )?((?:[a-z][\w-]* ){0,2}(?:nodes?|servers?|agents?|hosts?|workers?|controllers?|managers?|brokers?|members?|gateways?|proxy|proxies|collectors?|masters?|balancers?|routers?))(?: \((?:inbound|incoming)\))?(?: ports?)?$").unwrap()
     });
     const NOT_A_ROLE: &[&str] =
         &["of", "to", "from", "into", "out", "between", "and", "single", "multi", "one"];
@@ -324,6 +324,14 @@ fn on_role(t: &mut Table, node: &str) {
         let d = dir.map(|i| r.cells[i].to_lowercase()).unwrap_or_default();
         let both = d.starts_with("both") || d.starts_with("bidirectional") || d.contains("in/out");
         let outbound = d.starts_with("outbound") || d.starts_with("egress") || d.starts_with("out");
+        let inbound =
+            d.is_empty() || d.starts_with("inbound") || d.starts_with("ingress") || d.starts_with("in");
+        if !(outbound || inbound || both) {
+            // Neither side is known: `understand` reports the direction it cannot read.
+            r.cells[src].clear();
+            rows.push(r);
+            continue;
+        }
         if outbound || both {
             let mut o = r.clone();
             o.cells[src] = node.to_string();

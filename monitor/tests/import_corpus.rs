@@ -1,0 +1,135 @@
+//! The import corpus: documents written by the team in the shapes real
+//! vendor ports pages come in (tests/fixtures/import/corpus/), each with
+//! its `.expected` reading checked by hand against the document: every
+//! rule, exposure constraint, warning line and service placement.
+//!
+//! `.expected` lines: `LINE FROM -> TO PORTS PROTO [when COND]` per rule
+//! (LINE: the first document line it came from), `x LINE TO PORTS only
+//! FROM` per exposure constraint, `! LINE` per warning, `@ SERVICE
+//! group GROUP` or `@ SERVICE fqdns NAME,...` per service the rules use;
+//! `#` lines are comments.
+
+use std::path::{Path, PathBuf};
+
+use monitor::{
+    import::{import, Imported, Options, Placement},
+    matrix::Matrix,
+};
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/corpus").join(name)
+}
+
+/// The reading of a document, one line per fact, in the `.expected` form.
+fn reading(d: &Imported) -> Vec<String> {
+    let when = |w: &[String]| if w.is_empty() { String::new() } else { format!(" when {}", w.join(" && ")) };
+    let ports = |p: &[(u16, u16)]| {
+        p.iter()
+            .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let d = &d.draft;
+    let mut got: Vec<String> = d
+        .rules
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} -> {} {} {}{}",
+                r.sources[0].0,
+                r.from,
+                r.to,
+                ports(&r.ports),
+                r.proto,
+                when(&r.when)
+            )
+        })
+        .collect();
+    got.extend(d.exposures.iter().map(|x| {
+        format!(
+            "x {} {} {} only {}{}",
+            x.sources[0].0,
+            x.to,
+            ports(&x.ports),
+            x.only_from.join(","),
+            when(&x.when)
+        )
+    }));
+    got.extend(d.warnings.iter().map(|w| format!("! {}", w.line)));
+    let used: Vec<&str> = d.rules.iter().flat_map(|r| [r.from.as_str(), r.to.as_str()]).collect();
+    got.extend(d.services.iter().filter(|(n, _)| used.contains(&n.as_str())).map(
+        |(n, s)| match &s.placement {
+            Placement::Group(g) => format!("@ {n} group {g}"),
+            Placement::Fqdns(f) => format!("@ {n} fqdns {}", f.join(",")),
+        },
+    ));
+    got.sort();
+    got
+}
+
+/// Imports a corpus document (with `--product` when given), checks that its
+/// draft loads without lint warnings and that its reading is the expected one.
+fn check(name: &str, product: Option<&str>) -> Imported {
+    let doc = corpus(name);
+    let text = std::fs::read_to_string(&doc).unwrap_or_else(|e| panic!("{}: {e}", doc.display()));
+    let opts = Options {
+        doc_name: name.to_string(),
+        format: None,
+        groups: Vec::new(),
+        product: product.map(str::to_string),
+    };
+    let imported = import(&text, Some(&doc), &opts).unwrap_or_else(|e| panic!("import failed: {e}"));
+    let (_, lint) = Matrix::from_str(&imported.yaml, "draft.yaml", Path::new("."))
+        .unwrap_or_else(|e| panic!("the draft of {name} does not load:\n{e}\n---\n{}", imported.yaml));
+    assert!(lint.is_empty(), "lint warnings on the draft of {name}: {lint:?}\n{}", imported.yaml);
+    let exp = corpus(&format!("{name}.expected"));
+    let mut want: Vec<String> = std::fs::read_to_string(&exp)
+        .unwrap_or_else(|e| panic!("{}: {e}", exp.display()))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    want.sort();
+    let got = reading(&imported);
+    assert_eq!(
+        got,
+        want,
+        "{name}: the reading differs from {}\ngot:\n{}\nwarnings: {:#?}\nyaml:\n{}",
+        exp.display(),
+        got.join("\n"),
+        imported.draft.warnings,
+        imported.yaml
+    );
+    imported
+}
+
+/// The warnings of a reading that name a line, as `LINE: message`.
+fn warnings(d: &Imported) -> Vec<String> {
+    d.draft.warnings.iter().map(|w| format!("{}: {}", w.line, w.message)).collect()
+}
+
+fn assert_warns(d: &Imported, line: usize, says: &str) {
+    assert!(
+        d.draft.warnings.iter().any(|w| w.line == line && w.message.contains(says)),
+        "no warning at line {line} saying {says:?}: {:#?}",
+        warnings(d)
+    );
+}
+
+/// Source and Destination columns holding node roles, "All nodes" among
+/// them, and the conditions in the Description column.
+#[test]
+fn source_and_destination_columns_with_node_roles() {
+    let d = check("hearth-roles.md", None);
+    assert_warns(&d, 19, "no port in the \"Port\" column");
+}
+
+/// One table per node role under role headings, with a Direction column,
+/// a "Used by" column holding several sources, and column titles the
+/// table reader does not know ("Listens on", "Transport", "What for").
+#[test]
+fn one_table_per_role_under_role_headings() {
+    let d = check("lattice-role-headings.md", None);
+    assert_warns(&d, 22, "direction \"Sideways\" not understood");
+}
