@@ -133,3 +133,11 @@ fn one_table_per_role_under_role_headings() {
     let d = check("lattice-role-headings.md", None);
     assert_warns(&d, 22, "direction \"Sideways\" not understood");
 }
+
+/// Bullet lists "9094: cluster gossip, used by ...", port ranges, the
+/// protocol stated once in the sentence before the list, in copied text.
+#[test]
+fn port_lists_with_the_protocol_stated_once() {
+    let d = check("quiver-port-list.txt", None);
+    assert_warns(&d, 11, "starts with a port but is not");
+}
