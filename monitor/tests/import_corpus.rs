@@ -141,3 +141,11 @@ fn port_lists_with_the_protocol_stated_once() {
     let d = check("quiver-port-list.txt", None);
     assert_warns(&d, 11, "starts with a port but is not");
 }
+
+/// A long guide whose ports are only in its sentences, some wrapped over
+/// two lines; a sentence that names a port but no flow is a warning.
+#[test]
+fn ports_named_in_sentences() {
+    let d = check("beacon-guide.md", None);
+    assert_warns(&d, 29, "mentions port 13133 outside a port table");
+}

@@ -99,7 +99,7 @@ const ON_PORT: &str = r"(?:on|over|using|via|at) (?:(?:tcp|udp) )?ports? (?P<por
 pub(crate) fn sentence(s: &str) -> Option<Flow> {
     static CONNECT: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(&format!(
-            r"(?i)(?:^|, ){NAME} (?:must be able to |need to |needs to |should be able to |can )?(?:connect|connects|talk|talks|send|sends|push|pushes|forward|forwards|reach|reaches|replicate|replicates|call|calls|scrape|scrapes|poll|polls|write|writes|upload|uploads|ship|ships|stream|streams|query|queries)(?: \w+)?? (?:to |with )?{NAME}(?: nodes?)? {ON_PORT}{PORTS})"
+            r"(?i)(?:^|, ){NAME} (?:must be able to |need to |needs to |should be able to |can )?(?:(?:connect|connects|talk|talks|send|sends|push|pushes|forward|forwards|replicate|replicates|write|writes|upload|uploads|ship|ships|stream|streams)(?: \w+){{0,2}}? (?:to|with)|reach|reaches|call|calls|scrape|scrapes|poll|polls|query|queries) {NAME}(?: nodes?)? {ON_PORT}{PORTS})"
         ))
         .unwrap()
     });
