@@ -149,3 +149,11 @@ fn ports_named_in_sentences() {
     let d = check("beacon-guide.md", None);
     assert_warns(&d, 29, "mentions port 13133 outside a port table");
 }
+
+/// An HTML table with a two-row header under a colspan, cells spanning
+/// rows (protocol, destination, source) and a full-width section row.
+#[test]
+fn html_rowspan_and_colspan() {
+    let d = check("stratum-spans.html", None);
+    assert_warns(&d, 17, "no port in the \"Port\" column");
+}
