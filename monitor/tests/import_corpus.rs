@@ -157,3 +157,13 @@ fn html_rowspan_and_colspan() {
     let d = check("stratum-spans.html", None);
     assert_warns(&d, 17, "no port in the \"Port\" column");
 }
+
+/// Copied text of a table split over two pages: a page-number line inside
+/// it, its header repeated on the next page with "(continued)"; a
+/// Service / Host group table places the services.
+#[test]
+fn text_table_split_across_two_pages() {
+    let d = check("orrery-two-pages.txt", None);
+    assert_warns(&d, 14, "cannot split this row");
+    assert_eq!(d.draft.services["orrery-server"].placed_by, "mapping table, line 18");
+}

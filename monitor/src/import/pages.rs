@@ -9,10 +9,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-/// A line that only numbers the page.
+/// A line that only numbers the page (inside a table, a bare number is one too: it is no row).
 pub(crate) fn is_page_furniture(line: &str) -> bool {
     static PAGE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)(?:^|\s)page \d+(?: (?:of|/) \d+)?$|^\d+ ?/ ?\d+$|^[-–—] ?\d+ ?[-–—]$").unwrap()
+        Regex::new(r"(?i)(?:^|\s)page \d+(?: (?:of|/) \d+)?$|^\d+ ?/ ?\d+$|^[-–—] ?\d+ ?[-–—]$|^\d{1,4}$")
+            .unwrap()
     });
     PAGE.is_match(line.trim())
 }
@@ -34,7 +35,7 @@ mod tests {
     #[test]
     fn page_numbers_and_continued_headers() {
         assert!(is_page_furniture("Orrery 4.2 Installation Guide Page 12 of 30"));
-        assert!(is_page_furniture("12 / 30") && is_page_furniture("- 7 -"));
+        assert!(is_page_furniture("12 / 30") && is_page_furniture("- 7 -") && is_page_furniture("13"));
         assert!(!is_page_furniture("4646 TCP Orrery Client Orrery Server HTTP API"));
         assert!(!is_page_furniture("8080 TCP Web UI page"));
         assert_eq!(without_continued("Port Protocol Source (continued)"), "Port Protocol Source");
