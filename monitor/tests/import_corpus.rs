@@ -167,3 +167,15 @@ fn text_table_split_across_two_pages() {
     assert_warns(&d, 14, "cannot split this row");
     assert_eq!(d.draft.services["orrery-server"].placed_by, "mapping table, line 18");
 }
+
+/// A document whose only ports are in its firewall commands (firewalld
+/// ports and rich rules, New-NetFirewallRule over two lines, ufw), under
+/// headings naming the host role the commands run on.
+#[test]
+fn ports_only_in_firewall_commands() {
+    let d = check("kestrel-commands.md", None);
+    assert_warns(&d, 14, "the firewalld service \"https\"");
+    assert_warns(&d, 13, "allows only 10.40.0.0/16");
+    assert_warns(&d, 26, "a Block rule");
+    assert_warns(&d, 34, "OpenSSH");
+}
