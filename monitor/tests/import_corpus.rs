@@ -179,3 +179,14 @@ fn ports_only_in_firewall_commands() {
     assert_warns(&d, 26, "a Block rule");
     assert_warns(&d, 34, "OpenSSH");
 }
+
+/// The service → host-group mapping written as a list ("Queue servers:
+/// hosts in the [mq] group") places the services of the port table.
+#[test]
+fn mapping_written_as_a_list() {
+    let d = check("ferry-mapping-list.md", None);
+    assert_eq!(d.draft.services["queue-servers"].placed_by, "mapping table, line 11");
+    // The convention would give the same group; the list is still what placed it.
+    assert_eq!(d.draft.services["workers"].placed_by, "mapping table, line 12");
+    assert_warns(&d, 15, "names no group");
+}

@@ -357,6 +357,12 @@ fn item(line: usize, text: &str, sec: &Section, out: &mut Vec<Out>, warnings: &m
         f.destination = sec.role().unwrap_or_default();
         out.push(Out::Flow(line, text.to_string(), f));
     } else {
+        if matches!(out.last(), Some(Out::Mapping(_))) && text.contains(':') {
+            warnings.push(Warning {
+                line,
+                message: format!("a list item among the host-group mapping that names no group (\"NAME: hosts in the [GROUP] group\"); its service is not placed by it: {text}"),
+            });
+        }
         if prose::starts_with_port(text) && !PORT_WORD.is_match(text) {
             warnings.push(Warning {
                 line,
