@@ -190,3 +190,11 @@ fn mapping_written_as_a_list() {
     assert_eq!(d.draft.services["workers"].placed_by, "mapping table, line 12");
     assert_warns(&d, 15, "names no group");
 }
+
+/// One table per network plugin under a section that offers them: each
+/// table's rules hold only with its plugin; the next section does not.
+#[test]
+fn the_tab_a_table_sits_under_is_its_condition() {
+    let d = check("pylon-plugin-tabs.md", None);
+    assert_eq!(d.draft.profiles["calico"], "Required only for Calico");
+}
