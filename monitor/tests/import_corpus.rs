@@ -6,13 +6,14 @@
 //! `.expected` lines: `LINE FROM -> TO PORTS PROTO [when COND]` per rule
 //! (LINE: the first document line it came from), `x LINE TO PORTS only
 //! FROM` per exposure constraint, `! LINE` per warning, `@ SERVICE
-//! group GROUP` or `@ SERVICE fqdns NAME,...` per service the rules use;
+//! group GROUP` (or another placement key, as the draft writes it) per
+//! service of the draft;
 //! `#` lines are comments.
 
 use std::path::{Path, PathBuf};
 
 use monitor::{
-    import::{import, Imported, Options, Placement},
+    import::{import, Imported, Options},
     matrix::Matrix,
 };
 
@@ -21,7 +22,7 @@ fn corpus(name: &str) -> PathBuf {
 }
 
 /// The reading of a document, one line per fact, in the `.expected` form.
-fn reading(d: &Imported) -> Vec<String> {
+fn reading(imported: &Imported) -> Vec<String> {
     let when = |w: &[String]| if w.is_empty() { String::new() } else { format!(" when {}", w.join(" && ")) };
     let ports = |p: &[(u16, u16)]| {
         p.iter()
@@ -29,7 +30,7 @@ fn reading(d: &Imported) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let d = &d.draft;
+    let d = &imported.draft;
     let mut got: Vec<String> = d
         .rules
         .iter()
@@ -46,25 +47,39 @@ fn reading(d: &Imported) -> Vec<String> {
         })
         .collect();
     got.extend(d.exposures.iter().map(|x| {
-        format!(
-            "x {} {} {} only {}{}",
-            x.sources[0].0,
-            x.to,
-            ports(&x.ports),
-            x.only_from.join(","),
-            when(&x.when)
-        )
+        let only = x.only_from.join(",");
+        format!("x {} {} {} only {only}{}", x.sources[0].0, x.to, ports(&x.ports), when(&x.when))
     }));
     got.extend(d.warnings.iter().map(|w| format!("! {}", w.line)));
-    let used: Vec<&str> = d.rules.iter().flat_map(|r| [r.from.as_str(), r.to.as_str()]).collect();
-    got.extend(d.services.iter().filter(|(n, _)| used.contains(&n.as_str())).map(
-        |(n, s)| match &s.placement {
-            Placement::Group(g) => format!("@ {n} group {g}"),
-            Placement::Fqdns(f) => format!("@ {n} fqdns {}", f.join(",")),
-        },
-    ));
+    got.extend(placements(&imported.yaml));
     got.sort();
     got
+}
+
+/// `@ SERVICE KEY VALUE` per service of the draft, as the draft writes its
+/// placement (`group: web` → `@ web-dashboard group web`): read from the
+/// YAML, so that the check does not depend on how the importer stores it.
+fn placements(yaml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut service: Option<&str> = None;
+    let section = yaml
+        .lines()
+        .skip_while(|l| *l != "services:")
+        .skip(1)
+        .take_while(|l| !l.starts_with(|c: char| c.is_alphanumeric()));
+    for l in section {
+        let key =
+            l.strip_prefix("  ").and_then(|n| n.strip_suffix(':')).filter(|n| !n.starts_with([' ', '#']));
+        if let Some(name) = key {
+            service = Some(name);
+        } else if let (Some(name), Some((k, v))) = (service, l.trim().split_once(": ")) {
+            if k != "description" {
+                out.push(format!("@ {name} {k} {v}"));
+                service = None;
+            }
+        }
+    }
+    out
 }
 
 /// Imports a corpus document (with `--product` when given), checks that its
