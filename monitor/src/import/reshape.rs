@@ -186,7 +186,7 @@ pub(crate) fn reshape(blocks: Vec<Block>) -> (Vec<Block>, Vec<Warning>) {
                     para.push(&blocks[i + 1]);
                     i += 1;
                 }
-                paragraph(&para, &mut sec, &mut out);
+                paragraph(&para, &mut sec, &mut out, &mut warnings);
             }
             Block::Edge(_) => out.push(Out::Block(blocks[i].clone())),
         }
@@ -355,7 +355,7 @@ fn item(line: usize, text: &str, sec: &Section, out: &mut Vec<Out>, warnings: &m
             f.proto = sec.stated_proto.unwrap_or_default().to_string();
         }
         f.destination = sec.role().unwrap_or_default();
-        out.push(Out::Flow(line, text.to_string(), f));
+        out.push(flow(line, text, f, warnings));
     } else {
         if matches!(out.last(), Some(Out::Mapping(_))) && text.contains(':') {
             warnings.push(Warning {
@@ -375,7 +375,7 @@ fn item(line: usize, text: &str, sec: &Section, out: &mut Vec<Out>, warnings: &m
 
 /// Consecutive lines of running text: its sentences that name a flow
 /// become rows; when none does, the lines pass through as they were.
-fn paragraph(lines: &[&Block], sec: &mut Section, out: &mut Vec<Out>) {
+fn paragraph(lines: &[&Block], sec: &mut Section, out: &mut Vec<Out>, warnings: &mut Vec<Warning>) {
     let mut text = String::new();
     let mut starts: Vec<(usize, usize)> = Vec::new(); // (byte offset, line)
     for b in lines {
@@ -402,10 +402,22 @@ fn paragraph(lines: &[&Block], sec: &mut Section, out: &mut Vec<Out>) {
     }
     for (line, s, f) in read {
         match f {
-            Some(f) => out.push(Out::Flow(line, s.to_string(), f)),
+            Some(f) => out.push(flow(line, s, f, warnings)),
             None => out.push(Out::Block(Block::Prose { line, text: s.to_string() })),
         }
     }
+}
+
+/// A flow read from a list item or a sentence; one that names no source allows any, with a warning.
+fn flow(line: usize, raw: &str, mut f: Flow, warnings: &mut Vec<Warning>) -> Out {
+    if f.source.is_empty() {
+        warnings.push(Warning {
+            line,
+            message: "names no source (\"used by ...\", \"from ...\"): the rule allows any source".into(),
+        });
+        f.source = "any".into();
+    }
+    Out::Flow(line, raw.to_string(), f)
 }
 
 /// A firewall command: the document's flows when it has no other ports,
@@ -538,5 +550,34 @@ mod tests {
         assert_eq!(got.header, ["Port", "Protocol", "Direction", "Source", "Destination", "Condition"]);
         assert_eq!(got.rows[0].cells[3..5], ["workers, control plane nodes", "Worker nodes"]);
         assert_eq!(got.rows[1].cells[3..6], ["Worker nodes", "registry", "Required only for Calico"]);
+    }
+
+    fn prose(line: usize, text: &str) -> Block {
+        Block::Prose { line, text: text.into() }
+    }
+
+    #[test]
+    fn an_item_without_a_source_allows_any_with_a_warning() {
+        let (blocks, w) = reshape(vec![Block::Item { line: 3, text: "8080: web interface".into() }]);
+        let Some(Block::Table(t)) = blocks.first() else { panic!("{blocks:?}") };
+        assert_eq!(t.rows[0].cells, ["8080", "", "any", "", "web interface"]);
+        assert_eq!(w.iter().map(|w| w.line).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn commands_are_examples_when_the_document_has_a_port_table() {
+        let table = Block::Table(t(&["Port", "Source"], &[&["22", "Admins"]]));
+        let (blocks, w) = reshape(vec![
+            table.clone(),
+            prose(5, "sudo ufw allow 22/tcp"),
+            prose(6, "firewall-cmd --add-port=22/tcp"),
+        ]);
+        // Both lines pass through; the one without the word "port" is warned here, the other by `understand`.
+        assert_eq!(blocks.len(), 3);
+        assert_eq!(w.iter().map(|w| w.line).collect::<Vec<_>>(), [5]);
+        let (blocks, w) = reshape(vec![prose(5, "sudo ufw allow 22/tcp")]);
+        let Some(Block::Table(t)) = blocks.first() else { panic!("{blocks:?}") };
+        assert_eq!((t.rows[0].cells[0].as_str(), t.rows[0].cells[2].as_str()), ("22", "any"));
+        assert!(w.is_empty(), "{w:?}");
     }
 }
