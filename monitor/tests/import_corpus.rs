@@ -87,12 +87,8 @@ fn placements(yaml: &str) -> Vec<String> {
 fn check(name: &str, product: Option<&str>) -> Imported {
     let doc = corpus(name);
     let text = std::fs::read_to_string(&doc).unwrap_or_else(|e| panic!("{}: {e}", doc.display()));
-    let opts = Options {
-        doc_name: name.to_string(),
-        format: None,
-        groups: Vec::new(),
-        product: product.map(str::to_string),
-    };
+    let opts =
+        Options { doc_name: name.to_string(), product: product.map(str::to_string), ..Options::default() };
     let imported = import(&text, Some(&doc), &opts).unwrap_or_else(|e| panic!("import failed: {e}"));
     let (_, lint) = Matrix::from_str(&imported.yaml, "draft.yaml", Path::new("."))
         .unwrap_or_else(|e| panic!("the draft of {name} does not load:\n{e}\n---\n{}", imported.yaml));
