@@ -52,6 +52,20 @@ const PROTO_TITLES: &[&str] = &["transport", "l4 protocol", "ip protocol"];
 static PORT_CELL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\d{1,5}(?:\s*[-–]\s*\d{1,5})?(?:/(?:tcp|udp))?(?:\s*(?:,|and|or)\s*\d{1,5}(?:\s*[-–]\s*\d{1,5})?(?:/(?:tcp|udp))?)*$").unwrap()
 });
+/// A column title that says its cells are ports, in words the table reader does not know.
+static PORTISH_TITLE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)listen|port|socket|number|\btcp\b|\budp\b|\bopens?\b").unwrap());
+
+/// Numbers that read as ports rather than as steps or counts (1, 2, 3):
+/// none below 20, one at least 1024.
+fn looks_like_ports(cells: &[&str]) -> bool {
+    let numbers: Vec<u32> = cells
+        .iter()
+        .flat_map(|c| c.split(|ch: char| !ch.is_ascii_digit()).filter_map(|n| n.parse().ok()))
+        .collect();
+    numbers.iter().all(|&n| n >= 20) && numbers.iter().any(|&n| n >= 1024)
+}
+
 /// What `understand` reads a list item by; items without it are skipped there.
 static PORT_WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bports?\b|\d/(?:tcp|udp)").unwrap());
 
@@ -260,11 +274,17 @@ fn table(t: &Table, sec: &Section, roles: &[String]) -> Table {
     if col(&t, Role::Port).is_none() {
         // A column titled in words the importer does not know ("Listens on") whose cells are all ports.
         let ports = (0..t.header.len()).find(|&i| {
+            let cells: Vec<&str> = t
+                .rows
+                .iter()
+                .filter_map(|r| r.cells.get(i))
+                .map(|c| c.trim())
+                .filter(|c| !c.is_empty())
+                .collect();
             role(&t.header[i]) == Role::Text
-                && t.rows.iter().any(|r| r.cells.get(i).is_some_and(|c| !c.trim().is_empty()))
-                && t.rows.iter().all(|r| {
-                    r.cells.get(i).is_none_or(|c| c.trim().is_empty() || PORT_CELL.is_match(c.trim()))
-                })
+                && !cells.is_empty()
+                && cells.iter().all(|c| PORT_CELL.is_match(c))
+                && (PORTISH_TITLE.is_match(&t.header[i]) || looks_like_ports(&cells))
         });
         match ports {
             Some(i) => t.header[i] = "Port".into(),
@@ -579,5 +599,20 @@ mod tests {
         let Some(Block::Table(t)) = blocks.first() else { panic!("{blocks:?}") };
         assert_eq!((t.rows[0].cells[0].as_str(), t.rows[0].cells[2].as_str()), ("22", "any"));
         assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn a_column_of_numbers_is_a_port_column_only_when_it_reads_as_ports() {
+        let sec = Section::default();
+        let steps = table(
+            &t(&["Step", "What to check"], &[&["1", "the service runs"], &["2", "port 443 answers"]]),
+            &sec,
+            &[],
+        );
+        assert_eq!(steps.header, ["Step", "What to check"]);
+        let ports = table(&t(&["Endpoint", "What for"], &[&["6643", "API"], &["80", "web"]]), &sec, &[]);
+        assert_eq!(ports.header, ["Port", "What for"]);
+        let titled = table(&t(&["Opens", "What for"], &[&["22", "SSH"]]), &sec, &[]);
+        assert_eq!(titled.header, ["Port", "What for"]);
     }
 }
