@@ -99,7 +99,7 @@ const ON_PORT: &str = r"(?:on|over|using|via|at) (?:(?:tcp|udp) )?ports? (?P<por
 pub(crate) fn sentence(s: &str) -> Option<Flow> {
     static CONNECT: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(&format!(
-            r"(?i)(?:^|, ){NAME} (?:must be able to |need to |needs to |should be able to |can )?(?:(?:connect|connects|talk|talks|send|sends|push|pushes|forward|forwards|replicate|replicates|write|writes|upload|uploads|ship|ships|stream|streams)(?: \w+){{0,2}}? (?:to|with)|reach|reaches|call|calls|scrape|scrapes|poll|polls|query|queries) {NAME}(?: nodes?)? {ON_PORT}{PORTS})"
+            r"(?i)(?:^|, ){NAME} (?:must be able to |need to |needs to |should be able to |can )?(?:(?:connect|connects|talk|talks|send|sends|push|pushes|forward|forwards|replicate|replicates|write|writes|upload|uploads|ship|ships|stream|streams)(?: \w+){{0,2}}? (?:to|with)|reach|reaches|call|calls|scrape|scrapes|poll|polls|query|queries) {NAME} {ON_PORT}{PORTS})"
         ))
         .unwrap()
     });
@@ -133,8 +133,8 @@ pub(crate) fn sentence(s: &str) -> Option<Flow> {
         return None;
     };
     // "the object store over HTTPS": a phrase that runs past its name is not read.
-    let words = |n: &str| n.to_lowercase().split(' ').any(|w| PREPOSITIONS.contains(&w)).then_some(());
-    (words(&found.source).is_none() && words(&found.destination).is_none()).then_some(found)
+    let runs_over = |n: &str| n.to_lowercase().split(' ').any(|w| PREPOSITIONS.contains(&w));
+    (!runs_over(&found.source) && !runs_over(&found.destination)).then_some(found)
 }
 
 /// Words that end a name in running text.
@@ -212,6 +212,8 @@ mod tests {
         let f =
             sentence("The web console listens on port 8443 for browsers from the admin network.").unwrap();
         assert_eq!((f.source.as_str(), f.destination.as_str()), ("admin network", "web console"));
+        let f = sentence("The API servers replicate state to the database nodes on port 5434.").unwrap();
+        assert_eq!((f.source.as_str(), f.destination.as_str()), ("API servers", "database nodes"));
         let f = sentence("Port 5433 (TCP) must be open between the database nodes.").unwrap();
         assert_eq!(
             (f.source.as_str(), f.destination.as_str(), f.ports.as_str()),
