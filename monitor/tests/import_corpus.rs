@@ -151,6 +151,7 @@ fn one_table_per_role_under_role_headings() {
 fn port_lists_with_the_protocol_stated_once() {
     let d = check("quiver-port-list.txt", None);
     assert_warns(&d, 11, "starts with a port but is not");
+    assert_warns(&d, 17, "no table header the importer knows is above it");
 }
 
 /// A long guide whose ports are only in its sentences, some wrapped over

@@ -66,6 +66,11 @@ fn looks_like_ports(cells: &[&str]) -> bool {
     numbers.iter().all(|&n| n >= 20) && numbers.iter().any(|&n| n >= 1024)
 }
 
+/// "9000 TCP Object store Backups": a port, then a protocol, as a copied table row has them.
+static ROW_OUTSIDE_TABLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\d{1,5}(?:\s*-\s*\d{1,5})?(?:/(?:tcp|udp)\b|\s+(?:tcp|udp|https?|grpc)\b)").unwrap()
+});
+
 /// What `understand` reads a list item by; items without it are skipped there.
 static PORT_WORD: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bports?\b|\d/(?:tcp|udp)").unwrap());
 
@@ -417,6 +422,16 @@ fn paragraph(lines: &[&Block], sec: &mut Section, out: &mut Vec<Out>, warnings: 
         read.push((line_at(off), s, prose::sentence(s).filter(|_| !EXPOSURE.is_match(s))));
     }
     if read.iter().all(|(_, _, f)| f.is_none()) {
+        for b in lines {
+            if let Block::Prose { line, text } = b {
+                if ROW_OUTSIDE_TABLE.is_match(text) && !PORT_WORD.is_match(text) {
+                    warnings.push(Warning {
+                        line: *line,
+                        message: format!("reads like a table row, but no table header the importer knows is above it (check the column titles); not imported: {text}"),
+                    });
+                }
+            }
+        }
         out.extend(lines.iter().map(|b| Out::Block((*b).clone())));
         return;
     }
@@ -614,5 +629,11 @@ mod tests {
         assert_eq!(ports.header, ["Port", "What for"]);
         let titled = table(&t(&["Opens", "What for"], &[&["22", "SSH"]]), &sec, &[]);
         assert_eq!(titled.header, ["Port", "What for"]);
+    }
+
+    #[test]
+    fn a_row_without_a_known_header_is_a_warning() {
+        let (_, w) = reshape(vec![prose(4, "9000 TCP Object store Backups"), prose(5, "3 nodes are enough")]);
+        assert_eq!(w.iter().map(|w| w.line).collect::<Vec<_>>(), [4]);
     }
 }
