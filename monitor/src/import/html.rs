@@ -279,6 +279,7 @@ fn tag_end(b: &[u8], from: usize) -> Option<usize> {
 fn table(el: ElementRef, line: usize, lines: &TagLines, seen: &HashMap<String, usize>) -> Table {
     let mut t = Table { line, header: Vec::new(), rows: Vec::new() };
     let before = seen.get("tr").copied().unwrap_or(0);
+    let mut grid = super::spans::Grid::default();
     for (k, tr) in
         el.descendants().filter_map(ElementRef::wrap).filter(|e| e.value().name() == "tr").enumerate()
     {
@@ -288,9 +289,12 @@ fn table(el: ElementRef, line: usize, lines: &TagLines, seen: &HashMap<String, u
             .filter_map(ElementRef::wrap)
             .filter(|c| matches!(c.value().name(), "td" | "th"))
             .collect();
-        let texts: Vec<String> = cells.iter().map(|c| text_of(*c)).collect();
+        let span =
+            |c: &ElementRef, a: &str| c.value().attr(a).and_then(|v| v.trim().parse().ok()).unwrap_or(1);
+        let texts = grid.row(cells.iter().map(|c| (text_of(*c), span(c, "rowspan"), span(c, "colspan"))));
         let all_th = cells.iter().all(|c| c.value().name() == "th");
-        if t.header.is_empty() && t.rows.is_empty() && all_th {
+        // A second header row (the titles under a colspan) replaces the first.
+        if t.rows.is_empty() && all_th && !cells.is_empty() {
             t.header = texts;
             continue;
         }

@@ -6,11 +6,16 @@
 //! checks the placements against an inventory when one is given. Anything
 //! that cannot be placed becomes a [`Warning`] with its line, never a guess.
 
+mod commands;
 mod emit;
 mod html;
 mod markdown;
 mod mermaid;
+mod pages;
+mod prose;
+mod reshape;
 mod review;
+mod spans;
 mod text;
 mod understand;
 
@@ -190,6 +195,8 @@ pub fn import(text: &str, path: Option<&Path>, opts: &Options) -> Result<Importe
         Some(f) => f,
     };
     let (blocks, mut warnings) = read_blocks(text, format);
+    let (blocks, mut reshaped) = reshape::reshape(blocks);
+    warnings.append(&mut reshaped);
     let mut draft = understand::understand(&blocks, opts)?;
     warnings.append(&mut draft.warnings);
     if let Some((inv, file)) = &opts.inventory {

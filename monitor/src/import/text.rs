@@ -108,6 +108,10 @@ pub(crate) fn read(text: &str) -> (Vec<Block>, Vec<Warning>) {
                 if t.is_empty() || header(t).is_some() {
                     break;
                 }
+                if super::pages::is_page_furniture(t) {
+                    j += 1;
+                    continue;
+                }
                 let toks: Vec<&str> = t.split_whitespace().collect();
                 // A service -> group row ends with a group name ("Internal ports¶" does not).
                 let fits = if has_port {
@@ -213,7 +217,7 @@ fn looks_like_heading(t: &str) -> bool {
 
 /// The column titles of a header line, if the whole line is made of them.
 fn header(line: &str) -> Option<Vec<&'static str>> {
-    let mut rest = line.trim().to_ascii_lowercase();
+    let mut rest = super::pages::without_continued(line.trim()).to_ascii_lowercase();
     let mut cols = Vec::new();
     while !rest.is_empty() {
         let c = COLUMNS

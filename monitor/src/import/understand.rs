@@ -96,7 +96,7 @@ pub struct DraftExposure {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
     Port,
     Proto,
     Service,
@@ -110,7 +110,7 @@ enum Role {
     Text,
 }
 
-fn role(col: &str) -> Role {
+pub(crate) fn role(col: &str) -> Role {
     let c = col.trim().to_ascii_lowercase();
     match c.as_str() {
         "port" | "ports" | "port(s)" | "port number" | "port range" => Role::Port,
@@ -147,7 +147,7 @@ static PARENS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s*\([^)]*\)").un
 static NUMBERS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d{1,5}(?:\s*-\s*\d{1,5})?").unwrap());
 /// "Same as single-node (LVS, AI, AD, Entra ID) — apply to all nodes."
 static SAME_AS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^same (?:rules )?as\b").unwrap());
-static EXPOSURE: LazyLock<Regex> = LazyLock::new(|| {
+pub(crate) static EXPOSURE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)blocked from (?:external|outside)|localhost only|only (?:on|from) localhost|must not be (?:exposed|reachable)|never (?:be )?exposed")
         .unwrap()
 });
@@ -1212,6 +1212,13 @@ fn conditions(text: &str) -> Vec<(String, String)> {
         if let Some(c) = re.captures(t) {
             v.push((slug_words(&c[1]), c[0].to_string()));
         }
+    }
+    // "Required only for WAN federation": the tab or Description column's condition (not HA, read above).
+    static ONLY_FOR: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\b(?:required|needed|used) only (?:for|with) ([^.;)]+)|\bonly (?:required|needed|used) (?:for|with) ([^.;)]+)").unwrap()
+    });
+    if let Some(c) = ONLY_FOR.captures(t).filter(|_| !HA.is_match(t)) {
+        v.push((slug_words(c.get(1).or(c.get(2)).unwrap().as_str()), c[0].to_string()));
     }
     if let Some(c) = WHEN_USING.captures(t) {
         v.push((slug_words(&c[1]), c[0].to_string()));
