@@ -1,5 +1,6 @@
 //! Warnings about a matrix that loads: duplicate and overlapping rules,
-//! rules that contradict an exposure constraint, unused definitions.
+//! rules that contradict an exposure constraint, zones without addresses,
+//! unused definitions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -125,6 +126,17 @@ pub(super) fn lint(m: &Matrix) -> Vec<Diagnostic> {
                     zone_nets.insert(net, (name.as_str(), pos));
                 }
             }
+        }
+    }
+
+    // A zone without addresses: the importer leaves an audience's zone so
+    // for the user to fill in, and until then its rules match no client.
+    for (name, z) in &m.zones {
+        if let (true, Some(pos)) = (z.cidrs.is_empty(), &z.pos) {
+            out.push(warn(
+                pos,
+                format!("zone `{name}` has no CIDRs, so no address is in it and its rules match nothing; fill in `cidrs:`"),
+            ));
         }
     }
 

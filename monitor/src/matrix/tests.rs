@@ -332,6 +332,17 @@ fn unused_definitions_are_warnings() {
 }
 
 #[test]
+fn a_zone_without_cidrs_is_a_warning() {
+    let yaml = "version: 1\nzones:\n  operators:\n    description: fill in\n    cidrs: []\n  office: [192.0.2.0/24]\nservices:\n  web: { cidr: 10.0.0.0/8 }\nrules:\n  - { id: a, from: [operators, office], to: web, port: 443 }\n";
+    let (_, w) = load(yaml).unwrap();
+    let msgs: Vec<String> = w.iter().map(|d| format!("{}: {}", d.pos.line, d.message)).collect();
+    assert_eq!(
+        msgs,
+        vec!["3: zone `operators` has no CIDRs, so no address is in it and its rules match nothing; fill in `cidrs:`"]
+    );
+}
+
+#[test]
 fn builtin_names_cannot_be_redefined() {
     let (line, col, msg) = error_of("version: 1\nzones:\n  loopback: [127.0.0.0/8]\nrules: []\n");
     assert_eq!((line, col), (3, 3));
