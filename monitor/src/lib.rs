@@ -14,6 +14,8 @@ pub mod inventory;
 pub mod kernel;
 pub mod live;
 pub mod matrix;
+pub mod ocsf;
 pub mod pcap;
+pub mod siem;
 pub mod track;
 pub mod yaml_limits;
