@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cmd;
 pub mod dns;
 pub mod engine;
+pub mod falco;
 pub mod fleet;
 pub mod flow;
 pub mod import;
