@@ -70,6 +70,18 @@ fn every_kind_state_and_protocol_is_a_valid_ocsf_network_activity() {
 }
 
 #[test]
+fn the_example_captures_findings_are_valid_ocsf() {
+    let alerts = siem_alerts::from_example_captures();
+    let kinds: std::collections::BTreeSet<Kind> = alerts.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds.len(), 3, "every kind of finding: {kinds:?}");
+    assert!(alerts.contains(&siem_alerts::documented()), "the docs' example is a finding of blocked.pcapng");
+    let events: Vec<String> = alerts.iter().map(|a| ocsf::to_json(a, &reporter())).collect();
+    for (verdict, event) in validate(&events).iter().zip(&events) {
+        assert_eq!(verdict, "ok", "{event}");
+    }
+}
+
+#[test]
 fn the_validator_rejects_broken_events() {
     let good: Value = serde_json::from_str(&ocsf::to_json(&siem_alerts::documented(), &reporter())).unwrap();
     type Break = fn(&mut Value);

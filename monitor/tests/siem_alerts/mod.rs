@@ -2,7 +2,8 @@
 //! without names, folding, overflow counts and DNS names: what the SIEM
 //! encodings (tests/ocsf.rs, tests/falco.rs) must turn into valid events.
 //! Built field by field, so that combinations the engine gives rarely (an
-//! ICMPv6 overflow record, an unknown zone) are covered too.
+//! ICMPv6 overflow record, an unknown zone) are covered too; and the real
+//! engine's findings on the example captures ([`from_example_captures`]).
 
 use std::{
     net::IpAddr,
@@ -168,4 +169,89 @@ pub fn doc_example(heading: &str) -> Value {
     let at = doc.find(heading).unwrap_or_else(|| panic!("docs/alerts.md has no heading {heading:?}"));
     let block = doc[at..].split("```json\n").nth(1).and_then(|b| b.split("\n```").next()).unwrap();
     serde_json::from_str(block).unwrap_or_else(|e| panic!("the example under {heading:?} is no JSON: {e}"))
+}
+
+/// The alerts `monitor check --format json` gives on the RP-PAM example
+/// captures (examples/rp-pam/pcaps), read back into [`Alert`]s: what the
+/// real engine says, reasons and names included.
+pub fn from_example_captures() -> Vec<Alert> {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rp-pam");
+    let runs = [
+        ("inventory.ini", "unexpected.pcap", &["--profile", "ha"][..]),
+        ("inventory.ini", "blocked.pcapng", &["--profile", "ha"][..]),
+        ("inventory-single.ini", "exposed-single-node.pcap", &[][..]),
+    ];
+    let mut alerts = Vec::new();
+    for (inventory, pcap, extra) in runs {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .arg("check")
+            .arg("--matrix")
+            .arg(example.join("matrix.yaml"))
+            .arg("--inventory")
+            .arg(example.join(inventory))
+            .arg("--pcap")
+            .arg(example.join("pcaps").join(pcap))
+            .args(["--format", "json"])
+            .args(extra)
+            .output()
+            .expect("run the monitor binary");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{pcap}: findings expected: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if v["type"] == "alert" {
+                alerts.push(alert_from_json(&v));
+            }
+        }
+    }
+    alerts
+}
+
+/// An alert line of `monitor check --format json` as an [`Alert`] (which
+/// only serialises).
+fn alert_from_json(v: &Value) -> Alert {
+    let s = |v: &Value| v.as_str().map(str::to_string);
+    let leak = |v: &Value| -> &'static str { Box::leak(v.as_str().unwrap().to_string().into_boxed_str()) };
+    let time = |v: &Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    let end = |e: &Value| End {
+        ip: e["ip"].as_str().unwrap().parse().unwrap(),
+        port: e["port"].as_u64().unwrap() as u16,
+        names: Names { host: s(&e["host"]), service: s(&e["service"]), zone: s(&e["zone"]) },
+        dns_names: e.get("dns_names").map_or(vec![], |d| serde_json::from_value(d.clone()).unwrap()),
+    };
+    let kind = KINDS.into_iter().find(|k| v["kind"] == k.as_str()).unwrap();
+    let state = STATES.into_iter().find(|st| v["state"] == monitor::alert::state_name(*st)).unwrap();
+    let proto = PROTOS.into_iter().find(|p| v["proto"] == p.as_str()).unwrap();
+    let alert = Alert {
+        record: "alert",
+        schema: SCHEMA,
+        kind,
+        proto,
+        src: end(&v["src"]),
+        dst: end(&v["dst"]),
+        rule: s(&v["rule"]),
+        closest: serde_json::from_value(v["closest"].clone()).unwrap(),
+        reason: s(&v["reason"]).unwrap(),
+        state,
+        icmp: v["icmp"].is_object().then(|| Icmp {
+            icmp_type: v["icmp"]["type"].as_u64().unwrap() as u8,
+            code: v["icmp"]["code"].as_u64().unwrap() as u8,
+            name: leak(&v["icmp"]["name"]),
+        }),
+        initiator_seen: v["initiator_seen"].as_bool().unwrap(),
+        first_seen: time(&v["first_seen"]),
+        last_seen: time(&v["last_seen"]),
+        packets: v["packets"].as_u64().unwrap(),
+        bytes: v["bytes"].as_u64().unwrap(),
+        count: v["count"].as_u64().unwrap(),
+        fold: None,
+        overflow: None,
+    };
+    // Read back whole: the conversion lost nothing.
+    assert_eq!(serde_json::from_str::<Value>(&alert.to_json()).unwrap(), *v);
+    alert
 }
