@@ -25,6 +25,11 @@ fn reporter() -> Reporter {
 /// Runs the validator over `events` (one JSON object each): one verdict per
 /// event, "ok" or "invalid: ...".
 fn validate(events: &[String]) -> Vec<String> {
+    validate_as(ocsf::VERSION, events)
+}
+
+/// [`validate`] against the schema of OCSF `version`.
+fn validate_as(version: &str, events: &[String]) -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ocsf/validate.py");
     let mut file = tempfile::NamedTempFile::new().unwrap();
     for e in events {
@@ -33,7 +38,7 @@ fn validate(events: &[String]) -> Vec<String> {
     file.flush().unwrap();
     let out = Command::new("python3")
         .arg(&script)
-        .arg(ocsf::VERSION)
+        .arg(version)
         .arg(file.path())
         .output()
         .expect("python3 runs the OCSF validator: install Python 3 (cargo xtask setup)");
@@ -78,6 +83,30 @@ fn the_example_captures_findings_are_valid_ocsf() {
     let events: Vec<String> = alerts.iter().map(|a| ocsf::to_json(a, &reporter())).collect();
     for (verdict, event) in validate(&events).iter().zip(&events) {
         assert_eq!(verdict, "ok", "{event}");
+    }
+}
+
+/// OCSF 1.x only adds: consumers on the later schemas embedded in
+/// ocsf-json-schema (1.5.0 to 1.8.0) accept the events unchanged but for
+/// `metadata.version`; the earlier ones (1.1.0 to 1.3.0) lack `is_alert`.
+#[test]
+fn later_ocsf_versions_accept_the_events() {
+    let mut events = Vec::new();
+    for a in siem_alerts::every_alert().iter().step_by(7) {
+        events.push(serde_json::to_value(ocsf::event(a, &reporter())).unwrap());
+    }
+    for version in ["1.5.0", "1.6.0", "1.7.0", "1.8.0"] {
+        let lines: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e["metadata"]["version"] = json!(version);
+                e.to_string()
+            })
+            .collect();
+        for (verdict, event) in validate_as(version, &lines).iter().zip(&lines) {
+            assert_eq!(verdict, "ok", "OCSF {version}: {event}");
+        }
     }
 }
 
