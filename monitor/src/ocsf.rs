@@ -41,34 +41,33 @@ pub const CATEGORY_UID: u32 = 4;
 /// The profiles the events use (`metadata.profiles`).
 pub const PROFILES: [&str; 2] = ["host", "security_control"];
 
-/// Network Activity's `activity_id`, with its caption.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activity {
-    Open = 1,
-    Close = 2,
-    Reset = 3,
-    Fail = 4,
-    Refuse = 5,
-    Traffic = 6,
-    Other = 99,
+/// An OCSF enum attribute: its ids, each named by its caption.
+macro_rules! ocsf_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $id:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($variant = $id),*
+        }
+
+        impl $name {
+            pub fn id(self) -> u8 {
+                self as u8
+            }
+
+            /// The caption OCSF gives the id.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => stringify!($variant)),*
+                }
+            }
+        }
+    };
 }
 
-impl Activity {
-    pub fn id(self) -> u32 {
-        self as u32
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Activity::Open => "Open",
-            Activity::Close => "Close",
-            Activity::Reset => "Reset",
-            Activity::Fail => "Fail",
-            Activity::Refuse => "Refuse",
-            Activity::Traffic => "Traffic",
-            Activity::Other => "Other",
-        }
-    }
+ocsf_enum! {
+    /// Network Activity's `activity_id`.
+    Activity { Open = 1, Close = 2, Reset = 3, Fail = 4, Refuse = 5, Traffic = 6, Other = 99 }
 }
 
 /// The activity of a flow in `state` (see the module doc on resets).
@@ -95,7 +94,7 @@ pub fn alert_activity(alert: &Alert) -> Activity {
 /// arrays) or [`to_json`] (JSON lines).
 #[derive(Clone, Debug, Serialize)]
 pub struct Event<'a> {
-    pub activity_id: u32,
+    pub activity_id: u8,
     pub activity_name: &'static str,
     pub category_uid: u32,
     pub category_name: &'static str,
@@ -249,7 +248,7 @@ pub fn event<'a>(alert: &'a Alert, reporter: &'a Reporter) -> Event<'a> {
         category_name: "Network Activity",
         class_uid: CLASS_UID,
         class_name: "Network Activity",
-        type_uid: CLASS_UID * 100 + activity.id(),
+        type_uid: CLASS_UID * 100 + u32::from(activity.id()),
         type_name: format!("Network Activity: {}", activity.name()),
         severity_id: severity.ocsf_id(),
         severity: severity.ocsf_name(),
@@ -282,7 +281,7 @@ pub fn event<'a>(alert: &'a Alert, reporter: &'a Reporter) -> Event<'a> {
             } else {
                 "Internet Protocol version 6 (IPv6)"
             },
-            direction_id: direction as u8,
+            direction_id: direction.id(),
             direction: direction.name(),
         },
         traffic: Traffic { packets: alert.packets, bytes: alert.bytes },
@@ -338,26 +337,11 @@ fn endpoint(end: &End, icmp: bool) -> Endpoint<'_> {
     }
 }
 
-/// OCSF's `direction_id`, relative to the network the matrix and inventory
-/// describe: an end is inside when it is an inventory host or in a matrix
-/// zone other than `internet`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Unknown = 0,
-    Inbound = 1,
-    Outbound = 2,
-    Lateral = 3,
-}
-
-impl Direction {
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::Unknown => "Unknown",
-            Direction::Inbound => "Inbound",
-            Direction::Outbound => "Outbound",
-            Direction::Lateral => "Lateral",
-        }
-    }
+ocsf_enum! {
+    /// OCSF's `direction_id`, relative to the network the matrix and
+    /// inventory describe: an end is inside when it is an inventory host or
+    /// in a matrix zone other than `internet`.
+    Direction { Unknown = 0, Inbound = 1, Outbound = 2, Lateral = 3 }
 }
 
 /// Lateral between two inside ends, Inbound from the internet zone to an

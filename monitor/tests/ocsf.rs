@@ -180,7 +180,7 @@ fn activity_type_and_status_follow_the_state() {
         assert_eq!(
             (&e["activity_id"], &e["activity_name"], &e["type_uid"], &e["status_id"], &e["status_detail"]),
             (
-                &json!(activity as u32),
+                &json!(activity.id()),
                 &json!(activity.name()),
                 &json!(type_uid),
                 &json!(status_id),
