@@ -7,7 +7,10 @@
 //! A pure function of the alert and the [`Reporter`]: the same alert always
 //! gives the same event, so tests and docs/alerts.md pin it exactly, and
 //! monitor/tests/ocsf.rs validates every kind and state against the class's
-//! JSON Schema generated from the published OCSF definition.
+//! JSON Schema generated from the published OCSF definition. 1.4.0 is the
+//! first version with `is_alert`, which tells a SIEM that these network
+//! events are alerts, not flow logs; the events are valid under 1.5.0 to
+//! 1.8.0 as well (tested), `metadata.version` aside.
 //!
 //! The activity comes from the flow state ([`activity`]). A reset in the
 //! middle of a stream cannot be told apart: the state model folds FIN and
