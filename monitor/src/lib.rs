@@ -2,7 +2,6 @@
 //! and benchmarks drive the same code.
 
 pub mod alert;
-pub mod check;
 pub mod cli;
 pub mod cmd;
 pub mod dns;
@@ -13,6 +12,6 @@ pub mod inventory;
 pub mod kernel;
 pub mod live;
 pub mod matrix;
-pub mod pcap;
-pub mod track;
+pub mod replay;
+pub mod verdict;
 pub mod yaml_limits;

@@ -16,7 +16,7 @@ use aya::{
 };
 use monitor::{
     kernel,
-    track::{LinkKind, Tracker},
+    replay::track::{LinkKind, Tracker},
 };
 use monitor_common::{
     initiator_how, maps, programs, proto, side, tcp_flag, FlowCacheSlot, FlowKey, FlowValue, IcmpError, Stat,

@@ -13,12 +13,15 @@ use monitor_common::{FlowKey, FlowValue};
 
 use super::{duration::parse_duration, engine_args::EngineArgs};
 use crate::{
-    check::{assess, InOrder, Outcome, Summary, Tally},
     dns::{CacheOptions, DnsMessage, NamedServices, Passive},
     engine::Engine,
     flow::{EpochClock, Flow, NoHint},
-    pcap,
-    track::{Expiry, Tracker},
+    replay::{
+        pcap,
+        track::{Expiry, Tracker},
+        InOrder, Summary, Tally,
+    },
+    verdict::{assess, Outcome},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

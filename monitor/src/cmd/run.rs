@@ -13,9 +13,9 @@ use crate::{
         control::DEFAULT_SOCKET,
         dedup::DedupOptions,
         metrics::check_listen_addr,
-        run::{run as run_live, RunOptions},
         sink::Format,
         webhook::WebhookOptions,
+        RunOptions,
     },
 };
 
@@ -108,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    rt.block_on(run_live(opts))
+    rt.block_on(crate::live::run(opts))
 }
 
 /// Raises the soft limit on open files to the hard one (systemd and most

@@ -1,4 +1,4 @@
-//! `monitor run`: kernel flows to verdicts to alerts, live.
+//! The live agent behind `monitor run`: kernel flows to verdicts to alerts.
 //!
 //! One loop owns the judge, the de-duplicator and the coverage; the kernel
 //! side runs in its own task (see `kernel::stream`), the webhook and the
@@ -221,7 +221,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     let c = judge.counts;
     let blocked: u64 = judge.coverage.iter().map(|(_, u)| u.blocked).sum();
     info!(
-        "{} flows: {} conforming, {} unexpected, {} exposed ({} unanswered), {} documented blocked; {} alerts emitted, {} repeats folded; losses: {}",
+        "{} flows: {} conforming, {} unexpected, {} exposed, {} exposed but unanswered, {} documented blocked; {} alerts emitted, {} repeats folded; losses: {}",
         c.flows, c.conforming, c.unexpected, c.exposed, c.exposed_unanswered, blocked, out.dedup.stats.emitted, out.dedup.stats.repeats, judge.coverage.losses
     );
     streamed.map(|()| ExitCode::SUCCESS)
