@@ -18,9 +18,9 @@ use std::{hint::black_box, io::Cursor, net::Ipv4Addr, path::Path, time::Duration
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use monitor::{
-    engine::{Engine, Selection},
+    engine::Engine,
     inventory::Inventory,
-    matrix::Matrix,
+    matrix::{Matrix, Selection},
     replay::{pcap, track::Tracker},
     verdict::{assess, Outcome},
 };

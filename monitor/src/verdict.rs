@@ -219,8 +219,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::{
         flow::{addr_key, EpochClock, NoHint},
-        engine::Selection,
-        matrix::Matrix,
+        matrix::{Matrix, Selection},
     };
 
     pub(crate) const MATRIX: &str = r#"

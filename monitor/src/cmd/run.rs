@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 
-use super::{duration::parse_duration, engine_args::EngineArgs};
+use super::{duration::parse_duration, sources::EngineArgs};
 use crate::{
     dns::CacheOptions,
     kernel::{stream::StreamOptions, AttachMode, LoadOptions},
@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         check_listen_addr(addr, args.metrics_public)?;
     }
     let opts = RunOptions {
-        engine: args.engine,
+        sources: args.engine.sources()?,
         load: LoadOptions { ifaces: args.ifaces, mode: args.attach, max_flows: args.max_flows },
         stream: StreamOptions {
             interval: args.interval.max(Duration::from_millis(50)),

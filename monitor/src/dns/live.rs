@@ -21,10 +21,10 @@ use monitor_common::FlowKey;
 use super::{CacheOptions, DnsCache, DnsMessage, NamedServices, Passive};
 use crate::{
     alert::Alert,
-    engine::{Engine, EngineError, Selection},
+    engine::{Engine, EngineError},
     flow::{Flow, FlowState},
     inventory::Inventory,
-    matrix::Matrix,
+    matrix::{Matrix, Selection},
 };
 
 /// Shortest time between two engine rebuilds caused by DNS.

@@ -30,11 +30,11 @@ use super::{
 };
 use crate::{
     alert::Alert,
-    cmd::engine_args::{Compiled, EngineArgs},
     dns::{
         live::{Inputs, LiveNames},
         CacheOptions,
     },
+    engine::{Compiled, Sources},
     flow::{Clock, Flow},
     kernel::{
         stream::{self, FlowUpdate, StreamOptions, Table},
@@ -43,7 +43,8 @@ use crate::{
 };
 
 pub struct RunOptions {
-    pub engine: EngineArgs,
+    /// What to judge against, compiled at start and on every SIGHUP.
+    pub sources: Sources,
     pub load: LoadOptions,
     pub stream: StreamOptions,
     pub dedup: DedupOptions,
@@ -89,7 +90,7 @@ impl Out {
 const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
-    let compiled = opts.engine.compile()?;
+    let compiled = opts.sources.compile()?;
     for w in &compiled.warnings {
         warn!("{w}");
     }
@@ -185,7 +186,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
             Some(req) = recv_request(&mut control_rx) => {
                 let _ = req.reply.send(judge.coverage.report(judge.engine()));
             }
-            _ = hup.recv() => reload(&opts.engine, &mut judge, &mut names, &out.metrics).await,
+            _ = hup.recv() => reload(&opts.sources, &mut judge, &mut names, &out.metrics).await,
             _ = term.recv(), if stopping.is_none() => { stopping = Some(Instant::now()); let _ = stop_tx.send(true); }
             _ = int.recv(), if stopping.is_none() => { stopping = Some(Instant::now()); let _ = stop_tx.send(true); }
         }
@@ -315,9 +316,9 @@ fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &
 
 /// Reloads matrix and inventory together; a broken file keeps the old ones
 /// in force. Counters are kept.
-async fn reload(args: &EngineArgs, judge: &mut Judge, names: &mut LiveNames, metrics: &Metrics) {
-    let args = args.clone();
-    match tokio::task::spawn_blocking(move || args.compile()).await {
+async fn reload(sources: &Sources, judge: &mut Judge, names: &mut LiveNames, metrics: &Metrics) {
+    let sources = sources.clone();
+    match tokio::task::spawn_blocking(move || sources.compile()).await {
         Ok(Ok(compiled)) => {
             for w in &compiled.warnings {
                 warn!("reload: {w}");
@@ -332,6 +333,8 @@ async fn reload(args: &EngineArgs, judge: &mut Judge, names: &mut LiveNames, met
         }
         Ok(Err(e)) => {
             metrics.reload(false);
+            // As anyhow, `{:#}` prints the causes too.
+            let e = anyhow::Error::from(e);
             error!("reload failed; the previous matrix and inventory stay in force: {e:#}");
         }
         Err(e) => {
