@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod cli;
 pub mod cmd;
+pub mod counters;
 pub mod dns;
 pub mod engine;
 pub mod flow;

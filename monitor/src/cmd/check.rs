@@ -144,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         read.last_ts_ns,
         &tally,
         &engine,
-        passive.counters(),
+        passive.summary_counters(),
     );
     match args.format {
         Format::Json => writeln!(out, "{}", summary.to_json())?,

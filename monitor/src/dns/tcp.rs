@@ -15,7 +15,7 @@ use monitor_common::FlowKey;
 /// Most bytes buffered per stream: one largest message and its prefix.
 const MAX_BUFFER: usize = 2 + 65_535;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpStats {
     /// Messages put back together.
     pub tcp_messages: u64,

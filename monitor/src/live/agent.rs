@@ -24,7 +24,7 @@ use super::{
     control::{self, ReportRequest},
     dedup::{Dedup, DedupOptions},
     judge::Judge,
-    metrics::Metrics,
+    metrics::{Metrics, Snapshot},
     sink::{Format, Sink},
     webhook::{Webhook, WebhookOptions},
 };
@@ -34,11 +34,12 @@ use crate::{
         live::{Inputs, LiveNames},
         CacheOptions,
     },
+    counters::Counters,
     engine::{Compiled, Sources},
     flow::{Clock, Flow},
     kernel::{
-        stream::{self, FlowUpdate, StreamOptions, Table},
-        Kernel, KernelClock, LoadOptions,
+        stream::{self, FlowUpdate, StreamOptions, Table, UserStats},
+        Kernel, KernelClock, KernelStats, LoadOptions,
     },
 };
 
@@ -145,6 +146,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The kernel's and the reader's counters as of the last table read.
+    let mut last_read: Option<(KernelStats, UserStats)> = None;
     // When SIGTERM or SIGINT came: the webhook's flush deadline counts from it.
     let mut stopping: Option<Instant> = None;
     info!(
@@ -155,13 +158,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
     loop {
         tokio::select! {
             update = updates.recv() => match update {
-                Some(FlowUpdate::Event { flow, .. }) => {
+                Some(FlowUpdate::Event(flow)) => {
                     if let Some(flow) = names.hold(&flow) {
                         judge_flow(&mut judge, &mut out, &names, flow);
                     }
                 }
                 Some(FlowUpdate::Table(table)) => {
                     judge_table(&mut judge, &mut out, &mut names, &table, clock.now_raw());
+                    last_read = Some((table.kernel.clone(), table.user));
                     drop(table);
                     release_freed_memory();
                 }
@@ -182,6 +186,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<ExitCode> {
                 for a in out.dedup.tick(Instant::now()) {
                     out.emit(&a);
                 }
+                publish(&judge, &out, &names, last_read.as_ref());
             }
             Some(req) = recv_request(&mut control_rx) => {
                 let _ = req.reply.send(judge.coverage.report(judge.engine()));
@@ -290,28 +295,23 @@ fn judge_table(judge: &mut Judge, out: &mut Out, names: &mut LiveNames, table: &
     if !table.last {
         judge.end_table();
     }
-    for (rule, u) in judge.coverage.iter() {
-        if let Some(t) = u.last_seen {
-            out.metrics.rule_traffic(rule, u.packets, u.bytes, u.flows, t);
-        }
+}
+
+/// Publishes every total to the metrics: on the 1 s tick, whatever the
+/// table interval.
+fn publish(judge: &Judge, out: &Out, names: &LiveNames, read: Option<&(KernelStats, UserStats)>) {
+    let webhook = out.webhook.as_ref().map(Webhook::stats);
+    let mut parts: Vec<&dyn Counters> = Vec::with_capacity(5);
+    if let Some((kernel, user)) = read {
+        parts.extend([kernel as &dyn Counters, user]);
     }
-    let kernel = table.kernel.to_json();
-    let user = serde_json::to_value(table.user).unwrap_or_default();
-    let mut counters: Vec<(String, u64)> =
-        kernel.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect();
-    counters.extend(names.passive.counters());
-    counters.extend(crate::dns::counters(names.stats));
-    if let serde_json::Value::Object(m) = user {
-        counters.extend(m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))));
-    }
-    counters.extend(out.dedup.stats.counters().map(|(k, v)| (k.to_owned(), v)));
-    out.metrics.dedup_folded(&out.dedup.stats.folded_by_class());
-    out.metrics.set_counters(counters.iter().map(|(k, v)| (k.as_str(), *v)));
-    out.metrics.tracked_flows(judge.tracked());
-    out.metrics.interfaces(&table.kernel.interfaces);
-    if let Some(w) = &out.webhook {
-        out.metrics.webhook(&w.stats());
-    }
+    parts.extend([names as &dyn Counters, &out.dedup.stats, &webhook]);
+    out.metrics.publish(&Snapshot {
+        counters: &parts,
+        rules: judge.coverage.in_force(judge.engine()),
+        tracked_flows: judge.tracked(),
+        interfaces: read.map(|(kernel, _)| kernel.interfaces.as_slice()),
+    });
 }
 
 /// Reloads matrix and inventory together; a broken file keeps the old ones
