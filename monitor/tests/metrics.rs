@@ -422,3 +422,79 @@ async fn a_real_prometheus_scrapes_it() {
 fn log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
 }
+
+/// A scrape in flight when the agent is told to stop is answered whole:
+/// the server gives open connections a moment, and the agent joins the
+/// server's task before its runtime goes (dropping the runtime would cut
+/// the answer off mid-body).
+#[test]
+fn shutdown_waits_for_an_in_flight_scrape() {
+    use std::{
+        io::Read,
+        net::TcpStream,
+        sync::{mpsc, Arc},
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Enough rules for an answer far larger than the sockets' buffers.
+    let ids: Vec<String> = (0..50_000).map(|i| format!("rule-{i:05}")).collect();
+    let used = RuleUse {
+        packets: 1,
+        bytes: 2,
+        flows: 3,
+        blocked: 0,
+        last_seen: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_775_469_600)),
+    };
+    let m = Metrics::new();
+    m.publish(&Snapshot {
+        counters: &[],
+        rules: ids.iter().map(|id| (id.as_str(), &used)).collect(),
+        tracked_flows: 0,
+        interfaces: None,
+    });
+    let (addr, stop, task) = rt.block_on(async {
+        let srv = serve(m).await;
+        (srv.addr, srv.stop, srv.task)
+    });
+
+    let (started_tx, started) = mpsc::channel();
+    let go = Arc::new(std::sync::Barrier::new(2));
+    let client = std::thread::spawn({
+        let go = go.clone();
+        move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: monitor\r\nConnection: close\r\n\r\n").unwrap();
+            let mut first = [0u8; 1024];
+            let n = s.read(&mut first).unwrap();
+            started_tx.send(()).unwrap();
+            go.wait(); // the shutdown has begun, the rest of the answer not yet read
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+            let mut answer = first[..n].to_vec();
+            answer.extend(rest);
+            answer
+        }
+    });
+    started.recv().unwrap();
+    stop.send_replace(true);
+    go.wait();
+    // What the agent does at shutdown: join the server, then drop the runtime.
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await })
+        .expect("the server ends once its connections have")
+        .unwrap()
+        .unwrap();
+    drop(rt);
+    let answer = client.join().unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    let head = String::from_utf8_lossy(&answer[..split]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("a content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(length > 4 << 20, "an answer larger than the buffers: {length} bytes");
+    assert_eq!(answer.len() - split, length, "the whole body arrived");
+    assert!(answer.ends_with(b"\n"), "ends with a whole line");
+}

@@ -4,6 +4,10 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
 
 use super::{duration::parse_duration, sources::EngineArgs};
 use crate::{
@@ -108,7 +112,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    rt.block_on(crate::live::run(opts))
+    rt.block_on(async {
+        // The signals are installed here, not in the agent: SIGINT and
+        // SIGTERM are its shutdown, SIGHUP a reload.
+        let mut hup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
+        let (reload_tx, reload) = mpsc::channel(1);
+        let reloads = async move {
+            while hup.recv().await.is_some() {
+                // One pending reload covers any number of SIGHUPs meanwhile.
+                let _ = reload_tx.try_send(());
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            done = crate::live::run(opts, super::wait_for_shutdown_signal(), reload) => done,
+            () = reloads => unreachable!("the SIGHUP loop never ends"),
+        }
+    })
 }
 
 /// Raises the soft limit on open files to the hard one (systemd and most

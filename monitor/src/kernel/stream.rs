@@ -523,8 +523,8 @@ impl State {
                 if self.waiting.len() >= WAITING_MAX {
                     break;
                 }
-                let flow = Flow::from_entry(k, v, clock, &*self.hint, self.opts.answer_timeout);
-                if flow.is_some_and(|f| f.state == FlowState::Awaiting) {
+                let state = Flow::state_of(k, v, clock.now, &*self.hint, self.opts.answer_timeout);
+                if state == Some(FlowState::Awaiting) {
                     self.waiting.insert(*k, *v);
                 }
             }
@@ -549,12 +549,12 @@ impl State {
 
         let mut expire = Vec::new();
         for (key, value) in &entries {
-            let Some(flow) = Flow::from_entry(key, value, &clock, &*self.hint, self.opts.answer_timeout)
-            else {
+            // Only the state: the consumer builds each flow, once.
+            let Some(state) = Flow::state_of(key, value, now, &*self.hint, self.opts.answer_timeout) else {
                 continue;
             };
             let idle = Duration::from_nanos(now.saturating_sub(value.last_seen_ns));
-            let finished = matches!(flow.state, FlowState::Closed) || flow.state.is_failure();
+            let finished = matches!(state, FlowState::Closed) || state.is_failure();
             if idle >= self.opts.idle_timeout || (finished && idle >= self.opts.closed_timeout) {
                 expire.push(*key);
             }

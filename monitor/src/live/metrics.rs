@@ -43,11 +43,14 @@ use prometheus_client::{
 };
 use tokio::{
     net::TcpListener,
-    sync::{watch, OwnedSemaphorePermit, Semaphore},
-    task::JoinSet,
+    sync::{watch, OwnedSemaphorePermit},
 };
 
-use super::{coverage::RuleUse, sink::Throttle};
+use super::{
+    coverage::RuleUse,
+    serve::{accept_loop, stopped},
+    sink::Throttle,
+};
 use crate::{
     alert::Kind,
     counters::{Counters, Family as CounterFamily},
@@ -408,39 +411,12 @@ impl Metrics {
     pub async fn serve_on_with(
         self,
         listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
         limits: ConnLimits,
     ) -> Result<(), MetricsError> {
-        let mut conns = JoinSet::new();
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let refused = Throttle::new(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => match slots.clone().try_acquire_owned() {
-                        Ok(slot) => {
-                            let conn = self.clone().connection(stream, shutdown.clone(), limits.request_timeout, slot);
-                            conns.spawn(conn);
-                        }
-                        Err(_) => {
-                            drop(stream);
-                            connection_refused(Server::Metrics);
-                            warn_refused(Server::Metrics, &refused, limits);
-                        }
-                    },
-                    Err(e) => {
-                        // Out of file descriptors and the like: pass, do not spin.
-                        log::warn!("metrics: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                _ = stopped(&mut shutdown) => break,
-            }
-            while conns.try_join_next().is_some() {}
-        }
-        // Scrapes in flight get a moment to finish.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while conns.join_next().await.is_some() {}
+        let stop = shutdown.clone();
+        accept_loop(listener, Server::Metrics, limits, shutdown, move |stream, slot| {
+            self.clone().connection(stream, stop.clone(), limits.request_timeout, slot)
         })
         .await;
         Ok(())
@@ -502,12 +478,6 @@ impl Metrics {
             .body(Full::new(Bytes::from(body)))
             .expect("static response")
     }
-}
-
-/// Resolves when `shutdown` turns true or its sender is gone; holds no
-/// borrow of the value across an await (that would make futures !Send).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 fn verdict_name(v: VerdictKind) -> &'static str {

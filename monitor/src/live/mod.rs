@@ -7,6 +7,8 @@ pub mod coverage;
 pub mod dedup;
 pub mod judge;
 pub mod metrics;
+pub mod pipeline;
+pub mod serve;
 pub mod sink;
 pub mod webhook;
 
