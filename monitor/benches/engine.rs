@@ -8,10 +8,10 @@ use std::{fmt::Write as _, hint::black_box, net::IpAddr};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use monitor::{
-    engine::{Engine, FlowQuery, Selection, VerdictKind},
+    engine::{Engine, FlowQuery, VerdictKind},
     flow::Proto,
     inventory::Inventory,
-    matrix::Matrix,
+    matrix::{Matrix, Selection},
 };
 
 const GROUPS: usize = 100;

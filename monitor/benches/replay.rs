@@ -18,12 +18,11 @@ use std::{hint::black_box, io::Cursor, net::Ipv4Addr, path::Path, time::Duration
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use monitor::{
-    check::{assess, Outcome},
-    engine::{Engine, Selection},
+    engine::Engine,
     inventory::Inventory,
-    matrix::Matrix,
-    pcap,
-    track::Tracker,
+    matrix::{Matrix, Selection},
+    replay::{pcap, track::Tracker},
+    verdict::{assess, Outcome},
 };
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 

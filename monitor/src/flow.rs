@@ -291,6 +291,63 @@ impl Flow {
         hint: &dyn ServerHint,
         answer_timeout: Duration,
     ) -> Option<Flow> {
+        let o = Oriented::new(key, v, hint)?;
+        let state = o.state(v, clock.now_raw(), answer_timeout);
+        let Oriented { proto, client, server, client_side, how, to_server, to_client, tcp_flags, .. } = o;
+        let icmp_error = IcmpError::unpack(v.icmp_error).map(|e| IcmpInfo {
+            icmp_type: e.icmp_type,
+            code: e.code,
+            name: icmp_error_name(e.v6, e.icmp_type, e.code),
+            about_client: e.quoted_side == client_side,
+        });
+        Some(Flow {
+            proto,
+            client,
+            server,
+            to_server,
+            to_client,
+            tcp_flags,
+            initiator_seen: o.initiator_seen,
+            initiator_how: how,
+            state,
+            icmp_error,
+            first_seen: clock.to_system(v.first_seen_ns),
+            last_seen: clock.to_system(v.last_seen_ns),
+            ifindex: v.ifindex,
+            key: *key,
+        })
+    }
+
+    /// The state [`Flow::from_entry`] would give the entry at `now_raw`,
+    /// without building the flow (no times, names or copies): what the
+    /// table read needs to decide expiry.
+    pub fn state_of(
+        key: &FlowKey,
+        v: &FlowValue,
+        now_raw: u64,
+        hint: &dyn ServerHint,
+        answer_timeout: Duration,
+    ) -> Option<FlowState> {
+        Some(Oriented::new(key, v, hint)?.state(v, now_raw, answer_timeout))
+    }
+}
+
+/// An entry seen from its client: who is who, and each direction's
+/// counters and flags.
+struct Oriented {
+    proto: Proto,
+    client: Endpoint,
+    server: Endpoint,
+    client_side: u32,
+    how: &'static str,
+    initiator_seen: bool,
+    to_server: Counters,
+    to_client: Counters,
+    tcp_flags: DirFlags,
+}
+
+impl Oriented {
+    fn new(key: &FlowKey, v: &FlowValue, hint: &dyn ServerHint) -> Option<Oriented> {
         let proto = Proto::from_number(key.proto)?;
         let a = Endpoint { ip: key_addr(key.addr_a), port: key.port_a };
         let b = Endpoint { ip: key_addr(key.addr_b), port: key.port_b };
@@ -313,37 +370,35 @@ impl Flow {
         } else {
             (b, a, DIR_B_TO_A, DIR_A_TO_B)
         };
-        let to_server = Counters { packets: v.packets[c2s], bytes: v.bytes[c2s] };
-        let to_client = Counters { packets: v.packets[s2c], bytes: v.bytes[s2c] };
-        let tcp_flags =
-            DirFlags { to_server: TcpFlags(v.tcp_flags[c2s]), to_client: TcpFlags(v.tcp_flags[s2c]) };
-        let icmp_error = IcmpError::unpack(v.icmp_error).map(|e| IcmpInfo {
-            icmp_type: e.icmp_type,
-            code: e.code,
-            name: icmp_error_name(e.v6, e.icmp_type, e.code),
-            about_client: e.quoted_side == client_side,
-        });
-        let unreachable = IcmpError::unpack(v.icmp_error)
-            .is_some_and(|e| e.quoted_side == client_side && icmp_is_unreachable(e.v6, e.icmp_type));
-        let age = Duration::from_nanos(clock.now_raw().saturating_sub(v.first_seen_ns));
-        let state =
-            derive_state(proto, initiator_seen, &tcp_flags, &to_client, unreachable, age, answer_timeout);
-        Some(Flow {
+        Some(Oriented {
             proto,
             client,
             server,
-            to_server,
-            to_client,
-            tcp_flags,
+            client_side,
+            how,
             initiator_seen,
-            initiator_how: how,
-            state,
-            icmp_error,
-            first_seen: clock.to_system(v.first_seen_ns),
-            last_seen: clock.to_system(v.last_seen_ns),
-            ifindex: v.ifindex,
-            key: *key,
+            to_server: Counters { packets: v.packets[c2s], bytes: v.bytes[c2s] },
+            to_client: Counters { packets: v.packets[s2c], bytes: v.bytes[s2c] },
+            tcp_flags: DirFlags {
+                to_server: TcpFlags(v.tcp_flags[c2s]),
+                to_client: TcpFlags(v.tcp_flags[s2c]),
+            },
         })
+    }
+
+    fn state(&self, v: &FlowValue, now_raw: u64, answer_timeout: Duration) -> FlowState {
+        let unreachable = IcmpError::unpack(v.icmp_error)
+            .is_some_and(|e| e.quoted_side == self.client_side && icmp_is_unreachable(e.v6, e.icmp_type));
+        let age = Duration::from_nanos(now_raw.saturating_sub(v.first_seen_ns));
+        derive_state(
+            self.proto,
+            self.initiator_seen,
+            &self.tcp_flags,
+            &self.to_client,
+            unreachable,
+            age,
+            answer_timeout,
+        )
     }
 }
 

@@ -2,9 +2,9 @@
 //! and benchmarks drive the same code.
 
 pub mod alert;
-pub mod check;
 pub mod cli;
 pub mod cmd;
+pub mod counters;
 pub mod dns;
 pub mod engine;
 pub mod falco;
@@ -16,7 +16,7 @@ pub mod kernel;
 pub mod live;
 pub mod matrix;
 pub mod ocsf;
-pub mod pcap;
+pub mod replay;
 pub mod siem;
-pub mod track;
+pub mod verdict;
 pub mod yaml_limits;

@@ -376,3 +376,33 @@ fn report_ends_quietly_when_its_reader_goes_away() {
     server.join().unwrap();
     assert_quiet("report >&-", &out, nothing);
 }
+
+/// `--profile` and `--set` are one option set with one parser in every
+/// command that takes them: a variable given twice is an error everywhere
+/// (it was last-wins in `matrix show` and `matrix lint`), before any file
+/// is read or anything attached.
+#[test]
+fn a_repeated_set_is_an_error_in_every_command() {
+    let matrix = example("matrix.yaml");
+    let matrix = matrix.to_str().unwrap();
+    let pcap = example("pcaps/blocked.pcapng");
+    let twice = ["--set", "db=mssql", "--set", "db=postgres"];
+    let commands: [Vec<&str>; 4] = [
+        vec!["check", "--matrix", matrix, "--pcap", pcap.to_str().unwrap()],
+        vec!["run", "--matrix", matrix, "--socket", "/nonexistent/monitor.sock"],
+        vec!["matrix", "show", matrix],
+        vec!["matrix", "lint", matrix],
+    ];
+    for args in commands {
+        let out = monitor().args(&args).args(twice).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--set db is given twice: give each variable once"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing printed before the error");
+        // Once is fine, and a value is trimmed the same way everywhere.
+        if args[0] != "run" {
+            let out = monitor().args(&args).args(["--set", "db = mssql "]).output().unwrap();
+            assert_ne!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}

@@ -159,10 +159,21 @@ fn the_rules_use_only_metrics_the_monitor_exports() {
     let rules = read("prometheus-rules.yaml");
     // Every family present: the collected ones appear once they are set.
     let m = monitor::live::metrics::Metrics::new();
+    let kernel = monitor::kernel::KernelStats::default();
     let user = monitor::kernel::stream::UserStats::default();
-    m.kernel_counters(&monitor::kernel::KernelStats::default(), &user);
-    m.webhook(&monitor::live::webhook::WebhookStats::default());
-    m.rule_traffic("r", 0, 0, 0, std::time::SystemTime::now());
+    let dns = monitor::dns::Passive::new(monitor::dns::CacheOptions::default());
+    let dedup = monitor::live::dedup::DedupStats::default();
+    let webhook = monitor::live::webhook::WebhookStats::default();
+    let used = monitor::live::coverage::RuleUse {
+        last_seen: Some(std::time::SystemTime::now()),
+        ..Default::default()
+    };
+    m.publish(&monitor::live::metrics::Snapshot {
+        counters: &[&kernel, &user, &dns, &dedup, &webhook],
+        rules: vec![("r", &used)],
+        tracked_flows: 0,
+        interfaces: Some(&[]),
+    });
     let exposed = m.encode();
     let samples: Vec<&str> = exposed
         .lines()
@@ -175,18 +186,15 @@ fn the_rules_use_only_metrics_the_monitor_exports() {
     for name in used {
         assert!(samples.contains(&name), "the rules use {name}, which the monitor does not export");
     }
-    // And every kernel or user-space counter they name exists.
-    let mut counters: Vec<String> = monitor_common::Stat::ALL.iter().map(|s| s.name().to_string()).collect();
-    if let serde_json::Value::Object(fields) = serde_json::to_value(user).unwrap() {
-        counters.extend(fields.keys().cloned());
-    }
-    let selectors = regex::Regex::new(r#"counter=~?"([^"]+)""#).unwrap();
+    // And every series they select by its `counter` label exists in that family.
+    let selectors = regex::Regex::new(r#"\b(monitor_[a-z0-9_]+)\{counter=~?"([^"]+)"\}"#).unwrap();
     let mut named = 0;
-    for c in
-        selectors.captures_iter(&rules).flat_map(|c| c[1].split('|').map(str::to_owned).collect::<Vec<_>>())
-    {
-        assert!(counters.contains(&c), "the rules watch counter {c}, which does not exist");
-        named += 1;
+    for c in selectors.captures_iter(&rules) {
+        for counter in c[2].split('|') {
+            let series = format!(r#"{}{{counter="{counter}"}}"#, &c[1]);
+            assert!(exposed.contains(&series), "the rules watch {series}, which the monitor does not export");
+            named += 1;
+        }
     }
     assert!(named >= 4, "ringbuf_full, flow_map_full, flows_evicted, events_dropped");
 }

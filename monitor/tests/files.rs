@@ -81,7 +81,7 @@ async fn a_stale_socket_is_replaced() {
     assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_socket());
     assert!(UnixStream::connect(&path).is_err(), "the socket is stale");
 
-    let (_rx, guard) = control::serve(&path).expect("a stale socket is replaced");
+    let (_rx, guard, _server) = control::serve(&path).expect("a stale socket is replaced");
     UnixStream::connect(&path).expect("the new socket answers");
     assert_eq!(mode(&path), octal(control::SOCKET_MODE));
     drop(guard);
@@ -92,7 +92,7 @@ async fn a_stale_socket_is_replaced() {
 async fn a_live_socket_is_not_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("monitor.sock");
-    let (_rx, _guard) = control::serve(&path).expect("first monitor");
+    let (_rx, _guard, _server) = control::serve(&path).expect("first monitor");
     let err = control::serve(&path).map(|_| ()).expect_err("a second monitor on the same socket");
     assert!(matches!(err, SocketError::InUse(_)), "{err:?}");
     assert!(err.to_string().contains("choose another --socket"), "{err}");
@@ -186,7 +186,7 @@ async fn modes_in_child() {
 
     // Directories the monitor creates: exactly 0700, each of them.
     let sock = dir.join("run/monitor/monitor.sock");
-    let (_rx, guard) = control::serve(&sock).expect("serve");
+    let (_rx, guard, _server) = control::serve(&sock).expect("serve");
     assert_eq!(mode(&dir.join("run")), octal(control::DIR_MODE), "umask {umask:03o}");
     assert_eq!(mode(&dir.join("run/monitor")), octal(control::DIR_MODE), "umask {umask:03o}");
     assert_eq!(mode(&sock), octal(control::SOCKET_MODE), "umask {umask:03o}");
@@ -198,7 +198,8 @@ async fn modes_in_child() {
     let shared = dir.join("shared");
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, Permissions::from_mode(0o1777)).unwrap();
-    let (_rx, guard) = control::serve(&shared.join("monitor.sock")).expect("serve in an existing directory");
+    let (_rx, guard, _server) =
+        control::serve(&shared.join("monitor.sock")).expect("serve in an existing directory");
     assert_eq!(mode(&shared), octal(0o1777), "an existing directory keeps its mode");
     assert_eq!(mode(&shared.join("monitor.sock")), octal(control::SOCKET_MODE), "umask {umask:03o}");
     drop(guard);

@@ -150,7 +150,9 @@ async fn idle_clients_of_the_control_socket_are_capped_and_closed() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("monitor.sock");
-    let (_rx, _guard) = control::serve_with(&path, limits()).unwrap();
+    let (_rx, _guard, server) = control::serve_with(&path, limits()).unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(server.run(stop_rx));
     let refused = || sample("monitor_connections_refused_total{server=\"control\"}");
     let refused_before = refused();
     let baseline = open_fds();
@@ -177,6 +179,8 @@ async fn idle_clients_of_the_control_socket_are_capped_and_closed() {
     .await
     .unwrap();
     assert!(answer.starts_with("error: unknown request `hello`"), "{answer}");
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("the server stops when told").unwrap();
 }
 
 /// `(soft, hard)` "Max open files" of /proc/self/limits.

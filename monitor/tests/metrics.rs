@@ -14,12 +14,16 @@ use std::{
 
 use monitor::{
     alert::Kind,
-    engine::VerdictKind,
+    dns::{CacheOptions, Passive},
+    engine::{Engine, VerdictKind},
     kernel::{stream::UserStats, KernelStats},
     live::{
-        metrics::{Metrics, OPENMETRICS_TYPE, TEXT_TYPE},
+        coverage::{Coverage, RuleUse},
+        dedup::DedupStats,
+        metrics::{Metrics, Snapshot, OPENMETRICS_TYPE, TEXT_TYPE},
         webhook::WebhookStats,
     },
+    matrix::{Matrix, Selection},
 };
 use monitor_common::Stat;
 use tokio::{net::TcpListener, sync::watch};
@@ -38,9 +42,21 @@ fn exercised() -> Metrics {
         }
     }
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_775_469_600);
-    m.rule_traffic("db-postgres", 120, 48_000, 4, t);
-    m.rule_traffic("web-portal/users", 10, 1_500, 2, t + Duration::from_millis(1500));
-    m.rule_traffic("db-postgres", 130, 49_000, 5, t + Duration::from_secs(2)); // totals replace
+    let rule = |packets, bytes, flows, last_seen| RuleUse {
+        packets,
+        bytes,
+        flows,
+        blocked: 0,
+        last_seen: Some(last_seen),
+    };
+    let (db, users) = (rule(120, 48_000, 4, t), rule(10, 1_500, 2, t + Duration::from_millis(1500)));
+    m.publish(&Snapshot {
+        counters: &[],
+        rules: vec![("db-postgres", &db), ("web-portal/users", &users)],
+        tracked_flows: 0,
+        interfaces: None,
+    });
+    let db = rule(130, 49_000, 5, t + Duration::from_secs(2)); // totals replace
     let mut kernel = KernelStats::default();
     for (i, c) in kernel.counts.iter_mut().enumerate() {
         *c = 100 + i as u64;
@@ -52,14 +68,22 @@ fn exercised() -> Metrics {
         flows_expired: 9,
         ..UserStats::default()
     };
-    m.kernel_counters(&kernel, &user);
+    let dedup = DedupStats {
+        offered: 12,
+        emitted: 8,
+        repeats: 3,
+        folded: [0, 0, 0, 1, 0, 0],
+        ..DedupStats::default()
+    };
+    let mut dns = Passive::new(CacheOptions::default());
+    dns.stats.messages = 17;
     for us in [2, 4, 40, 900] {
         m.engine_latency(Duration::from_micros(us));
     }
     for ms in [3, 250, 1200] {
         m.alert_latency(Duration::from_millis(ms));
     }
-    m.webhook(&WebhookStats {
+    let webhook = WebhookStats {
         sent: 40,
         batches_ok: 4,
         batches_failed: 1,
@@ -67,11 +91,17 @@ fn exercised() -> Metrics {
         dropped_queue_full: 6,
         dropped_after_retries: 10,
         dropped_at_shutdown: 2,
-    });
+    };
     m.reload(true);
     m.reload(true);
     m.reload(false);
-    m.tracked_flows(42);
+    // The agent's publish, with every part it hands over.
+    m.publish(&Snapshot {
+        counters: &[&kernel, &user, &dns, &dedup, &webhook],
+        rules: vec![("db-postgres", &db), ("web-portal/users", &users)],
+        tracked_flows: 42,
+        interfaces: Some(&kernel.interfaces),
+    });
     m
 }
 
@@ -104,9 +134,16 @@ fn every_family_carries_its_values() {
         (r#"monitor_rule_flows_total{rule="web-portal/users"}"#, 2.0),
         (r#"monitor_rule_last_seen_timestamp_seconds{rule="db-postgres"}"#, 1_775_469_602.0),
         (r#"monitor_rule_last_seen_timestamp_seconds{rule="web-portal/users"}"#, 1_775_469_601.5),
-        (r#"monitor_kernel_events_total{counter="events"}"#, 50.0),
-        (r#"monitor_kernel_events_total{counter="flows_evicted"}"#, 4.0),
-        (r#"monitor_kernel_events_total{counter="flows_expired"}"#, 9.0),
+        (r#"monitor_flow_reader_total{counter="events"}"#, 50.0),
+        (r#"monitor_flow_reader_total{counter="flows_evicted"}"#, 4.0),
+        (r#"monitor_flow_reader_total{counter="flows_expired"}"#, 9.0),
+        (r#"monitor_dns_total{counter="messages"}"#, 17.0),
+        (r#"monitor_dns_total{counter="bindings_added"}"#, 0.0),
+        (r#"monitor_dedup_alerts_total{counter="offered"}"#, 12.0),
+        (r#"monitor_dedup_alerts_total{counter="repeats"}"#, 3.0),
+        (r#"monitor_dedup_folded_total{class="unknown_blocked"}"#, 1.0),
+        (r#"monitor_webhook_batches_total{result="failed"}"#, 1.0),
+        (r#"monitor_webhook_retries_total"#, 3.0),
         (r#"monitor_engine_latency_seconds_count"#, 4.0),
         (r#"monitor_engine_latency_seconds_bucket{le="0.000001"}"#, 0.0),
         (r#"monitor_engine_latency_seconds_bucket{le="0.000005"}"#, 2.0),
@@ -127,9 +164,62 @@ fn every_family_carries_its_values() {
         assert_eq!(s.get(k), Some(&v), "{k} in\n{om}");
     }
     for stat in Stat::ALL {
-        let k = format!(r#"monitor_kernel_events_total{{counter="{}"}}"#, stat.name());
+        let k = format!(r#"monitor_kernel_packets_total{{counter="{}"}}"#, stat.name());
         assert_eq!(s.get(&k), Some(&(100.0 + stat as u32 as f64)), "{k} in\n{om}");
     }
+}
+
+const MATRIX: &str = r#"
+version: 1
+zones:
+  clients: {cidrs: ["10.0.2.0/24"]}
+services:
+  app: {cidr: 10.0.1.10/32}
+rules:
+  - {id: web, from: clients, to: app, port: 443}
+  - {id: admin, from: clients, to: app, port: 9000}
+"#;
+
+fn engine(matrix: &str) -> Engine {
+    let (m, _) = Matrix::from_str(matrix, "matrix.yaml", Path::new(".")).expect("test matrix");
+    Engine::new(&m, None, &Selection::default()).expect("engine")
+}
+
+/// The agent publishes the coverage of the rules in force: a rule a reload
+/// removed (its coverage kept, by id, in case it comes back) leaves
+/// `/metrics`, and one that comes back returns with its totals.
+#[test]
+fn a_rule_removed_by_a_reload_leaves_the_metrics() {
+    let (before, after) = (engine(MATRIX), engine(&MATRIX.replace("  - {id: admin", "  # - {id: admin")));
+    let mut coverage = Coverage::default();
+    let seen = SystemTime::UNIX_EPOCH + Duration::from_secs(1_775_469_600);
+    for id in ["web", "admin"] {
+        let slot = coverage.slot(id);
+        coverage.add_flow(slot);
+        coverage.add_traffic(slot, 3, 300, seen);
+    }
+    let m = Metrics::new();
+    let publish = |e: &Engine| {
+        m.publish(&Snapshot {
+            counters: &[],
+            rules: coverage.in_force(e),
+            tracked_flows: 0,
+            interfaces: None,
+        });
+        samples(&m.encode())
+    };
+    let s = publish(&before);
+    for rule in ["web", "admin"] {
+        for family in ["packets_total", "bytes_total", "flows_total", "last_seen_timestamp_seconds"] {
+            let k = format!(r#"monitor_rule_{family}{{rule="{rule}"}}"#);
+            assert!(s.contains_key(&k), "{k} before the reload");
+        }
+    }
+    let s = publish(&after);
+    assert_eq!(s.get(r#"monitor_rule_packets_total{rule="web"}"#), Some(&3.0));
+    assert!(!s.keys().any(|k| k.contains(r#"rule="admin""#)), "a removed rule is gone: {s:?}");
+    let s = publish(&before);
+    assert_eq!(s.get(r#"monitor_rule_bytes_total{rule="admin"}"#), Some(&300.0), "back, totals kept");
 }
 
 #[test]
@@ -309,8 +399,8 @@ async fn a_real_prometheus_scrapes_it() {
     };
     for (q, want) in [
         (r#"up{job="monitor"}"#, 1.0),
-        (r#"monitor_kernel_events_total{counter="ringbuf_full"}"#, 100.0 + Stat::RingBufFull as u32 as f64),
-        (r#"monitor_kernel_events_total{counter="flows_evicted"}"#, 4.0),
+        (r#"monitor_kernel_packets_total{counter="ringbuf_full"}"#, 100.0 + Stat::RingBufFull as u32 as f64),
+        (r#"monitor_flow_reader_total{counter="flows_evicted"}"#, 4.0),
         (r#"monitor_rule_bytes_total{rule="db-postgres"}"#, 49_000.0),
         (r#"monitor_rule_last_seen_timestamp_seconds{rule="web-portal/users"}"#, 1_775_469_601.5),
         ("monitor_engine_latency_seconds_count", 4.0),
@@ -342,4 +432,80 @@ async fn a_real_prometheus_scrapes_it() {
 
 fn log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+}
+
+/// A scrape in flight when the agent is told to stop is answered whole:
+/// the server gives open connections a moment, and the agent joins the
+/// server's task before its runtime goes (dropping the runtime would cut
+/// the answer off mid-body).
+#[test]
+fn shutdown_waits_for_an_in_flight_scrape() {
+    use std::{
+        io::Read,
+        net::TcpStream,
+        sync::{mpsc, Arc},
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Enough rules for an answer far larger than the sockets' buffers.
+    let ids: Vec<String> = (0..50_000).map(|i| format!("rule-{i:05}")).collect();
+    let used = RuleUse {
+        packets: 1,
+        bytes: 2,
+        flows: 3,
+        blocked: 0,
+        last_seen: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_775_469_600)),
+    };
+    let m = Metrics::new();
+    m.publish(&Snapshot {
+        counters: &[],
+        rules: ids.iter().map(|id| (id.as_str(), &used)).collect(),
+        tracked_flows: 0,
+        interfaces: None,
+    });
+    let (addr, stop, task) = rt.block_on(async {
+        let srv = serve(m).await;
+        (srv.addr, srv.stop, srv.task)
+    });
+
+    let (started_tx, started) = mpsc::channel();
+    let go = Arc::new(std::sync::Barrier::new(2));
+    let client = std::thread::spawn({
+        let go = go.clone();
+        move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: monitor\r\nConnection: close\r\n\r\n").unwrap();
+            let mut first = [0u8; 1024];
+            let n = s.read(&mut first).unwrap();
+            started_tx.send(()).unwrap();
+            go.wait(); // the shutdown has begun, the rest of the answer not yet read
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+            let mut answer = first[..n].to_vec();
+            answer.extend(rest);
+            answer
+        }
+    });
+    started.recv().unwrap();
+    stop.send_replace(true);
+    go.wait();
+    // What the agent does at shutdown: join the server, then drop the runtime.
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await })
+        .expect("the server ends once its connections have")
+        .unwrap()
+        .unwrap();
+    drop(rt);
+    let answer = client.join().unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    let head = String::from_utf8_lossy(&answer[..split]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("a content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(length > 4 << 20, "an answer larger than the buffers: {length} bytes");
+    assert_eq!(answer.len() - split, length, "the whole body arrived");
+    assert!(answer.ends_with(b"\n"), "ends with a whole line");
 }

@@ -5,7 +5,7 @@
 use std::{fs, path::Path, time::Duration};
 
 use etherparse::PacketBuilder;
-use monitor::{
+use monitor::replay::{
     pcap::{self, Format, PcapError},
     track::{LinkKind, Tracker},
 };

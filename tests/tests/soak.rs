@@ -327,10 +327,15 @@ fn a_minute_of_hostile_traffic_leaves_the_agent_up_bounded_and_every_real_findin
     assert!(noise.is_empty(), "conforming portal connections alerted:\n  {}", noise.join("\n  "));
 
     // The hostile traffic really pressed on every bound, and each said so.
-    let counter =
-        |name: &str| sample(&metrics, &format!(r#"monitor_kernel_events_total{{counter="{name}"}}"#));
-    assert!(counter("flows_evicted") > 0.0, "the churn never filled the 1,024-flow table");
-    assert!(counter("dns_addrs_evicted_bindings") > 0.0, "the spoofed answers never filled the DNS cache");
+    let counter = |family: &str, name: &str| sample(&metrics, &format!(r#"{family}{{counter="{name}"}}"#));
+    assert!(
+        counter("monitor_flow_reader_total", "flows_evicted") > 0.0,
+        "the churn never filled the 1,024-flow table"
+    );
+    assert!(
+        counter("monitor_dns_total", "addrs_evicted_bindings") > 0.0,
+        "the spoofed answers never filled the DNS cache"
+    );
     assert!(
         alerts.iter().any(|x| x.kind == "overflow"),
         "spoofed sources never overflowed de-duplication (no `overflow` alert)"

@@ -11,14 +11,17 @@ use anyhow::Context;
 use clap::ValueEnum;
 use monitor_common::{FlowKey, FlowValue};
 
-use super::{duration::parse_duration, engine_args::EngineArgs};
+use super::{duration::parse_duration, sources::EngineArgs};
 use crate::{
-    check::{assess, InOrder, Outcome, Summary, Tally},
     dns::{CacheOptions, DnsMessage, NamedServices, Passive},
     engine::Engine,
     flow::{EpochClock, Flow, NoHint},
-    pcap,
-    track::{Expiry, Tracker},
+    replay::{
+        pcap,
+        track::{Expiry, Tracker},
+        InOrder, Summary, Tally,
+    },
+    verdict::{assess, Outcome},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,7 +59,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let compiled = args.engine.compile()?;
+    let sources = args.engine.sources()?;
+    let compiled = sources.compile()?;
     for w in &compiled.warnings {
         eprintln!("monitor: {w}");
     }
@@ -97,9 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             passive.expire(started);
             if passive.cache.is_dirty(flow.client.ip) || passive.cache.is_dirty(flow.server.ip) {
                 engine = Engine::with_resolver(&matrix, inventory.as_ref(), &selection, &passive.cache)
-                    .with_context(|| {
-                        format!("{}: cannot compile the matrix", args.engine.matrix.display())
-                    })?;
+                    .with_context(|| format!("{}: cannot compile the matrix", sources.matrix.display()))?;
                 passive.cache.take_dirty();
             }
             let (verdict, mut outcome) = assess(&engine, &flow);
@@ -142,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         read.last_ts_ns,
         &tally,
         &engine,
-        passive.counters(),
+        passive.summary_counters(),
     );
     match args.format {
         Format::Json => writeln!(out, "{}", summary.to_json())?,

@@ -5,7 +5,7 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 
-use super::engine_args::InventoryLimits;
+use super::sources::InventoryLimits;
 use crate::{
     fleet::targets::{self, DEFAULT_PORT},
     inventory::Inventory,

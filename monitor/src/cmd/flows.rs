@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use super::duration::parse_duration;
 use crate::{
+    counters::Counters,
     flow::Flow,
     kernel::{
         stream::{self, FlowUpdate, StreamOptions, Table},
@@ -91,10 +92,12 @@ fn print_table(out: &mut impl Write, table: &Table, format: Format) -> Result<()
                 out.write_all(b"\n")?;
             }
             if table.last {
-                let mut stats = table.kernel.to_json();
+                let mut stats = serde_json::Map::new();
                 stats.insert("type".into(), "stats".into());
-                if let serde_json::Value::Object(user) = serde_json::to_value(table.user)? {
-                    stats.extend(user);
+                for c in [&table.kernel as &dyn Counters, &table.user] {
+                    c.counters(&mut |_, name, v| {
+                        stats.insert(name.into(), v.into());
+                    });
                 }
                 serde_json::to_writer(&mut *out, &stats)?;
                 out.write_all(b"\n")?;

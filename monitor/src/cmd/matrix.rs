@@ -8,8 +8,9 @@ use std::{
 
 use anyhow::Context;
 
+use super::sources::{parse_key_value, InventoryLimits, SelectionArgs};
 use crate::{
-    engine::{Engine, Selection},
+    engine::Engine,
     inventory::Inventory,
     matrix::{format_ports, Matrix, MatrixError, RuleProto, Warning},
 };
@@ -30,35 +31,6 @@ pub enum Command {
     Import(ImportArgs),
 }
 
-/// Profiles and variables, shared by both subcommands.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SelectionArgs {
-    /// Select a profile (repeatable), e.g. --profile ha.
-    #[arg(long = "profile", value_name = "PROFILE")]
-    pub profiles: Vec<String>,
-    /// Set a variable (repeatable), e.g. --set grpcPortBase=8001, or bind a
-    /// DNS name: --set bind:lvs.example.net=192.0.2.10,192.0.2.11.
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub sets: Vec<(String, String)>,
-}
-
-impl SelectionArgs {
-    pub fn selection(&self) -> Selection {
-        Selection { profiles: self.profiles.clone(), vars: self.sets.iter().cloned().collect() }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.profiles.is_empty() && self.sets.is_empty()
-    }
-}
-
-pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
-}
-
 #[derive(Debug, clap::Args)]
 pub struct LintArgs {
     pub file: PathBuf,
@@ -67,7 +39,7 @@ pub struct LintArgs {
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     #[command(flatten)]
-    pub inventory_limits: super::engine_args::InventoryLimits,
+    pub inventory_limits: InventoryLimits,
     #[command(flatten)]
     pub selection: SelectionArgs,
     /// Exit 1 on warnings too.
@@ -130,7 +102,7 @@ fn lint(a: &LintArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         writeln!(out, "{w}")?;
     }
     let mut n_warn = warnings.len();
-    let sel = a.selection.selection();
+    let sel = a.selection.selection()?;
     let active = match m.activate(&sel) {
         Ok(act) => act,
         Err(e) => {
@@ -176,7 +148,7 @@ fn show(a: &ShowArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
     for w in &warnings {
         writeln!(err, "{w}")?;
     }
-    let active = m.activate(&a.selection.selection())?;
+    let active = m.activate(&a.selection.selection()?)?;
     // Without a selection every rule is listed, whatever its conditions.
     let only_active = !a.selection.is_empty();
     let rules = m.expand_rules(&active, only_active)?;
@@ -294,7 +266,7 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     #[command(flatten)]
-    pub inventory_limits: super::engine_args::InventoryLimits,
+    pub inventory_limits: super::sources::InventoryLimits,
     /// The review summary on standard error: `text` after the warnings, or
     /// `json`: one JSON object holding the warnings too, and nothing else.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]

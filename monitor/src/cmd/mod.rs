@@ -2,7 +2,6 @@
 
 pub mod check;
 pub mod duration;
-pub mod engine_args;
 pub mod fleet;
 pub mod flows;
 pub mod generate;
@@ -10,6 +9,7 @@ pub mod matrix;
 pub mod pipe;
 pub mod report;
 pub mod run;
+pub mod sources;
 
 /// Resolves on SIGINT or SIGTERM: commands then finish their output and
 /// detach from the kernel before exiting.

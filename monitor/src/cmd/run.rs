@@ -4,18 +4,18 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
 
-use super::{duration::parse_duration, engine_args::EngineArgs};
+use super::{duration::parse_duration, sources::EngineArgs};
 use crate::{
     dns::CacheOptions,
     kernel::{stream::StreamOptions, AttachMode, LoadOptions},
     live::{
-        control::DEFAULT_SOCKET,
-        dedup::DedupOptions,
-        metrics::check_listen_addr,
-        run::{run as run_live, RunOptions},
-        sink::Format,
-        webhook::WebhookOptions,
+        control::DEFAULT_SOCKET, dedup::DedupOptions, metrics::check_listen_addr, sink::Format,
+        webhook::WebhookOptions, RunOptions,
     },
 };
 
@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         check_listen_addr(addr, args.metrics_public)?;
     }
     let opts = RunOptions {
-        engine: args.engine,
+        sources: args.engine.sources()?,
         load: LoadOptions { ifaces: args.ifaces, mode: args.attach, max_flows: args.max_flows },
         stream: StreamOptions {
             interval: args.interval.max(Duration::from_millis(50)),
@@ -108,7 +108,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    rt.block_on(run_live(opts))
+    rt.block_on(async {
+        // The signals are installed here, not in the agent: SIGINT and
+        // SIGTERM are its shutdown, SIGHUP a reload.
+        let mut hup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
+        let (reload_tx, reload) = mpsc::channel(1);
+        let reloads = async move {
+            while hup.recv().await.is_some() {
+                // One pending reload covers any number of SIGHUPs meanwhile.
+                let _ = reload_tx.try_send(());
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            done = crate::live::run(opts, super::wait_for_shutdown_signal(), reload) => done,
+            () = reloads => unreachable!("the SIGHUP loop never ends"),
+        }
+    })
 }
 
 /// Raises the soft limit on open files to the hard one (systemd and most

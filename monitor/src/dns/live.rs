@@ -18,13 +18,14 @@ use std::{
 
 use monitor_common::FlowKey;
 
-use super::{CacheOptions, DnsCache, DnsMessage, NamedServices, Passive};
+use super::{CacheOptions, DnsCache, DnsMessage, NamedServices, Passive, DNS};
 use crate::{
     alert::Alert,
-    engine::{Engine, EngineError, Selection},
+    counters::{Counters, Emit},
+    engine::{Engine, EngineError},
     flow::{Flow, FlowState},
     inventory::Inventory,
-    matrix::Matrix,
+    matrix::{Matrix, Selection},
 };
 
 /// Shortest time between two engine rebuilds caused by DNS.
@@ -37,7 +38,7 @@ pub struct Inputs {
     pub selection: Selection,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LiveStats {
     /// Engine rebuilds because watched names changed addresses.
     pub dns_rebuilds: u64,
@@ -45,6 +46,17 @@ pub struct LiveStats {
     pub dns_flows_deferred: u64,
     /// Rebuilds that failed (the previous engine stays in force).
     pub dns_rebuild_errors: u64,
+}
+
+/// The passive DNS counters, then the rebuilds'.
+impl Counters for LiveNames {
+    fn counters(&self, emit: &mut Emit<'_>) {
+        self.passive.counters(emit);
+        let LiveStats { dns_rebuilds, dns_flows_deferred, dns_rebuild_errors } = self.stats;
+        emit(&DNS, "rebuilds", dns_rebuilds);
+        emit(&DNS, "flows_deferred", dns_flows_deferred);
+        emit(&DNS, "rebuild_errors", dns_rebuild_errors);
+    }
 }
 
 pub struct LiveNames {

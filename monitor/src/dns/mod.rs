@@ -12,7 +12,7 @@ pub mod live;
 pub mod parse;
 pub mod tcp;
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::collections::BTreeMap;
 
 use monitor_common::{proto, FlowKey};
 
@@ -22,6 +22,7 @@ pub use tcp::{Reassembler, TcpStats};
 
 use crate::{
     alert::{Alert, Kind},
+    counters::{Counters, Emit, Family},
     engine::Engine,
     matrix::{FqdnPattern, Matrix},
 };
@@ -48,7 +49,7 @@ pub struct DnsMessage {
     pub payload: Vec<u8>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DnsStats {
     /// DNS messages decoded (UDP datagrams and reassembled TCP messages).
     pub messages: u64,
@@ -125,27 +126,57 @@ impl Passive {
         self.tcp.expire(now_ns.saturating_sub(TCP_IDLE_NS));
     }
 
-    /// Every counter of decoding, reassembly and the cache, by its metric
-    /// name (docs/dns.md).
-    pub fn counters(&self) -> Vec<(String, u64)> {
-        let mut out = counters(self.stats);
-        out.extend(counters(self.cache.stats));
-        out.extend(counters(self.tcp.stats));
-        out
+    /// Every counter of decoding, reassembly and the cache, named as in
+    /// the summary of `monitor check` (`dns_` and the counter's name).
+    pub fn summary_counters(&self) -> Vec<(String, u64)> {
+        crate::counters::collect(self).into_iter().map(|(_, name, v)| (format!("dns_{name}"), v)).collect()
     }
 }
 
-/// The fields of a stats struct as counters, each named `dns_*`.
-pub fn counters(stats: impl serde::Serialize) -> Vec<(String, u64)> {
-    match serde_json::to_value(stats) {
-        Ok(serde_json::Value::Object(m)) => m
-            .into_iter()
-            .map(|(k, v)| {
-                let name = if k.starts_with("dns_") { k } else { format!("dns_{k}") };
-                (name, v.as_u64().unwrap_or(0))
-            })
-            .collect(),
-        _ => Vec::new(),
+/// `monitor_dns_total{counter}`: passive DNS, from the message to the
+/// binding (docs/dns.md).
+pub static DNS: Family = Family {
+    name: "dns",
+    help: "Passive DNS: messages decoded, TCP reassembly, the name cache and engine rebuilds, by counter (docs/dns.md).",
+    label: "counter",
+};
+
+impl Counters for Passive {
+    fn counters(&self, emit: &mut Emit<'_>) {
+        let DnsStats { messages, answers, answers_cut, negative, not_answers, malformed, udp_cut_unusable } =
+            self.stats;
+        let CacheStats {
+            bindings_added,
+            bindings_refreshed,
+            bindings_expired,
+            addrs_evicted,
+            addrs_evicted_bindings,
+            names_evicted,
+        } = self.cache.stats;
+        let TcpStats { tcp_messages, tcp_gaps, tcp_retransmits, tcp_streams_dropped, tcp_buffers_dropped } =
+            self.tcp.stats;
+        for (name, v) in [
+            ("messages", messages),
+            ("answers", answers),
+            ("answers_cut", answers_cut),
+            ("negative", negative),
+            ("not_answers", not_answers),
+            ("malformed", malformed),
+            ("udp_cut_unusable", udp_cut_unusable),
+            ("bindings_added", bindings_added),
+            ("bindings_refreshed", bindings_refreshed),
+            ("bindings_expired", bindings_expired),
+            ("addrs_evicted", addrs_evicted),
+            ("addrs_evicted_bindings", addrs_evicted_bindings),
+            ("names_evicted", names_evicted),
+            ("tcp_messages", tcp_messages),
+            ("tcp_gaps", tcp_gaps),
+            ("tcp_retransmits", tcp_retransmits),
+            ("tcp_streams_dropped", tcp_streams_dropped),
+            ("tcp_buffers_dropped", tcp_buffers_dropped),
+        ] {
+            emit(&DNS, name, v);
+        }
     }
 }
 
@@ -209,9 +240,4 @@ fn or_list(items: &[String]) -> String {
         [one] => one.clone(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
-}
-
-/// Whether `addr` concerns a flow between `client` and `server`.
-pub fn touches(dirty: &std::collections::HashSet<IpAddr>, client: IpAddr, server: IpAddr) -> bool {
-    dirty.contains(&client.to_canonical()) || dirty.contains(&server.to_canonical())
 }

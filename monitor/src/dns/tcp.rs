@@ -19,7 +19,7 @@ const MAX_BUFFER: usize = 2 + 65_535;
 /// could hold 256 MiB. Real DNS messages over TCP are a few KiB.
 pub const MAX_BUFFERED: usize = 4 << 20;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpStats {
     /// Messages put back together.
     pub tcp_messages: u64,

@@ -12,6 +12,7 @@
 mod classify;
 mod explain;
 mod resolve;
+mod sources;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -23,18 +24,11 @@ use serde::Serialize;
 use crate::{
     flow::Proto,
     inventory::Inventory,
-    matrix::{Matrix, MatrixError, PlacementKind, RuleProto, ANY, INTERNET},
+    matrix::{Matrix, MatrixError, PlacementKind, RuleProto, Selection, ANY, INTERNET},
 };
 use classify::{has, set, AddrTable, Classes, Memberships, NetItem};
 pub use resolve::{NameResolver, NoResolver, StaticResolver};
-
-/// What a run selects: profiles (in order) and `--set` variables. A key
-/// `bind:NAME` binds a DNS name to comma-separated addresses.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Selection {
-    pub profiles: Vec<String>,
-    pub vars: BTreeMap<String, String>,
-}
+pub use sources::{Compiled, Sources, SourcesError};
 
 /// One flow as the engine sees it. Only the server port matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

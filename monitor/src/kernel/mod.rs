@@ -32,6 +32,7 @@ use aya::{
 use log::{info, warn};
 use monitor_common::{maps, programs, FlowKey, FlowValue, IfaceConfig, Stat};
 
+use crate::counters::{Counters, Emit, Family};
 pub use iface::{AttachMode, Iface, IngressHook};
 use links::LinkEvent;
 
@@ -612,9 +613,20 @@ impl KernelStats {
     pub fn get(&self, s: Stat) -> u64 {
         self.counts[s as usize]
     }
+}
 
-    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        Stat::ALL.iter().map(|s| (s.name().to_string(), self.get(*s).into())).collect()
+/// `monitor_kernel_packets_total{counter}`.
+pub static KERNEL_PACKETS: Family = Family {
+    name: "kernel_packets",
+    help: "Packets the kernel programs saw, tracked, skipped (by reason) or could not report, by counter (docs/deploy.md).",
+    label: "counter",
+};
+
+impl Counters for KernelStats {
+    fn counters(&self, emit: &mut Emit<'_>) {
+        for s in Stat::ALL {
+            emit(&KERNEL_PACKETS, s.name(), self.get(s));
+        }
     }
 }
 

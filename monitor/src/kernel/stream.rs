@@ -30,23 +30,16 @@ use tokio::{
 
 use super::{links::LinkWatch, listening::Listening, Kernel, KernelError, KernelStats, LinkOutcome};
 use crate::{
+    counters::{Counters, Emit, Family},
     dns::DnsMessage,
     flow::{Clock, Flow, FlowState},
 };
 
-/// What a ring-buffer event announces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    NewFlow,
-    /// The first SYN-ACK or RST of a flow.
-    TcpAnswer,
-    IcmpError,
-}
-
 #[derive(Debug)]
 pub enum FlowUpdate {
-    /// Sent as soon as the kernel reports it.
-    Event { kind: EventKind, flow: Flow },
+    /// A new flow, its first answer (SYN-ACK or RST) or an ICMP error
+    /// about it: sent as soon as the kernel reports it.
+    Event(Flow),
     /// The whole table, at every interval and once more at shutdown (boxed:
     /// every slot of the channel is as large as the largest variant).
     Table(Box<Table>),
@@ -246,7 +239,7 @@ fn take_evicted(
 }
 
 /// What user space itself counted: nothing is lost without a number.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UserStats {
     /// Ring-buffer events received.
     pub events: u64,
@@ -272,6 +265,44 @@ pub struct UserStats {
     /// Interfaces to watch that appeared while running and could not be
     /// attached to (each is logged).
     pub attach_failures: u64,
+}
+
+/// `monitor_flow_reader_total{counter}`.
+pub static FLOW_READER: Family = Family {
+    name: "flow_reader",
+    help: "Ring-buffer events, table reads and interface attachments of the flow reader in user space, by counter (docs/deploy.md).",
+    label: "counter",
+};
+
+impl Counters for UserStats {
+    fn counters(&self, emit: &mut Emit<'_>) {
+        let UserStats {
+            events,
+            events_dropped,
+            events_malformed,
+            flows_evicted,
+            flows_expired,
+            dns_events,
+            dns_events_dropped,
+            dns_events_malformed,
+            tables_skipped,
+            attach_failures,
+        } = *self;
+        for (name, v) in [
+            ("events", events),
+            ("events_dropped", events_dropped),
+            ("events_malformed", events_malformed),
+            ("flows_evicted", flows_evicted),
+            ("flows_expired", flows_expired),
+            ("dns_events", dns_events),
+            ("dns_events_dropped", dns_events_dropped),
+            ("dns_events_malformed", dns_events_malformed),
+            ("tables_skipped", tables_skipped),
+            ("attach_failures", attach_failures),
+        ] {
+            emit(&FLOW_READER, name, v);
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -427,21 +458,16 @@ fn drain_events(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<F
         }
         // SAFETY: the length matches and FlowEvent is valid for any bytes.
         let ev: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const FlowEvent) };
-        let kind = match ev.header.kind {
-            event_kind::NEW_FLOW => EventKind::NewFlow,
-            event_kind::TCP_ANSWER => EventKind::TcpAnswer,
-            event_kind::ICMP_ERROR => EventKind::IcmpError,
-            _ => {
-                st.user.events_malformed += 1;
-                continue;
-            }
-        };
+        if !matches!(ev.header.kind, event_kind::NEW_FLOW | event_kind::TCP_ANSWER | event_kind::ICMP_ERROR) {
+            st.user.events_malformed += 1;
+            continue;
+        }
         st.known.insert(ev.key, ev.value);
         let Some(flow) = Flow::from_entry(&ev.key, &ev.value, &clock, &*st.hint, st.opts.answer_timeout)
         else {
             continue;
         };
-        if tx.try_send(FlowUpdate::Event { kind, flow }).is_err() {
+        if tx.try_send(FlowUpdate::Event(flow)).is_err() {
             st.user.events_dropped += 1;
         }
     }
@@ -497,8 +523,8 @@ impl State {
                 if self.waiting.len() >= WAITING_MAX {
                     break;
                 }
-                let flow = Flow::from_entry(k, v, clock, &*self.hint, self.opts.answer_timeout);
-                if flow.is_some_and(|f| f.state == FlowState::Awaiting) {
+                let state = Flow::state_of(k, v, clock.now, &*self.hint, self.opts.answer_timeout);
+                if state == Some(FlowState::Awaiting) {
                     self.waiting.insert(*k, *v);
                 }
             }
@@ -523,12 +549,12 @@ impl State {
 
         let mut expire = Vec::new();
         for (key, value) in &entries {
-            let Some(flow) = Flow::from_entry(key, value, &clock, &*self.hint, self.opts.answer_timeout)
-            else {
+            // Only the state: the consumer builds each flow, once.
+            let Some(state) = Flow::state_of(key, value, now, &*self.hint, self.opts.answer_timeout) else {
                 continue;
             };
             let idle = Duration::from_nanos(now.saturating_sub(value.last_seen_ns));
-            let finished = matches!(flow.state, FlowState::Closed) || flow.state.is_failure();
+            let finished = matches!(state, FlowState::Closed) || state.is_failure();
             if idle >= self.opts.idle_timeout || (finished && idle >= self.opts.closed_timeout) {
                 expire.push(*key);
             }

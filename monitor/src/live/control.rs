@@ -13,21 +13,19 @@ use std::{
     io,
     os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
-    sync::Arc,
     time::Duration,
 };
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixSocket, UnixStream},
-    sync::{mpsc, oneshot, Semaphore},
-    task::JoinSet,
+    sync::{mpsc, oneshot, watch},
 };
 
 use super::{
     coverage::Report,
-    metrics::{connection_refused, warn_refused, ConnLimits, Server},
-    sink::Throttle,
+    metrics::{ConnLimits, Server},
+    serve::accept_loop,
 };
 
 /// Where `monitor run` listens, and where `monitor report` connects, unless told otherwise.
@@ -59,8 +57,7 @@ pub struct ReportRequest {
     pub reply: oneshot::Sender<Report>,
 }
 
-/// Binds the socket and serves it until the returned receiver is dropped.
-/// The socket file is removed on drop of the guard.
+/// Binds the socket. The socket file is removed on drop of the guard.
 ///
 /// - Missing directories on the way are created with mode [`DIR_MODE`]
 ///   (0700, set explicitly, not left to the umask). A directory that
@@ -77,8 +74,11 @@ pub struct ReportRequest {
 ///   on, so no client can connect while it still has the umask's mode.
 ///
 /// At most [`ConnLimits::DEFAULT`] clients at once (64, each given 10 s to
-/// send its request and to take the answer); see [`serve_with`].
-pub fn serve(path: &Path) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard), SocketError> {
+/// send its request and to take the answer); see [`serve_with`]. The
+/// caller runs the returned [`ControlServer`] (the agent, in its task set).
+pub fn serve(
+    path: &Path,
+) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard, ControlServer), SocketError> {
     serve_with(path, ConnLimits::DEFAULT)
 }
 
@@ -90,7 +90,7 @@ pub fn serve(path: &Path) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard)
 pub fn serve_with(
     path: &Path,
     limits: ConnLimits,
-) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard), SocketError> {
+) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard, ControlServer), SocketError> {
     if let Some(dir) = path.parent() {
         create_private_dirs(dir)?;
     }
@@ -98,41 +98,31 @@ pub fn serve_with(
     let listener = bind_private(path)?;
     let guard = SocketGuard(path.to_path_buf());
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let refused = Throttle::new(Duration::from_secs(60));
-        // The clients' tasks, owned here: they end with this task.
-        let mut clients = JoinSet::new();
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: pass, do not spin.
-                    log::warn!("control socket: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            while clients.try_join_next().is_some() {}
-            if tx.is_closed() {
-                break; // the monitor is gone
-            }
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                drop(stream);
-                connection_refused(Server::Control);
-                warn_refused(Server::Control, &refused, limits);
-                continue;
-            };
+    Ok((rx, guard, ControlServer { listener, tx, limits }))
+}
+
+/// The bound control socket, to be served by [`ControlServer::run`].
+pub struct ControlServer {
+    listener: UnixListener,
+    tx: mpsc::Sender<ReportRequest>,
+    limits: ConnLimits,
+}
+
+impl ControlServer {
+    /// Answers clients until `shutdown` turns true (or its sender is gone).
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let ControlServer { listener, tx, limits } = self;
+        accept_loop(listener, Server::Control, limits, shutdown, move |stream, slot| {
             let tx = tx.clone();
-            clients.spawn(async move {
+            async move {
                 let _slot = slot;
                 if let Err(e) = answer(stream, tx, limits.request_timeout).await {
                     log::debug!("control socket client: {e}");
                 }
-            });
-        }
-    });
-    Ok((rx, guard))
+            }
+        })
+        .await;
+    }
 }
 
 /// Creates `dir` and its missing ancestors, each with exactly [`DIR_MODE`];

@@ -78,6 +78,12 @@ impl Coverage {
         self.slots.iter().map(|(id, s)| (id, &self.uses[s.0.get() as usize - 1]))
     }
 
+    /// The rules of the matrix in force, with their use: what the metrics
+    /// show (a rule removed by a reload is not).
+    pub fn in_force<'a>(&'a self, engine: &'a Engine) -> Vec<(&'a str, &'a RuleUse)> {
+        engine.rules().iter().filter_map(|r| Some((r.id.as_str(), self.get(&r.id)?))).collect()
+    }
+
     /// Every rule of the matrix in force, with its use.
     pub fn report(&self, engine: &Engine) -> Report {
         let rules: Vec<RuleLine> = engine

@@ -32,6 +32,7 @@ use std::{
 
 use crate::{
     alert::{Alert, Fold, Kind, Overflow},
+    counters::{Counters, Emit, Family},
     flow::Proto,
 };
 
@@ -293,23 +294,36 @@ pub struct DedupStats {
     pub folded: [u64; 6],
 }
 
-impl DedupStats {
-    /// The totals by name, as `monitor_kernel_events_total` publishes
-    /// them (the per-class counts are `monitor_dedup_folded_total`).
-    pub fn counters(&self) -> [(&'static str, u64); 6] {
-        [
-            ("offered", self.offered),
-            ("emitted", self.emitted),
-            ("repeats", self.repeats),
-            ("scan_folded", self.scan_folded),
-            ("scan_untracked", self.scan_untracked),
-            ("overflow", self.overflow),
-        ]
-    }
+/// `monitor_dedup_alerts_total{counter}`.
+pub static DEDUP_ALERTS: Family = Family {
+    name: "dedup_alerts",
+    help: "Findings through the de-duplicator: offered, emitted, repeats held back, folded into scan or overflow alerts, by counter (docs/deploy.md).",
+    label: "counter",
+};
 
-    /// Findings folded past each class's budget.
-    pub fn folded_by_class(&self) -> [(Class, u64); 6] {
-        Class::ALL.map(|c| (c, self.folded[c.index()]))
+/// `monitor_dedup_folded_total{class}`.
+pub static DEDUP_FOLDED: Family = Family {
+    name: "dedup_folded",
+    help: "Findings folded into overflow alerts because their de-duplication class held its budget of keys, by class.",
+    label: "class",
+};
+
+impl Counters for DedupStats {
+    fn counters(&self, emit: &mut Emit<'_>) {
+        let DedupStats { offered, emitted, repeats, scan_folded, scan_untracked, overflow, folded } = *self;
+        for (name, v) in [
+            ("offered", offered),
+            ("emitted", emitted),
+            ("repeats", repeats),
+            ("scan_folded", scan_folded),
+            ("scan_untracked", scan_untracked),
+            ("overflow", overflow),
+        ] {
+            emit(&DEDUP_ALERTS, name, v);
+        }
+        for c in Class::ALL {
+            emit(&DEDUP_FOLDED, c.as_str(), folded[c.index()]);
+        }
     }
 }
 
@@ -632,7 +646,8 @@ mod tests {
 
     impl Dedup {
         fn counters_named(&self, name: &str) -> u64 {
-            self.stats.counters().iter().find(|(k, _)| *k == name).map_or(0, |(_, v)| *v)
+            let all = crate::counters::collect(&self.stats);
+            all.iter().find(|(f, k, _)| **f == DEDUP_ALERTS && *k == name).map_or(0, |(_, _, v)| *v)
         }
     }
 

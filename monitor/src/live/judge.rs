@@ -14,9 +14,9 @@ use monitor_common::FlowKey;
 use super::coverage::{Coverage, RuleSlot};
 use crate::{
     alert::{Alert, Kind},
-    check::{assess, Outcome},
     engine::{Engine, VerdictKind},
     flow::{Flow, FlowState},
+    verdict::{assess, Bucket, Counts, Outcome},
 };
 
 /// What the judge remembers of a flow between observations: one per live
@@ -34,7 +34,8 @@ struct Seen {
     /// The finding already reported for this flow.
     alerted: Option<Kind>,
     blocked_counted: bool,
-    exposed_unanswered: bool,
+    /// The line of [`Counts`] the flow is counted in now.
+    counted: Bucket,
     /// Traffic already added to the rule's coverage.
     packets: u64,
     bytes: u64,
@@ -54,18 +55,6 @@ pub struct Judged {
     pub engine_time: Option<Duration>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct JudgeCounts {
-    pub flows: u64,
-    pub conforming: u64,
-    pub unexpected: u64,
-    pub exposed: u64,
-    /// Reached a port it must not, but nothing answered: not a finding.
-    pub exposed_unanswered: u64,
-    /// Neighbour discovery and other control traffic of IP itself: not judged.
-    pub network_control: u64,
-}
-
 pub struct Judge {
     engine: Arc<Engine>,
     flows: HashMap<FlowKey, Seen>,
@@ -74,7 +63,8 @@ pub struct Judge {
     /// The current table read; flows not seen in it are forgotten at its end.
     gen: u32,
     pub coverage: Coverage,
-    pub counts: JudgeCounts,
+    /// Every flow seen, by its latest outcome.
+    pub counts: Counts,
 }
 
 impl Judge {
@@ -85,7 +75,7 @@ impl Judge {
             control: HashMap::new(),
             gen: 0,
             coverage: Coverage::default(),
-            counts: JudgeCounts::default(),
+            counts: Counts::default(),
         }
     }
 
@@ -118,7 +108,7 @@ impl Judge {
         let mut judged = Judged { engine_time: Some(started.elapsed()), ..Judged::default() };
         if outcome == Outcome::NetworkControl {
             if self.control.insert(flow.key, self.gen).is_none() {
-                self.counts.network_control += 1;
+                self.counts.add(Bucket::NetworkControl);
             }
             return judged;
         }
@@ -133,26 +123,24 @@ impl Judge {
                 rule: verdict.rule.map(|r| coverage.slot(&engine.rule(r).id)),
                 alerted: None,
                 blocked_counted: false,
-                exposed_unanswered: false,
+                counted: outcome.bucket(),
                 packets: 0,
                 bytes: 0,
             }
         });
         if let Some(kind) = judged.new_flow {
-            self.counts.flows += 1;
-            match kind {
-                VerdictKind::Conforming => self.counts.conforming += 1,
-                VerdictKind::Unexpected => self.counts.unexpected += 1,
-                VerdictKind::Exposed => self.counts.exposed += 1,
-            }
+            self.counts.add(seen.counted);
             if let (VerdictKind::Conforming, Some(rule)) = (kind, seen.rule) {
                 self.coverage.add_flow(rule);
             }
+        } else {
+            self.counts.moved(seen.counted, outcome.bucket());
+            seen.counted = outcome.bucket();
         }
         seen.state = flow.state;
         add_traffic(&mut self.coverage, seen, flow);
-        match outcome {
-            Outcome::Finding(alert) if seen.alerted != Some(alert.kind) => {
+        if let Outcome::Finding(alert) = outcome {
+            if seen.alerted != Some(alert.kind) {
                 seen.alerted = Some(alert.kind);
                 if alert.kind == Kind::Blocked && !seen.blocked_counted {
                     seen.blocked_counted = true;
@@ -162,11 +150,6 @@ impl Judge {
                 }
                 judged.alert = Some(*alert);
             }
-            Outcome::ExposedUnanswered if !seen.exposed_unanswered => {
-                seen.exposed_unanswered = true;
-                self.counts.exposed_unanswered += 1;
-            }
-            _ => {}
         }
         judged
     }

@@ -3,9 +3,12 @@
 //!
 //! Counters the monitor increments itself (verdicts, alerts, reloads) and the
 //! latency histograms live in a `prometheus-client` registry. Totals kept
-//! elsewhere (the kernel's counters, per-rule traffic, the webhook's
-//! counts) are published as they are read, through a collector, so a
-//! scrape shows exactly what the kernel counted.
+//! elsewhere (the kernel's counters, the flow reader's, passive DNS, the
+//! de-duplicator, the webhook, per-rule traffic) are handed over whole by
+//! [`Metrics::publish`], each part through its [`Counters`], on the agent's
+//! 1 s tick, and shown through a collector as they were last published: a
+//! scrape shows exactly what the kernel counted, and a series whose source
+//! is gone (a rule removed by a reload) is gone from the scrape.
 //!
 //! The exposition is OpenMetrics when the scraper asks for it (Prometheus
 //! does), else the Prometheus text format 0.0.4 (curl, promtool, older
@@ -15,7 +18,6 @@ use std::{
     collections::BTreeMap,
     convert::Infallible,
     fmt::Write as _,
-    io,
     net::SocketAddr,
     sync::{Arc, LazyLock, Mutex},
     time::{Duration, SystemTime},
@@ -40,20 +42,20 @@ use prometheus_client::{
 };
 use tokio::{
     net::TcpListener,
-    sync::{watch, OwnedSemaphorePermit, Semaphore},
-    task::JoinSet,
+    sync::{watch, OwnedSemaphorePermit},
 };
 
-use super::{dedup::Class, sink::Throttle, webhook::WebhookStats};
+use super::{
+    coverage::RuleUse,
+    serve::{accept_loop, stopped},
+    sink::Throttle,
+};
 use crate::{
     alert::Kind,
+    counters::{Counters, Family as CounterFamily},
     engine::VerdictKind,
-    kernel::{stream::UserStats, AttachedIface, KernelStats},
+    kernel::AttachedIface,
 };
-use monitor_common::Stat;
-
-/// The address `--metrics` suggests.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:9469";
 
 pub const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -73,12 +75,6 @@ pub enum MetricsError {
          add --metrics-public to serve it on {0} anyway"
     )]
     NotLoopback(SocketAddr),
-    #[error("--metrics {addr}: cannot listen: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
 }
 
 /// Refuses to publish metrics beyond this host unless asked to.
@@ -214,28 +210,27 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Attached(Mutex<Option<Vec<AttachedIface>>>);
 
-/// Totals counted elsewhere, published as read.
+/// Totals counted elsewhere, as last published.
 #[derive(Debug, Default)]
 struct Totals(Mutex<TotalsState>);
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct TotalsState {
     rules: BTreeMap<String, RuleTraffic>,
-    counters: BTreeMap<String, u64>,
-    webhook: Option<WebhookStats>,
-    /// Findings the de-duplicator folded past each class's budget.
-    dedup_folded: [(Class, u64); 6],
+    /// Each family in the order first published, with its samples.
+    counters: Vec<(&'static CounterFamily, Vec<(&'static str, u64)>)>,
 }
 
-impl Default for TotalsState {
-    fn default() -> Self {
-        TotalsState {
-            rules: BTreeMap::new(),
-            counters: BTreeMap::new(),
-            webhook: None,
-            dedup_folded: Class::ALL.map(|c| (c, 0)),
-        }
-    }
+/// Everything [`Metrics::publish`] shows, as of one moment.
+pub struct Snapshot<'a> {
+    /// The parts' totals; a family appears once a part hands it over.
+    pub counters: &'a [&'a dyn Counters],
+    /// The rules of the matrix in force with their use since the start;
+    /// a rule that has not carried a flow yet is not shown.
+    pub rules: Vec<(&'a str, &'a RuleUse)>,
+    pub tracked_flows: usize,
+    /// The interfaces attached to at the last read; `None` before it.
+    pub interfaces: Option<&'a [AttachedIface]>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -337,55 +332,42 @@ impl Metrics {
         self.inner.alerts.get_or_create(&[("kind", kind.as_str())]).inc();
     }
 
-    /// The running totals of one matrix rule since the monitor started
-    /// (absolute values, not increments) and its last flow's time.
-    pub fn rule_traffic(&self, rule_id: &str, packets: u64, bytes: u64, flows: u64, last_seen: SystemTime) {
-        let t = RuleTraffic {
-            packets,
-            bytes,
-            flows,
-            last_seen: last_seen.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64(),
-        };
-        let mut st = self.inner.totals.lock();
-        match st.rules.get_mut(rule_id) {
-            Some(r) => *r = t,
-            None => {
-                st.rules.insert(rule_id.to_owned(), t);
-            }
+    /// Replaces every published total by `now`'s: the parts' counters,
+    /// the per-rule series (only rules in force), the tracked flows and
+    /// the attached interfaces (`monitor_interfaces_attached` and one
+    /// `monitor_interface_attached{iface,ingress}` series each: they come
+    /// and go with the host's links).
+    pub fn publish(&self, now: &Snapshot<'_>) {
+        let mut counters: Vec<(&'static CounterFamily, Vec<(&'static str, u64)>)> = Vec::new();
+        for part in now.counters {
+            part.counters(&mut |family, label, v| match counters
+                .iter_mut()
+                .find(|(f, _)| std::ptr::eq(*f, family))
+            {
+                Some((_, samples)) => samples.push((label, v)),
+                None => counters.push((family, vec![(label, v)])),
+            });
         }
-    }
-
-    /// Forgets the per-rule series (after a reload: rules may have gone).
-    pub fn clear_rules(&self) {
-        self.inner.totals.lock().rules.clear();
-    }
-
-    /// Sets `monitor_kernel_events_total{counter=NAME}` to absolute values.
-    pub fn set_counters<'a>(&self, counters: impl IntoIterator<Item = (&'a str, u64)>) {
-        let mut st = self.inner.totals.lock();
-        for (name, v) in counters {
-            match st.counters.get_mut(name) {
-                Some(c) => *c = v,
-                None => {
-                    st.counters.insert(name.to_owned(), v);
-                }
-            }
+        let rules = now
+            .rules
+            .iter()
+            .filter_map(|(id, u)| {
+                let last_seen = u.last_seen?;
+                let last_seen = last_seen.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                let t = RuleTraffic {
+                    packets: u.packets,
+                    bytes: u.bytes,
+                    flows: u.flows,
+                    last_seen: last_seen.as_secs_f64(),
+                };
+                Some((id.to_string(), t))
+            })
+            .collect();
+        *self.inner.totals.lock() = TotalsState { rules, counters };
+        self.inner.tracked.set(i64::try_from(now.tracked_flows).unwrap_or(i64::MAX));
+        if let Some(ifaces) = now.interfaces {
+            *self.inner.attached.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(ifaces.to_vec());
         }
-    }
-
-    /// Every kernel counter ([`Stat::name`]) and every user-space counter
-    /// ([`UserStats`] field names).
-    pub fn kernel_counters(&self, kernel: &KernelStats, user: &UserStats) {
-        self.set_counters(Stat::ALL.iter().map(|s| (s.name(), kernel.get(*s))));
-        self.set_counters(user_counters(user).iter().map(|(n, v)| (n.as_str(), *v)));
-        self.interfaces(&kernel.interfaces);
-    }
-
-    /// The interfaces the programs are attached to now (they come and go
-    /// with the host's links): `monitor_interfaces_attached` and one
-    /// `monitor_interface_attached{iface,ingress}` series each.
-    pub fn interfaces(&self, attached: &[AttachedIface]) {
-        *self.inner.attached.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(attached.to_vec());
     }
 
     pub fn engine_latency(&self, d: Duration) {
@@ -396,21 +378,8 @@ impl Metrics {
         self.inner.alert_latency.observe(d.as_secs_f64());
     }
 
-    /// Sets `monitor_dedup_folded_total{class}` to absolute values.
-    pub fn dedup_folded(&self, folded: &[(Class, u64); 6]) {
-        self.inner.totals.lock().dedup_folded = *folded;
-    }
-
-    pub fn webhook(&self, stats: &WebhookStats) {
-        self.inner.totals.lock().webhook = Some(*stats);
-    }
-
     pub fn reload(&self, ok: bool) {
         self.inner.reloads.get_or_create(&[("result", if ok { "ok" } else { "error" })]).inc();
-    }
-
-    pub fn tracked_flows(&self, n: usize) {
-        self.inner.tracked.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The OpenMetrics exposition, `# EOF` included.
@@ -427,14 +396,8 @@ impl Metrics {
         openmetrics_to_text(&self.encode())
     }
 
-    /// Binds `addr` and serves until `shutdown` turns true (or its sender
-    /// is dropped).
-    pub async fn serve(self, addr: SocketAddr, shutdown: watch::Receiver<bool>) -> Result<(), MetricsError> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
-        self.serve_on(listener, shutdown).await
-    }
-
-    /// As [`Metrics::serve`], on a bound listener, with [`ConnLimits::DEFAULT`].
+    /// Serves on a bound listener until `shutdown` turns true (or its
+    /// sender is dropped), with [`ConnLimits::DEFAULT`].
     pub async fn serve_on(
         self,
         listener: TcpListener,
@@ -448,39 +411,12 @@ impl Metrics {
     pub async fn serve_on_with(
         self,
         listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
         limits: ConnLimits,
     ) -> Result<(), MetricsError> {
-        let mut conns = JoinSet::new();
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let refused = Throttle::new(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => match slots.clone().try_acquire_owned() {
-                        Ok(slot) => {
-                            let conn = self.clone().connection(stream, shutdown.clone(), limits.request_timeout, slot);
-                            conns.spawn(conn);
-                        }
-                        Err(_) => {
-                            drop(stream);
-                            connection_refused(Server::Metrics);
-                            warn_refused(Server::Metrics, &refused, limits);
-                        }
-                    },
-                    Err(e) => {
-                        // Out of file descriptors and the like: pass, do not spin.
-                        log::warn!("metrics: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                _ = stopped(&mut shutdown) => break,
-            }
-            while conns.try_join_next().is_some() {}
-        }
-        // Scrapes in flight get a moment to finish.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while conns.join_next().await.is_some() {}
+        let stop = shutdown.clone();
+        accept_loop(listener, Server::Metrics, limits, shutdown, move |stream, slot| {
+            self.clone().connection(stream, stop.clone(), limits.request_timeout, slot)
         })
         .await;
         Ok(())
@@ -544,28 +480,11 @@ impl Metrics {
     }
 }
 
-/// Resolves when `shutdown` turns true or its sender is gone; holds no
-/// borrow of the value across an await (that would make futures !Send).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 fn verdict_name(v: VerdictKind) -> &'static str {
     match v {
         VerdictKind::Conforming => "conforming",
         VerdictKind::Unexpected => "unexpected",
         VerdictKind::Exposed => "exposed",
-    }
-}
-
-/// The user-space counters by field name, so that a new field is published
-/// without touching this module.
-fn user_counters(user: &UserStats) -> Vec<(String, u64)> {
-    match serde_json::to_value(user) {
-        Ok(serde_json::Value::Object(m)) => {
-            m.into_iter().filter_map(|(k, v)| v.as_u64().map(|v| (k, v))).collect()
-        }
-        _ => Vec::new(),
     }
 }
 
@@ -605,46 +524,15 @@ impl Collector for Totals {
                 ConstGauge::new(r.last_seen).encode(m.encode_family(&[("rule", id.as_str())])?)?;
             }
         }
-        if !st.counters.is_empty() {
-            let mut m = enc.encode_descriptor(
-                "kernel_events",
-                "Counters of the kernel programs and of the flow reader, by name (docs/deploy.md).",
-                None,
-                MetricType::Counter,
-            )?;
-            for (name, v) in &st.counters {
-                ConstCounter::new(*v).encode(m.encode_family(&[("counter", name.as_str())])?)?;
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "dedup_folded",
-            "Findings folded into overflow alerts because their de-duplication class held its budget of keys, by class.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (class, v) in st.dedup_folded {
-            ConstCounter::new(v).encode(m.encode_family(&[("class", class.as_str())])?)?;
-        }
-        if let Some(w) = st.webhook {
-            let m = enc.encode_descriptor(
-                "webhook_sent",
-                "Alerts the webhook accepted.",
-                None,
-                MetricType::Counter,
-            )?;
-            ConstCounter::new(w.sent).encode(m)?;
-            let mut m = enc.encode_descriptor(
-                "webhook_dropped",
-                "Alerts the webhook lost, by reason.",
-                None,
-                MetricType::Counter,
-            )?;
-            for (reason, v) in [
-                ("queue_full", w.dropped_queue_full),
-                ("after_retries", w.dropped_after_retries),
-                ("shutdown", w.dropped_at_shutdown),
-            ] {
-                ConstCounter::new(v).encode(m.encode_family(&[("reason", reason)])?)?;
+        for (family, samples) in &st.counters {
+            let mut m = enc.encode_descriptor(family.name, family.help, None, MetricType::Counter)?;
+            if family.label.is_empty() {
+                let total: u64 = samples.iter().map(|(_, v)| v).sum();
+                ConstCounter::new(total).encode(m)?;
+            } else {
+                for (value, v) in samples {
+                    ConstCounter::new(*v).encode(m.encode_family(&[(family.label, *value)])?)?;
+                }
             }
         }
         Ok(())
@@ -779,16 +667,29 @@ mod tests {
         );
     }
 
+    fn snapshot<'a>(
+        counters: &'a [&'a dyn Counters],
+        interfaces: Option<&'a [AttachedIface]>,
+    ) -> Snapshot<'a> {
+        Snapshot { counters, rules: Vec::new(), tracked_flows: 0, interfaces }
+    }
+
     #[test]
-    fn user_counters_are_the_field_names() {
-        let u = UserStats { events: 1, events_dropped: 2, flows_evicted: 3, ..UserStats::default() };
-        let c: BTreeMap<String, u64> = user_counters(&u).into_iter().collect();
-        assert_eq!(c["events"], 1);
-        assert_eq!(c["events_dropped"], 2);
-        assert_eq!(c["flows_evicted"], 3);
-        for s in Stat::ALL {
-            assert!(!c.contains_key(s.name()), "user counter {} shadows the kernel's", s.name());
-        }
+    fn each_part_has_its_own_family_and_a_publish_replaces_the_last() {
+        use crate::kernel::{stream::UserStats, KernelStats};
+        let m = Metrics::new();
+        let user = UserStats { events: 1, events_dropped: 2, flows_evicted: 3, ..UserStats::default() };
+        let mut kernel = KernelStats::default();
+        kernel.counts[monitor_common::Stat::RingBufFull as usize] = 5;
+        m.publish(&snapshot(&[&kernel, &user], None));
+        let om = m.encode();
+        assert!(om.contains("monitor_flow_reader_total{counter=\"events_dropped\"} 2\n"), "{om}");
+        assert!(om.contains("monitor_kernel_packets_total{counter=\"ringbuf_full\"} 5\n"), "{om}");
+        assert!(!om.contains("monitor_kernel_packets_total{counter=\"events"), "families apart: {om}");
+        // A part not handed over any more leaves no series behind.
+        m.publish(&snapshot(&[&user], None));
+        let om = m.encode();
+        assert!(!om.contains("kernel_packets") && om.contains("flow_reader"), "{om}");
     }
 
     #[test]
@@ -797,7 +698,7 @@ mod tests {
         let m = Metrics::new();
         assert!(!m.encode().contains("interfaces_attached"), "published before the first read");
         let iface = |name: &str, index| AttachedIface { name: name.into(), index, ingress: IngressHook::Tc };
-        m.interfaces(&[iface("veth-a", 12), iface("eth0", 2)]);
+        m.publish(&snapshot(&[], Some(&[iface("veth-a", 12), iface("eth0", 2)])));
         let om = m.encode();
         assert!(
             om.contains("# TYPE monitor_interfaces_attached gauge\nmonitor_interfaces_attached 2\n"),
@@ -805,7 +706,7 @@ mod tests {
         );
         assert!(om.contains("monitor_interface_attached{iface=\"veth-a\",ingress=\"tc\"} 1\n"), "{om}");
         // One that went away leaves no series behind.
-        m.interfaces(&[iface("eth0", 2)]);
+        m.publish(&snapshot(&[], Some(&[iface("eth0", 2)])));
         let om = m.encode();
         assert!(om.contains("monitor_interfaces_attached 1\n") && !om.contains("veth-a"), "{om}");
     }

@@ -1,11 +1,15 @@
 //! The live monitor: kernel flows to verdicts to alerts (`monitor run`),
 //! with de-duplication, coverage, the control socket and the outputs.
 
+pub mod agent;
 pub mod control;
 pub mod coverage;
 pub mod dedup;
 pub mod judge;
 pub mod metrics;
-pub mod run;
+pub mod pipeline;
+pub mod serve;
 pub mod sink;
 pub mod webhook;
+
+pub use agent::{run, RunOptions};

@@ -27,7 +27,10 @@ use tokio::{
 };
 
 use super::sink::Throttle;
-use crate::alert::Alert;
+use crate::{
+    alert::Alert,
+    counters::{Counters, Emit, Family},
+};
 
 /// Attempts per batch, the first included: with the default backoff (0.5 s
 /// doubling to 30 s) a batch is given up after about two minutes.
@@ -116,6 +119,46 @@ pub struct WebhookStats {
     pub dropped_at_shutdown: u64,
 }
 
+/// `monitor_webhook_sent_total`.
+pub static WEBHOOK_SENT: Family =
+    Family { name: "webhook_sent", help: "Alerts the webhook accepted.", label: "" };
+/// `monitor_webhook_dropped_total{reason}`.
+pub static WEBHOOK_DROPPED: Family =
+    Family { name: "webhook_dropped", help: "Alerts the webhook lost, by reason.", label: "reason" };
+/// `monitor_webhook_batches_total{result}`.
+pub static WEBHOOK_BATCHES: Family = Family {
+    name: "webhook_batches",
+    help: "Batches the webhook delivered (ok) or gave up (failed), by result.",
+    label: "result",
+};
+/// `monitor_webhook_retries_total`.
+pub static WEBHOOK_RETRIES: Family = Family {
+    name: "webhook_retries",
+    help: "Webhook requests repeated after a retryable failure.",
+    label: "",
+};
+
+impl Counters for WebhookStats {
+    fn counters(&self, emit: &mut Emit<'_>) {
+        let WebhookStats {
+            sent,
+            batches_ok,
+            batches_failed,
+            retries,
+            dropped_queue_full,
+            dropped_after_retries,
+            dropped_at_shutdown,
+        } = *self;
+        emit(&WEBHOOK_SENT, "", sent);
+        emit(&WEBHOOK_DROPPED, "queue_full", dropped_queue_full);
+        emit(&WEBHOOK_DROPPED, "after_retries", dropped_after_retries);
+        emit(&WEBHOOK_DROPPED, "shutdown", dropped_at_shutdown);
+        emit(&WEBHOOK_BATCHES, "ok", batches_ok);
+        emit(&WEBHOOK_BATCHES, "failed", batches_failed);
+        emit(&WEBHOOK_RETRIES, "", retries);
+    }
+}
+
 impl WebhookStats {
     pub fn dropped(&self) -> u64 {
         self.dropped_queue_full + self.dropped_after_retries + self.dropped_at_shutdown
@@ -123,7 +166,7 @@ impl WebhookStats {
 }
 
 #[derive(Default)]
-struct Counters {
+struct Tallies {
     sent: AtomicU64,
     batches_ok: AtomicU64,
     batches_failed: AtomicU64,
@@ -134,7 +177,7 @@ struct Counters {
 }
 
 struct Shared {
-    counters: Counters,
+    counters: Tallies,
     /// scheme://host:port only: paths and queries of webhooks often hold secrets.
     endpoint: String,
     /// Queue-full drops not yet warned about.
@@ -179,7 +222,7 @@ impl Webhook {
             .map_err(WebhookError::Client)?;
         let (tx, rx) = mpsc::channel(opts.queue);
         let shared = Arc::new(Shared {
-            counters: Counters::default(),
+            counters: Tallies::default(),
             endpoint: endpoint(&url),
             drops: Throttle::new(opts.drop_log_every),
             stop: watch::channel(None).0,

@@ -11,7 +11,14 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::{expr::CondEnv, Matrix, MatrixError, PortItem, Pos, When};
-use crate::engine::Selection;
+
+/// What a run selects: profiles (in order) and `--set` variables. A key
+/// `bind:NAME` binds a DNS name to comma-separated addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub profiles: Vec<String>,
+    pub vars: BTreeMap<String, String>,
+}
 
 /// The protocol of an expanded rule. `icmp` covers ICMP and ICMPv6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

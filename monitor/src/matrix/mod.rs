@@ -17,7 +17,9 @@ use std::{
     sync::Arc,
 };
 
-pub use expand::{format_ports, parse_net, Active, ExpandedExposure, ExpandedRule, RuleProto, BIND_PREFIX};
+pub use expand::{
+    format_ports, parse_net, Active, ExpandedExposure, ExpandedRule, RuleProto, Selection, BIND_PREFIX,
+};
 pub use expr::{Cond, CondEnv, Template};
 pub use ipnet::IpNet;
 

@@ -102,7 +102,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(1500));
     let m = scrape(&node, METRICS);
     let judged_unexpected = sample(&m, r#"monitor_flows_total{verdict="unexpected"}"#) as u64;
-    let events_dropped = sample(&m, r#"monitor_kernel_events_total{counter="events_dropped"}"#) as u64;
+    let events_dropped = sample(&m, r#"monitor_flow_reader_total{counter="events_dropped"}"#) as u64;
     let lat_out = agent.stop();
     assert!(
         lat_out.status.success(),
@@ -132,7 +132,7 @@ fn main() {
         eprintln!("{m}");
     }
     let tracked = sample(&m, "monitor_tracked_flows") as u64;
-    let evicted = sample(&m, r#"monitor_kernel_events_total{counter="flows_evicted"}"#) as u64;
+    let evicted = sample(&m, r#"monitor_flow_reader_total{counter="flows_evicted"}"#) as u64;
     let rss = status_kib(pid, "VmRSS");
     let hwm = status_kib(pid, "VmHWM");
     let mem_out = agent.stop();

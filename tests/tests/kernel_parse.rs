@@ -5,7 +5,8 @@
 //! agrees with the kernel on every flow and counter.
 //!
 //! Needs root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON) and the kernel object
-//! (`cargo xtask test` provides both).
+//! (`cargo xtask test` provides both), so it lives in this crate with the
+//! other privileged tests, and `cargo test -p monitor` runs as any user.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ use aya::{
 };
 use monitor::{
     kernel,
-    track::{LinkKind, Tracker},
+    replay::track::{LinkKind, Tracker},
 };
 use monitor_common::{
     initiator_how, maps, programs, proto, side, tcp_flag, FlowCacheSlot, FlowKey, FlowValue, IcmpError, Stat,

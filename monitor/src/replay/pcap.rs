@@ -5,7 +5,7 @@
 //! an error naming the file, the packet number and the byte offset: a
 //! half-read capture would give a verdict on traffic that was never looked
 //! at. Damage inside one packet is the tracker's business: it is counted by
-//! reason (see [`crate::track::Stats`]) and the replay goes on.
+//! reason (see [`super::track::Stats`]) and the replay goes on.
 
 use std::{
     fs::File,
@@ -18,7 +18,7 @@ use pcap_parser::{
 };
 use thiserror::Error;
 
-use crate::track::{LinkKind, Tracker};
+use super::track::{LinkKind, Tracker};
 
 /// The read buffer starts here and doubles for larger blocks up to
 /// [`MAX_BLOCK`]: a pcapng block can be as large as its writer wants.

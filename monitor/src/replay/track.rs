@@ -33,7 +33,7 @@ use crate::flow::{EpochClock, Flow, FlowState, NoHint};
 // the kernel does, NET_IP_ALIGN) on the frame starting 2 bytes past a 4-byte
 // boundary: [`Tracker`] copies a frame to such a place unless it sits there.
 #[allow(clippy::all, dead_code, unused_imports)]
-#[path = "../../monitor-ebpf/src/parse.rs"]
+#[path = "../../../monitor-ebpf/src/parse.rs"]
 mod parse;
 
 use parse::{dir_side, initiator_of, L4Kind, Packet};

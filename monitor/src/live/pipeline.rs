@@ -1,0 +1,252 @@
+//! The live agent's state and what it does with each input: a flow event
+//! from the kernel, a table read, the 1 s tick, a DNS rebuild, a reload.
+//!
+//! One value owns the judge, the passive DNS names, the de-duplicator and
+//! the outputs, and has one method per input, so the agent's loop
+//! ([`super::agent`]) only waits and dispatches, and a new output or source
+//! lands here as a field and a method rather than in the loop.
+
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+
+use log::{error, info, warn};
+
+use super::{
+    coverage::Report,
+    dedup::Dedup,
+    judge::Judge,
+    metrics::{Metrics, Snapshot},
+    sink::Sink,
+    webhook::Webhook,
+};
+use crate::{
+    alert::Alert,
+    counters::Counters,
+    dns::{
+        live::{Inputs, LiveNames},
+        DnsMessage,
+    },
+    engine::{Compiled, SourcesError},
+    flow::{Clock, Flow},
+    kernel::{
+        stream::{Table, UserStats},
+        KernelClock, KernelStats,
+    },
+};
+
+/// Everything an alert passes through on its way out.
+pub struct Out {
+    pub sink: Sink,
+    pub webhook: Option<Webhook>,
+    pub metrics: Metrics,
+    pub dedup: Dedup,
+}
+
+impl Out {
+    fn offer(&mut self, alert: Alert) {
+        if let Some(a) = self.dedup.offer(alert, Instant::now()) {
+            self.emit(&a);
+        }
+    }
+
+    fn emit(&mut self, alert: &Alert) {
+        self.metrics.alert(alert.kind);
+        if let Ok(latency) = SystemTime::now().duration_since(alert.first_seen) {
+            self.metrics.alert_latency(latency);
+        }
+        if let Err(e) = self.sink.write(alert) {
+            error!("cannot write an alert: {e}");
+        }
+        if let Some(w) = &self.webhook {
+            w.send(alert);
+        }
+    }
+}
+
+pub struct Pipeline {
+    judge: Judge,
+    names: LiveNames,
+    out: Out,
+    clock: KernelClock,
+    /// The kernel's and the reader's counters as of the last table read.
+    last_read: Option<(KernelStats, UserStats)>,
+}
+
+impl Pipeline {
+    pub fn new(compiled: Compiled, dns: crate::dns::CacheOptions, out: Out) -> Pipeline {
+        let Compiled { engine, matrix, inventory, selection, .. } = compiled;
+        Pipeline {
+            judge: Judge::new(Arc::new(engine)),
+            // Passive DNS: services placed by name bind what this host resolves.
+            names: LiveNames::new(Inputs { matrix, inventory, selection }, dns),
+            out,
+            clock: KernelClock::new(),
+            last_read: None,
+        }
+    }
+
+    /// A new flow, its first answer or an ICMP error, from the ring buffer.
+    pub fn event(&mut self, flow: &Flow) {
+        if let Some(flow) = self.names.hold(flow) {
+            judge_flow(&mut self.judge, &mut self.out, &self.names, flow);
+        }
+    }
+
+    /// A DNS answer (or a TCP segment of one) from port 53.
+    pub fn dns(&mut self, message: &DnsMessage) {
+        self.names.ingest(message);
+    }
+
+    /// When the names DNS bound call for a rebuild of the engine.
+    pub fn dns_due(&self) -> Option<Instant> {
+        self.names.due()
+    }
+
+    /// Rebuilds the engine with the names DNS bound, and judges the flows
+    /// held for it.
+    pub fn dns_rebuild(&mut self) {
+        let (engine, flows) = self.names.rebuild();
+        if let Some(engine) = engine {
+            self.judge.set_engine(Arc::new(engine));
+        }
+        for flow in &flows {
+            judge_flow(&mut self.judge, &mut self.out, &self.names, flow);
+        }
+    }
+
+    /// A whole table read: every flow (built once each), then the flows the
+    /// kernel evicted since the last read.
+    pub fn table(&mut self, table: &Table) {
+        let (judge, out, names) = (&mut self.judge, &mut self.out, &mut self.names);
+        let now_ns = self.clock.now_raw();
+        judge.begin_table();
+        for flow in table.flows() {
+            names.flow_seen(&flow, now_ns);
+            match names.hold(&flow) {
+                Some(flow) => judge_flow(judge, out, names, flow),
+                // Held for a pending DNS rebuild: still in the table.
+                None => judge.touch(&flow.key),
+            }
+        }
+        // Evicted by the kernel from a full table since the last read: judged
+        // once, as last known (their SYN may have timed out by now).
+        for flow in table.evicted() {
+            if let Some(flow) = names.hold(&flow) {
+                judge_flow(judge, out, names, flow);
+            }
+        }
+        judge.coverage.losses = table.losses();
+        // Flows expired in the kernel are forgotten, but not on the last table:
+        // its flows were not removed.
+        if !table.last {
+            judge.end_table();
+        }
+        self.last_read = Some((table.kernel.clone(), table.user));
+    }
+
+    /// The 1 s tick: DNS ages, the de-duplicator reports what is due, and
+    /// every total is published to the metrics.
+    pub fn tick(&mut self) {
+        self.names.expire(self.clock.now_raw());
+        for a in self.out.dedup.tick(Instant::now()) {
+            self.out.emit(&a);
+        }
+        let webhook = self.out.webhook.as_ref().map(Webhook::stats);
+        let mut parts: Vec<&dyn Counters> = Vec::with_capacity(6);
+        if let Some((kernel, user)) = &self.last_read {
+            parts.extend([kernel as &dyn Counters, user]);
+        }
+        parts.extend([&self.names as &dyn Counters, &self.out.dedup.stats, &webhook]);
+        self.out.metrics.publish(&Snapshot {
+            counters: &parts,
+            rules: self.judge.coverage.in_force(self.judge.engine()),
+            tracked_flows: self.judge.tracked(),
+            interfaces: self.last_read.as_ref().map(|(kernel, _)| kernel.interfaces.as_slice()),
+        });
+    }
+
+    /// The coverage report, as `monitor report` gets it.
+    pub fn report(&self) -> Report {
+        self.judge.coverage.report(self.judge.engine())
+    }
+
+    /// A reload's result: the new matrix and inventory in force, or the old
+    /// ones kept. Counters are kept either way.
+    pub fn reloaded(&mut self, compiled: Result<Compiled, SourcesError>) {
+        match compiled {
+            Ok(compiled) => {
+                for w in &compiled.warnings {
+                    warn!("reload: {w}");
+                }
+                let Compiled { engine, matrix, inventory, selection, .. } = compiled;
+                // The new matrix may watch other names: compile again with what DNS bound.
+                self.names.set_inputs(Inputs { matrix, inventory, selection });
+                let engine = self.names.compile().unwrap_or(engine);
+                self.judge.set_engine(Arc::new(engine));
+                self.out.metrics.reload(true);
+                info!("reloaded the matrix and the inventory (SIGHUP)");
+            }
+            Err(e) => {
+                self.out.metrics.reload(false);
+                // As anyhow, `{:#}` prints the causes too.
+                let e = anyhow::Error::from(e);
+                error!("reload failed; the previous matrix and inventory stay in force: {e:#}");
+            }
+        }
+    }
+
+    /// A reload that could not run at all (its task panicked).
+    pub fn reload_failed(&mut self, why: &str) {
+        self.out.metrics.reload(false);
+        error!("reload failed: {why}");
+    }
+
+    /// At the end: the alerts the de-duplicator still holds go out, and the
+    /// webhook's handle is given back for its flush.
+    pub fn flush(&mut self) -> Option<Webhook> {
+        for a in self.out.dedup.flush() {
+            self.out.emit(&a);
+        }
+        self.out.webhook.take()
+    }
+
+    /// Writes the last line (the coverage report) and returns the exit
+    /// summary to log.
+    pub fn finish(mut self, json: bool) -> anyhow::Result<String> {
+        let report = self.report();
+        let line = if json { serde_json::to_string(&report)? } else { report.to_text() };
+        self.out.sink.write_line(&line)?;
+        let c = self.judge.counts;
+        let blocked: u64 = self.judge.coverage.iter().map(|(_, u)| u.blocked).sum();
+        let d = &self.out.dedup.stats;
+        Ok(format!(
+            "{} flows: {} conforming, {} unexpected, {} exposed, {} exposed but unanswered, {} documented \
+             blocked; {} alerts emitted, {} repeats folded; losses: {}",
+            c.flows,
+            c.conforming,
+            c.unexpected,
+            c.exposed,
+            c.exposed_unanswered,
+            blocked,
+            d.emitted,
+            d.repeats,
+            self.judge.coverage.losses
+        ))
+    }
+}
+
+fn judge_flow(judge: &mut Judge, out: &mut Out, names: &LiveNames, flow: &Flow) {
+    let judged = judge.observe(flow);
+    if let Some(t) = judged.engine_time {
+        out.metrics.engine_latency(t);
+    }
+    if let Some(v) = judged.new_flow {
+        out.metrics.flow(v);
+    }
+    if let Some(mut alert) = judged.alert {
+        names.annotate(&mut alert, judge.engine());
+        out.offer(alert);
+    }
+}
