@@ -17,6 +17,10 @@ use monitor::{
     matrix::Matrix,
 };
 
+mod expected;
+
+use expected::expected_lines;
+
 fn corpus(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/corpus").join(name)
 }
@@ -94,14 +98,7 @@ fn check(name: &str, product: Option<&str>) -> Imported {
         .unwrap_or_else(|e| panic!("the draft of {name} does not load:\n{e}\n---\n{}", imported.yaml));
     assert!(lint.is_empty(), "lint warnings on the draft of {name}: {lint:?}\n{}", imported.yaml);
     let exp = corpus(&format!("{name}.expected"));
-    let mut want: Vec<String> = std::fs::read_to_string(&exp)
-        .unwrap_or_else(|e| panic!("{}: {e}", exp.display()))
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect();
-    want.sort();
+    let want = expected_lines(&exp);
     let got = reading(&imported);
     assert_eq!(
         got,

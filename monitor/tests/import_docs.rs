@@ -5,6 +5,8 @@
 //! through `monitor check`, and the vendor's original RP-PAM document when
 //! it is checked out beside the repository.
 
+mod expected;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -348,15 +350,7 @@ fn check_fixture(name: &str, groups: &[(&str, &str)]) {
     got.extend(placements(&imported.review));
     got.sort();
     let exp_path = fixture(&format!("{name}.expected"));
-    let exp_text =
-        std::fs::read_to_string(&exp_path).unwrap_or_else(|e| panic!("{}: {e}", exp_path.display()));
-    let mut want: Vec<String> = exp_text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect();
-    want.sort();
+    let want = expected::expected_lines(&exp_path);
     assert_eq!(
         got,
         want,

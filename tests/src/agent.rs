@@ -236,6 +236,17 @@ impl Agent {
         self.child.id()
     }
 
+    /// The agent's peak resident size so far (VmHWM), in KiB.
+    pub fn peak_kib(&self) -> u64 {
+        let pid = self.pid();
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status:\n{s}"))
+    }
+
     /// Output lines (stdout or the alerts file) read so far.
     pub fn lines(&self) -> Vec<String> {
         self.out.lines.lock().expect("agent lines").iter().map(|(_, l)| l.clone()).collect()

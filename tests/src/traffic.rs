@@ -393,3 +393,15 @@ pub fn pin_to_cpu(cpu: usize) {
         );
     }
 }
+
+/// xorshift64: spoofed addresses, ports and names, the same every run.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}

@@ -25,7 +25,9 @@ use etherparse::PacketBuilder;
 use monitor_tests::{
     agent::{rp_pam, sample, scrape, Agent, AlertLine},
     cluster::Cluster,
-    inject, nft, traffic, NetNs,
+    inject, nft,
+    traffic::{self, XorShift},
+    NetNs,
 };
 
 const IF: &str = Cluster::IFACE;
@@ -44,31 +46,9 @@ const DNS_PER_TICK: usize = 20;
 const MAX_HWM_KIB: u64 = 112 * 1024;
 const METRICS: &str = "127.0.0.1:9469";
 
-/// VmHWM of `pid`, in KiB.
-fn peak_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in {s}"))
-}
-
-/// xorshift64: spoofed addresses and names without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// A DNS response from `src` (port 53) binding a made-up name to an address.
-fn dns_answer(rng: &mut Rng, macs: ([u8; 6], [u8; 6]), src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    let id = rng.next();
+fn dns_answer(rng: &mut XorShift, macs: ([u8; 6], [u8; 6]), src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let id = rng.next_u64();
     let mut m = Vec::with_capacity(96);
     m.extend_from_slice(&(id as u16).to_be_bytes());
     m.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
@@ -89,12 +69,12 @@ fn dns_answer(rng: &mut Rng, macs: ([u8; 6], [u8; 6]), src: Ipv4Addr, dst: Ipv4A
 }
 
 /// One UDP datagram from a spoofed source, IPv4 or IPv6, to rppam1.
-fn spoofed(rng: &mut Rng, macs: ([u8; 6], [u8; 6]), v6: bool, dst4: Ipv4Addr) -> Vec<u8> {
-    let x = rng.next();
+fn spoofed(rng: &mut XorShift, macs: ([u8; 6], [u8; 6]), v6: bool, dst4: Ipv4Addr) -> Vec<u8> {
+    let x = rng.next_u64();
     let b = PacketBuilder::ethernet2(macs.0, macs.1);
     let b = if v6 {
         let src = Ipv6Addr::from(
-            0xfd00u128 << 112 | u128::from(x & 0xffff_ffff_ffff) << 64 | u128::from(rng.next()),
+            0xfd00u128 << 112 | u128::from(x & 0xffff_ffff_ffff) << 64 | u128::from(rng.next_u64()),
         );
         let dst: Ipv6Addr = "fd00::1".parse().expect("address");
         b.ipv6(src.octets(), dst.octets(), 64)
@@ -114,7 +94,7 @@ fn spoofed(rng: &mut Rng, macs: ([u8; 6], [u8; 6]), v6: bool, dst4: Ipv4Addr) ->
 /// re-created), until `stop`. Returns the frames sent.
 fn flood(ws01: &NetNs, rppam1_mac: &AtomicU64, rppam1: Ipv4Addr, stop: &AtomicBool) -> u64 {
     let ws_mac = inject::mac_of(ws01, IF);
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = XorShift(0x1234_5678_9abc_def1);
     let mut sent = 0;
     while !stop.load(Ordering::Relaxed) {
         let m = rppam1_mac.load(Ordering::Relaxed).to_be_bytes();
@@ -124,7 +104,7 @@ fn flood(ws01: &NetNs, rppam1_mac: &AtomicU64, rppam1: Ipv4Addr, stop: &AtomicBo
             frames.push(spoofed(&mut rng, macs, i % 2 == 1, rppam1));
         }
         for _ in 0..DNS_PER_TICK {
-            let resolver = Ipv4Addr::from(0xc612_0000 | (rng.next() as u32 & 0xff));
+            let resolver = Ipv4Addr::from(0xc612_0000 | (rng.next_u64() as u32 & 0xff));
             frames.push(dns_answer(&mut rng, macs, resolver, rppam1));
         }
         inject::send_frames(ws01, IF, &frames);
@@ -281,7 +261,7 @@ fn a_minute_of_hostile_traffic_leaves_the_agent_up_bounded_and_every_real_findin
     // A few table reads past the last SYN timeout.
     std::thread::sleep(Duration::from_secs(3));
     let metrics = scrape(c.ns("rppam1"), METRICS);
-    let peak = peak_kib(a.pid());
+    let peak = a.peak_kib();
     eprintln!(
         "soak: {n} rounds, {frames} spoofed frames, {attempts} refused connects, replugs {replugs:?}, VmHWM {peak} KiB"
     );

@@ -19,16 +19,6 @@ const SOURCES: u32 = 200_000;
 /// the per-client scan state was made small), under the DaemonSet's 128 MiB.
 const MAX_HWM_KIB: u64 = 112 * 1024;
 
-/// VmHWM of `pid`, in KiB.
-fn peak_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in {s}"))
-}
-
 #[test]
 fn spoofed_ipv6_sources_stay_within_the_memory_bound_and_a_real_finding_still_alerts() {
     let c = Cluster::new(&["rppam1", "ws01"]);
@@ -38,13 +28,11 @@ fn spoofed_ipv6_sources_stay_within_the_memory_bound_and_a_real_finding_still_al
     let dst: Ipv6Addr = "fd00::1".parse().expect("address");
     // Random sources in fd00::/16, each in its own /64 (so that every one
     // is a client of its own to de-duplication), 1,000 every 5 ms.
-    let mut x: u64 = 0x1234_5678_9abc_def1;
+    let mut rng = traffic::XorShift(0x1234_5678_9abc_def1);
     for _ in 0..SOURCES / 1000 {
         let batch: Vec<Vec<u8>> = (0..1000)
             .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = rng.next_u64();
                 let hi = u128::from(x.wrapping_mul(0x9e37_79b9_7f4a_7c15) & 0xffff_ffff_ffff);
                 let src = Ipv6Addr::from(0xfd00u128 << 112 | hi << 64 | u128::from(x));
                 let b =
@@ -59,7 +47,7 @@ fn spoofed_ipv6_sources_stay_within_the_memory_bound_and_a_real_finding_still_al
     }
     // A few table reads with the flood in the table.
     std::thread::sleep(Duration::from_secs(3));
-    let peak = peak_kib(a.pid());
+    let peak = a.peak_kib();
     eprintln!("VmHWM after {SOURCES} spoofed sources: {peak} KiB");
     assert!(
         peak < MAX_HWM_KIB,
