@@ -11,9 +11,9 @@ use monitor::{cli::Cli, cmd::pipe::is_closed_stdout};
 /// Under a long spoofed-source flood the agent's peak then kept growing:
 /// 97 MiB after 200,000 sources, 109 MiB after 1,000,000, 128 MiB after
 /// 3,000,000 (`--max-flows 65536`). With the threshold fixed at 128 KiB and
-/// two arenas it stays at 106 MiB after 3,000,000 (tests/tests/sources.rs
-/// with more sources). The environment (`MALLOC_ARENA_MAX`, ...) still wins
-/// where it is set.
+/// two arenas it peaks at 96 MiB after 3,000,000 (tests/tests/sources.rs
+/// with more sources). The environment (`MALLOC_MMAP_THRESHOLD_`,
+/// `MALLOC_ARENA_MAX`) still wins where it is set.
 fn tune_allocator() {
     for (param, value, var) in [
         (libc::M_MMAP_THRESHOLD, 128 * 1024, "MALLOC_MMAP_THRESHOLD_"),
