@@ -23,6 +23,14 @@ impl Reporter {
     pub fn new(hostname: impl Into<String>) -> Reporter {
         Reporter { hostname: hostname.into() }
     }
+
+    /// This host, by its name (`/proc/sys/kernel/hostname`; a DaemonSet pod
+    /// on the host network has the node's). `localhost` when unreadable.
+    pub fn local() -> Reporter {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let name = name.trim();
+        Reporter::new(if name.is_empty() { "localhost" } else { name })
+    }
 }
 
 /// How urgent a finding is, on OCSF's scale (`severity_id`).

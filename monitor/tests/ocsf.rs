@@ -272,3 +272,45 @@ fn the_documented_example_is_what_the_encoder_gives() {
         serde_json::to_string_pretty(&event).unwrap()
     );
 }
+
+#[test]
+fn monitor_check_writes_valid_ocsf_events_and_the_summary_on_stderr() {
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rp-pam/pcaps/blocked.pcapng");
+    let matrix = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rp-pam/matrix.yaml");
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rp-pam/inventory.ini");
+    let run = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .args(["check", "--format", format, "--profile", "ha", "--matrix"])
+            .arg(&matrix)
+            .arg("--inventory")
+            .arg(&inventory)
+            .arg("--pcap")
+            .arg(&pcap)
+            .output()
+            .expect("run monitor check");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "findings: status 1\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (json, _) = run("json");
+    let alerts = json.lines().filter(|l| l.contains("\"type\":\"alert\"")).count();
+    let (events, stderr) = run("ocsf");
+    let events: Vec<String> = events.lines().map(str::to_string).collect();
+    assert!(
+        alerts > 0 && events.len() == alerts,
+        "one event per finding: {alerts} alerts, {} events",
+        events.len()
+    );
+    assert!(validate(&events).iter().all(|v| v == "ok"), "{:?}", validate(&events));
+    assert!(stderr.contains("flows"), "the summary is on stderr: {stderr}");
+    let (falco, _) = run("falco");
+    for line in falco.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a Falco event per line");
+        assert!(v["rule"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+    }
+    assert_eq!(falco.lines().count(), alerts);
+}

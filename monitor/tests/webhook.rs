@@ -18,7 +18,13 @@ use hyper::{server::conn::http1, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
 use monitor::{
     alert::{Alert, Kind},
-    live::webhook::{Webhook, WebhookOptions},
+    falco,
+    live::{
+        sink::Format,
+        webhook::{Webhook, WebhookOptions},
+    },
+    ocsf,
+    siem::Reporter,
 };
 use tokio::{io::AsyncReadExt, net::TcpListener};
 
@@ -131,6 +137,43 @@ async fn batches_arrive_whole_and_in_order() {
     assert_eq!(stats.sent, 35);
     assert_eq!(stats.batches_ok, rec.requests().len() as u64);
     assert_eq!((stats.dropped(), stats.retries, stats.batches_failed), (0, 0, 0), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falco_events_go_one_per_post_and_ocsf_events_in_arrays() {
+    let node = Reporter::new("rppam1");
+    let sent: Vec<Alert> = (0..7).map(alert).collect();
+    for (format, one_per_post) in [(Format::Falco, true), (Format::Ocsf, false)] {
+        let (url, rec) = server(&[]).await;
+        let opts = WebhookOptions { reporter: node.clone(), ..options(&url).with_format(format) };
+        let (hook, task) = Webhook::spawn(opts).unwrap();
+        for a in &sent {
+            hook.send(a);
+        }
+        let stats = hook.shutdown(Duration::from_secs(5)).await;
+        task.await.unwrap();
+        let want: Vec<serde_json::Value> = sent
+            .iter()
+            .map(|a| match format {
+                Format::Falco => falco::to_json(a, &node),
+                _ => ocsf::to_json(a, &node),
+            })
+            .map(|e| serde_json::from_str(&e).unwrap())
+            .collect();
+        let bodies: Vec<serde_json::Value> =
+            rec.requests().iter().map(|(_, b)| serde_json::from_slice(b).expect("JSON body")).collect();
+        let got: Vec<serde_json::Value> = if one_per_post {
+            // falcosidekick takes one event per request: no arrays.
+            assert!(bodies.iter().all(|b| b.is_object()), "{format:?}: bodies {bodies:?}");
+            bodies
+        } else {
+            assert!(bodies.iter().all(|b| b.is_array()), "{format:?}: bodies {bodies:?}");
+            assert!(bodies.len() < sent.len(), "{format:?}: OCSF events are batched");
+            bodies.into_iter().flat_map(|b| b.as_array().unwrap().clone()).collect()
+        };
+        assert_eq!(got, want, "{format:?}: every event, as the encoder writes it, in order");
+        assert_eq!((stats.sent, stats.dropped()), (7, 0), "{format:?}: {stats:?}");
+    }
 }
 
 fn sizes(b: &[Vec<serde_json::Value>]) -> Vec<usize> {

@@ -16,6 +16,7 @@ use monitor_tests::{
     cluster::Cluster,
     nft, traffic,
 };
+use serde_json::Value;
 
 const IF: &str = Cluster::IFACE;
 
@@ -573,4 +574,40 @@ fn sighup_with_an_inventory_past_the_host_limit_fails_at_once_and_keeps_the_old_
     out.assert_success();
     let ports: Vec<u16> = out.alerts().iter().map(|x| x.dst.port).collect();
     assert_eq!(ports, vec![9300], "{}", describe(&out.alerts()));
+}
+
+#[test]
+fn ocsf_output_holds_events_only_and_the_coverage_report_goes_to_stderr() {
+    let c = Cluster::new(&["rppam1", "ws01"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("rppam1.sock").display().to_string();
+    let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
+    #[rustfmt::skip]
+    let a = Agent::start(c.ns("rppam1"), IF, &[
+        "--matrix", &matrix, "--inventory", &inventory, "--profile", "ha", "--iface", IF, "--socket", &socket,
+        "--format", "ocsf",
+    ]);
+    let s = traffic::TcpEchoServer::start(c.ns("rppam1"), c.addr("rppam1", 9100), 1);
+    traffic::tcp_echo_client(c.ns("ws01"), s.addr, 1, 50);
+    s.join();
+    settle();
+    let out = a.stop();
+    out.assert_success();
+    let events: Vec<Value> = out
+        .lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not an OCSF event ({e}): {l}")))
+        .collect();
+    assert!(!events.is_empty(), "no event:\n{}", out.stderr);
+    for e in &events {
+        assert_eq!((e["class_uid"].as_u64(), e["category_uid"].as_u64()), (Some(4001), Some(4)), "{e}");
+    }
+    let e = events.iter().find(|e| e["dst_endpoint"]["port"] == 9100).expect("the 9100 finding");
+    assert_eq!(e["src_endpoint"]["hostname"], "ws01", "{e}");
+    assert_eq!(e["unmapped"]["kind"], "unexpected", "{e}");
+    assert!(
+        out.stderr.contains("web-portal") && out.stderr.contains("never seen"),
+        "the coverage report is on stderr:\n{}",
+        out.stderr
+    );
 }

@@ -15,12 +15,15 @@ use super::{duration::parse_duration, sources::EngineArgs};
 use crate::{
     dns::{CacheOptions, DnsMessage, NamedServices, Passive},
     engine::Engine,
+    falco,
     flow::{EpochClock, Flow, NoHint},
+    ocsf,
     replay::{
         pcap,
         track::{Expiry, Tracker},
         InOrder, Summary, Tally,
     },
+    siem::Reporter,
     verdict::{assess, Outcome},
 };
 
@@ -30,6 +33,10 @@ pub enum Format {
     Json,
     /// One line per finding, then a summary, for people.
     Text,
+    /// One OCSF Network Activity event per finding; the summary goes to stderr (docs/alerts.md, "OCSF").
+    Ocsf,
+    /// One Falco-shaped event per finding; the summary goes to stderr (docs/alerts.md, "Falco").
+    Falco,
 }
 
 /// Check every flow of a capture against a port matrix, without root.
@@ -86,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut tally = Tally::default();
+    let reporter = Reporter::local();
     let mut judge = |entries: Vec<(FlowKey, FlowValue)>,
                      answers: &mut VecDeque<DnsMessage>,
                      now_ns: u64|
@@ -111,6 +119,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 match args.format {
                     Format::Json => writeln!(out, "{}", alert.to_json())?,
                     Format::Text => writeln!(out, "{alert}")?,
+                    Format::Ocsf => writeln!(out, "{}", ocsf::to_json(alert, &reporter))?,
+                    Format::Falco => writeln!(out, "{}", falco::to_json(alert, &reporter))?,
                 }
             }
         }
@@ -154,6 +164,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             write!(out, "{}", summary.to_text())?
         }
+        // Standard output holds the events alone, for the engine reading them.
+        Format::Ocsf | Format::Falco => eprint!("{}", summary.to_text()),
     }
     out.flush()?;
     Ok(if tally.findings() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })

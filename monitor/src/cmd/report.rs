@@ -14,7 +14,15 @@ pub struct Args {
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
-    pub format: crate::live::sink::Format,
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Text,
+    /// The report as one JSON object (docs/alerts.md, "Coverage report").
+    Json,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -22,7 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    let text = args.format == crate::live::sink::Format::Text;
+    let text = args.format == Format::Text;
     let body = rt.block_on(request(&args.socket, text))?;
     // Not `print!`, which panics when stdout is closed: the error goes to
     // main, which ends quietly then (cmd::pipe).

@@ -34,12 +34,13 @@ pub struct Args {
     /// How to attach the ingress program (docs/flows.md).
     #[arg(long, value_enum, default_value = "auto")]
     pub attach: AttachMode,
+    /// How alerts are written: JSON lines, text, OCSF or Falco events (docs/alerts.md).
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
     /// Append alerts to FILE instead of writing them to stdout.
     #[arg(long, value_name = "FILE")]
     pub alerts_out: Option<PathBuf>,
-    /// Also POST alerts, in JSON batches, to URL (retries with backoff; a bounded queue, drops counted).
+    /// Also POST alerts to URL: JSON arrays of the --format's events (Falco: one per POST); retries with backoff, a bounded queue, drops counted.
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
     /// How long a connection attempt may wait for an answer before a documented path counts as
@@ -91,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         format: args.format,
         alerts_out: args.alerts_out,
-        webhook: args.webhook.map(WebhookOptions::new),
+        webhook: args.webhook.map(|url| WebhookOptions::new(url).with_format(args.format)),
         metrics: args.metrics,
         socket: Some(args.socket),
         dns: CacheOptions { grace: args.dns_grace, ..CacheOptions::default() },
@@ -161,7 +162,7 @@ pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
 /// per core), and under a long spoofed-source flood their fragments added
 /// up: the peak grew with the flood's length, 97 MiB after 200,000 sources,
 /// 109 MiB after 1,000,000, 128 MiB after 3,000,000 (`--max-flows 65536`).
-/// Two arenas hold it at 96 MiB after 3,000,000 (tests/tests/sources.rs
+/// Two arenas hold it at 96-98 MiB after 3,000,000 (tests/tests/sources.rs
 /// with more sources). The environment (`MALLOC_ARENA_MAX`, ...) still wins.
 fn pin_malloc_thresholds() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -199,7 +199,7 @@ pub async fn run(
     // A stream that failed still leaves what was judged: report it below,
     // then return the error (systemd restarts the agent).
     let streamed = drain(&mut tasks, Instant::now() + TASKS_DRAIN).await;
-    let summary = pipeline.finish(opts.format == Format::Json)?;
+    let summary = pipeline.finish()?;
     info!("{summary}");
     streamed.map(|()| ExitCode::SUCCESS)
 }

@@ -214,10 +214,9 @@ impl Pipeline {
 
     /// Writes the last line (the coverage report) and returns the exit
     /// summary to log.
-    pub fn finish(mut self, json: bool) -> anyhow::Result<String> {
+    pub fn finish(mut self) -> anyhow::Result<String> {
         let report = self.report();
-        let line = if json { serde_json::to_string(&report)? } else { report.to_text() };
-        self.out.sink.write_line(&line)?;
+        self.out.sink.write_report(&report)?;
         let c = self.judge.counts;
         let blocked: u64 = self.judge.coverage.iter().map(|(_, u)| u.blocked).sum();
         let d = &self.out.dedup.stats;

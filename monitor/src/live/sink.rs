@@ -13,8 +13,15 @@ use std::{
 
 use anstyle::{AnsiColor, Style};
 
-use super::metrics::{alert_write_failed, SinkKind};
-use crate::alert::{Alert, Kind};
+use super::{
+    coverage::Report as CoverageReport,
+    metrics::{alert_write_failed, SinkKind},
+};
+use crate::{
+    alert::{Alert, Kind},
+    falco, ocsf,
+    siem::Reporter,
+};
 
 /// At most one report of failed alert writes per this interval.
 pub const FAILURE_REPORT_EVERY: Duration = Duration::from_secs(60);
@@ -78,6 +85,28 @@ pub enum Format {
     Json,
     /// One readable line per alert; coloured on a terminal.
     Text,
+    /// One OCSF 1.4 Network Activity event per line, for SIEMs (docs/alerts.md, "OCSF").
+    Ocsf,
+    /// One event per line in Falco's output shape, for falcosidekick (docs/alerts.md, "Falco").
+    Falco,
+}
+
+impl Format {
+    /// Whether the stream holds alert events only, for an engine that reads
+    /// one shape: the coverage report at exit then goes to stderr instead.
+    pub fn events_only(self) -> bool {
+        matches!(self, Format::Ocsf | Format::Falco)
+    }
+
+    /// One alert as a line of this format (text without colour).
+    pub fn encode(self, alert: &Alert, reporter: &Reporter) -> String {
+        match self {
+            Format::Json => alert.to_json(),
+            Format::Text => alert.to_string(),
+            Format::Ocsf => ocsf::to_json(alert, reporter),
+            Format::Falco => falco::to_json(alert, reporter),
+        }
+    }
 }
 
 enum Target {
@@ -90,6 +119,7 @@ enum Target {
 pub struct Sink {
     target: Target,
     format: Format,
+    reporter: Reporter,
     color: bool,
     failures: Throttle,
 }
@@ -98,7 +128,13 @@ impl Sink {
     pub fn stdout(format: Format) -> Sink {
         let out = io::stdout();
         let color = format == Format::Text && out.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Sink { target: Target::Stdout(out), format, color, failures: Throttle::new(FAILURE_REPORT_EVERY) }
+        Sink {
+            target: Target::Stdout(out),
+            format,
+            reporter: Reporter::local(),
+            color,
+            failures: Throttle::new(FAILURE_REPORT_EVERY),
+        }
     }
 
     /// Appends to `path` (created if missing), so a restart keeps history.
@@ -121,6 +157,7 @@ impl Sink {
         Ok(Sink {
             target: Target::File(f),
             format,
+            reporter: Reporter::local(),
             color: false,
             failures: Throttle::new(FAILURE_REPORT_EVERY),
         })
@@ -132,13 +169,11 @@ impl Sink {
     /// ([`FAILURE_REPORT_EVERY`]), saying how many failed since. The others
     /// return `Ok`, so that a caller logging every error logs no flood.
     pub fn write(&mut self, alert: &Alert) -> io::Result<()> {
-        let line = match self.format {
-            Format::Json => alert.to_json(),
-            Format::Text if self.color => {
-                let style = style(alert.kind);
-                format!("{}{}{}", style.render(), alert, style.render_reset())
-            }
-            Format::Text => alert.to_string(),
+        let line = if self.color {
+            let style = style(alert.kind);
+            format!("{}{}{}", style.render(), alert, style.render_reset())
+        } else {
+            self.format.encode(alert, &self.reporter)
         };
         let Err(e) = self.write_line(&line) else { return Ok(()) };
         alert_write_failed(match self.target {
@@ -160,8 +195,21 @@ impl Sink {
         }
     }
 
-    /// Writes a line that is not an alert (the coverage report at exit);
-    /// errors are returned as they are.
+    /// Writes the coverage report at exit: a JSON line, or text, in the
+    /// stream; on stderr when the stream holds events only (OCSF, Falco).
+    pub fn write_report(&mut self, report: &CoverageReport) -> io::Result<()> {
+        match self.format {
+            Format::Json => self.write_line(&serde_json::to_string(report).map_err(io::Error::other)?),
+            Format::Text => self.write_line(&report.to_text()),
+            Format::Ocsf | Format::Falco => {
+                let mut err = io::stderr().lock();
+                writeln!(err, "{}", report.to_text())?;
+                err.flush()
+            }
+        }
+    }
+
+    /// Writes a line that is not an alert; errors are returned as they are.
     pub fn write_line(&mut self, line: &str) -> io::Result<()> {
         let mut buf = String::with_capacity(line.len() + 1);
         buf.push_str(line);

@@ -26,10 +26,11 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::sink::Throttle;
+use super::sink::{Format, Throttle};
 use crate::{
     alert::Alert,
     counters::{Counters, Emit, Family},
+    siem::Reporter,
 };
 
 /// Attempts per batch, the first included: with the default backoff (0.5 s
@@ -63,6 +64,12 @@ pub struct WebhookOptions {
     /// Queue-full warnings: the first drop, then at most one per this, with
     /// the drops since the last one and in all.
     pub drop_log_every: Duration,
+    /// How each alert is encoded (`--format`; text is sent as JSON). Falco
+    /// events go one per POST, as falcosidekick takes them; the others in
+    /// JSON arrays.
+    pub format: Format,
+    /// The node named in OCSF and Falco events.
+    pub reporter: Reporter,
 }
 
 impl WebhookOptions {
@@ -77,7 +84,38 @@ impl WebhookOptions {
             timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(30),
             drop_log_every: DROP_LOG_EVERY,
+            format: Format::Json,
+            reporter: Reporter::local(),
         }
+    }
+
+    /// These options with alerts encoded as `format`.
+    pub fn with_format(self, format: Format) -> WebhookOptions {
+        WebhookOptions { format, ..self }
+    }
+
+    /// Whether each POST carries one event, not an array.
+    fn one_per_post(&self) -> bool {
+        self.format == Format::Falco
+    }
+
+    /// The body of one POST: the event alone, or the batch as a JSON array.
+    fn body(&self, batch: &mut Vec<String>) -> Bytes {
+        match (self.one_per_post(), batch.pop()) {
+            (true, Some(event)) if batch.is_empty() => Bytes::from(event),
+            (_, last) => {
+                batch.extend(last);
+                json_array(batch)
+            }
+        }
+    }
+}
+
+/// One alert as the webhook sends it: text is sent as JSON.
+fn encode((format, reporter): &(Format, Reporter), alert: &Alert) -> String {
+    match format {
+        Format::Text => alert.to_json(),
+        f => f.encode(alert, reporter),
     }
 }
 
@@ -194,14 +232,20 @@ struct Shared {
 pub struct Webhook {
     tx: mpsc::Sender<String>,
     shared: Arc<Shared>,
+    /// How alerts are encoded before they are queued.
+    encoding: Arc<(Format, Reporter)>,
 }
 
 impl Webhook {
     /// Checks the options and starts the background task (inside a Tokio
     /// runtime). The task ends after [`Webhook::shutdown`], or when every
     /// handle is dropped and the queue is sent.
-    pub fn spawn(opts: WebhookOptions) -> Result<(Webhook, JoinHandle<()>), WebhookError> {
+    pub fn spawn(mut opts: WebhookOptions) -> Result<(Webhook, JoinHandle<()>), WebhookError> {
         let url = check_url(&opts.url)?;
+        if opts.one_per_post() {
+            opts.batch = 1;
+        }
+        let encoding = Arc::new((opts.format, opts.reporter.clone()));
         for (name, zero) in [
             ("the queue size", opts.queue == 0),
             ("the batch size", opts.batch == 0),
@@ -239,7 +283,7 @@ impl Webhook {
             last_fail_log: None,
         };
         let task = tokio::spawn(worker.run());
-        Ok((Webhook { tx, shared }, task))
+        Ok((Webhook { tx, shared, encoding }, task))
     }
 
     /// Queues `alert`; never waits. A full queue drops it (counted, and
@@ -247,7 +291,7 @@ impl Webhook {
     pub fn send(&self, alert: &Alert) {
         // Reserve first: a full queue costs no serialisation.
         match self.tx.try_reserve() {
-            Ok(permit) => permit.send(alert.to_json()),
+            Ok(permit) => permit.send(encode(&self.encoding, alert)),
             Err(mpsc::error::TrySendError::Full(())) => {
                 self.shared.counters.dropped_queue_full.fetch_add(1, Relaxed);
                 if let Some(since) = self.shared.drops.hit() {
@@ -411,7 +455,7 @@ impl Worker {
                 }
             }
             let n = batch.len() as u64;
-            let body = json_array(&mut batch);
+            let body = self.opts.body(&mut batch);
             let stop_at = *stop.borrow();
             match stop_at {
                 None => {
@@ -462,7 +506,7 @@ impl Worker {
                 return;
             }
             let n = batch.len() as u64;
-            let body = json_array(&mut batch);
+            let body = self.opts.body(&mut batch);
             if !self.deliver_until(body, n, until).await {
                 let mut left = 0;
                 while self.rx.try_recv().is_ok() {
