@@ -126,7 +126,6 @@ fn answer(flow: &Flow) -> Option<&'static str> {
     }
 }
 
-
 /// The line of [`Counts`] a flow's outcome falls in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bucket {

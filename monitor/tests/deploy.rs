@@ -164,7 +164,10 @@ fn the_rules_use_only_metrics_the_monitor_exports() {
     let dns = monitor::dns::Passive::new(monitor::dns::CacheOptions::default());
     let dedup = monitor::live::dedup::DedupStats::default();
     let webhook = monitor::live::webhook::WebhookStats::default();
-    let used = monitor::live::coverage::RuleUse { last_seen: Some(std::time::SystemTime::now()), ..Default::default() };
+    let used = monitor::live::coverage::RuleUse {
+        last_seen: Some(std::time::SystemTime::now()),
+        ..Default::default()
+    };
     m.publish(&monitor::live::metrics::Snapshot {
         counters: &[&kernel, &user, &dns, &dedup, &webhook],
         rules: vec![("r", &used)],

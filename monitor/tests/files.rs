@@ -198,7 +198,8 @@ async fn modes_in_child() {
     let shared = dir.join("shared");
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, Permissions::from_mode(0o1777)).unwrap();
-    let (_rx, guard, _server) = control::serve(&shared.join("monitor.sock")).expect("serve in an existing directory");
+    let (_rx, guard, _server) =
+        control::serve(&shared.join("monitor.sock")).expect("serve in an existing directory");
     assert_eq!(mode(&shared), octal(0o1777), "an existing directory keeps its mode");
     assert_eq!(mode(&shared.join("monitor.sock")), octal(control::SOCKET_MODE), "umask {umask:03o}");
     drop(guard);

@@ -68,7 +68,13 @@ fn exercised() -> Metrics {
         flows_expired: 9,
         ..UserStats::default()
     };
-    let dedup = DedupStats { offered: 12, emitted: 8, repeats: 3, folded: [0, 0, 0, 1, 0, 0], ..DedupStats::default() };
+    let dedup = DedupStats {
+        offered: 12,
+        emitted: 8,
+        repeats: 3,
+        folded: [0, 0, 0, 1, 0, 0],
+        ..DedupStats::default()
+    };
     let mut dns = Passive::new(CacheOptions::default());
     dns.stats.messages = 17;
     for us in [2, 4, 40, 900] {
@@ -194,7 +200,12 @@ fn a_rule_removed_by_a_reload_leaves_the_metrics() {
     }
     let m = Metrics::new();
     let publish = |e: &Engine| {
-        m.publish(&Snapshot { counters: &[], rules: coverage.in_force(e), tracked_flows: 0, interfaces: None });
+        m.publish(&Snapshot {
+            counters: &[],
+            rules: coverage.in_force(e),
+            tracked_flows: 0,
+            interfaces: None,
+        });
         samples(&m.encode())
     };
     let s = publish(&before);

@@ -14,12 +14,8 @@ use crate::{
     dns::CacheOptions,
     kernel::{stream::StreamOptions, AttachMode, LoadOptions},
     live::{
-        control::DEFAULT_SOCKET,
-        dedup::DedupOptions,
-        metrics::check_listen_addr,
-        sink::Format,
-        webhook::WebhookOptions,
-        RunOptions,
+        control::DEFAULT_SOCKET, dedup::DedupOptions, metrics::check_listen_addr, sink::Format,
+        webhook::WebhookOptions, RunOptions,
     },
 };
 

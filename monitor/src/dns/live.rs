@@ -20,8 +20,8 @@ use monitor_common::FlowKey;
 
 use super::{CacheOptions, DnsCache, DnsMessage, NamedServices, Passive, DNS};
 use crate::{
-    counters::{Counters, Emit},
     alert::Alert,
+    counters::{Counters, Emit},
     engine::{Engine, EngineError},
     flow::{Flow, FlowState},
     inventory::Inventory,

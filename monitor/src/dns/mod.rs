@@ -21,8 +21,8 @@ pub use parse::{Binding, Parsed};
 pub use tcp::{Reassembler, TcpStats};
 
 use crate::{
-    counters::{Counters, Emit, Family},
     alert::{Alert, Kind},
+    counters::{Counters, Emit, Family},
     engine::Engine,
     matrix::{FqdnPattern, Matrix},
 };
@@ -232,4 +232,3 @@ fn or_list(items: &[String]) -> String {
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }
-

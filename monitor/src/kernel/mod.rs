@@ -32,9 +32,9 @@ use aya::{
 use log::{info, warn};
 use monitor_common::{maps, programs, FlowKey, FlowValue, IfaceConfig, Stat};
 
+use crate::counters::{Counters, Emit, Family};
 pub use iface::{AttachMode, Iface, IngressHook};
 use links::LinkEvent;
-use crate::counters::{Counters, Emit, Family};
 
 /// The kernel object, embedded at build time (see build.rs).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf.o"));
@@ -613,7 +613,6 @@ impl KernelStats {
     pub fn get(&self, s: Stat) -> u64 {
         self.counts[s as usize]
     }
-
 }
 
 /// `monitor_kernel_packets_total{counter}`.

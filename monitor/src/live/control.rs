@@ -24,8 +24,7 @@ use tokio::{
 
 use super::{
     coverage::Report,
-    metrics::{ConnLimits, Server},
-    serve::accept_loop,
+    serve::{accept_loop, ConnLimits, Server},
 };
 
 /// Where `monitor run` listens, and where `monitor report` connects, unless told otherwise.
@@ -76,7 +75,9 @@ pub struct ReportRequest {
 /// At most [`ConnLimits::DEFAULT`] clients at once (64, each given 10 s to
 /// send its request and to take the answer); see [`serve_with`]. The
 /// caller runs the returned [`ControlServer`] (the agent, in its task set).
-pub fn serve(path: &Path) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard, ControlServer), SocketError> {
+pub fn serve(
+    path: &Path,
+) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard, ControlServer), SocketError> {
     serve_with(path, ConnLimits::DEFAULT)
 }
 

@@ -26,7 +26,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::sink::Throttle;
+use super::throttle::Throttle;
 use crate::{
     alert::Alert,
     counters::{Counters, Emit, Family},
@@ -120,7 +120,8 @@ pub struct WebhookStats {
 }
 
 /// `monitor_webhook_sent_total`.
-pub static WEBHOOK_SENT: Family = Family { name: "webhook_sent", help: "Alerts the webhook accepted.", label: "" };
+pub static WEBHOOK_SENT: Family =
+    Family { name: "webhook_sent", help: "Alerts the webhook accepted.", label: "" };
 /// `monitor_webhook_dropped_total{reason}`.
 pub static WEBHOOK_DROPPED: Family =
     Family { name: "webhook_dropped", help: "Alerts the webhook lost, by reason.", label: "reason" };
@@ -131,8 +132,11 @@ pub static WEBHOOK_BATCHES: Family = Family {
     label: "result",
 };
 /// `monitor_webhook_retries_total`.
-pub static WEBHOOK_RETRIES: Family =
-    Family { name: "webhook_retries", help: "Webhook requests repeated after a retryable failure.", label: "" };
+pub static WEBHOOK_RETRIES: Family = Family {
+    name: "webhook_retries",
+    help: "Webhook requests repeated after a retryable failure.",
+    label: "",
+};
 
 impl Counters for WebhookStats {
     fn counters(&self, emit: &mut Emit<'_>) {

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
-use super::*;
 use super::Selection;
+use super::*;
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rp-pam")
