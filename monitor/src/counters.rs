@@ -38,6 +38,17 @@ impl<T: Counters> Counters for Option<T> {
     }
 }
 
+/// Emits every field of a stats struct under one family, each labelled by
+/// its field name. The struct is destructured without `..`: a field added
+/// to it does not compile until it is listed here.
+#[macro_export]
+macro_rules! emit_fields {
+    ($emit:expr, $family:expr, $ty:ident { $($field:ident),* $(,)? } = $value:expr) => {{
+        let $ty { $($field),* } = $value;
+        $( $emit($family, stringify!($field), $field); )*
+    }};
+}
+
 /// Every counter of `c` as (label value, total), for one-line summaries.
 pub fn collect(c: &dyn Counters) -> Vec<(&'static Family, &'static str, u64)> {
     let mut out = Vec::new();

@@ -497,6 +497,35 @@ mod tests {
         Flow::from_entry(k, v, &EpochClock { now_ns: now }, &NoHint, Duration::from_secs(3)).unwrap()
     }
 
+    /// The expiry decision at a table read computes only the state: the
+    /// same as the flow's, for every shape of flow.
+    #[test]
+    fn state_of_is_the_state_of_the_flow() {
+        let (syn, syn_ack, rst) = (tcp_flag::SYN, tcp_flag::SYN_ACK | tcp_flag::ACK, tcp_flag::RST);
+        let how = initiator_how::TCP_SYN;
+        let cases = [
+            entry(proto::TCP, syn, 0, side::A, how),
+            entry(proto::TCP, syn, rst, side::A, how),
+            entry(proto::TCP, syn | tcp_flag::FIN, syn_ack | tcp_flag::FIN, side::B, how),
+            entry(proto::TCP, tcp_flag::ACK, tcp_flag::ACK, side::NONE, 0),
+            entry(proto::UDP, 0, 0, side::A, initiator_how::FIRST_PACKET),
+            entry(proto::ICMP, 0, 0, side::NONE, 0),
+        ];
+        for (k, mut v) in cases {
+            for replies in [0, 2] {
+                v.packets[1] = replies;
+                for now in [2_000, 10_000_000_000] {
+                    let want = flow(&k, &v, now).state;
+                    assert_eq!(
+                        Flow::state_of(&k, &v, now, &NoHint, Duration::from_secs(3)),
+                        Some(want),
+                        "{k:?} {v:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn established_tcp_is_oriented_by_syn() {
         let (k, v) = entry(

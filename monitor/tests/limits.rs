@@ -21,7 +21,8 @@ use monitor::{
     cmd::run::raise_nofile_limit,
     live::{
         control,
-        metrics::{ConnLimits, Metrics},
+        metrics::Metrics,
+        serve::ConnLimits,
         sink::{Format, Sink},
     },
 };

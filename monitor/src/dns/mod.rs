@@ -143,40 +143,30 @@ pub static DNS: Family = Family {
 
 impl Counters for Passive {
     fn counters(&self, emit: &mut Emit<'_>) {
-        let DnsStats { messages, answers, answers_cut, negative, not_answers, malformed, udp_cut_unusable } =
-            self.stats;
-        let CacheStats {
-            bindings_added,
-            bindings_refreshed,
-            bindings_expired,
-            addrs_evicted,
-            addrs_evicted_bindings,
-            names_evicted,
-        } = self.cache.stats;
-        let TcpStats { tcp_messages, tcp_gaps, tcp_retransmits, tcp_streams_dropped, tcp_buffers_dropped } =
-            self.tcp.stats;
-        for (name, v) in [
-            ("messages", messages),
-            ("answers", answers),
-            ("answers_cut", answers_cut),
-            ("negative", negative),
-            ("not_answers", not_answers),
-            ("malformed", malformed),
-            ("udp_cut_unusable", udp_cut_unusable),
-            ("bindings_added", bindings_added),
-            ("bindings_refreshed", bindings_refreshed),
-            ("bindings_expired", bindings_expired),
-            ("addrs_evicted", addrs_evicted),
-            ("addrs_evicted_bindings", addrs_evicted_bindings),
-            ("names_evicted", names_evicted),
-            ("tcp_messages", tcp_messages),
-            ("tcp_gaps", tcp_gaps),
-            ("tcp_retransmits", tcp_retransmits),
-            ("tcp_streams_dropped", tcp_streams_dropped),
-            ("tcp_buffers_dropped", tcp_buffers_dropped),
-        ] {
-            emit(&DNS, name, v);
-        }
+        crate::emit_fields!(
+            emit,
+            &DNS,
+            DnsStats { messages, answers, answers_cut, negative, not_answers, malformed, udp_cut_unusable } =
+                self.stats
+        );
+        crate::emit_fields!(
+            emit,
+            &DNS,
+            CacheStats {
+                bindings_added,
+                bindings_refreshed,
+                bindings_expired,
+                addrs_evicted,
+                addrs_evicted_bindings,
+                names_evicted
+            } = self.cache.stats
+        );
+        crate::emit_fields!(
+            emit,
+            &DNS,
+            TcpStats { tcp_messages, tcp_gaps, tcp_retransmits, tcp_streams_dropped, tcp_buffers_dropped } =
+                self.tcp.stats
+        );
     }
 }
 

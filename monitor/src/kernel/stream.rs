@@ -276,32 +276,22 @@ pub static FLOW_READER: Family = Family {
 
 impl Counters for UserStats {
     fn counters(&self, emit: &mut Emit<'_>) {
-        let UserStats {
-            events,
-            events_dropped,
-            events_malformed,
-            flows_evicted,
-            flows_expired,
-            dns_events,
-            dns_events_dropped,
-            dns_events_malformed,
-            tables_skipped,
-            attach_failures,
-        } = *self;
-        for (name, v) in [
-            ("events", events),
-            ("events_dropped", events_dropped),
-            ("events_malformed", events_malformed),
-            ("flows_evicted", flows_evicted),
-            ("flows_expired", flows_expired),
-            ("dns_events", dns_events),
-            ("dns_events_dropped", dns_events_dropped),
-            ("dns_events_malformed", dns_events_malformed),
-            ("tables_skipped", tables_skipped),
-            ("attach_failures", attach_failures),
-        ] {
-            emit(&FLOW_READER, name, v);
-        }
+        crate::emit_fields!(
+            emit,
+            &FLOW_READER,
+            UserStats {
+                events,
+                events_dropped,
+                events_malformed,
+                flows_evicted,
+                flows_expired,
+                dns_events,
+                dns_events_dropped,
+                dns_events_malformed,
+                tables_skipped,
+                attach_failures,
+            } = *self
+        );
     }
 }
 

@@ -24,8 +24,7 @@ use tokio::{
 
 use super::{
     coverage::Report,
-    metrics::{ConnLimits, Server},
-    serve::accept_loop,
+    serve::{accept_loop, ConnLimits, Server},
 };
 
 /// Where `monitor run` listens, and where `monitor report` connects, unless told otherwise.

@@ -47,8 +47,7 @@ use tokio::{
 
 use super::{
     coverage::RuleUse,
-    serve::{accept_loop, stopped},
-    sink::Throttle,
+    serve::{accept_loop, stopped, ConnLimits, Server, CONNECTIONS_REFUSED},
 };
 use crate::{
     alert::Kind,
@@ -86,49 +85,7 @@ pub fn check_listen_addr(addr: SocketAddr, public: bool) -> Result<(), MetricsEr
     }
 }
 
-type Label = [(&'static str, &'static str); 1];
-
-/// How many connections a local server (the metrics port, the control
-/// socket) holds at once, and how long a client may take to send its
-/// request. Past the cap a new connection is accepted and closed at once
-/// (counted in `monitor_connections_refused_total{server}`), so idle
-/// clients cannot take the process's file descriptors: the two servers
-/// hold at most `2 × max_connections` sockets besides their listeners.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnLimits {
-    pub max_connections: usize,
-    /// A request (its head, for HTTP; keep-alive idle time included) must
-    /// arrive within this; then the connection is closed.
-    pub request_timeout: Duration,
-}
-
-impl ConnLimits {
-    /// 64 connections, 10 s for a request.
-    pub const DEFAULT: ConnLimits =
-        ConnLimits { max_connections: 64, request_timeout: Duration::from_secs(10) };
-}
-
-impl Default for ConnLimits {
-    fn default() -> Self {
-        ConnLimits::DEFAULT
-    }
-}
-
-/// A local server, as the `server` label names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Server {
-    Metrics,
-    Control,
-}
-
-impl Server {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Server::Metrics => "metrics",
-            Server::Control => "control",
-        }
-    }
-}
+pub(crate) type Label = [(&'static str, &'static str); 1];
 
 /// Where an alert is written, as the `sink` label names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,46 +103,19 @@ impl SinkKind {
     }
 }
 
-/// Counters of parts that are built without a handle to [`Metrics`] (the
-/// alert sink, the control socket): process-wide, registered in every
-/// [`Metrics`].
-struct ProcessCounters {
-    connections_refused: Family<Label, Counter>,
-    alert_write_failures: Family<Label, Counter>,
-}
-
-static PROCESS: LazyLock<ProcessCounters> = LazyLock::new(|| {
-    let connections_refused = Family::<Label, Counter>::default();
-    for s in [Server::Metrics, Server::Control] {
-        let _ = connections_refused.get_or_create(&[("server", s.as_str())]);
-    }
-    let alert_write_failures = Family::<Label, Counter>::default();
+/// Alerts the sink failed to write, by sink: counted where no handle to
+/// [`Metrics`] is (the sink), process-wide, registered in every [`Metrics`].
+static ALERT_WRITE_FAILURES: LazyLock<Family<Label, Counter>> = LazyLock::new(|| {
+    let f = Family::<Label, Counter>::default();
     for s in [SinkKind::File, SinkKind::Stdout] {
-        let _ = alert_write_failures.get_or_create(&[("sink", s.as_str())]);
+        let _ = f.get_or_create(&[("sink", s.as_str())]);
     }
-    ProcessCounters { connections_refused, alert_write_failures }
+    f
 });
-
-/// One connection to `server` closed at once: it held its cap.
-pub fn connection_refused(server: Server) {
-    PROCESS.connections_refused.get_or_create(&[("server", server.as_str())]).inc();
-}
 
 /// One alert the sink failed to write.
 pub fn alert_write_failed(sink: SinkKind) {
-    PROCESS.alert_write_failures.get_or_create(&[("sink", sink.as_str())]).inc();
-}
-
-/// Logs refused connections: the first, then at most one line a minute.
-pub(crate) fn warn_refused(server: Server, throttle: &Throttle, limits: ConnLimits) {
-    if let Some(n) = throttle.hit() {
-        log::warn!(
-            "{}: {n} connections refused since the last warning: {} were open, the cap \
-             (monitor_connections_refused_total counts them all)",
-            server.as_str(),
-            limits.max_connections
-        );
-    }
+    ALERT_WRITE_FAILURES.get_or_create(&[("sink", sink.as_str())]).inc();
 }
 
 /// The monitor's metrics; clones share them.
@@ -297,12 +227,12 @@ impl Metrics {
         registry.register(
             "connections_refused",
             "Connections to a local server closed at once because it held its cap of connections, by server",
-            PROCESS.connections_refused.clone(),
+            CONNECTIONS_REFUSED.clone(),
         );
         registry.register(
             "alert_write_failures",
             "Alerts the sink failed to write (a full disk, a closed pipe), by sink",
-            PROCESS.alert_write_failures.clone(),
+            ALERT_WRITE_FAILURES.clone(),
         );
         registry.register_collector(Box::new(totals.clone()));
         let attached = Arc::new(Attached::default());

@@ -5,18 +5,91 @@
 //! off instead of spinning, with one warning a minute rather than one per
 //! failure.
 
-use std::{future::Future, io, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    io,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::{
     net::{TcpListener, TcpStream, UnixListener, UnixStream},
     sync::{watch, OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
 };
 
-use super::{
-    metrics::{connection_refused, warn_refused, ConnLimits, Server},
-    sink::Throttle,
-};
+use super::throttle::Throttle;
+
+/// How many connections a local server (the metrics port, the control
+/// socket) holds at once, and how long a client may take to send its
+/// request. Past the cap a new connection is accepted and closed at once
+/// (counted in `monitor_connections_refused_total{server}`), so idle
+/// clients cannot take the process's file descriptors: the two servers
+/// hold at most `2 × max_connections` sockets besides their listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    /// A request (its head, for HTTP; keep-alive idle time included) must
+    /// arrive within this; then the connection is closed.
+    pub request_timeout: Duration,
+}
+
+impl ConnLimits {
+    /// 64 connections, 10 s for a request.
+    pub const DEFAULT: ConnLimits =
+        ConnLimits { max_connections: 64, request_timeout: Duration::from_secs(10) };
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits::DEFAULT
+    }
+}
+
+/// A local server, as the `server` label names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    Metrics,
+    Control,
+}
+
+impl Server {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Server::Metrics => "metrics",
+            Server::Control => "control",
+        }
+    }
+}
+
+/// `monitor_connections_refused_total{server}`: counted here, where no
+/// handle to the metrics is, and registered in every `Metrics`.
+pub(crate) static CONNECTIONS_REFUSED: LazyLock<Family<[(&'static str, &'static str); 1], Counter>> =
+    LazyLock::new(|| {
+        let f = Family::default();
+        for s in [Server::Metrics, Server::Control] {
+            let _ = f.get_or_create(&[("server", s.as_str())]);
+        }
+        f
+    });
+
+/// One connection to `server` closed at once: it held its cap.
+pub fn connection_refused(server: Server) {
+    CONNECTIONS_REFUSED.get_or_create(&[("server", server.as_str())]).inc();
+}
+
+/// Logs refused connections: the first, then at most one line a minute.
+fn warn_refused(server: Server, throttle: &Throttle, limits: ConnLimits) {
+    if let Some(n) = throttle.hit() {
+        log::warn!(
+            "{}: {n} connections refused since the last warning: {} were open, the cap \
+             (monitor_connections_refused_total counts them all)",
+            server.as_str(),
+            limits.max_connections
+        );
+    }
+}
 
 /// How long connections in flight at shutdown get to finish.
 pub const DRAIN: Duration = Duration::from_secs(2);

@@ -7,8 +7,7 @@ use std::{
     io::{self, IsTerminal, Write},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::Path,
-    sync::Mutex,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anstyle::{AnsiColor, Style};
@@ -16,6 +15,7 @@ use anstyle::{AnsiColor, Style};
 use super::{
     coverage::Report as CoverageReport,
     metrics::{alert_write_failed, SinkKind},
+    throttle::Throttle,
 };
 use crate::{
     alert::{Alert, Kind},
@@ -25,53 +25,6 @@ use crate::{
 
 /// At most one report of failed alert writes per this interval.
 pub const FAILURE_REPORT_EVERY: Duration = Duration::from_secs(60);
-
-/// Rate-limits a log line about repeated events: the first event is
-/// reported at once, later ones at most once per interval, with how many
-/// there were since the last report.
-#[derive(Debug)]
-pub struct Throttle {
-    every: Duration,
-    state: Mutex<ThrottleState>,
-}
-
-#[derive(Debug, Default)]
-struct ThrottleState {
-    last: Option<Instant>,
-    since: u64,
-}
-
-impl Throttle {
-    pub const fn new(every: Duration) -> Throttle {
-        Throttle { every, state: Mutex::new(ThrottleState { last: None, since: 0 }) }
-    }
-
-    /// Counts one event. `Some(n)` when a line is due: `n` events since
-    /// the last one, this one included.
-    pub fn hit(&self) -> Option<u64> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.since += 1;
-        Self::due(&mut st, self.every)
-    }
-
-    /// `Some(n)` when events are unreported and a line is due.
-    pub fn pending(&self) -> Option<u64> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.since == 0 {
-            return None;
-        }
-        Self::due(&mut st, self.every)
-    }
-
-    fn due(st: &mut ThrottleState, every: Duration) -> Option<u64> {
-        if st.last.is_none_or(|t| t.elapsed() >= every) {
-            st.last = Some(Instant::now());
-            Some(std::mem::take(&mut st.since))
-        } else {
-            None
-        }
-    }
-}
 
 /// The mode of an alerts file the monitor creates (`--alerts-out`): the
 /// alerts name internal hosts, ports and zones. The owner writes; the

@@ -26,7 +26,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::sink::{Format, Throttle};
+use super::{sink::Format, throttle::Throttle};
 use crate::{
     alert::Alert,
     counters::{Counters, Emit, Family},
