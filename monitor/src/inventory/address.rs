@@ -8,7 +8,7 @@ use std::{collections::BTreeSet, net::IpAddr, path::Path};
 
 use serde_json::Value;
 
-use super::{builder::Var, Warning};
+use super::{Var, Warning};
 
 pub(crate) struct Resolved {
     pub ansible_host: Option<String>,

@@ -12,16 +12,9 @@ use std::{
 use serde_json::Value;
 
 use super::{
-    address, pattern, thousands, Group, Host, Inventory, InventoryError, LoadOptions, Loaded, Warning,
+    address, pattern, thousands, Group, Host, Inventory, InventoryError, LoadOptions, Loaded, Var, Warning,
     LISTINGS_PER_HOST,
 };
-
-/// A variable with the line that set it, so that warnings about it can point there.
-#[derive(Debug, Clone)]
-pub(crate) struct Var {
-    pub value: Value,
-    pub line: Option<usize>,
-}
 
 #[derive(Debug, Default)]
 struct GroupState {

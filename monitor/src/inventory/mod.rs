@@ -61,6 +61,15 @@ pub struct Group {
     pub vars: BTreeMap<String, serde_json::Value>,
 }
 
+/// A variable with the line that set it, so that warnings about it can point
+/// there. Here, not in `builder`, so that `address` (which `builder` calls)
+/// can read it without importing `builder` back.
+#[derive(Debug, Clone)]
+pub(crate) struct Var {
+    pub value: serde_json::Value,
+    pub line: Option<usize>,
+}
+
 /// Something in the inventory that was skipped or that the monitor cannot use.
 #[derive(Debug, Clone)]
 pub struct Warning {
