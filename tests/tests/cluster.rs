@@ -611,3 +611,53 @@ fn ocsf_output_holds_events_only_and_the_coverage_report_goes_to_stderr() {
         out.stderr
     );
 }
+
+#[test]
+fn a_rule_removed_by_a_reload_leaves_the_metrics() {
+    let c = Cluster::new(&["rppam1", "ws01"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = std::fs::read_to_string(rp_pam("matrix.yaml")).expect("read the example matrix");
+    let rule = "  - id: agent-9100\n    from: users\n    to: rppam\n    port: 9100\n    purpose: test agent\n\nexposure:";
+    let with_rule = original.replacen("\nexposure:", &format!("\n{rule}"), 1);
+    let matrix = dir.path().join("matrix.yaml");
+    std::fs::write(&matrix, &with_rule).expect("write the matrix copy");
+    std::fs::copy(rp_pam("azure-service-tags.json"), dir.path().join("azure-service-tags.json"))
+        .expect("copy azure-service-tags.json");
+    let metrics = "127.0.0.1:9473";
+    let a = agent(&c, "rppam1", dir.path(), matrix.to_str().expect("UTF-8"), true, &["--metrics", metrics]);
+    for port in [9100, 7101] {
+        let s = traffic::TcpEchoServer::start(c.ns("rppam1"), c.addr("rppam1", port), 1);
+        traffic::tcp_echo_client(c.ns("ws01"), s.addr, 1, 50);
+        s.join();
+    }
+    let series = r#"monitor_rule_flows_total{rule="agent-9100"}"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !scrape(c.ns("rppam1"), metrics).contains(&format!("{series} 1")) {
+        assert!(
+            Instant::now() < deadline,
+            "agent-9100 never counted its flow:\n{}",
+            scrape(c.ns("rppam1"), metrics)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The rule removed: after the reload and the next publish, no series names it.
+    std::fs::write(&matrix, &original).expect("write the original matrix");
+    a.signal(libc::SIGHUP);
+    assert!(a.wait_stderr("reloaded the matrix", Duration::from_secs(5)), "no reload:\n{}", a.stderr());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = scrape(c.ns("rppam1"), metrics);
+        if !m.contains("agent-9100") {
+            assert_eq!(sample(&m, r#"monitor_reloads_total{result="ok"}"#), 1.0);
+            assert!(
+                m.contains(r#"monitor_rule_flows_total{rule="web-portal/users"}"#),
+                "rules in force stay:\n{m}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the removed rule is still in /metrics after the reload:\n{m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.stop().assert_success();
+}
