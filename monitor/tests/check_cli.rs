@@ -222,3 +222,25 @@ fn help_documents_the_exit_status() {
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(help.contains("Exit status: 0 every flow conforms, 1 at least one finding, 2 error"), "{help}");
 }
+
+#[test]
+fn an_engine_warning_is_printed_once_and_says_warning_once() {
+    let (m, inv, pcap) = (example("matrix.yaml"), example("inventory.ini"), example("pcaps/blocked.pcapng"));
+    let out = monitor(&[
+        "check",
+        "--matrix",
+        m.to_str().unwrap(),
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--profile",
+        "ha",
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> =
+        stderr.lines().filter(|l| l.contains("no address known for lvs.ravenphyre.net")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines[0].matches("warning:").count(), 1, "{}", lines[0]);
+    assert!(lines[0].contains("matrix.yaml:94:11: warning: service `lvs`"), "{}", lines[0]);
+}

@@ -62,7 +62,8 @@ impl Sources {
         };
         let engine = Engine::new(&matrix, inventory.as_ref(), &self.selection)
             .map_err(|source| SourcesError::Compile { matrix: self.matrix.clone(), source })?;
-        warnings.extend(engine.warnings().iter().map(|w| format!("warning: {w}")));
+        // An engine warning says "warning:" itself, after its position.
+        warnings.extend(engine.warnings().iter().map(|w| w.to_string()));
         Ok(Compiled { engine, warnings, matrix, inventory, selection: self.selection.clone() })
     }
 }
