@@ -99,23 +99,16 @@ impl WebhookOptions {
         self.format == Format::Falco
     }
 
-    /// The body of one POST: the event alone, or the batch as a JSON array.
+    /// The body of one POST: the event alone (one per POST: `spawn` makes
+    /// such batches of one), else the batch as a JSON array.
     fn body(&self, batch: &mut Vec<String>) -> Bytes {
-        match (self.one_per_post(), batch.pop()) {
-            (true, Some(event)) if batch.is_empty() => Bytes::from(event),
-            (_, last) => {
+        match batch.pop() {
+            Some(event) if self.one_per_post() && batch.is_empty() => Bytes::from(event),
+            last => {
                 batch.extend(last);
                 json_array(batch)
             }
         }
-    }
-}
-
-/// One alert as the webhook sends it: text is sent as JSON.
-fn encode((format, reporter): &(Format, Reporter), alert: &Alert) -> String {
-    match format {
-        Format::Text => alert.to_json(),
-        f => f.encode(alert, reporter),
     }
 }
 
@@ -225,6 +218,9 @@ struct Shared {
     stop: watch::Sender<Option<Instant>>,
     /// Set by the worker when it has finished.
     done: watch::Sender<bool>,
+    /// How alerts are encoded before they are queued (the handle encodes).
+    format: Format,
+    reporter: Reporter,
 }
 
 /// A cheap handle to the webhook task.
@@ -232,8 +228,6 @@ struct Shared {
 pub struct Webhook {
     tx: mpsc::Sender<String>,
     shared: Arc<Shared>,
-    /// How alerts are encoded before they are queued.
-    encoding: Arc<(Format, Reporter)>,
 }
 
 impl Webhook {
@@ -245,7 +239,6 @@ impl Webhook {
         if opts.one_per_post() {
             opts.batch = 1;
         }
-        let encoding = Arc::new((opts.format, opts.reporter.clone()));
         for (name, zero) in [
             ("the queue size", opts.queue == 0),
             ("the batch size", opts.batch == 0),
@@ -271,6 +264,8 @@ impl Webhook {
             drops: Throttle::new(opts.drop_log_every),
             stop: watch::channel(None).0,
             done: watch::channel(false).0,
+            format: opts.format,
+            reporter: opts.reporter.clone(),
         });
         let worker = Worker {
             client,
@@ -283,7 +278,7 @@ impl Webhook {
             last_fail_log: None,
         };
         let task = tokio::spawn(worker.run());
-        Ok((Webhook { tx, shared, encoding }, task))
+        Ok((Webhook { tx, shared }, task))
     }
 
     /// Queues `alert`; never waits. A full queue drops it (counted, and
@@ -291,7 +286,7 @@ impl Webhook {
     pub fn send(&self, alert: &Alert) {
         // Reserve first: a full queue costs no serialisation.
         match self.tx.try_reserve() {
-            Ok(permit) => permit.send(encode(&self.encoding, alert)),
+            Ok(permit) => permit.send(self.shared.encode(alert)),
             Err(mpsc::error::TrySendError::Full(())) => {
                 self.shared.counters.dropped_queue_full.fetch_add(1, Relaxed);
                 if let Some(since) = self.shared.drops.hit() {
@@ -347,6 +342,14 @@ impl Webhook {
 }
 
 impl Shared {
+    /// One alert as the webhook sends it: text is sent as JSON.
+    fn encode(&self, alert: &Alert) -> String {
+        match self.format {
+            Format::Text => alert.to_json(),
+            f => f.encode(alert, &self.reporter),
+        }
+    }
+
     fn warn_drops(&self, since: u64) {
         log::warn!(
             "webhook {}: queue full: {since} alerts dropped since the last warning, {} in all (the endpoint \
