@@ -130,6 +130,10 @@ pub struct IcmpInfo {
     pub name: &'static str,
     /// Whether it answered the client's packet (true) or the server's.
     pub about_client: bool,
+    /// The address the error came from: the server itself, or a router or
+    /// firewall on the way; `None` when not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<IpAddr>,
 }
 
 /// Names an ICMP(v6) error, as nftables and ip(8) spell them.
@@ -299,6 +303,7 @@ impl Flow {
             code: e.code,
             name: icmp_error_name(e.v6, e.icmp_type, e.code),
             about_client: e.quoted_side == client_side,
+            sender: None,
         });
         Some(Flow {
             proto,
