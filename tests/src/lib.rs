@@ -14,6 +14,7 @@ pub mod link;
 pub mod monitor;
 pub mod netns;
 pub mod nft;
+pub mod prometheus;
 pub mod traffic;
 
 use std::{
@@ -56,6 +57,26 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `probe` every 250 ms until it returns `Some`, or panics after
+/// `timeout` with `what` and the last thing `describe` says.
+pub fn poll<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+    describe: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what}: not within {timeout:?}\n{}", describe());
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

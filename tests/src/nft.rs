@@ -10,8 +10,20 @@ pub fn apply(ns: &NetNs, ruleset: &str) {
 
 /// A ruleset with one `inet` table whose input chain holds `rules`, one per line.
 pub fn input_rules(rules: &[&str]) -> String {
-    let mut s = String::from(
-        "table inet monitor_test {\n  chain input {\n    type filter hook input priority filter; policy accept;\n",
+    chain_rules("input", rules)
+}
+
+/// A ruleset with one `inet` table whose forward chain holds `rules`: what
+/// a router or firewall does to the traffic it passes on.
+pub fn forward_rules(rules: &[&str]) -> String {
+    chain_rules("forward", rules)
+}
+
+/// A ruleset with one `inet` table whose chain on `hook` (input, forward,
+/// output) holds `rules`, one per line, policy accept.
+pub fn chain_rules(hook: &str, rules: &[&str]) -> String {
+    let mut s = format!(
+        "table inet monitor_test {{\n  chain {hook} {{\n    type filter hook {hook} priority filter; policy accept;\n"
     );
     for r in rules {
         s.push_str("    ");
