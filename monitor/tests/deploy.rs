@@ -150,15 +150,29 @@ fn promtool(args: &[&str]) {
 #[test]
 fn promtool_checks_and_tests_the_alerting_rules() {
     promtool(&["check", "rules", "prometheus-rules.yaml"]);
-    // Each alert against made-up series: fires when it should, not otherwise.
-    promtool(&["test", "rules", "prometheus-rules.test.yaml"]);
+    // Each rule against made-up series: fires when it should, not otherwise.
+    // Every deploy/prometheus-rules*.test.yaml, so that a new one cannot be
+    // left out: the per-node rules' and the fleet's (where each blocked path
+    // is blocked, rules never used, undocumented traffic by group).
+    let mut tests: Vec<String> = std::fs::read_dir(deploy(""))
+        .unwrap_or_else(|e| panic!("deploy/: {e}"))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("prometheus-rules") && n.ends_with(".test.yaml"))
+        .collect();
+    tests.sort();
+    for file in ["prometheus-rules.test.yaml", "prometheus-rules.fleet.test.yaml"] {
+        assert!(tests.iter().any(|t| t == file), "deploy/{file} is missing: {tests:?}");
+    }
+    let mut args = vec!["test", "rules"];
+    args.extend(tests.iter().map(String::as_str));
+    promtool(&args);
 }
 
 #[test]
 fn the_rules_use_only_metrics_the_monitor_exports() {
     let rules = read("prometheus-rules.yaml");
     // Every family present: the collected ones appear once they are set.
-    let m = monitor::live::metrics::Metrics::new();
+    let m = monitor::live::metrics::Metrics::for_node("n1");
     let kernel = monitor::kernel::KernelStats::default();
     let user = monitor::kernel::stream::UserStats::default();
     let dns = monitor::dns::Passive::new(monitor::dns::CacheOptions::default());
@@ -168,9 +182,20 @@ fn the_rules_use_only_metrics_the_monitor_exports() {
         last_seen: Some(std::time::SystemTime::now()),
         ..Default::default()
     };
+    let tally = {
+        use monitor::{alert::Kind, live::tally::*};
+        let mut t = Tally::new("n1", 10);
+        let key = PathKey { rule: "r".into(), client: "n1".into(), server: "n2".into(), side: Side::Client };
+        let icmp = [(("router".into(), Origin::Network), 1)].into();
+        t.paths.insert(key, PathCounts { attempts: [1, 1, 1, 1], icmp });
+        t.findings.insert(FindingKey::Rule(Kind::Blocked, "r".into()), 1);
+        t.findings.insert(FindingKey::Groups("g1".into(), "g2".into()), 1);
+        t
+    };
     m.publish(&monitor::live::metrics::Snapshot {
-        counters: &[&kernel, &user, &dns, &dedup, &webhook],
+        counters: &[&kernel, &user, &dns, &dedup, &webhook, &tally],
         rules: vec![("r", &used)],
+        tally: Some(&tally),
         tracked_flows: 0,
         interfaces: Some(&[]),
     });

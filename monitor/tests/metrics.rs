@@ -21,6 +21,7 @@ use monitor::{
         coverage::{Coverage, RuleUse},
         dedup::DedupStats,
         metrics::{Metrics, Snapshot, OPENMETRICS_TYPE, TEXT_TYPE},
+        tally::{FindingKey, Origin, PathCounts, PathKey, Side, Tally},
         webhook::WebhookStats,
     },
     matrix::{Matrix, Selection},
@@ -28,9 +29,31 @@ use monitor::{
 use monitor_common::Stat;
 use tokio::{net::TcpListener, sync::watch};
 
+/// Attempts on two paths, one rejected by a router, and findings of each kind.
+fn tally() -> Tally {
+    let mut t = Tally::new("rppam1", 10);
+    let path = |rule: &str, client: &str, server: &str, side| PathKey {
+        rule: rule.into(),
+        client: client.into(),
+        server: server.into(),
+        side,
+    };
+    let answered = PathCounts { attempts: [5, 0, 0, 0], icmp: BTreeMap::new() };
+    let rejected = PathCounts {
+        attempts: [0, 1, 2, 3],
+        icmp: BTreeMap::from([(("router1".into(), Origin::Network), 2)]),
+    };
+    t.paths.insert(path("db-postgres", "rppam1", "db1", Side::Client), answered);
+    t.paths.insert(path("heartbeat", "rppam2", "rppam1", Side::Server), rejected);
+    t.findings.insert(FindingKey::Rule(Kind::Blocked, "heartbeat".into()), 6);
+    t.findings.insert(FindingKey::Groups("user_workstations".into(), "database".into()), 4);
+    t.paths_overflow = 7;
+    t
+}
+
 /// Metrics with every family set to known values.
 fn exercised() -> Metrics {
-    let m = Metrics::new();
+    let m = Metrics::for_node("rppam1");
     for (v, n) in [(VerdictKind::Conforming, 7), (VerdictKind::Unexpected, 3), (VerdictKind::Exposed, 1)] {
         for _ in 0..n {
             m.flow(v);
@@ -53,6 +76,7 @@ fn exercised() -> Metrics {
     m.publish(&Snapshot {
         counters: &[],
         rules: vec![("db-postgres", &db), ("web-portal/users", &users)],
+        tally: None,
         tracked_flows: 0,
         interfaces: None,
     });
@@ -96,9 +120,12 @@ fn exercised() -> Metrics {
     m.reload(true);
     m.reload(false);
     // The agent's publish, with every part it hands over.
+    let tally = tally();
+    let unused = RuleUse::default();
     m.publish(&Snapshot {
-        counters: &[&kernel, &user, &dns, &dedup, &webhook],
-        rules: vec![("db-postgres", &db), ("web-portal/users", &users)],
+        counters: &[&kernel, &user, &dns, &dedup, &webhook, &tally],
+        rules: vec![("db-postgres", &db), ("web-portal/users", &users), ("never", &unused)],
+        tally: Some(&tally),
         tracked_flows: 42,
         interfaces: Some(&kernel.interfaces),
     });
@@ -159,10 +186,45 @@ fn every_family_carries_its_values() {
         (r#"monitor_reloads_total{result="error"}"#, 1.0),
         (r#"monitor_tracked_flows"#, 42.0),
         (&format!(r#"monitor_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION")), 1.0),
+        (&format!(r#"monitor_agent_info{{node="rppam1",version="{}"}}"#, env!("CARGO_PKG_VERSION")), 1.0),
+        // A rule in force that no flow used yet: zeros, and no last-seen time.
+        (r#"monitor_rule_flows_total{rule="never"}"#, 0.0),
+        (r#"monitor_rule_blocked_total{rule="never"}"#, 0.0),
+        (r#"monitor_findings_total{kind="blocked",rule="heartbeat"}"#, 6.0),
+        (
+            r#"monitor_findings_total{kind="unexpected",source_group="user_workstations",target_group="database"}"#,
+            4.0,
+        ),
+        (
+            r#"monitor_path_attempts_total{rule="db-postgres",client="rppam1",server="db1",side="client",outcome="answered"}"#,
+            5.0,
+        ),
+        (
+            r#"monitor_path_attempts_total{rule="db-postgres",client="rppam1",server="db1",side="client",outcome="unanswered"}"#,
+            0.0,
+        ),
+        (
+            r#"monitor_path_attempts_total{rule="heartbeat",client="rppam2",server="rppam1",side="server",outcome="refused"}"#,
+            1.0,
+        ),
+        (
+            r#"monitor_path_attempts_total{rule="heartbeat",client="rppam2",server="rppam1",side="server",outcome="icmp_rejected"}"#,
+            2.0,
+        ),
+        (
+            r#"monitor_path_attempts_total{rule="heartbeat",client="rppam2",server="rppam1",side="server",outcome="unanswered"}"#,
+            3.0,
+        ),
+        (
+            r#"monitor_path_icmp_rejected_total{rule="heartbeat",client="rppam2",server="rppam1",side="server",sender="router1",origin="network"}"#,
+            2.0,
+        ),
+        (r#"monitor_path_overflow_total"#, 7.0),
     ];
     for (k, v) in want {
         assert_eq!(s.get(k), Some(&v), "{k} in\n{om}");
     }
+    assert!(!om.contains(r#"monitor_rule_last_seen_timestamp_seconds{rule="never"}"#), "{om}");
     for stat in Stat::ALL {
         let k = format!(r#"monitor_kernel_packets_total{{counter="{}"}}"#, stat.name());
         assert_eq!(s.get(&k), Some(&(100.0 + stat as u32 as f64)), "{k} in\n{om}");
@@ -203,6 +265,7 @@ fn a_rule_removed_by_a_reload_leaves_the_metrics() {
         m.publish(&Snapshot {
             counters: &[],
             rules: coverage.in_force(e),
+            tally: None,
             tracked_flows: 0,
             interfaces: None,
         });
@@ -459,6 +522,7 @@ fn shutdown_waits_for_an_in_flight_scrape() {
     m.publish(&Snapshot {
         counters: &[],
         rules: ids.iter().map(|id| (id.as_str(), &used)).collect(),
+        tally: None,
         tracked_flows: 0,
         interfaces: None,
     });

@@ -71,6 +71,12 @@ pub struct Args {
     /// Control socket for `monitor report`.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// This host's name in the inventory, for the fleet metrics (docs/metrics.md). Default: the host name.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Most documented paths (rule, client, server) labelled in the metrics; attempts past it are counted in monitor_path_overflow_total.
+    #[arg(long, value_name = "N", default_value_t = crate::live::tally::MAX_PATHS)]
+    pub max_paths: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -96,6 +102,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         metrics: args.metrics,
         socket: Some(args.socket),
         dns: CacheOptions { grace: args.dns_grace, ..CacheOptions::default() },
+        node: match args.node {
+            Some(node) => node,
+            None => host_name().context("read the host name for --node (or pass --node NAME)")?,
+        },
+        max_paths: args.max_paths,
     };
     pin_malloc_thresholds();
     match raise_nofile_limit() {
@@ -126,6 +137,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             () = reloads => unreachable!("the SIGHUP loop never ends"),
         }
     })
+}
+
+/// The host name (`uname -n`), the default `--node`.
+fn host_name() -> std::io::Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
 /// Raises the soft limit on open files to the hard one (systemd and most

@@ -11,6 +11,7 @@
 
 mod classify;
 mod explain;
+mod labels;
 mod resolve;
 mod sources;
 
@@ -27,6 +28,7 @@ use crate::{
     matrix::{Matrix, MatrixError, PlacementKind, RuleProto, Selection, ANY, INTERNET},
 };
 use classify::{has, set, AddrTable, Classes, Memberships, NetItem};
+pub use labels::OTHER;
 pub use resolve::{NameResolver, NoResolver, StaticResolver};
 pub use sources::{Compiled, Sources, SourcesError};
 
@@ -216,6 +218,7 @@ pub struct Engine {
     rule_entities: Vec<(u32, u32)>,
     exposures: Vec<ExposureInfo>,
     hosts_by_addr: BTreeMap<IpAddr, Vec<String>>,
+    labels: labels::AddrLabels,
     warnings: Vec<EngineWarning>,
 }
 
@@ -472,6 +475,7 @@ impl Engine {
             rule_entities,
             exposures,
             hosts_by_addr,
+            labels: labels::AddrLabels::new(hosts),
             warnings,
         })
     }

@@ -285,3 +285,41 @@ fn overlapping_ranges_keep_every_candidate_in_file_order() {
     );
     assert_eq!(ids(65535), Vec::<String>::new());
 }
+
+#[test]
+fn addresses_are_labelled_by_inventory_host_and_smallest_group() {
+    let e = ha();
+    assert_eq!(e.host_label(NODE1.parse().unwrap()), "rppam1");
+    assert_eq!(e.group_label(NODE1.parse().unwrap()), "rppam_nodes");
+    assert_eq!(e.host_label(DB.parse().unwrap()), "db1");
+    assert_eq!(e.group_label(DB.parse().unwrap()), "database");
+    // IPv4-mapped IPv6 is the same address.
+    assert_eq!(e.host_label("::ffff:10.200.1.20".parse().unwrap()), "db1");
+    // Outside the inventory: `other`, and the matrix zone as its group.
+    let outsider: IpAddr = "192.0.2.7".parse().unwrap();
+    assert_eq!(e.host_label(outsider), OTHER);
+    assert_eq!(e.group_label(outsider), "internet");
+    assert!(e.has_host("rppam2") && !e.has_host("nosuch"));
+}
+
+#[test]
+fn a_host_in_nested_groups_is_counted_in_the_smallest() {
+    let dir = std::env::temp_dir().join(format!("monitor-labels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inv = dir.join("inventory.ini");
+    // `primary` is a child of `database` (2 hosts); db1 is in both and in `zz_one` (1 host).
+    std::fs::write(
+        &inv,
+        "[primary]\ndb1 ansible_host=10.200.1.20\n[replicas]\ndb2 ansible_host=10.200.1.22\n\
+         [database:children]\nprimary\nreplicas\n[zz_one]\ndb1\n[lonely]\nsolo ansible_host=10.200.1.30\n",
+    )
+    .unwrap();
+    let (m, _) = Matrix::load(&example("matrix.yaml")).unwrap();
+    let (inv, _) = Inventory::load(&inv).unwrap();
+    let e = Engine::new(&m, Some(&inv), &sel(&["ha"], &[])).unwrap();
+    // db1: primary and zz_one have one host each; `primary` comes first by name.
+    assert_eq!(e.group_label("10.200.1.20".parse().unwrap()), "primary");
+    assert_eq!(e.group_label("10.200.1.22".parse().unwrap()), "replicas");
+    assert_eq!(e.group_label("10.200.1.30".parse().unwrap()), "lonely");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -32,6 +32,7 @@ use super::{
     metrics::Metrics,
     pipeline::{Out, Pipeline},
     sink::{Format, Sink},
+    tally::Tally,
     webhook::{Webhook, WebhookOptions},
 };
 use crate::{
@@ -56,6 +57,10 @@ pub struct RunOptions {
     pub socket: Option<PathBuf>,
     /// Passive DNS cache: grace past TTL, bounds.
     pub dns: CacheOptions,
+    /// This host's name in the inventory and the fleet (`--node`).
+    pub node: String,
+    /// Most documented paths labelled in the metrics (`--max-paths`).
+    pub max_paths: usize,
 }
 
 /// How long pending webhook deliveries may take after SIGTERM (docs/alerts.md).
@@ -90,7 +95,15 @@ pub async fn run(
     for w in &compiled.warnings {
         warn!("{w}");
     }
-    let metrics = Metrics::new();
+    if compiled.inventory.is_some() && !compiled.engine.has_host(&opts.node) {
+        warn!(
+            "warning: --node {}: no such host in the inventory, so the per-path metrics count this \
+             host's flows as seen in transit, neither as client nor as server (docs/metrics.md); \
+             pass --node with this host's inventory name",
+            opts.node
+        );
+    }
+    let metrics = Metrics::for_node(&opts.node);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Tasks::new();
     if let Some(addr) = opts.metrics {
@@ -142,7 +155,8 @@ pub async fn run(
         None => Sink::stdout(opts.format),
     };
     let out = Out { sink, webhook: webhook.clone(), metrics, dedup: Dedup::new(opts.dedup.clone()) };
-    let mut pipeline = Pipeline::new(compiled, opts.dns, out);
+    let tally = Tally::new(&opts.node, opts.max_paths);
+    let mut pipeline = Pipeline::new(compiled, opts.dns, out, tally);
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);

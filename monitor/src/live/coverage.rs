@@ -1,7 +1,7 @@
 //! Coverage: how much each documented rule was used, and which rules were
 //! never seen. Kept by rule id, so that it survives a reload of the matrix.
 
-use std::{collections::BTreeMap, fmt::Write, num::NonZeroU32, time::SystemTime};
+use std::{collections::BTreeMap, fmt::Write, num::NonZeroU32, sync::Arc, time::SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,9 @@ pub struct RuleUse {
     pub last_seen: Option<SystemTime>,
 }
 
+/// The use of a rule not seen yet.
+static UNUSED: RuleUse = RuleUse { packets: 0, bytes: 0, flows: 0, blocked: 0, last_seen: None };
+
 /// A rule's place in the coverage. Judged flows hold this, not the rule's
 /// id: 4 bytes per flow instead of a String, and no lookup by name when
 /// their traffic is added at every table read. Slots are never reused, so
@@ -31,6 +34,8 @@ pub struct Coverage {
     slots: BTreeMap<String, RuleSlot>,
     /// Use per slot: `uses[slot - 1]`.
     uses: Vec<RuleUse>,
+    /// Rule id per slot: `ids[slot - 1]`.
+    ids: Vec<Arc<str>>,
     /// The loss counters as of the last table read, for the report.
     pub losses: Losses,
 }
@@ -42,6 +47,7 @@ impl Coverage {
             return *s;
         }
         self.uses.push(RuleUse::default());
+        self.ids.push(Arc::from(id));
         let n = u32::try_from(self.uses.len()).expect("fewer than 2^32 rules");
         let s = RuleSlot(NonZeroU32::new(n).expect("a length after a push is not zero"));
         self.slots.insert(id.to_string(), s);
@@ -69,6 +75,11 @@ impl Coverage {
         &mut self.uses[rule.0.get() as usize - 1]
     }
 
+    /// The id of the rule in `slot`.
+    pub fn id(&self, slot: RuleSlot) -> &Arc<str> {
+        &self.ids[slot.0.get() as usize - 1]
+    }
+
     pub fn get(&self, id: &str) -> Option<&RuleUse> {
         self.slots.get(id).map(|s| &self.uses[s.0.get() as usize - 1])
     }
@@ -78,10 +89,11 @@ impl Coverage {
         self.slots.iter().map(|(id, s)| (id, &self.uses[s.0.get() as usize - 1]))
     }
 
-    /// The rules of the matrix in force, with their use: what the metrics
-    /// show (a rule removed by a reload is not).
+    /// Every rule of the matrix in force, with its use (none yet for a
+    /// rule never seen): what the metrics show, so that a rule's series
+    /// exist from the start and a rule removed by a reload leaves them.
     pub fn in_force<'a>(&'a self, engine: &'a Engine) -> Vec<(&'a str, &'a RuleUse)> {
-        engine.rules().iter().filter_map(|r| Some((r.id.as_str(), self.get(&r.id)?))).collect()
+        engine.rules().iter().map(|r| (r.id.as_str(), self.get(&r.id).unwrap_or(&UNUSED))).collect()
     }
 
     /// Every rule of the matrix in force, with its use.

@@ -11,7 +11,10 @@ use std::{
 
 use monitor_common::FlowKey;
 
-use super::coverage::{Coverage, RuleSlot};
+use super::{
+    coverage::{Coverage, RuleSlot},
+    tally::{Attempt, Tally},
+};
 use crate::{
     alert::{Alert, Kind},
     engine::{Engine, VerdictKind},
@@ -34,6 +37,8 @@ struct Seen {
     /// The finding already reported for this flow.
     alerted: Option<Kind>,
     blocked_counted: bool,
+    /// Whether the attempt's outcome is counted on its path (once decided).
+    attempt_counted: bool,
     /// The line of [`Counts`] the flow is counted in now.
     counted: Bucket,
     /// Traffic already added to the rule's coverage.
@@ -65,11 +70,14 @@ pub struct Judge {
     pub coverage: Coverage,
     /// Every flow seen, by its latest outcome.
     pub counts: Counts,
+    /// Attempts by documented path, and findings, for the fleet metrics.
+    pub tally: Tally,
 }
 
 impl Judge {
-    pub fn new(engine: Arc<Engine>) -> Judge {
+    pub fn new(engine: Arc<Engine>, tally: Tally) -> Judge {
         Judge {
+            tally,
             engine,
             flows: HashMap::new(),
             control: HashMap::new(),
@@ -123,6 +131,7 @@ impl Judge {
                 rule: verdict.rule.map(|r| coverage.slot(&engine.rule(r).id)),
                 alerted: None,
                 blocked_counted: false,
+                attempt_counted: false,
                 counted: outcome.bucket(),
                 packets: 0,
                 bytes: 0,
@@ -139,6 +148,13 @@ impl Judge {
         }
         seen.state = flow.state;
         add_traffic(&mut self.coverage, seen, flow);
+        if let (VerdictKind::Conforming, Some(rule), false) = (seen.verdict, seen.rule, seen.attempt_counted)
+        {
+            if let Some(attempt) = Attempt::of(flow.state) {
+                seen.attempt_counted = true;
+                self.tally.attempt(&self.engine, self.coverage.id(rule), flow, attempt);
+            }
+        }
         if let Outcome::Finding(alert) = outcome {
             if seen.alerted != Some(alert.kind) {
                 seen.alerted = Some(alert.kind);
@@ -148,6 +164,13 @@ impl Judge {
                         self.coverage.add_blocked(rule);
                     }
                 }
+                self.tally.finding(
+                    &self.engine,
+                    alert.kind,
+                    alert.rule.as_deref(),
+                    flow.client.ip,
+                    flow.server.ip,
+                );
                 judged.alert = Some(*alert);
             }
         }

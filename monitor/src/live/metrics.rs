@@ -48,6 +48,7 @@ use tokio::{
 use super::{
     coverage::RuleUse,
     serve::{accept_loop, stopped, ConnLimits, Server, CONNECTIONS_REFUSED},
+    tally::{Attempt, FindingKey, PathCounts, PathKey, Tally},
 };
 use crate::{
     alert::Kind,
@@ -147,6 +148,8 @@ struct Totals(Mutex<TotalsState>);
 #[derive(Debug, Default)]
 struct TotalsState {
     rules: BTreeMap<String, RuleTraffic>,
+    paths: BTreeMap<PathKey, PathCounts>,
+    findings: BTreeMap<FindingKey, u64>,
     /// Each family in the order first published, with its samples.
     counters: Vec<(&'static CounterFamily, Vec<(&'static str, u64)>)>,
 }
@@ -155,9 +158,11 @@ struct TotalsState {
 pub struct Snapshot<'a> {
     /// The parts' totals; a family appears once a part hands it over.
     pub counters: &'a [&'a dyn Counters],
-    /// The rules of the matrix in force with their use since the start;
-    /// a rule that has not carried a flow yet is not shown.
+    /// The rules of the matrix in force with their use since the start.
     pub rules: Vec<(&'a str, &'a RuleUse)>,
+    /// The attempts by documented path and the findings; `None` shows
+    /// neither.
+    pub tally: Option<&'a Tally>,
     pub tracked_flows: usize,
     /// The interfaces attached to at the last read; `None` before it.
     pub interfaces: Option<&'a [AttachedIface]>,
@@ -168,7 +173,9 @@ struct RuleTraffic {
     packets: u64,
     bytes: u64,
     flows: u64,
-    last_seen: f64,
+    blocked: u64,
+    /// Unix time; `None` for a rule not used yet.
+    last_seen: Option<f64>,
 }
 
 impl Default for Metrics {
@@ -178,7 +185,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The metrics of no node in particular (tests, benches).
     pub fn new() -> Metrics {
+        Metrics::build(None)
+    }
+
+    /// The agent's metrics, with `monitor_agent_info{node}`: the fleet rules
+    /// tell from it which hosts run an agent that is up.
+    pub fn for_node(node: &str) -> Metrics {
+        Metrics::build(Some(node))
+    }
+
+    fn build(node: Option<&str>) -> Metrics {
         let mut registry = Registry::with_prefix("monitor");
         let flows = Family::<Label, Counter>::default();
         let alerts = Family::<Label, Counter>::default();
@@ -224,6 +242,16 @@ impl Metrics {
             "The monitor's version",
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
+        if let Some(node) = node {
+            registry.register(
+                "agent",
+                "The agent on this node (--node), always 1",
+                Info::new(vec![
+                    ("node".to_owned(), node.to_owned()),
+                    ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+                ]),
+            );
+        }
         registry.register(
             "connections_refused",
             "Connections to a local server closed at once because it held its cap of connections, by server",
@@ -281,19 +309,24 @@ impl Metrics {
         let rules = now
             .rules
             .iter()
-            .filter_map(|(id, u)| {
-                let last_seen = u.last_seen?;
-                let last_seen = last_seen.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            .map(|(id, u)| {
                 let t = RuleTraffic {
                     packets: u.packets,
                     bytes: u.bytes,
                     flows: u.flows,
-                    last_seen: last_seen.as_secs_f64(),
+                    blocked: u.blocked,
+                    last_seen: u
+                        .last_seen
+                        .map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()),
                 };
-                Some((id.to_string(), t))
+                (id.to_string(), t)
             })
             .collect();
-        *self.inner.totals.lock() = TotalsState { rules, counters };
+        let (paths, findings) = match now.tally {
+            Some(t) => (t.paths.clone(), t.findings.clone()),
+            None => Default::default(),
+        };
+        *self.inner.totals.lock() = TotalsState { rules, paths, findings, counters };
         self.inner.tracked.set(i64::try_from(now.tracked_flows).unwrap_or(i64::MAX));
         if let Some(ifaces) = now.interfaces {
             *self.inner.attached.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(ifaces.to_vec());
@@ -431,10 +464,15 @@ type RuleCounter = (&'static str, &'static str, fn(&RuleTraffic) -> u64);
 impl Collector for Totals {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let st = self.lock();
-        let rules: [RuleCounter; 3] = [
+        let rules: [RuleCounter; 4] = [
             ("rule_packets", "Packets of flows a matrix rule documents, both directions.", |r| r.packets),
             ("rule_bytes", "Bytes of flows a matrix rule documents, both directions.", |r| r.bytes),
             ("rule_flows", "Flows a matrix rule documents.", |r| r.flows),
+            (
+                "rule_blocked",
+                "Flows a matrix rule documents that were refused, unanswered or ICMP-rejected.",
+                |r| r.blocked,
+            ),
         ];
         if !st.rules.is_empty() {
             for (name, help, get) in rules {
@@ -451,9 +489,13 @@ impl Collector for Totals {
                 MetricType::Gauge,
             )?;
             for (id, r) in &st.rules {
-                ConstGauge::new(r.last_seen).encode(m.encode_family(&[("rule", id.as_str())])?)?;
+                if let Some(t) = r.last_seen {
+                    ConstGauge::new(t).encode(m.encode_family(&[("rule", id.as_str())])?)?;
+                }
             }
         }
+        encode_findings(&mut enc, &st.findings)?;
+        encode_paths(&mut enc, &st.paths)?;
         for (family, samples) in &st.counters {
             let mut m = enc.encode_descriptor(family.name, family.help, None, MetricType::Counter)?;
             if family.label.is_empty() {
@@ -467,6 +509,88 @@ impl Collector for Totals {
         }
         Ok(())
     }
+}
+
+/// `monitor_findings_total`: by kind and rule, or for `unexpected` by the
+/// groups of the ends.
+fn encode_findings(
+    enc: &mut DescriptorEncoder,
+    findings: &BTreeMap<FindingKey, u64>,
+) -> Result<(), std::fmt::Error> {
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(
+        "findings",
+        "Findings, once per flow and kind before de-duplication: blocked and exposed by rule, unexpected by the groups of client and server.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (key, n) in findings {
+        let c = ConstCounter::new(*n);
+        match key {
+            FindingKey::Rule(kind, rule) => {
+                c.encode(m.encode_family(&[("kind", kind.as_str()), ("rule", &**rule)])?)?
+            }
+            FindingKey::Groups(source, target) => c.encode(m.encode_family(&[
+                ("kind", "unexpected"),
+                ("source_group", &**source),
+                ("target_group", &**target),
+            ])?)?,
+        }
+    }
+    Ok(())
+}
+
+/// `monitor_path_attempts_total` and `monitor_path_icmp_rejected_total`.
+fn encode_paths(
+    enc: &mut DescriptorEncoder,
+    paths: &BTreeMap<PathKey, PathCounts>,
+) -> Result<(), std::fmt::Error> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(
+        "path_attempts",
+        "Attempts on a documented path (rule, client host, server host) seen from this host's side, by how they first ended.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (k, c) in paths {
+        for a in Attempt::ALL {
+            let l = [
+                ("rule", &*k.rule),
+                ("client", &*k.client),
+                ("server", &*k.server),
+                ("side", k.side.as_str()),
+                ("outcome", a.as_str()),
+            ];
+            ConstCounter::new(c.attempts[a as usize]).encode(m.encode_family(&l)?)?;
+        }
+    }
+    if paths.values().all(|c| c.icmp.is_empty()) {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(
+        "path_icmp_rejected",
+        "Attempts on a documented path rejected by an ICMP error, by its sender (inventory host or other) and origin (server or network).",
+        None,
+        MetricType::Counter,
+    )?;
+    for (k, c) in paths {
+        for ((sender, origin), n) in &c.icmp {
+            let l = [
+                ("rule", &*k.rule),
+                ("client", &*k.client),
+                ("server", &*k.server),
+                ("side", k.side.as_str()),
+                ("sender", &**sender),
+                ("origin", origin.as_str()),
+            ];
+            ConstCounter::new(*n).encode(m.encode_family(&l)?)?;
+        }
+    }
+    Ok(())
 }
 
 impl Collector for Attached {
@@ -601,7 +725,7 @@ mod tests {
         counters: &'a [&'a dyn Counters],
         interfaces: Option<&'a [AttachedIface]>,
     ) -> Snapshot<'a> {
-        Snapshot { counters, rules: Vec::new(), tracked_flows: 0, interfaces }
+        Snapshot { counters, rules: Vec::new(), tally: None, tracked_flows: 0, interfaces }
     }
 
     #[test]

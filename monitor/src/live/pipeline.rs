@@ -19,6 +19,7 @@ use super::{
     judge::Judge,
     metrics::{Metrics, Snapshot},
     sink::Sink,
+    tally::Tally,
     webhook::Webhook,
 };
 use crate::{
@@ -75,10 +76,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(compiled: Compiled, dns: crate::dns::CacheOptions, out: Out) -> Pipeline {
+    pub fn new(compiled: Compiled, dns: crate::dns::CacheOptions, out: Out, tally: Tally) -> Pipeline {
         let Compiled { engine, matrix, inventory, selection, .. } = compiled;
         Pipeline {
-            judge: Judge::new(Arc::new(engine)),
+            judge: Judge::new(Arc::new(engine), tally),
             // Passive DNS: services placed by name bind what this host resolves.
             names: LiveNames::new(Inputs { matrix, inventory, selection }, dns),
             out,
@@ -158,10 +159,11 @@ impl Pipeline {
         if let Some((kernel, user)) = &self.last_read {
             parts.extend([kernel as &dyn Counters, user]);
         }
-        parts.extend([&self.names as &dyn Counters, &self.out.dedup.stats, &webhook]);
+        parts.extend([&self.names as &dyn Counters, &self.out.dedup.stats, &webhook, &self.judge.tally]);
         self.out.metrics.publish(&Snapshot {
             counters: &parts,
             rules: self.judge.coverage.in_force(self.judge.engine()),
+            tally: Some(&self.judge.tally),
             tracked_flows: self.judge.tracked(),
             interfaces: self.last_read.as_ref().map(|(kernel, _)| kernel.interfaces.as_slice()),
         });
