@@ -292,6 +292,9 @@ fn the_fleet_report_in_every_form() {
         })
     );
 
+    // The whole form, as docs/fleet.md shows it.
+    golden("report.json", &fixed(&c, &out));
+
     let (ok, md, err, took) = report(&url, &["--format", "markdown", "--inventory", inv]);
     assert!(ok, "{err}");
     eprintln!("monitor fleet report --format markdown took {took:?}");
@@ -346,7 +349,8 @@ fn errors_name_what_to_check_and_exit_non_zero() {
         },
     );
     let url = format!("http://{}", fake.addr);
-    let (ok, _, err, _) = report(&url, &[]);
+    // With credentials in the URL: sent as basic authentication, never shown.
+    let (ok, _, err, _) = report(&format!("http://user:secret@{}", fake.addr), &[]);
     assert!(!ok);
     assert!(
         err.contains(&format!(
@@ -355,11 +359,12 @@ fn errors_name_what_to_check_and_exit_non_zero() {
         )),
         "{err}"
     );
-    assert!(
-        fake.requests().iter().all(|r| r.starts_with("GET /api/v1/query?query=")),
-        "{:?}",
-        fake.requests()
-    );
+    assert!(!err.contains("secret"), "{err}");
+    let heads = fake.requests();
+    assert_eq!(heads.len(), 1, "the first query failed, no other was sent: {heads:?}");
+    assert!(heads[0].starts_with("GET /api/v1/query?query=max_over_time%28monitor_agent_info"), "{heads:?}");
+    // base64("user:secret")
+    assert!(heads[0].to_ascii_lowercase().contains("\nauthorization: basic dxnlcjpzzwnyzxq="), "{heads:?}");
 
     // Not Prometheus at all.
     fake.set(Response {

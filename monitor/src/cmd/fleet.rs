@@ -48,6 +48,7 @@ pub struct ReportArgs {
     /// How long each request to Prometheus may take.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// The report's form.
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
 }

@@ -102,13 +102,12 @@ impl Prometheus {
     pub async fn query(&self, query: &str, time: f64) -> Result<Vec<Sample>, PrometheusError> {
         let mut url = self.base.join("api/v1/query").expect("a relative path joins");
         url.query_pairs_mut().append_pair("query", query).append_pair("time", &format!("{time:.3}"));
-        let mut req = self.client.get(url.clone());
-        if !self.base.username().is_empty() {
-            req = req.basic_auth(self.base.username(), self.base.password());
-        }
+        // reqwest turns the URL's user and password into basic authentication.
+        let req = self.client.get(url.clone());
         let unreachable = |e: reqwest::Error| PrometheusError::Unreachable {
             url: self.shown.clone(),
-            reason: error_chain(&e),
+            // The URL is in the message already (and the query is long).
+            reason: error_chain(&e.without_url()),
         };
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();
@@ -229,7 +228,10 @@ mod tests {
             Err(PrometheusError::Scheme(_))
         ));
         let e = Prometheus::new("prom.example", Duration::from_secs(1)).unwrap_err().to_string();
-        assert!(e.contains("`prom.example` is not a Prometheus URL") && e.contains("e.g. http://prometheus:9090"), "{e}");
+        assert!(
+            e.contains("`prom.example` is not a Prometheus URL") && e.contains("e.g. http://prometheus:9090"),
+            "{e}"
+        );
     }
 
     #[test]

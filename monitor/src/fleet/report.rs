@@ -922,6 +922,79 @@ mod tests {
         assert!(attribute(&a, &[], true).is_empty());
     }
 
+    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample { labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), value }
+    }
+
+    fn opts(inventory: Option<&[&str]>) -> ReportOptions {
+        ReportOptions {
+            window: Duration::from_secs(3600),
+            job: "monitor".into(),
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            inventory: inventory.map(|h| h.iter().map(|h| h.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn a_series_is_placed_by_its_target_whichever_label_names_the_node() {
+        let j = ("job", "monitor");
+        let r = Results {
+            agents: vec![
+                // A target labelled by file_sd: the agent's own name is `exported_node`.
+                sample(&[j, ("instance", "10.0.0.1:9469"), ("node", "a1"), ("exported_node", "a1")], 1.0),
+                // A static target: `node` is the agent's own.
+                sample(&[j, ("instance", "10.0.0.2:9469"), ("node", "b1")], 1.0),
+                // Labelled differently by the two: the agent's own wins, with a warning.
+                sample(
+                    &[j, ("instance", "10.0.0.3:9469"), ("node", "c-target"), ("exported_node", "c1")],
+                    1.0,
+                ),
+            ],
+            up: vec![
+                sample(&[j, ("instance", "10.0.0.1:9469"), ("node", "a1")], 1.0),
+                sample(&[j, ("instance", "10.0.0.2:9469")], 0.0),
+                sample(&[j, ("instance", "10.0.0.3:9469"), ("node", "c-target")], 1.0),
+                sample(&[j, ("instance", "10.0.0.9:9469")], 1.0),
+            ],
+            flows: vec![
+                sample(&[j, ("instance", "10.0.0.1:9469"), ("node", "a1"), ("rule", "r")], 2.0),
+                sample(&[j, ("instance", "10.0.0.2:9469"), ("rule", "r")], 1.2),
+                sample(&[j, ("instance", "10.0.0.3:9469"), ("node", "c-target"), ("rule", "r")], 0.0),
+            ],
+            ..Results::default()
+        };
+        let rep = build("http://p", &opts(Some(&["a1", "b1", "d1"])), &r).unwrap();
+        assert_eq!(rep.time, "2027-01-15T08:00:00Z");
+        assert_eq!(
+            rep.agents.iter().map(|a| (a.node.as_str(), a.up)).collect::<Vec<_>>(),
+            [("a1", true), ("b1", false), ("c1", true)]
+        );
+        assert_eq!(rep.rules[0].flows, BTreeMap::from([("a1".to_string(), 2), ("b1".to_string(), 1)]));
+        assert_eq!(rep.warnings.len(), 1, "{:?}", rep.warnings);
+        assert!(rep.warnings[0].contains("calls itself \"c1\" (--node) but its scrape target is labelled"));
+        assert_eq!(rep.missing.targets_down.len(), 1);
+        assert_eq!(rep.missing.targets_down[0].node, None);
+        assert_eq!(rep.missing.targets_without_agent_info, ["10.0.0.9:9469"]);
+        let inv = rep.missing.inventory.as_ref().unwrap();
+        assert_eq!(inv.hosts_without_agent, [HostWithoutAgent { host: "d1".into(), target: "none".into() }]);
+        assert_eq!(inv.agents_not_in_inventory, ["c1"]);
+        let md = rep.markdown();
+        assert!(
+            md.contains("| target 10.0.0.2:9469 | down now; 0% of its scrapes in the window succeeded |"),
+            "{md}"
+        );
+        assert!(md.contains("| agent c1 | no inventory host of that name"), "{md}");
+        assert!(md.contains("### Blocked paths\n\nNone.\n"), "{md}");
+
+        let none = Results { up: r.up.clone(), ..Results::default() };
+        let e = build("http://p", &opts(None), &none).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "no monitor_agent_info series with job=\"monitor\" in the last 1h at http://p: is Prometheus scraping \
+             the agents? see docs/fleet.md (4 target(s) with job=\"monitor\", 1 of them down)"
+        );
+    }
+
     #[test]
     fn windows_are_written_as_promql_reads_them() {
         assert_eq!(promql_duration(Duration::from_secs(86400)), "24h");

@@ -50,7 +50,8 @@ impl Response {
 }
 
 /// Answers every request on its listener with one response (which the test
-/// may change); the request lines read are kept for the test to look at.
+/// may change); the requests' heads (request line and headers) are kept for
+/// the test to look at.
 /// Stopped and joined on drop.
 pub struct StaticHttp {
     stop: Arc<AtomicBool>,
@@ -77,15 +78,18 @@ impl StaticHttp {
                         let mut r = BufReader::new(conn.try_clone().expect("clone"));
                         let mut first = String::new();
                         let _ = r.read_line(&mut first);
-                        reqs.lock().expect("lock").push(first.trim_end().to_string());
+                        let mut head = first.trim_end().to_string();
                         let mut line = String::new();
                         let mut length = 0usize;
                         while r.read_line(&mut line).is_ok_and(|n| n > 2) {
                             if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                                 length = v.trim().parse().unwrap_or(0);
                             }
+                            head.push('\n');
+                            head.push_str(line.trim_end());
                             line.clear();
                         }
+                        reqs.lock().expect("lock").push(head);
                         let mut body = vec![0; length];
                         let _ = r.read_exact(&mut body);
                         let Response { status, content_type, body } = resp.lock().expect("lock").clone();
@@ -106,7 +110,8 @@ impl StaticHttp {
         *self.response.lock().expect("lock") = response;
     }
 
-    /// The request lines (`GET /path HTTP/1.1`) received so far.
+    /// The heads of the requests received so far (`GET /path HTTP/1.1`, then
+    /// one line per header, as sent).
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("lock").clone()
     }
