@@ -232,6 +232,7 @@ pub struct Queries {
     pub attempts: String,
     pub icmp: String,
     pub unexpected: String,
+    pub overflow: String,
 }
 
 impl Queries {
@@ -251,6 +252,7 @@ impl Queries {
             attempts: count(&format!("monitor_path_attempts_total{{{j}}}")),
             icmp: count(&format!("monitor_path_icmp_rejected_total{{{j}}}")),
             unexpected: count(&format!("monitor_findings_total{{{j},kind=\"unexpected\"}}")),
+            overflow: count(&format!("monitor_path_overflow_total{{{j}}}")),
         }
     }
 }
@@ -266,6 +268,7 @@ pub struct Results {
     pub attempts: Vec<Sample>,
     pub icmp: Vec<Sample>,
     pub unexpected: Vec<Sample>,
+    pub overflow: Vec<Sample>,
 }
 
 /// Queries Prometheus (all queries at once, at `opts.time`) and builds the report.
@@ -278,7 +281,7 @@ pub async fn collect(prom: &Prometheus, opts: &ReportOptions) -> Result<Report, 
     // The agents' query first, alone: a Prometheus that fails every query
     // then always fails this one, and the error is always the same.
     let agents = prom.query(&q.agents, t).await?;
-    let (up, up_ratio, flows, blocked, attempts, icmp, unexpected) = tokio::try_join!(
+    let (up, up_ratio, flows, blocked, attempts, icmp, unexpected, overflow) = tokio::try_join!(
         prom.query(&q.up, t),
         prom.query(&q.up_ratio, t),
         prom.query(&q.flows, t),
@@ -286,8 +289,9 @@ pub async fn collect(prom: &Prometheus, opts: &ReportOptions) -> Result<Report, 
         prom.query(&q.attempts, t),
         prom.query(&q.icmp, t),
         prom.query(&q.unexpected, t),
+        prom.query(&q.overflow, t),
     )?;
-    let r = Results { agents, up, up_ratio, flows, blocked, attempts, icmp, unexpected };
+    let r = Results { agents, up, up_ratio, flows, blocked, attempts, icmp, unexpected, overflow };
     build(prom.url(), opts, &r)
 }
 
@@ -464,6 +468,21 @@ pub fn build(url: &str, opts: &ReportOptions, r: &Results) -> Result<Report, Rep
                 server_agent: server_agent.clone(),
             });
         }
+    }
+
+    // Attempts of paths past an agent's --max-paths carry no path labels.
+    let mut overflowed: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &r.overflow {
+        let n = count(s.value);
+        if n > 0 {
+            *overflowed.entry(nodes.of(s)).or_default() += n;
+        }
+    }
+    for (node, n) in overflowed {
+        warnings.push(format!(
+            "the agent on {node} counted {n} attempt(s) of paths past its --max-paths: blocked paths it saw may be \
+             missing here; raise its --max-paths"
+        ));
     }
 
     // Undocumented flows by group pair.
@@ -961,6 +980,10 @@ mod tests {
                 sample(&[j, ("instance", "10.0.0.2:9469"), ("rule", "r")], 1.2),
                 sample(&[j, ("instance", "10.0.0.3:9469"), ("node", "c-target"), ("rule", "r")], 0.0),
             ],
+            overflow: vec![
+                sample(&[j, ("instance", "10.0.0.1:9469"), ("node", "a1")], 0.0),
+                sample(&[j, ("instance", "10.0.0.2:9469")], 12.0),
+            ],
             ..Results::default()
         };
         let rep = build("http://p", &opts(Some(&["a1", "b1", "d1"])), &r).unwrap();
@@ -970,7 +993,12 @@ mod tests {
             [("a1", true), ("b1", false), ("c1", true)]
         );
         assert_eq!(rep.rules[0].flows, BTreeMap::from([("a1".to_string(), 2), ("b1".to_string(), 1)]));
-        assert_eq!(rep.warnings.len(), 1, "{:?}", rep.warnings);
+        assert_eq!(rep.warnings.len(), 2, "{:?}", rep.warnings);
+        assert_eq!(
+            rep.warnings[1],
+            "the agent on b1 counted 12 attempt(s) of paths past its --max-paths: blocked paths it saw may be \
+             missing here; raise its --max-paths"
+        );
         assert!(rep.warnings[0].contains("calls itself \"c1\" (--node) but its scrape target is labelled"));
         assert_eq!(rep.missing.targets_down.len(), 1);
         assert_eq!(rep.missing.targets_down[0].node, None);
