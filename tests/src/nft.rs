@@ -54,3 +54,9 @@ pub fn prohibit_tcp(port: u16) -> String {
 pub fn prohibit_tcp_v4(port: u16) -> String {
     format!("meta nfproto ipv4 tcp dport {port} reject with icmp type admin-prohibited")
 }
+
+/// Answers TCP to `port` with ICMP/ICMPv6 port-unreachable: nftables'
+/// plain `reject`, as a host refuses what it does not serve.
+pub fn reject_tcp(port: u16) -> String {
+    format!("tcp dport {port} reject")
+}
