@@ -268,9 +268,14 @@ fn start_agent(c: &Cluster, node: &str, dir: &Path, matrix: &Path, inventory: &P
     )
 }
 
-/// Samples in one scrape of an agent's `/metrics` (every series it exports).
-fn count_samples(text: &str) -> usize {
-    text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count()
+/// Samples in one scrape of an agent's `/metrics` (every series it
+/// exports): in all, and those that grow with the matrix (`monitor_rule_*`),
+/// with the paths in use (`monitor_path_*`) and with the findings
+/// (`monitor_findings_*`).
+fn count_samples(text: &str) -> (usize, [usize; 3]) {
+    let samples: Vec<&str> = text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let of = |prefix: &str| samples.iter().filter(|l| l.starts_with(prefix)).count();
+    (samples.len(), [of("monitor_rule_"), of("monitor_path_"), of("monitor_findings_")])
 }
 
 /// The blocked-path alerts Alertmanager holds: (rule, client, server, at)
@@ -625,11 +630,13 @@ fn the_fleet_rules_say_where_each_blocked_path_is_blocked_and_the_report_agrees(
     // Series per agent: the samples of one scrape, as curl and Prometheus count them.
     for (node, _) in &agents {
         let text = scrape(mon, &format!("{}:{METRICS_PORT}", ip_of(node)));
-        let samples = count_samples(&text);
+        let (samples, [rule, path, findings]) = count_samples(&text);
         let by_prom = prom.query(&format!("scrape_samples_scraped{{node=\"{node}\"}}"));
         let by_prom = by_prom.first().and_then(|v| v["value"][1].as_str()).unwrap_or("?").to_owned();
         eprintln!(
-            "agent {node}: {samples} samples in one scrape (Prometheus: scrape_samples_scraped {by_prom})"
+            "agent {node}: {samples} samples in one scrape (Prometheus: scrape_samples_scraped {by_prom}): \
+             {rule} per rule, {path} per path, {findings} findings, {} fixed",
+            samples - rule - path - findings
         );
     }
 
