@@ -150,8 +150,22 @@ fn promtool(args: &[&str]) {
 #[test]
 fn promtool_checks_and_tests_the_alerting_rules() {
     promtool(&["check", "rules", "prometheus-rules.yaml"]);
-    // Each alert against made-up series: fires when it should, not otherwise.
-    promtool(&["test", "rules", "prometheus-rules.test.yaml"]);
+    // Each rule against made-up series: fires when it should, not otherwise.
+    // Every deploy/prometheus-rules*.test.yaml, so that a new one cannot be
+    // left out: the per-node rules' and the fleet's (where each blocked path
+    // is blocked, rules never used, undocumented traffic by group).
+    let mut tests: Vec<String> = std::fs::read_dir(deploy(""))
+        .unwrap_or_else(|e| panic!("deploy/: {e}"))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("prometheus-rules") && n.ends_with(".test.yaml"))
+        .collect();
+    tests.sort();
+    for file in ["prometheus-rules.test.yaml", "prometheus-rules.fleet.test.yaml"] {
+        assert!(tests.iter().any(|t| t == file), "deploy/{file} is missing: {tests:?}");
+    }
+    let mut args = vec!["test", "rules"];
+    args.extend(tests.iter().map(String::as_str));
+    promtool(&args);
 }
 
 #[test]
