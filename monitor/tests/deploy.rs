@@ -325,10 +325,8 @@ fn the_daemonset_watches_the_host_with_three_capabilities() {
     }
     assert!(args.contains(&"--node=$(NODE_NAME)"), "{args:?}");
     assert_eq!(field_of("NODE_NAME").as_deref(), Some("spec.nodeName"));
-    let args: Vec<String> = args
-        .iter()
-        .map(|a| a.replace("$(NODE_IP)", "192.0.2.1").replace("$(NODE_NAME)", "node-1"))
-        .collect();
+    let args: Vec<String> =
+        args.iter().map(|a| a.replace("$(NODE_IP)", "192.0.2.1").replace("$(NODE_NAME)", "node-1")).collect();
     assert_monitor_accepts(&args);
 }
 
