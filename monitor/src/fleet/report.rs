@@ -358,7 +358,10 @@ pub fn build(url: &str, opts: &ReportOptions, r: &Results) -> Result<Report, Rep
         let node = if exported.is_empty() { target } else { exported };
         let instance = s.label("instance").to_string();
         if node.is_empty() {
-            warnings.push(format!("the agent at {instance} exports monitor_agent_info without a node name"));
+            warnings.push(format!(
+                "the agent at {instance} exports monitor_agent_info without a node name: it is shown by its \
+                 address; give it --node (its inventory name)"
+            ));
         }
         if !exported.is_empty() && !target.is_empty() && exported != target {
             warnings.push(format!(
