@@ -32,7 +32,7 @@ pub enum Command {
     Run(cmd::run::Args),
     /// Print the coverage report (every rule, its use, the rules never seen) of a running monitor.
     Report(cmd::report::Args),
-    /// Files for the engines that watch many nodes: Prometheus scrape targets from the inventory.
+    /// The fleet on Prometheus: scrape targets from the inventory, and the whole cluster's conformance report.
     Fleet(cmd::fleet::Args),
     /// Print the shell completion script for bash, zsh or fish to stdout.
     Completions(cmd::generate::CompletionsArgs),

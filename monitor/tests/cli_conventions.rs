@@ -161,6 +161,8 @@ fn every_duration_option_takes_units() {
         [
             "monitor check --dns-grace",
             "monitor check --syn-timeout",
+            "monitor fleet report --timeout",
+            "monitor fleet report --window",
             "monitor flows --interval",
             "monitor flows --syn-timeout",
             "monitor run --dedup-window",

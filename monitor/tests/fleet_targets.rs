@@ -4,31 +4,21 @@
 //! directory. The "agents" are small HTTP servers on 127.0.0.2 and
 //! 127.0.0.3 serving a metrics page.
 
+mod fleet_support;
+
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener},
-    path::Path,
-    process::{Child, Command, Stdio},
-    sync::atomic::{AtomicBool, Ordering},
-    sync::Arc,
-    time::{Duration, Instant},
+    net::{Ipv4Addr, TcpListener},
+    process::Command,
 };
 
-use assert_cmd::cargo::CommandCargoExt as _;
+use fleet_support::{Prometheus, Response, StaticHttp};
 use serde_json::Value;
-
-fn monitor() -> Command {
-    Command::cargo_bin("monitor").expect("the monitor binary")
-}
 
 /// Runs `monitor fleet targets ARGS`; returns (success, stdout, stderr).
 fn targets(args: &[&str]) -> (bool, String, String) {
-    let out = monitor().args(["fleet", "targets"]).args(args).output().expect("run monitor fleet targets");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["fleet", "targets"];
+    all.extend_from_slice(args);
+    fleet_support::run(&all)
 }
 
 #[test]
@@ -119,120 +109,6 @@ fn promtool_discovers_the_written_file_as_a_file_sd_source() {
     assert_eq!(discover(), vec![], "a file_sd file with a number as a label value gave targets");
 }
 
-/// A stand-in agent: answers every request on `addr` with a metrics page.
-struct FakeAgent {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FakeAgent {
-    fn start(listener: TcpListener) -> FakeAgent {
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut conn, _)) => {
-                        conn.set_nonblocking(false).expect("blocking");
-                        let mut r = BufReader::new(conn.try_clone().expect("clone"));
-                        let mut line = String::new();
-                        while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                            line.clear();
-                        }
-                        let body = "# TYPE monitor_up gauge\nmonitor_up 1\n";
-                        let _ = write!(
-                            conn,
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        FakeAgent { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for FakeAgent {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// A real Prometheus on loopback, killed and reaped on drop.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Prometheus {
-    fn start(dir: &Path, config: &Path) -> Prometheus {
-        let addr = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("prometheus: {e} (apt-get install prometheus, or cargo xtask setup)"));
-        Prometheus { child, addr }
-    }
-
-    fn get(&self, path: &str) -> Option<Value> {
-        let out = Command::new("curl")
-            .args(["-sS", "--fail", "--max-time", "5", &format!("http://{}{path}", self.addr)])
-            .output()
-            .expect("curl");
-        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("Prometheus answers JSON"))
-    }
-
-    /// The active targets as (node, groups, health), sorted.
-    fn targets(&self) -> Vec<(String, String, String)> {
-        let Some(v) = self.get("/api/v1/targets?state=active") else { return Vec::new() };
-        let mut t: Vec<(String, String, String)> = v["data"]["activeTargets"]
-            .as_array()
-            .expect("activeTargets")
-            .iter()
-            .map(|t| {
-                let s = |k: &str| t["labels"][k].as_str().unwrap_or_default().to_owned();
-                (s("node"), s("groups"), t["health"].as_str().unwrap_or_default().to_owned())
-            })
-            .collect();
-        t.sort();
-        t
-    }
-
-    /// Waits up to 30 s for the targets to be `want`.
-    fn wait_targets(&self, want: &[(&str, &str, &str)], dir: &Path) {
-        let want: Vec<(String, String, String)> =
-            want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = Vec::new();
-        while Instant::now() < deadline {
-            last = self.targets();
-            if last == want {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-        panic!("Prometheus's targets are {last:?}, not {want:?}\nprometheus.log:\n{log}");
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn prometheus_scrapes_every_inventory_host_through_the_file_and_follows_its_rewrite() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -241,7 +117,8 @@ fn prometheus_scrapes_every_inventory_host_through_the_file_and_follows_its_rewr
     let port = first.local_addr().expect("addr").port();
     let second =
         TcpListener::bind((Ipv4Addr::new(127, 0, 0, 3), port)).expect("bind 127.0.0.3 on the same port");
-    let _agents = [FakeAgent::start(first), FakeAgent::start(second)];
+    let page = || Response::metrics("# TYPE monitor_up gauge\nmonitor_up 1\n");
+    let _agents = [StaticHttp::start(first, page()), StaticHttp::start(second, page())];
 
     let inv = dir.path().join("inventory.ini");
     std::fs::write(&inv, "[nodes]\nnode1 ansible_host=127.0.0.2\n\n[db]\ndb1 ansible_host=127.0.0.3\n")
@@ -270,7 +147,7 @@ fn prometheus_scrapes_every_inventory_host_through_the_file_and_follows_its_rewr
     )
     .expect("write config");
     let prom = Prometheus::start(dir.path(), &config);
-    prom.wait_targets(&[("db1", ",db,", "up"), ("node1", ",nodes,", "up")], dir.path());
+    prom.wait_targets(&[("db1", ",db,", "up"), ("node1", ",nodes,", "up")]);
     // The scraped series carry the labels.
     let v = prom.get("/api/v1/query?query=monitor_up%7Bgroups%3D~%22.*%2Cnodes%2C.*%22%7D").expect("query");
     let result = v["data"]["result"].as_array().expect("result");
@@ -284,8 +161,5 @@ fn prometheus_scrapes_every_inventory_host_through_the_file_and_follows_its_rewr
     )
     .expect("write");
     write();
-    prom.wait_targets(
-        &[("db1", ",db,", "up"), ("node1", ",nodes,", "up"), ("node2", ",nodes,", "down")],
-        dir.path(),
-    );
+    prom.wait_targets(&[("db1", ",db,", "up"), ("node1", ",nodes,", "up"), ("node2", ",nodes,", "down")]);
 }

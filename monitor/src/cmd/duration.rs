@@ -1,7 +1,8 @@
 //! The one parser of every duration option (`--syn-timeout`, `--interval`,
-//! `--dedup-window`, `--dns-grace`): a plain number is seconds (`3`, `0.5`),
-//! anything else is a number with a unit as humantime reads it (`500ms`,
-//! `2s`, `10m`, `1h`, `1m30s`).
+//! `--dedup-window`, `--dns-grace`, and `fleet report`'s `--window` and
+//! `--timeout`): a plain number is seconds (`3`, `0.5`), anything else is a
+//! number with a unit as humantime reads it (`500ms`, `2s`, `10m`, `1h`,
+//! `1m30s`, `7d`).
 
 use std::time::Duration;
 

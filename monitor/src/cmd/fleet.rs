@@ -1,13 +1,17 @@
 //! `monitor fleet`: what the engines that watch many nodes need from the
 //! monitor's files (docs/fleet.md).
 
-use std::{io::Write as _, path::PathBuf, process::ExitCode};
+use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 
-use super::sources::InventoryLimits;
+use super::{duration::parse_duration, sources::InventoryLimits};
 use crate::{
-    fleet::targets::{self, DEFAULT_PORT},
+    fleet::{
+        prometheus::Prometheus,
+        report::{self, ReportOptions},
+        targets::{self, DEFAULT_PORT},
+    },
     inventory::Inventory,
 };
 
@@ -21,6 +25,42 @@ pub struct Args {
 pub enum Command {
     /// Write Prometheus file_sd JSON: one scrape target per inventory host, labelled with its node and groups.
     Targets(TargetsArgs),
+    /// The whole cluster's conformance over a window, from Prometheus: every rule with the nodes that used it, blocked paths and where, undocumented flows, missing agents.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Prometheus's base URL (with its --web.route-prefix path, if any), e.g. http://prometheus:9090.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: String,
+    /// How far back to count, e.g. 24h, 7d, 30m (a plain number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub window: Duration,
+    /// The scrape job of the agents (the shipped rules assume `monitor`).
+    #[arg(long, value_name = "NAME", default_value = "monitor")]
+    pub job: String,
+    /// The inventory: its hosts that have no agent are reported, and agents that are no inventory host.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub inventory_limits: InventoryLimits,
+    /// How long each request to Prometheus may take.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The report's form.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// For a terminal.
+    Text,
+    /// One JSON object (docs/fleet.md, "fleet report").
+    Json,
+    /// Markdown tables, to paste into a change ticket.
+    Markdown,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,7 +81,41 @@ pub struct TargetsArgs {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Targets(args) => targets(args),
+        Command::Report(args) => report(args),
     }
+}
+
+fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(!args.window.is_zero(), "--window 0: the window is a duration above zero, e.g. 24h");
+    anyhow::ensure!(!args.timeout.is_zero(), "--timeout 0: the timeout is a duration above zero, e.g. 30s");
+    let inventory = match &args.inventory {
+        Some(path) => {
+            let (inventory, warnings) = Inventory::load_with(path, &args.inventory_limits.options())?;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            Some(inventory.hosts.into_keys().collect())
+        }
+        None => None,
+    };
+    let prom = Prometheus::new(&args.prometheus, args.timeout)?;
+    let opts =
+        ReportOptions { window: args.window, job: args.job, time: std::time::SystemTime::now(), inventory };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let report = rt.block_on(report::collect(&prom, &opts))?;
+    let body = match args.format {
+        ReportFormat::Text => report.text(),
+        ReportFormat::Json => report.json(),
+        ReportFormat::Markdown => report.markdown(),
+    };
+    // Not `print!`, which panics when stdout is closed (cmd::pipe).
+    let mut out = std::io::stdout().lock();
+    out.write_all(body.as_bytes())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn targets(args: TargetsArgs) -> anyhow::Result<ExitCode> {

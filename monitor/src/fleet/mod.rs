@@ -3,6 +3,10 @@
 //! agent and Alertmanager routes what the fleet rules find
 //! (docs/fleet.md). This module gives those engines what they need from
 //! the files the monitor already reads: [`targets`] turns the inventory
-//! that places the services into the list of agents to scrape.
+//! that places the services into the list of agents to scrape; and it reads
+//! back what they gathered: [`report`] is the whole cluster's conformance
+//! over a window, from Prometheus's HTTP API ([`prometheus`]).
 
+pub mod prometheus;
+pub mod report;
 pub mod targets;
