@@ -308,7 +308,25 @@ fn the_daemonset_watches_the_host_with_three_capabilities() {
     // accepts the arguments (with the node address filled in).
     let port = at(&at(c, "ports").as_sequence().unwrap()[0], "containerPort").as_integer().unwrap();
     assert!(args.contains(&&*format!("--metrics=$(NODE_IP):{port}")), "{args:?}");
-    let args: Vec<String> = args.iter().map(|a| a.replace("$(NODE_IP)", "192.0.2.1")).collect();
+    // Kubernetes leaves a `$(VAR)` it has no env entry for as it is:
+    // every one the arguments use is defined, the node's name from the
+    // downward API (the fleet metrics' --node).
+    let env = at(c, "env").as_sequence().unwrap();
+    let field_of = |name: &str| {
+        env.iter()
+            .find(|e| at(e, "name").as_str() == Some(name))
+            .map(|e| at(e, "valueFrom.fieldRef.fieldPath").as_str().unwrap().to_string())
+    };
+    let vars = regex::Regex::new(r"\$\(([A-Z_]+)\)").unwrap();
+    for a in &args {
+        for v in vars.captures_iter(a) {
+            assert!(field_of(&v[1]).is_some(), "{a} uses $({}), which env does not define", &v[1]);
+        }
+    }
+    assert!(args.contains(&"--node=$(NODE_NAME)"), "{args:?}");
+    assert_eq!(field_of("NODE_NAME").as_deref(), Some("spec.nodeName"));
+    let args: Vec<String> =
+        args.iter().map(|a| a.replace("$(NODE_IP)", "192.0.2.1").replace("$(NODE_NAME)", "node-1")).collect();
     assert_monitor_accepts(&args);
 }
 

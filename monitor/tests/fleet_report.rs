@@ -438,3 +438,51 @@ fn the_window_is_a_duration_like_every_other() {
     assert!(!ok);
     assert!(err.contains("a Prometheus URL is http:// or https://"), "{err}");
 }
+
+/// docs/fleet.md shows each form as the command writes it: the goldens
+/// (from the live Prometheus above), with a real-looking URL, time and
+/// address put in, and the JSON example shortened to two rules.
+#[test]
+fn the_docs_examples_are_the_command_output() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("../docs/fleet.md")).expect("docs/fleet.md");
+    let fixture = |name: &str| {
+        std::fs::read_to_string(root.join("tests/fixtures/fleet").join(name))
+            .expect("fixture")
+            .replace("http://PROMETHEUS", "http://prometheus:9090")
+            .replace("TIME", "2026-12-02T03:00:00Z")
+            .replace("127.0.0.6:PORT", "10.200.1.16:9469")
+    };
+    let block = |heading: &str, fence: &str| -> String {
+        let at = docs.find(heading).unwrap_or_else(|| panic!("docs/fleet.md has no {heading:?}"));
+        let start = docs[at..].find(fence).expect("a code block") + at + fence.len();
+        let end = docs[start..].find("```").expect("its end") + start;
+        docs[start..end].to_string()
+    };
+    assert_eq!(block("### The text form", "```\n"), fixture("report.txt"), "docs/fleet.md's text example");
+    assert_eq!(
+        block("### The Markdown form", "```markdown\n"),
+        fixture("report.md"),
+        "docs/fleet.md's Markdown example"
+    );
+    let mut want: Value = serde_json::from_str(&fixture("report.json")).expect("JSON");
+    want["rules"] = Value::Array(
+        want["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| r["rule"] == "nightly_backup" || r["rule"] == "replication")
+            .cloned()
+            .collect(),
+    );
+    for a in want["agents"].as_array_mut().expect("agents") {
+        let i = a["instance"]
+            .as_str()
+            .expect("instance")
+            .replace("127.0.0.", "10.200.1.1")
+            .replace("PORT", "9469");
+        a["instance"] = Value::String(i);
+    }
+    let got: Value = serde_json::from_str(&block("### The JSON form", "```json\n")).expect("the docs' JSON");
+    assert_eq!(got, want, "docs/fleet.md's JSON example");
+}

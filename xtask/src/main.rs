@@ -42,7 +42,7 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a benchmark: kernel, engine, replay or e2e. Not a test.
+    /// Run a benchmark: kernel, engine, replay, series or e2e. Not a test.
     Bench { which: String },
     /// cargo fmt --check and clippy -D warnings on every crate.
     Lint,
@@ -254,6 +254,7 @@ fn bench(root: &Path, which: &str) -> Result<()> {
             cargo(root, &["bench", "-p", "monitor", "--bench", "replay"])
         }
         "replay" => cargo(root, &["bench", "-p", "monitor", "--bench", "replay"]),
+        "series" => cargo(root, &["bench", "-p", "monitor", "--bench", "series"]),
         "kernel" => {
             build(root)?;
             cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-kernel"])
@@ -262,6 +263,6 @@ fn bench(root: &Path, which: &str) -> Result<()> {
             build(root)?;
             cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-e2e"])
         }
-        other => bail!("unknown benchmark `{other}`: use kernel, engine, replay or e2e"),
+        other => bail!("unknown benchmark `{other}`: use kernel, engine, replay, series or e2e"),
     }
 }

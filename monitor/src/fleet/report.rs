@@ -358,7 +358,10 @@ pub fn build(url: &str, opts: &ReportOptions, r: &Results) -> Result<Report, Rep
         let node = if exported.is_empty() { target } else { exported };
         let instance = s.label("instance").to_string();
         if node.is_empty() {
-            warnings.push(format!("the agent at {instance} exports monitor_agent_info without a node name"));
+            warnings.push(format!(
+                "the agent at {instance} exports monitor_agent_info without a node name: it is shown by its \
+                 address; give it --node (its inventory name)"
+            ));
         }
         if !exported.is_empty() && !target.is_empty() && exported != target {
             warnings.push(format!(
@@ -380,6 +383,20 @@ pub fn build(url: &str, opts: &ReportOptions, r: &Results) -> Result<Report, Rep
     }
     let nodes = Nodes { by_target };
     let agent_nodes: BTreeSet<&str> = agents.iter().map(|a| a.node.as_str()).collect();
+    // Agents up now and at every scrape of the window: only those can say
+    // that no attempt arrived (the fleet rules' `monitor:agent_up:10m`).
+    let up_all_window: BTreeSet<(String, String)> = r
+        .up_ratio
+        .iter()
+        .filter(|s| s.value >= 1.0)
+        .map(|s| (s.label("job").to_string(), s.label("instance").to_string()))
+        .collect();
+    let agents_up: BTreeSet<&str> = nodes
+        .by_target
+        .iter()
+        .filter(|(key, _)| up_now.get(*key) == Some(&true) && up_all_window.contains(*key))
+        .map(|(_, node)| node.as_str())
+        .collect();
     let mut seen_names = BTreeMap::<&str, usize>::new();
     for a in &agents {
         *seen_names.entry(a.node.as_str()).or_default() += 1;
@@ -453,7 +470,7 @@ pub fn build(url: &str, opts: &ReportOptions, r: &Results) -> Result<Report, Rep
     }
     for ((rule_id, client, server), (attempts, icmp)) in paths {
         let server_agent = agent_nodes.contains(server.as_str()).then(|| server.clone());
-        let found = attribute(&attempts, &icmp, server_agent.is_some());
+        let found = attribute(&attempts, &icmp, agents_up.contains(server.as_str()));
         if found.is_empty() {
             continue;
         }
@@ -559,54 +576,61 @@ pub fn build(url: &str, opts: &ReportOptions, r: &Results) -> Result<Report, Rep
     })
 }
 
-/// The attributions of one path from its attempts by outcome and side and
-/// its ICMP rejections (docs/metrics.md, "Attribution"), each with the
-/// counts it rests on.
+/// Where a path's failed attempts were blocked, with the counts each
+/// attribution rests on: the same decisions as the fleet rules
+/// (`monitor:path_blocked:10m` in deploy/prometheus-rules.yaml, explained
+/// in docs/metrics.md, "Where a blocked path is blocked"), so that the
+/// report and the alerts tell one story.
 ///
-/// - server: the server's agent counted failed arrivals, or the client's
-///   agent counted an ICMP rejection sent by the server;
-/// - network: the client's agent counted failures (unanswered, refused),
-///   the server's agent is up and counted no failed arrival (its answered
-///   attempts are shown: their answers were lost on the way back); or the
-///   client's agent counted an ICMP rejection from someone else;
-/// - unknown: client failures, no ICMP error from anyone, no server agent.
+/// - the server's agent saw failures on arrival (refused or unanswered, or
+///   an ICMP error from the server or of unknown origin), or the client saw
+///   an ICMP error from the server's own address: **server**;
+/// - an ICMP error from another address, seen on either side: **network**,
+///   naming its sender; else the client's failures (refused, unanswered, an
+///   ICMP error of unknown origin) while the server's agent was up for the
+///   whole window and saw none fail: **network** too (none arrived, or the
+///   answers were lost on the way back);
+/// - the same client failures when the server runs no agent that was up for
+///   the whole window, and no ICMP error of known origin: **unknown**.
 ///
-/// When the client runs no agent, a transit agent's (a router's) failures
-/// stand in for the client's.
+/// Transit agents' counts are not used, as in the rules.
 pub fn attribute(
     attempts: &[Evidence],
     icmp: &[Evidence],
     server_agent_up: bool,
 ) -> Vec<(At, Vec<Evidence>)> {
-    let failed = |e: &&Evidence| matches!(e.outcome.as_str(), "refused" | "icmp_rejected" | "unanswered");
-    let server_failed: Vec<Evidence> =
-        attempts.iter().filter(|e| e.side == "server").filter(failed).cloned().collect();
-    let client_seen = attempts.iter().any(|e| e.side == "client");
-    let observer = if client_seen { "client" } else { "transit" };
-    let client_failed: Vec<Evidence> = attempts
-        .iter()
-        .filter(|e| e.side == observer && matches!(e.outcome.as_str(), "refused" | "unanswered"))
-        .cloned()
-        .collect();
-    let icmp_from = |origin: &str| -> Vec<Evidence> {
-        icmp.iter().filter(|e| e.side == "client" && e.origin.as_deref() == Some(origin)).cloned().collect()
+    let on = |side: &'static str, outcomes: &'static [&'static str]| {
+        attempts.iter().filter(move |e| e.side == side && outcomes.contains(&e.outcome.as_str())).cloned()
     };
+    let icmp_of = |sides: &'static [&'static str], origins: &'static [&'static str]| {
+        icmp.iter()
+            .filter(move |e| {
+                sides.contains(&e.side.as_str())
+                    && origins.contains(&e.origin.as_deref().unwrap_or("unknown"))
+            })
+            .cloned()
+    };
+    let server_failed: Vec<Evidence> = on("server", &["refused", "unanswered"])
+        .chain(icmp_of(&["server"], &["server", "unknown"]))
+        .collect();
+    let client_failed: Vec<Evidence> =
+        on("client", &["refused", "unanswered"]).chain(icmp_of(&["client"], &["unknown"])).collect();
+    let network_icmp: Vec<Evidence> = icmp_of(&["client", "server"], &["network"]).collect();
+    let known_icmp = icmp_of(&["client", "server"], &["server", "network"]).next().is_some();
+
     let mut out = Vec::new();
-    let mut server = server_failed.clone();
-    server.extend(icmp_from("server"));
+    let server: Vec<Evidence> =
+        server_failed.iter().cloned().chain(icmp_of(&["client"], &["server"])).collect();
     if !server.is_empty() {
         out.push((At::Server, server));
     }
-    let mut network = Vec::new();
-    if !client_failed.is_empty() && server_agent_up && server_failed.is_empty() {
-        network.extend(client_failed.iter().cloned());
-        network.extend(attempts.iter().filter(|e| e.side == "server" && e.outcome == "answered").cloned());
+    if !network_icmp.is_empty() {
+        out.push((At::Network, network_icmp));
+    } else if !client_failed.is_empty() && server_agent_up && server_failed.is_empty() {
+        let answered = on("server", &["answered"]);
+        out.push((At::Network, client_failed.iter().cloned().chain(answered).collect()));
     }
-    network.extend(icmp_from("network"));
-    if !network.is_empty() {
-        out.push((At::Network, network));
-    }
-    if !client_failed.is_empty() && icmp.is_empty() && !server_agent_up {
+    if !client_failed.is_empty() && !server_agent_up && server_failed.is_empty() && !known_icmp {
         out.push((At::Unknown, client_failed));
     }
     out
@@ -933,12 +957,27 @@ mod tests {
         // Blocked in two places in the window: both.
         let a = [ev("c", "client", "unanswered", 1), ev("s", "server", "refused", 1)];
         assert_eq!(ats(&attribute(&a, &[icmp("c", "r1", "network", 1)], true)), [At::Server, At::Network]);
-        // No client agent: a router's counts stand in for the client's.
-        assert_eq!(ats(&attribute(&[ev("r", "transit", "unanswered", 1)], &[], true)), [At::Network]);
-        assert_eq!(ats(&attribute(&[ev("r", "transit", "unanswered", 1)], &[], false)), [At::Unknown]);
-        // A transit count is not used when the client's agent counted the path.
-        let a = [ev("c", "client", "answered", 1), ev("r", "transit", "unanswered", 1)];
-        assert!(attribute(&a, &[], true).is_empty());
+        // Transit agents' counts are not used (as in the fleet rules).
+        assert!(attribute(&[ev("r", "transit", "unanswered", 1)], &[], true).is_empty());
+        assert!(attribute(&[ev("r", "transit", "unanswered", 1)], &[], false).is_empty());
+        // A router rejecting the server's answers, seen by the server's agent.
+        let mut on_server = icmp("s", "r1", "network", 1);
+        on_server.side = "server".into();
+        let n = attribute(&[ev("c", "client", "unanswered", 1)], std::slice::from_ref(&on_server), true);
+        assert_eq!(n, vec![(At::Network, vec![on_server])]);
+        // An ICMP error of unknown origin says no more than an unanswered
+        // attempt: network with the server's agent up, unknown without.
+        let i = [icmp("c", "other", "unknown", 1)];
+        let a = [ev("c", "client", "icmp_rejected", 1)];
+        assert_eq!(ats(&attribute(&a, &i, true)), [At::Network]);
+        assert_eq!(ats(&attribute(&a, &i, false)), [At::Unknown]);
+        // Failures the server's agent saw and then went down: server, not
+        // also unknown.
+        let a = [ev("c", "client", "unanswered", 2), ev("s", "server", "unanswered", 2)];
+        assert_eq!(ats(&attribute(&a, &[], false)), [At::Server]);
+        // A router's ICMP error and no server agent: network, not unknown.
+        let a = [ev("c", "client", "unanswered", 1)];
+        assert_eq!(ats(&attribute(&a, &[icmp("c", "r1", "network", 1)], false)), [At::Network]);
     }
 
     fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
