@@ -120,9 +120,28 @@ pub struct FlowValue {
     pub icmp_error: u32,
     /// Interface index where the flow was first seen.
     pub ifindex: u32,
+    /// Source address of the ICMP/ICMPv6 error in `icmp_error` (the server
+    /// itself, or a router or firewall on the way), IPv4-mapped like the
+    /// [`FlowKey`] addresses; all zero when no error was seen. Written with
+    /// `icmp_error` and only on the ICMP error path, never per packet.
+    pub icmp_sender: [u8; 16],
 }
 
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 72);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 88);
+const _: () = assert!(core::mem::align_of::<FlowValue>() == 8);
+const _: () = assert!(core::mem::offset_of!(FlowValue, icmp_sender) == 72);
+
+impl FlowValue {
+    /// [`FlowValue::icmp_sender`] when known (not all zero).
+    #[inline(always)]
+    pub fn icmp_sender(&self) -> Option<[u8; 16]> {
+        if self.icmp_sender == [0; 16] {
+            None
+        } else {
+            Some(self.icmp_sender)
+        }
+    }
+}
 
 /// An ICMP or ICMPv6 error attributed to a flow, packed into a u32:
 /// bit 31 set when present, bits 16..18 the [`side`] that *sent* the error
@@ -197,7 +216,7 @@ pub struct FlowEvent {
     pub value: FlowValue,
 }
 
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 16 + 40 + 72);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 16 + 40 + 88);
 
 /// Most DNS payload bytes copied per event: the EDNS buffer size DNS Flag
 /// Day 2020 recommends, so nearly every UDP answer arrives whole. A longer
@@ -324,7 +343,7 @@ pub fn flow_cache_index_of(a: core::net::IpAddr, pa: u16, b: core::net::IpAddr, 
 /// Default number of flow entries; user space may resize at load time.
 pub const FLOWS_MAX_ENTRIES: u32 = 262_144;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size):
-/// about 15,000 flow events in flight. User space maps a ring's data twice
+/// about 13,800 flow events in flight. User space maps a ring's data twice
 /// (so that a record can wrap) and the kernel maps every page at mmap time:
 /// each ring adds twice its size to the agent's resident memory from the
 /// start. An event that finds the ring full is counted (`ringbuf_full`); its

@@ -175,6 +175,7 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
         initiator_how: how,
         icmp_error: 0,
         ifindex,
+        icmp_sender: [0; 16],
     };
     match FLOWS.insert(&key, &value, BPF_NOEXIST) {
         Ok(()) => {
@@ -317,7 +318,12 @@ fn update(
     }
 }
 
-/// Attributes an ICMP error to the flow whose packet it quotes.
+/// Attributes an ICMP error to the flow whose packet it quotes, and records
+/// who sent it (the outer packet's source, already parsed: no further read).
+/// The entry is written only when the error or its sender changes, and an
+/// event is sent only when the error changes: a flow answered by routers
+/// that take turns still raises one event, and user space reads the latest
+/// sender with the table.
 #[inline(always)]
 fn attribute_icmp_error(pkt: &Packet, ifindex: u32, now: u64) {
     let q = &pkt.quoted;
@@ -335,7 +341,18 @@ fn attribute_icmp_error(pkt: &Packet, ifindex: u32, now: u64) {
     }
     .pack();
     unsafe {
-        if (*v).icmp_error != err {
+        let new_error = (*v).icmp_error != err;
+        if !new_error && addr_eq((*v).icmp_sender.as_ptr(), &pkt.l3.src) {
+            return;
+        }
+        // Word stores, as in make_key (no memcpy). Two CPUs writing different
+        // senders of one flow at once may mix them: rare, and only this
+        // field is affected.
+        let s = (*v).icmp_sender.as_mut_ptr() as *mut u32;
+        for i in 0..4 {
+            *s.add(i) = pkt.l3.src[i];
+        }
+        if new_error {
             (*v).icmp_error = err;
             if now > (*v).last_seen_ns {
                 (*v).last_seen_ns = now;

@@ -110,11 +110,15 @@ pub struct Icmp {
     pub icmp_type: u8,
     pub code: u8,
     pub name: &'static str,
+    /// The address the error came from: the server itself, or a router or
+    /// firewall on the way. Absent when not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<IpAddr>,
 }
 
 impl From<IcmpInfo> for Icmp {
     fn from(i: IcmpInfo) -> Icmp {
-        Icmp { icmp_type: i.icmp_type, code: i.code, name: i.name }
+        Icmp { icmp_type: i.icmp_type, code: i.code, name: i.name, sender: i.sender }
     }
 }
 
@@ -317,6 +321,8 @@ mod tests {
             initiator: side::A,
             initiator_how: initiator_how::TCP_SYN,
             icmp_error: IcmpError { v6: false, icmp_type: 3, code: 13, quoted_side: side::A }.pack(),
+            // A firewall on the way, not the server.
+            icmp_sender: addr_key("10.200.1.1".parse().unwrap()),
             ..FlowValue::default()
         };
         v.packets[dir] = 2;
@@ -363,6 +369,7 @@ mod tests {
         assert_eq!(j["icmp"]["type"], 3);
         assert_eq!(j["icmp"]["code"], 13);
         assert_eq!(j["icmp"]["name"], "admin-prohibited");
+        assert_eq!(j["icmp"]["sender"], "10.200.1.1");
         assert_eq!(j["initiator_seen"], true);
         assert_eq!(j["first_seen"], "2026-04-06T10:00:00.000000000Z");
         assert_eq!(j["last_seen"], "2026-04-06T10:00:00.001000000Z");
@@ -382,6 +389,16 @@ mod tests {
              rule=db-postgres: icmp admin-prohibited [icmp-unreachable, icmp admin-prohibited (3/13), \
              2 pkts, 148 B, 2026-04-06T10:00:00Z]"
         );
+    }
+
+    #[test]
+    fn an_icmp_error_of_unknown_sender_has_no_sender_key() {
+        let mut f = blocked_flow();
+        f.icmp_error.as_mut().unwrap().sender = None;
+        let a = Alert::new(Kind::Blocked, &f, Names::default(), Names::default(), None, "r".into());
+        let j: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+        assert_eq!(j["icmp"]["name"], "admin-prohibited");
+        assert!(j["icmp"].get("sender").is_none(), "absent when not known: {j}");
     }
 
     #[test]

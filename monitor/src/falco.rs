@@ -127,6 +127,7 @@ fn output_fields(a: &Alert) -> BTreeMap<&'static str, Value> {
     put("monitor.icmp.type", a.icmp.map(|i| i.icmp_type.into()));
     put("monitor.icmp.code", a.icmp.map(|i| i.code.into()));
     put("monitor.icmp.name", a.icmp.map(|i| i.name.into()));
+    put("monitor.icmp.sender", a.icmp.and_then(|i| i.sender).map(|s| s.to_string().into()));
     put("monitor.fold.prefix", a.fold.as_ref().map(|x| x.prefix.clone().into()));
     put("monitor.fold.sources", a.fold.as_ref().map(|x| x.sources.into()));
     put("monitor.fold.approximate", a.fold.as_ref().map(|x| x.approximate.into()));

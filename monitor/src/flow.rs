@@ -303,7 +303,7 @@ impl Flow {
             code: e.code,
             name: icmp_error_name(e.v6, e.icmp_type, e.code),
             about_client: e.quoted_side == client_side,
-            sender: None,
+            sender: v.icmp_sender().map(key_addr),
         });
         Some(Flow {
             proto,
@@ -494,6 +494,7 @@ mod tests {
             initiator_how: how,
             icmp_error: 0,
             ifindex: 7,
+            icmp_sender: [0; 16],
         };
         (key, v)
     }

@@ -134,7 +134,11 @@ fn documented_paths_that_fail_are_blocked_with_how() {
     let db = by_port(5432);
     assert_eq!((db["rule"].as_str(), db["state"].as_str()), (Some("db-postgres"), Some("icmp-unreachable")));
     assert!(db["reason"].as_str().unwrap().starts_with("icmp admin-prohibited"), "{db}");
-    assert_eq!(db["icmp"], serde_json::json!({"type": 3, "code": 13, "name": "admin-prohibited"}));
+    // The database host's own firewall sent the error.
+    assert_eq!(
+        db["icmp"],
+        serde_json::json!({"type": 3, "code": 13, "name": "admin-prohibited", "sender": "10.200.1.20"})
+    );
 
     assert_eq!((s["blocked"].as_u64(), s["conforming"].as_u64()), (Some(3), Some(2)), "{s}");
     assert_eq!(s["icmp_errors_matched"], 1);

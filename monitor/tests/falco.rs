@@ -78,6 +78,19 @@ fn falco_field_names_only_where_the_meaning_is_falcos() {
 }
 
 #[test]
+fn the_icmp_error_names_its_sender_when_known() {
+    let fields = |v6, variant| {
+        let a = siem_alerts::alert(Kind::Blocked, FlowState::IcmpUnreachable, Proto::Tcp, v6, variant);
+        encode(&a)["output_fields"].as_object().unwrap().clone()
+    };
+    assert_eq!(fields(true, 0)["monitor.icmp.sender"], "fd00:200::fe");
+    assert_eq!(fields(false, 0)["monitor.icmp.sender"], "10.200.1.20");
+    let unknown = fields(false, 2);
+    assert_eq!(unknown["monitor.icmp.name"], "admin-prohibited");
+    assert!(!unknown.contains_key("monitor.icmp.sender"), "left out when not known: {unknown:?}");
+}
+
+#[test]
 fn priority_follows_kind_and_state() {
     let p = |kind, state| encode(&siem_alerts::alert(kind, state, Proto::Tcp, false, 0))["priority"].clone();
     assert_eq!(p(Kind::Exposed, FlowState::Established), "Error");
@@ -97,7 +110,8 @@ const DOCUMENTED: &str = concat!(
     r#""monitor.dst.host":"db1","monitor.dst.ip":"10.200.1.20","monitor.dst.port":5432,"#,
     r#""monitor.dst.service":"database","monitor.dst.zone":"cluster","#,
     r#""monitor.first_seen":"2026-04-06T10:00:01.001800000Z","monitor.icmp.code":13,"#,
-    r#""monitor.icmp.name":"admin-prohibited","monitor.icmp.type":3,"monitor.initiator_seen":true,"#,
+    r#""monitor.icmp.name":"admin-prohibited","monitor.icmp.sender":"10.200.1.20","monitor.icmp.type":3,"#,
+    r#""monitor.initiator_seen":true,"#,
     r#""monitor.kind":"blocked","monitor.last_seen":"2026-04-06T10:00:01.001950000Z","monitor.packets":1,"#,
     r#""monitor.proto":"tcp","monitor.reason":"icmp admin-prohibited: the client's packet was rejected with "#,
     r#"ICMP type 3 code 13","monitor.rule":"db-postgres","monitor.src.host":"rppam3","#,

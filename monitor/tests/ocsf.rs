@@ -240,6 +240,7 @@ fn endpoints_device_rule_and_unmapped_carry_the_alert() {
     assert_eq!(e["unmapped"]["rule"], "db-postgres");
     assert_eq!(e["unmapped"]["kind"], "blocked");
     assert_eq!(e["unmapped"]["icmp"]["code"], 13);
+    assert_eq!(e["unmapped"]["icmp"]["sender"], "10.200.1.20");
     assert_eq!(e["message"], siem_alerts::documented().reason);
     assert_eq!(
         (&e["time"], &e["start_time"], &e["duration"]),

@@ -70,6 +70,9 @@ pub struct Icmp {
     pub icmp_type: u8,
     pub code: u8,
     pub name: String,
+    /// Absent when the sender is not known.
+    #[serde(default)]
+    pub sender: Option<IpAddr>,
 }
 
 /// One alert line, as documented in docs/alerts.md.

@@ -17,7 +17,7 @@ pub mod nft;
 pub mod traffic;
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     process::{Child, ExitStatus},
     time::{Duration, Instant},
 };
@@ -104,6 +104,83 @@ impl Pair {
 }
 
 impl Default for Pair {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A client and a server in two subnets with a router between them, each in
+/// its own namespace, IPv4 and IPv6: the monitor runs in `client` on
+/// [`Routed::IF_CLIENT`], where errors from the router and from the server
+/// both arrive.
+pub struct Routed {
+    pub client: NetNs,
+    pub router: NetNs,
+    pub server: NetNs,
+}
+
+impl Routed {
+    pub const IF_CLIENT: &'static str = "veth-c";
+    pub const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 201, 1, 2);
+    /// The router's address on the client's subnet.
+    pub const ROUTER4: Ipv4Addr = Ipv4Addr::new(10, 201, 1, 1);
+    pub const SERVER4: Ipv4Addr = Ipv4Addr::new(10, 201, 2, 2);
+    pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x201, 1, 0, 0, 0, 0, 2);
+    pub const ROUTER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x201, 1, 0, 0, 0, 0, 1);
+    pub const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x201, 2, 0, 0, 0, 0, 2);
+
+    pub fn new() -> Routed {
+        require_root();
+        let client = NetNs::new("c");
+        let router = NetNs::new("r");
+        let server = NetNs::new("s");
+        link::Veth::pair(&client, Self::IF_CLIENT, &router, "veth-rc");
+        link::Veth::pair(&server, "veth-s", &router, "veth-rs");
+        link::add_addr(&client, Self::IF_CLIENT, "10.201.1.2/24");
+        link::add_addr(&client, Self::IF_CLIENT, "fd00:201:1::2/64");
+        link::add_addr(&router, "veth-rc", "10.201.1.1/24");
+        link::add_addr(&router, "veth-rc", "fd00:201:1::1/64");
+        link::add_addr(&router, "veth-rs", "10.201.2.1/24");
+        link::add_addr(&router, "veth-rs", "fd00:201:2::1/64");
+        link::add_addr(&server, "veth-s", "10.201.2.2/24");
+        link::add_addr(&server, "veth-s", "fd00:201:2::2/64");
+        router.sysctl("net/ipv4/ip_forward", "1");
+        router.sysctl("net/ipv6/conf/all/forwarding", "1");
+        for (ns, v4, v6) in
+            [(&client, "10.201.1.1", "fd00:201:1::1"), (&server, "10.201.2.1", "fd00:201:2::1")]
+        {
+            ns.exec(&["ip", "route", "add", "default", "via", v4]);
+            ns.exec(&["ip", "-6", "route", "add", "default", "via", v6]);
+        }
+        Routed { client, router, server }
+    }
+
+    pub fn client(v6: bool) -> IpAddr {
+        if v6 {
+            Self::CLIENT6.into()
+        } else {
+            Self::CLIENT4.into()
+        }
+    }
+
+    pub fn router(v6: bool) -> IpAddr {
+        if v6 {
+            Self::ROUTER6.into()
+        } else {
+            Self::ROUTER4.into()
+        }
+    }
+
+    pub fn server(v6: bool, port: u16) -> SocketAddr {
+        if v6 {
+            SocketAddr::new(Self::SERVER6.into(), port)
+        } else {
+            SocketAddr::new(Self::SERVER4.into(), port)
+        }
+    }
+}
+
+impl Default for Routed {
     fn default() -> Self {
         Self::new()
     }

@@ -231,6 +231,9 @@ pub struct IcmpInfo {
     pub code: u8,
     pub name: String,
     pub about_client: bool,
+    /// The error's source address; absent in the output when not known.
+    #[serde(default)]
+    pub sender: Option<IpAddr>,
 }
 
 /// One flow line of `monitor flows --format json` (docs/flows.md).

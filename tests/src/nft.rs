@@ -10,8 +10,17 @@ pub fn apply(ns: &NetNs, ruleset: &str) {
 
 /// A ruleset with one `inet` table whose input chain holds `rules`, one per line.
 pub fn input_rules(rules: &[&str]) -> String {
-    let mut s = String::from(
-        "table inet monitor_test {\n  chain input {\n    type filter hook input priority filter; policy accept;\n",
+    chain_rules("input", rules)
+}
+
+/// The same for the forward chain: what a router does to traffic it passes on.
+pub fn forward_rules(rules: &[&str]) -> String {
+    chain_rules("forward", rules)
+}
+
+fn chain_rules(hook: &str, rules: &[&str]) -> String {
+    let mut s = format!(
+        "table inet monitor_test {{\n  chain {hook} {{\n    type filter hook {hook} priority filter; policy accept;\n"
     );
     for r in rules {
         s.push_str("    ");
@@ -41,4 +50,10 @@ pub fn prohibit_tcp(port: u16) -> String {
 /// Answers TCP to `port` over IPv4 only with ICMP type 3 code 13.
 pub fn prohibit_tcp_v4(port: u16) -> String {
     format!("meta nfproto ipv4 tcp dport {port} reject with icmp type admin-prohibited")
+}
+
+/// Answers TCP to `port` with ICMP/ICMPv6 port-unreachable: nftables'
+/// plain `reject`, as a host refuses what it does not serve.
+pub fn reject_tcp(port: u16) -> String {
+    format!("tcp dport {port} reject")
 }

@@ -281,6 +281,7 @@ fn documented_paths_dropped_refused_or_prohibited_are_blocked() {
     assert!(prohibited.reason.starts_with("icmp admin-prohibited"), "{}", prohibited.reason);
     let icmp = prohibited.icmp.as_ref().expect("the ICMP error is carried");
     assert_eq!((icmp.icmp_type, icmp.code, icmp.name.as_str()), (3, 13, "admin-prohibited"));
+    assert_eq!(icmp.sender, Some(c.ip("rppam2")), "the server's own firewall sent the error");
 
     let t0 = Instant::now();
     let (_, r) = traffic::tcp_attempt(c.ns("rppam1"), me, c.addr("db1", 5432), Duration::from_millis(1500));

@@ -25,7 +25,7 @@ use monitor_tests::{
     capture::{Capture, Kind, Tally},
     inject,
     monitor::{table, FlowRecord, Monitor, MonitorOutput},
-    nft, traffic, Pair,
+    nft, traffic, Pair, Routed,
 };
 
 /// One monitored run: the monitor's output, the capture and what was
@@ -313,6 +313,7 @@ fn udp_to_a_closed_port_is_icmp_unreachable() {
     assert_eq!(f.state, "icmp-unreachable", "{f:#?}");
     let e = f.icmp_error.as_ref().unwrap_or_else(|| panic!("no icmp_error: {f:#?}"));
     assert_eq!((e.icmp_type, e.code, e.name.as_str(), e.about_client), (3, 3, "port-unreachable", true));
+    assert_eq!(e.sender, Some(IpAddr::from(Pair::B4)), "the server itself sent it: {f:#?}");
     assert_eq!(f.to_client.packets, 0, "an ICMP error is not traffic of the flow: {f:#?}");
     assert_counts_match(&run, &f, "UDP to closed port");
 }
@@ -451,6 +452,7 @@ fn prohibited(v6: bool, attach: &str) {
         (t, c, "admin-prohibited", true),
         "{f:#?}"
     );
+    assert_eq!(e.sender, Some(server.ip()), "the server's own firewall sent it: {f:#?}");
     assert_eq!(f.to_client.packets, 0, "{f:#?}");
     assert!(has(&f.tcp_flags.to_server, "syn"), "{f:#?}");
     assert_counts_match(&run, &f, "admin-prohibited");
@@ -474,6 +476,66 @@ fn connection_rejected_with_icmpv6_admin_prohibited_with_tc() {
 #[test]
 fn connection_rejected_with_icmpv6_admin_prohibited_with_xdp() {
     prohibited(true, "xdp");
+}
+
+/// A router rejects port 7060 in its forward chain (`reject with icmp type
+/// admin-prohibited`, ICMPv6 alike); the server itself rejects 7061 at its
+/// input (`reject`: port-unreachable). Each flow carries who sent its error:
+/// the router's address on the client's subnet, or the server's own.
+fn icmp_errors_name_router_or_server(attach: &str) {
+    const BY_ROUTER: u16 = 7060;
+    const BY_SERVER: u16 = 7061;
+    let net = Routed::new();
+    nft::apply(
+        &net.router,
+        &nft::forward_rules(&[&nft::prohibit_tcp_v4(BY_ROUTER), &nft::prohibit_tcp(BY_ROUTER)]),
+    );
+    nft::apply(&net.server, &nft::input_rules(&[&nft::reject_tcp(BY_SERVER)]));
+    let cases = [
+        (false, BY_ROUTER, (3, 13, "admin-prohibited"), Routed::router(false)),
+        (true, BY_ROUTER, (1, 1, "admin-prohibited"), Routed::router(true)),
+        (false, BY_SERVER, (3, 3, "port-unreachable"), Routed::server(false, 0).ip()),
+        (true, BY_SERVER, (1, 4, "port-unreachable"), Routed::server(true, 0).ip()),
+    ];
+    let before = Attachments::of(&net.client, Routed::IF_CLIENT);
+    assert!(!before.any(), "{} has attachments before the monitor starts: {before:?}", Routed::IF_CLIENT);
+    let (mon, attached) = Monitor::flows(&net.client, Routed::IF_CLIENT, &["--attach", attach]);
+    let attempts: Vec<_> = cases
+        .iter()
+        .map(|&(v6, port, ..)| {
+            let server = Routed::server(v6, port);
+            let (local, result) =
+                traffic::tcp_attempt(&net.client, Routed::client(v6), server, Duration::from_secs(5));
+            let e = result.expect_err("the nft reject rule let the connection through");
+            assert_ne!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut,
+                "{local} -> {server}: no ICMP error came back"
+            );
+            (local, server)
+        })
+        .collect();
+    let out = mon.stop();
+    out.assert_success();
+    assert_left_nothing(&net.client, Routed::IF_CLIENT, &attached);
+    for ((v6, port, (t, c, name), sender), (local, server)) in cases.iter().zip(attempts) {
+        let what = format!("--attach {attach}: {local} -> {server} (v6 {v6}, port {port})");
+        let f = out.flow("tcp", local, server);
+        assert_eq!(f.state, "icmp-unreachable", "{what}: {f:#?}");
+        let e = f.icmp_error.as_ref().unwrap_or_else(|| panic!("{what}: no icmp_error: {f:#?}"));
+        assert_eq!((e.icmp_type, e.code, e.name.as_str(), e.about_client), (*t, *c, *name, true), "{what}");
+        assert_eq!(e.sender, Some(*sender), "{what}: the error's sender; flow {f:#?}");
+    }
+}
+
+#[test]
+fn icmp_errors_name_router_or_server_with_tc() {
+    icmp_errors_name_router_or_server("tc");
+}
+
+#[test]
+fn icmp_errors_name_router_or_server_with_xdp() {
+    icmp_errors_name_router_or_server("xdp");
 }
 
 #[test]

@@ -463,6 +463,91 @@ fn icmp_errors_are_attributed_to_the_flow_they_quote() {
     });
 }
 
+/// A router between A and B, in both families.
+const R4: [u8; 4] = [10, 200, 9, 1];
+const R6: [u8; 16] = [0xfd, 0, 0x9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+fn mapped(a: [u8; 4]) -> [u8; 16] {
+    std::net::Ipv4Addr::from(a).to_ipv6_mapped().octets()
+}
+
+/// The flow events in the ring, in order.
+fn flow_events(k: &mut Kernel) -> Vec<monitor_common::FlowEvent> {
+    let map = k.ebpf.map_mut(maps::EVENTS).expect("EVENTS map");
+    let mut ring = aya::maps::RingBuf::try_from(map).unwrap();
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        assert_eq!(
+            item.len(),
+            std::mem::size_of::<monitor_common::FlowEvent>(),
+            "one whole event per record"
+        );
+        // SAFETY: the size matches and FlowEvent is valid for any bytes.
+        out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const monitor_common::FlowEvent) });
+    }
+    out
+}
+
+#[test]
+fn icmp_errors_record_their_sender_router_or_server() {
+    both_hooks(|hook| {
+        let mut k = Kernel::load(hook);
+        // v4: a router rejects one SYN, the server itself another.
+        let by_router = ipv4(A4, B4, proto::TCP, 0, &tcp(40020, 5432, SYN, &[]));
+        let by_server = ipv4(A4, B4, proto::TCP, 0, &tcp(40021, 5433, SYN, &[]));
+        k.run(&eth(&[], 0x0800, &by_router));
+        k.run(&eth(&[], 0x0800, &ipv4(R4, A4, proto::ICMP, 0, &icmp(3, 13, [0; 4], &by_router[..28]))));
+        k.run(&eth(&[], 0x0800, &by_server));
+        k.run(&eth(&[], 0x0800, &ipv4(B4, A4, proto::ICMP, 0, &icmp(3, 3, [0; 4], &by_server[..28]))));
+        // v6: the same, UDP.
+        let to_router = ipv6(A6, B6, proto::UDP, &udp(50020, 514, b"x"));
+        let to_server = ipv6(A6, B6, proto::UDP, &udp(50021, 515, b"x"));
+        k.run(&eth(&[], 0x86dd, &to_router));
+        k.run(&eth(&[], 0x86dd, &ipv6(R6, A6, proto::ICMPV6, &icmp(1, 1, [0; 4], &to_router))));
+        k.run(&eth(&[], 0x86dd, &to_server));
+        k.run(&eth(&[], 0x86dd, &ipv6(B6, A6, proto::ICMPV6, &icmp(1, 4, [0; 4], &to_server))));
+
+        let flows = k.flows();
+        let v6_flow = |port: u16| {
+            *flows
+                .iter()
+                .find(|(k, _)| k.proto == proto::UDP && (k.port_a == port || k.port_b == port))
+                .unwrap()
+                .1
+        };
+        let sender = |v: &FlowValue| v.icmp_sender();
+        assert_eq!(sender(&flows[&key4(40020, 5432, proto::TCP).0]), Some(mapped(R4)), "{hook:?}: v4 router");
+        assert_eq!(sender(&flows[&key4(40021, 5433, proto::TCP).0]), Some(mapped(B4)), "{hook:?}: v4 server");
+        assert_eq!(sender(&v6_flow(514)), Some(R6), "{hook:?}: v6 router");
+        assert_eq!(sender(&v6_flow(515)), Some(B6), "{hook:?}: v6 server");
+        assert_eq!(k.stats()["icmp_error_matched"], 4, "{hook:?}");
+        // Each error raised one event, and the event carries the sender.
+        let icmp_events: Vec<_> = flow_events(&mut k)
+            .into_iter()
+            .filter(|e| e.header.kind == monitor_common::event_kind::ICMP_ERROR)
+            .map(|e| e.value.icmp_sender)
+            .collect();
+        assert_eq!(icmp_events, vec![mapped(R4), mapped(B4), R6, B6], "{hook:?}");
+
+        // The same error again from another router: the sender follows, no
+        // new event (state changes only), and last_seen stays.
+        let before = flows[&key4(40020, 5432, proto::TCP).0];
+        let other = [10, 200, 9, 2];
+        k.run(&eth(&[], 0x0800, &ipv4(other, A4, proto::ICMP, 0, &icmp(3, 13, [0; 4], &by_router[..28]))));
+        let after = k.flows()[&key4(40020, 5432, proto::TCP).0];
+        assert_eq!(after.icmp_sender(), Some(mapped(other)), "{hook:?}");
+        assert_eq!(
+            (after.icmp_error, after.last_seen_ns),
+            (before.icmp_error, before.last_seen_ns),
+            "{hook:?}"
+        );
+        assert!(flow_events(&mut k).is_empty(), "{hook:?}: a new sender alone raises no event");
+        // A flow that saw no error has no sender.
+        k.run(&v4(proto::TCP, &tcp(40022, 22, SYN, &[])));
+        assert_eq!(k.flows()[&key4(40022, 22, proto::TCP).0].icmp_sender, [0; 16], "{hook:?}");
+    });
+}
+
 #[test]
 fn malformed_frames_pass_and_are_counted_by_reason() {
     both_hooks(|hook| {
@@ -519,6 +604,7 @@ fn malformed_frames_pass_and_are_counted_by_reason() {
 #[test]
 fn user_space_tracker_agrees_with_the_kernel() {
     let syn_l3 = ipv4(A4, B4, proto::TCP, 0, &tcp(40010, 1433, SYN, &[]));
+    let dgram6 = ipv6(A6, B6, proto::UDP, &udp(50030, 514, b"x"));
     let frames: Vec<Vec<u8>> = vec![
         v4(proto::TCP, &tcp(40000, 443, SYN, &[])),
         v4_back(proto::TCP, &tcp(443, 40000, SYN | ACK, &[])),
@@ -529,6 +615,10 @@ fn user_space_tracker_agrees_with_the_kernel() {
         v4(proto::TCP, &tcp(40002, 22, ACK, b"midstream")),
         eth(&[], 0x0800, &syn_l3),
         eth(&[], 0x0800, &ipv4(B4, A4, proto::ICMP, 0, &icmp(3, 13, [0; 4], &syn_l3[..28]))),
+        // The same error again, from a router: only the sender changes.
+        eth(&[], 0x0800, &ipv4(R4, A4, proto::ICMP, 0, &icmp(3, 13, [0; 4], &syn_l3[..28]))),
+        eth(&[], 0x86dd, &dgram6),
+        eth(&[], 0x86dd, &ipv6(R6, A6, proto::ICMPV6, &icmp(1, 1, [0; 4], &dgram6))),
         v4(proto::UDP, &udp(50000, 53, b"q")),
         v4_back(proto::UDP, &udp(53, 50000, b"a")),
         v4(proto::ICMP, &icmp(8, 0, [0, 7, 0, 1], b"p")),

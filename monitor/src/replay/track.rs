@@ -451,6 +451,10 @@ impl Tracker {
             quoted_side: dir_side(dir),
         }
         .pack();
+        // The outer packet's source: the server itself, or a router or
+        // firewall on the way. Kept in step with the kernel: the sender
+        // follows the latest error; last_seen moves only when the error changes.
+        v.icmp_sender = addr_bytes(&pkt.l3.src);
         if v.icmp_error != err {
             v.icmp_error = err;
             v.last_seen_ns = now;
@@ -745,6 +749,7 @@ mod tests {
         let f = &t.flows(Duration::from_secs(3))[0];
         assert_eq!(f.state, FlowState::IcmpUnreachable);
         assert_eq!(f.icmp_error.map(|i| i.name), Some("admin-prohibited"));
+        assert_eq!(f.icmp_error.and_then(|i| i.sender), Some(IpAddr::from(ROUTER)), "a router sent it");
     }
 
     #[test]
@@ -776,6 +781,82 @@ mod tests {
         assert_eq!((e.v6, e.icmp_type, e.code), (true, 1, 4));
         let f = &t.flows(Duration::from_secs(3))[0];
         assert_eq!((f.state, f.icmp_error.unwrap().name), (FlowState::IcmpUnreachable, "port-unreachable"));
+    }
+
+    const ROUTER6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe];
+
+    /// An ICMPv6 destination-unreachable from `from` to the client, quoting
+    /// the client's UDP datagram `out` (an Ethernet frame).
+    fn icmp6_error(from: [u8; 16], code: u8, out: &[u8]) -> Vec<u8> {
+        let mut err = Vec::new();
+        eth().ipv6(from, CLIENT6, 64).icmpv6_raw(1, code, [0; 4]).write(&mut err, &out[14..14 + 48]).unwrap();
+        err
+    }
+
+    /// The sender the flow of `k` carries, raw and as the flow reports it.
+    fn sender(t: &Tracker, k: &FlowKey) -> (Option<[u8; 16]>, Option<IpAddr>) {
+        let f = t.flows(Duration::from_secs(3)).into_iter().find(|f| f.key == *k).expect("the flow");
+        (value(t, k).icmp_sender(), f.icmp_error.expect("an ICMP error").sender)
+    }
+
+    #[test]
+    fn icmp_error_sender_is_the_outer_source_router_or_server_v4() {
+        // A router on the way rejects one connection, the server another.
+        let by_router = quote_v4_syn(CLIENT, 40010, SERVER, 5432);
+        let by_server = quote_v4_syn(CLIENT, 40011, SERVER, 5433);
+        let t = replay(&[
+            tcp(CLIENT, 40010, SERVER, 5432, syn),
+            icmp4_error(ROUTER, CLIENT, 3, 13, &by_router),
+            tcp(CLIENT, 40011, SERVER, 5433, syn),
+            icmp4_error(SERVER, CLIENT, 3, 3, &by_server),
+        ]);
+        let (rk, sk) =
+            (key4(CLIENT, 40010, SERVER, 5432, proto::TCP), key4(CLIENT, 40011, SERVER, 5433, proto::TCP));
+        assert_eq!(sender(&t, &rk), (Some(addr_key(IpAddr::from(ROUTER))), Some(IpAddr::from(ROUTER))));
+        assert_eq!(sender(&t, &sk), (Some(addr_key(IpAddr::from(SERVER))), Some(IpAddr::from(SERVER))));
+        assert_eq!(t.stats().get(Stat::IcmpErrorMatched), 2);
+    }
+
+    #[test]
+    fn icmp_error_sender_is_the_outer_source_router_or_server_v6() {
+        let to_router = udp6(CLIENT6, 50010, SERVER6, 514);
+        let to_server = udp6(CLIENT6, 50011, SERVER6, 515);
+        let t = replay(&[
+            to_router.clone(),
+            icmp6_error(ROUTER6, 1, &to_router),
+            to_server.clone(),
+            icmp6_error(SERVER6, 4, &to_server),
+        ]);
+        let rk = FlowKey::canonical(CLIENT6, 50010, SERVER6, 514, proto::UDP).0;
+        let sk = FlowKey::canonical(CLIENT6, 50011, SERVER6, 515, proto::UDP).0;
+        assert_eq!(sender(&t, &rk), (Some(ROUTER6), Some(IpAddr::from(ROUTER6))));
+        assert_eq!(sender(&t, &sk), (Some(SERVER6), Some(IpAddr::from(SERVER6))));
+        let f = t.flows(Duration::from_secs(3)).into_iter().find(|f| f.key == rk).unwrap();
+        assert_eq!(f.icmp_error.unwrap().name, "admin-prohibited");
+    }
+
+    #[test]
+    fn a_flow_without_an_icmp_error_has_no_sender() {
+        let t = replay(&[tcp(CLIENT, 40012, SERVER, 22, syn)]);
+        assert_eq!(value(&t, &key4(CLIENT, 40012, SERVER, 22, proto::TCP)).icmp_sender, [0; 16]);
+    }
+
+    #[test]
+    fn the_same_error_from_another_sender_updates_the_sender_only() {
+        let quote = quote_v4_syn(CLIENT, 40013, SERVER, 5432);
+        let other_router = [10, 200, 2, 2];
+        let t = replay(&[
+            tcp(CLIENT, 40013, SERVER, 5432, syn),
+            icmp4_error(ROUTER, CLIENT, 3, 13, &quote),
+            icmp4_error(other_router, CLIENT, 3, 13, &quote),
+        ]);
+        let k = key4(CLIENT, 40013, SERVER, 5432, proto::TCP);
+        assert_eq!(sender(&t, &k).1, Some(IpAddr::from(other_router)), "the latest sender is kept");
+        assert_eq!(
+            value(&t, &k).last_seen_ns,
+            T0 + SEC,
+            "as in the kernel, only a new error moves last_seen"
+        );
     }
 
     #[test]

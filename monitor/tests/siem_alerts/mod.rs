@@ -63,7 +63,12 @@ pub fn documented() -> Alert {
         closest: Vec::new(),
         reason: "icmp admin-prohibited: the client's packet was rejected with ICMP type 3 code 13".into(),
         state: FlowState::IcmpUnreachable,
-        icmp: Some(Icmp { icmp_type: 3, code: 13, name: "admin-prohibited" }),
+        icmp: Some(Icmp {
+            icmp_type: 3,
+            code: 13,
+            name: "admin-prohibited",
+            sender: Some("10.200.1.20".parse().unwrap()),
+        }),
         initiator_seen: true,
         first_seen: t0() + Duration::from_nanos(1_001_800_000),
         last_seen: t0() + Duration::from_nanos(1_001_950_000),
@@ -113,9 +118,21 @@ pub fn alert(kind: Kind, state: FlowState, proto: Proto, v6: bool, variant: u8) 
         reason: format!("{kind} {} in state {state:?}", proto.as_str()),
         state,
         icmp: (state == FlowState::IcmpUnreachable).then_some(if v6 {
-            Icmp { icmp_type: 1, code: 1, name: "admin-prohibited" }
+            // A router on the way.
+            Icmp {
+                icmp_type: 1,
+                code: 1,
+                name: "admin-prohibited",
+                sender: Some("fd00:200::fe".parse().unwrap()),
+            }
         } else {
-            Icmp { icmp_type: 3, code: 13, name: "admin-prohibited" }
+            // The server itself, or (variant 2, nothing known) no sender.
+            Icmp {
+                icmp_type: 3,
+                code: 13,
+                name: "admin-prohibited",
+                sender: (variant != 2).then_some(dst_ip),
+            }
         }),
         initiator_seen: variant != 3,
         first_seen: t0(),
@@ -241,6 +258,7 @@ fn alert_from_json(v: &Value) -> Alert {
             icmp_type: v["icmp"]["type"].as_u64().unwrap() as u8,
             code: v["icmp"]["code"].as_u64().unwrap() as u8,
             name: leak(&v["icmp"]["name"]),
+            sender: v["icmp"]["sender"].as_str().map(|a| a.parse().unwrap()),
         }),
         initiator_seen: v["initiator_seen"].as_bool().unwrap(),
         first_seen: time(&v["first_seen"]),
