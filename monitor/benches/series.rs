@@ -15,17 +15,11 @@
 
 mod generated;
 
-use std::{
-    collections::BTreeSet,
-    net::IpAddr,
-    path::Path,
-    sync::Arc,
-    time::{Instant, SystemTime},
-};
+use std::{collections::BTreeSet, net::IpAddr, path::Path, sync::Arc, time::Instant};
 
 use monitor::{
     engine::{Engine, FlowQuery, VerdictKind, OTHER},
-    flow::{addr_key, Counters, DirFlags, Endpoint, Flow, FlowState, IcmpInfo, Proto},
+    flow::{Endpoint, Flow, FlowState, IcmpInfo, Proto},
     inventory::Inventory,
     live::{
         judge::Judge,
@@ -34,7 +28,6 @@ use monitor::{
     },
     matrix::{Matrix, Selection},
 };
-use monitor_common::FlowKey;
 
 /// A router on the way: no inventory host.
 const ROUTER: &str = "192.0.2.254";
@@ -51,25 +44,7 @@ struct Node<'a> {
 fn flow(n: &mut u16, proto: Proto, client: IpAddr, server: IpAddr, port: u16, state: FlowState) -> Flow {
     *n = n.wrapping_add(1);
     let cport = 1024 + *n % 60_000;
-    let number = if proto == Proto::Udp { monitor_common::proto::UDP } else { monitor_common::proto::TCP };
-    let key = FlowKey::canonical(addr_key(client), cport, addr_key(server), port, number).0;
-    let t = SystemTime::now();
-    Flow {
-        proto,
-        client: Endpoint { ip: client, port: cport },
-        server: Endpoint { ip: server, port },
-        to_server: Counters { packets: 1, bytes: 60 },
-        to_client: Counters::default(),
-        tcp_flags: DirFlags::default(),
-        initiator_seen: true,
-        initiator_how: "tcp-syn",
-        state,
-        icmp_error: None,
-        first_seen: t,
-        last_seen: t,
-        ifindex: 1,
-        key,
-    }
+    Flow::attempt(proto, Endpoint { ip: client, port: cport }, Endpoint { ip: server, port }, state)
 }
 
 fn rejected(mut f: Flow, sender: IpAddr) -> Flow {

@@ -2,11 +2,13 @@
 //! ICMP errors from different senders: a router on the way (IPv4 and IPv6)
 //! and the server itself. The alert's `icmp.sender` names who sent each.
 
-use std::{net::IpAddr, process::Command, time::Duration};
+mod check_run;
 
+use std::{net::IpAddr, time::Duration};
+
+use check_run::check_json;
 use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapPacket, PcapWriter};
-use serde_json::Value;
 
 const MATRIX: &str = "version: 1\nzones:\n  clients: {cidrs: [10.0.2.0/24, \"fd00:2::/64\"]}\n  \
 servers: {cidrs: [10.0.1.0/24, \"fd00:1::/64\"]}\nrules:\n  - {id: web, from: clients, to: servers, port: 443}\n";
@@ -74,27 +76,14 @@ fn capture() -> Vec<u8> {
 
 #[test]
 fn icmp_errors_in_a_capture_name_their_sender() {
-    let dir = tempfile::tempdir().unwrap();
-    let (matrix, pcap) = (dir.path().join("matrix.yaml"), dir.path().join("icmp.pcap"));
-    std::fs::write(&matrix, MATRIX).unwrap();
-    std::fs::write(&pcap, capture()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args(["check", "--format", "json", "--matrix"])
-        .arg(&matrix)
-        .arg("--pcap")
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "findings expected: {}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = check_json(MATRIX, &capture());
     let (summary, alerts) = lines.split_last().expect("a summary line");
     assert_eq!(summary["icmp_errors_matched"], 3, "{summary}");
     let by_port = |p: u64| {
         alerts
             .iter()
             .find(|a| a["src"]["port"] == p)
-            .unwrap_or_else(|| panic!("no alert from client port {p}: {stdout}"))
+            .unwrap_or_else(|| panic!("no alert from client port {p}: {lines:?}"))
     };
     let ip = |a: [u8; 16]| IpAddr::from(a).to_string();
     for (port, name, sender) in [
@@ -111,5 +100,5 @@ fn icmp_errors_in_a_capture_name_their_sender() {
         assert_eq!(a["icmp"]["name"], name, "{a}");
         assert_eq!(a["icmp"]["sender"], sender.as_str(), "{a}");
     }
-    assert_eq!(alerts.len(), 3, "{stdout}");
+    assert_eq!(alerts.len(), 3, "{alerts:?}");
 }

@@ -1,10 +1,10 @@
 //! `monitor check` on a long capture: flows that ended are judged and
 //! dropped during the replay, and the summary still counts every flow.
 
-use std::{io::Write, process::Command};
+mod check_run;
 
+use check_run::check_json;
 use etherparse::PacketBuilder;
-use serde_json::Value;
 
 const MATRIX: &str =
     "version: 1\nzones:\n  clients: {cidrs: [10.0.2.0/24]}\n  servers: {cidrs: [10.0.1.0/24]}\n\
@@ -51,21 +51,8 @@ fn capture(n: u32) -> Vec<u8> {
 #[test]
 fn a_long_capture_of_short_flows_counts_every_flow() {
     let n = 100_000;
-    let dir = tempfile::tempdir().unwrap();
-    let (matrix, pcap) = (dir.path().join("matrix.yaml"), dir.path().join("long.pcap"));
-    std::fs::write(&matrix, MATRIX).unwrap();
-    std::fs::File::create(&pcap).unwrap().write_all(&capture(n)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .args(["check", "--format", "json", "--matrix"])
-        .arg(&matrix)
-        .arg("--pcap")
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 2, "one alert, then the summary: {stdout}");
+    let lines = check_json(MATRIX, &capture(n));
+    assert_eq!(lines.len(), 2, "one alert, then the summary: {lines:?}");
     assert_eq!((lines[0]["kind"].as_str(), lines[0]["dst"]["port"].as_u64()), (Some("unexpected"), Some(22)));
     let s = &lines[1];
     assert_eq!(s["packets"], 4 * u64::from(n));

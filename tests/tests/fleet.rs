@@ -391,6 +391,20 @@ fn round(c: &Cluster) {
     });
 }
 
+/// The blocked paths the faults make, with where each is blocked and who
+/// sends its ICMP error: what Alertmanager and the report must both show.
+fn blocked_paths() -> PathAlerts {
+    BLOCKED
+        .iter()
+        .map(|((rule, client, server), at, sender)| {
+            (
+                (rule.to_string(), client.to_string(), server.to_string(), at.to_string()),
+                sender.map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn the_fleet_rules_say_where_each_blocked_path_is_blocked_and_the_report_agrees() {
     let started = Instant::now();
@@ -519,15 +533,7 @@ fn the_fleet_rules_say_where_each_blocked_path_is_blocked_and_the_report_agrees(
 
     // Alertmanager: each blocked path, with where it is blocked (and who
     // sent the ICMP error), and nothing for a conforming path.
-    let want: PathAlerts = BLOCKED
-        .iter()
-        .map(|((rule, client, server), at, sender)| {
-            (
-                (rule.to_string(), client.to_string(), server.to_string(), at.to_string()),
-                sender.map(str::to_owned),
-            )
-        })
-        .collect();
+    let want = blocked_paths();
     let alerts = poll(
         Duration::from_secs(90),
         "Alertmanager holds exactly one MonitorFleetPathBlocked per blocked path, with its place",
@@ -690,15 +696,7 @@ fn check_report(report: &Value) {
             got.insert(key, sender);
         }
     }
-    let want: PathAlerts = BLOCKED
-        .iter()
-        .map(|((rule, client, server), at, sender)| {
-            (
-                (rule.to_string(), client.to_string(), server.to_string(), at.to_string()),
-                sender.map(str::to_owned),
-            )
-        })
-        .collect();
+    let want = blocked_paths();
     assert_eq!(got, want, "the report's blocked paths differ from the alerts': {report:#}");
 
     let undocumented: Vec<(&str, &str)> = r("undocumented")

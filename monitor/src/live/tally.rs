@@ -222,13 +222,11 @@ impl Counters for Tally {
 
 #[cfg(test)]
 mod tests {
-    use std::{path::Path, time::SystemTime};
-
-    use monitor_common::FlowKey;
+    use std::path::Path;
 
     use super::*;
     use crate::{
-        flow::{Counters as Traffic, DirFlags, Endpoint, IcmpInfo, Proto},
+        flow::{Endpoint, IcmpInfo, Proto},
         inventory::Inventory,
         live::judge::Judge,
         matrix::{Matrix, Selection},
@@ -250,32 +248,8 @@ mod tests {
     }
 
     fn flow(client: &str, cport: u16, server: &str, port: u16, state: FlowState) -> Flow {
-        let (c, s): (IpAddr, IpAddr) = (client.parse().unwrap(), server.parse().unwrap());
-        let key = FlowKey::canonical(
-            crate::flow::addr_key(c),
-            cport,
-            crate::flow::addr_key(s),
-            port,
-            monitor_common::proto::TCP,
-        )
-        .0;
-        let t = SystemTime::now();
-        Flow {
-            proto: Proto::Tcp,
-            client: Endpoint { ip: c, port: cport },
-            server: Endpoint { ip: s, port },
-            to_server: Traffic { packets: 1, bytes: 60 },
-            to_client: Traffic::default(),
-            tcp_flags: DirFlags::default(),
-            initiator_seen: true,
-            initiator_how: "tcp-syn",
-            state,
-            icmp_error: None,
-            first_seen: t,
-            last_seen: t,
-            ifindex: 1,
-            key,
-        }
+        let end = |ip: &str, port| Endpoint { ip: ip.parse().unwrap(), port };
+        Flow::attempt(Proto::Tcp, end(client, cport), end(server, port), state)
     }
 
     fn rejected(mut f: Flow, sender: Option<&str>) -> Flow {
