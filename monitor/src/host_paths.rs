@@ -442,7 +442,7 @@ mod tests {
             ]
         );
         let web = &hp.paths[0];
-        assert_eq!(web.provenance, format!("{}:111", m.file));
+        assert_eq!(web.provenance, format!("{}:110", m.file));
         assert_eq!(web.proto, RuleProto::Tcp);
         assert_eq!(web.ports, vec![(7101, 7101)]);
         assert_eq!(web.peer.nets, vec!["10.200.2.0/24".parse::<IpNet>().unwrap()]);
