@@ -161,3 +161,26 @@ fn firewalld_commands_pass_firewall_offline_cmd() {
         }
     }
 }
+
+/// docs/firewall.md shows the outputs as the command writes them: each
+/// `<!-- output: NAME -->` block equals the golden NAME, which
+/// `goldens_of_the_ha_node` holds to the command.
+#[test]
+fn the_doc_examples_are_the_goldens() {
+    let doc = std::fs::read_to_string(root().join("docs/firewall.md")).unwrap();
+    let mut seen = 0;
+    let mut rest = doc.as_str();
+    while let Some(i) = rest.find("<!-- output: ") {
+        let after = &rest[i + "<!-- output: ".len()..];
+        let (name, after) = after.split_once(" -->\n```\n").expect("a fenced block after the marker");
+        let (block, tail) = after.split_once("\n```\n").expect("a closing fence");
+        let want = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/firewall").join(name),
+        )
+        .unwrap();
+        assert_eq!(format!("{block}\n"), want, "docs/firewall.md's {name} block differs from the golden");
+        seen += 1;
+        rest = tail;
+    }
+    assert_eq!(seen, 3, "docs/firewall.md should show the nft, firewalld and windows outputs");
+}
