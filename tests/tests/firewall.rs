@@ -1,8 +1,11 @@
-//! issue #15 part 2, the firewall half: the RP-PAM HA example as a cluster
-//! of namespaces, `monitor matrix firewall --format nft` applied on every
-//! host. Every documented path connects, the undocumented ones are
-//! dropped, and each rule's nft counter equals the connections made on it
-//! (docs/firewall.md). Needs root and the monitor binary (MONITOR_BIN).
+//! issue #15 part 2: the RP-PAM HA example as a cluster of namespaces,
+//! `monitor matrix firewall --format nft` applied on every host and
+//! `monitor run` on the nodes and the database. Every documented path
+//! connects, the undocumented ones are dropped, each rule's nft counter
+//! equals the connections made on it, and the agents agree: no `blocked`
+//! finding, one finding per undocumented attempt, coverage equal to the
+//! counters (docs/firewall.md). Needs root, the monitor binary and the
+//! kernel object (`cargo xtask build`, or MONITOR_BIN).
 
 use std::{
     collections::BTreeMap,
@@ -12,6 +15,7 @@ use std::{
 };
 
 use monitor_tests::{
+    agent::Agent,
     cluster::{Cluster, HOSTS},
     monitor::require_monitor_bin,
     nft,
@@ -78,6 +82,14 @@ fn generated_firewalls_allow_exactly_the_documented_paths() {
     for (h, _) in &hosts {
         nft::apply(cluster.ns(h), &generate(h));
     }
+    let dir = tempfile::tempdir().unwrap();
+    let agents: BTreeMap<&str, Agent> = WATCHED
+        .iter()
+        .map(|h| {
+            let socket = dir.path().join(format!("{h}.sock"));
+            (*h, Agent::rp_pam_ha(cluster.ns(h), Cluster::IFACE, &socket, &["--syn-timeout", "1"]))
+        })
+        .collect();
     // Listeners on every port tried, documented or not.
     let mut listeners = Vec::new();
     let ports =
@@ -91,7 +103,12 @@ fn generated_firewalls_allow_exactly_the_documented_paths() {
         listeners.push((addr, l));
     }
     let mut want: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    // Flows of each (watched host, rule) the agent sees leave the host:
+    // the firewall is inbound only, so they count on the coverage, not on
+    // the host's counters.
+    let mut outbound: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for &(client, server, port, rule) in DOCUMENTED {
+        *outbound.entry((client, rule)).or_default() += 1;
         let (local, r) = tcp_attempt(
             cluster.ns(client),
             cluster.ip(client),
@@ -114,6 +131,33 @@ fn generated_firewalls_allow_exactly_the_documented_paths() {
             std::io::ErrorKind::TimedOut,
             "{client} -> {server}:{port}: dropped, so a timeout: {e}"
         );
+    }
+    for (h, a) in &agents {
+        let got = counters(&cluster, h);
+        // Coverage is read until it holds every flow (the agent reads the
+        // table once a second), with a deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let cov = a.report(cluster.ns(h));
+            let mismatch: Vec<String> = cov
+                .rules
+                .iter()
+                .filter_map(|r| {
+                    let id = r.id.as_str();
+                    let expect =
+                        got.get(id).copied().unwrap_or(0) + outbound.get(&(*h, id)).copied().unwrap_or(0);
+                    (r.flows != expect)
+                        .then(|| format!("{id}: coverage {} flows, counter + outbound {expect}", r.flows))
+                })
+                .collect();
+            if mismatch.is_empty() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{h}: {mismatch:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let blocked: Vec<_> = a.alerts().into_iter().filter(|x| x.kind == "blocked").collect();
+        assert!(blocked.is_empty(), "{h}: blocked findings for documented paths: {blocked:?}");
     }
     for (h, _) in &hosts {
         let got = counters(&cluster, h);
