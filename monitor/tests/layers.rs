@@ -18,11 +18,11 @@ const LAYERS: &[&[&str]] = &[
     &["siem"],
     &["ocsf", "falco"],
     &["matrix", "inventory"],
-    &["engine"],
+    &["engine", "host_paths"],
     &["verdict"],
     &["dns"],
     &["kernel"],
-    &["replay", "live", "import", "fleet"],
+    &["replay", "live", "import", "fleet", "firewall"],
     &["cli", "cmd"],
 ];
 
