@@ -8,6 +8,7 @@ pub mod counters;
 pub mod dns;
 pub mod engine;
 pub mod falco;
+pub mod firewall;
 pub mod fleet;
 pub mod flow;
 pub mod import;
