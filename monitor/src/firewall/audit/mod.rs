@@ -534,5 +534,46 @@ impl Direction {
     }
 }
 
+impl Input {
+    /// The audit's view of the host's documented paths: ICMP paths and
+    /// paths that never leave the host (loopback) are left out; `any` is
+    /// every address; DNS names without bound addresses and inventory
+    /// hosts without addresses are listed as not evaluated.
+    pub fn from_host_paths(hp: &crate::host_paths::HostPaths, interface: Option<String>) -> Input {
+        use crate::{host_paths, matrix::RuleProto};
+        let mut paths = Vec::new();
+        for p in &hp.paths {
+            let proto = match p.proto {
+                RuleProto::Tcp => 6,
+                RuleProto::Udp => 17,
+                RuleProto::Icmp => continue,
+            };
+            if p.local_loopback || (p.peer.loopback && !p.peer.any) {
+                continue;
+            }
+            let mut peers = p.peer.nets_all();
+            if p.peer.any {
+                peers = vec!["0.0.0.0/0".parse().expect("a prefix"), "::/0".parse().expect("a prefix")];
+            }
+            let mut unresolved: Vec<String> =
+                p.peer.names.iter().filter(|n| n.bound.is_empty()).map(|n| n.name.clone()).collect();
+            unresolved.extend(p.peer.hosts.iter().filter(|h| h.addresses.is_empty()).map(|h| format!("{} (no address)", h.name)));
+            paths.push(DocumentedPath {
+                rule: p.rule_id.clone(),
+                provenance: p.provenance.clone(),
+                direction: match p.direction {
+                    host_paths::Direction::Inbound => Direction::Inbound,
+                    host_paths::Direction::Outbound => Direction::Outbound,
+                },
+                proto,
+                ports: p.ports.clone(),
+                peers,
+                unresolved,
+            });
+        }
+        Input { host: hp.host.clone(), addresses: hp.addresses.clone(), paths, interface }
+    }
+}
+
 #[cfg(test)]
 mod tests;
