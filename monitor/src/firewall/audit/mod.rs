@@ -99,6 +99,9 @@ pub struct Opening {
     pub ports: Vec<String>,
     /// The undocumented sources, as prefixes.
     pub sources: Vec<String>,
+    /// When shorter: the sources are every address of the family but these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_but: Option<Vec<String>>,
     /// The accept that lets them in (the last rule that accepted, or a policy).
     pub decision: Decision,
 }
@@ -128,7 +131,7 @@ pub struct Report {
 impl Report {
     /// Whether the audit found nothing to report.
     pub fn is_clean(&self) -> bool {
-        self.paths.iter().all(|p| p.status == Status::Accepted)
+        self.paths.iter().all(|p| matches!(p.status, Status::Accepted | Status::NotEvaluated))
             && self.undocumented_openings.is_empty()
             && self.unused_rules.is_empty()
             && self.not_understood.is_empty()
@@ -159,7 +162,21 @@ fn walk(ev: &mut Evaluator, d: Direction, class: &Class) -> Vec<(Class, Vec<Deci
     let mut done = Vec::new();
     for h in hooks(d) {
         let mut next = Vec::new();
+        let none = ev.base_chains(h, class.family).is_empty();
         for (c, trail) in pending {
+            if none {
+                // No base chain on the hook: the kernel accepts.
+                let mut all = trail;
+                all.push(Decision {
+                    verdict: Verdict::Accept,
+                    chain: ChainId { family: String::new(), table: String::new(), chain: format!("no base chain on hook {h}") },
+                    handle: None,
+                    comment: None,
+                    reason: None,
+                });
+                next.push((c, all));
+                continue;
+            }
             for (part, t) in ev.hook(h, &c) {
                 let mut all = trail.clone();
                 all.extend(t);
@@ -360,12 +377,17 @@ pub fn audit(ruleset: &Ruleset, input: &Input) -> Report {
     }
     let undocumented_openings = by_sources
         .into_iter()
-        .map(|((decision, family, proto, sources), ports)| Opening {
-            family,
-            proto: proto_name(proto),
-            ports: port_list(&ports),
-            sources: address_prefixes(family, &sources),
-            decision,
+        .map(|((decision, family, proto, sources), ports)| {
+            let listed = address_prefixes(family, &sources);
+            let rest = address_prefixes(family, &all_addresses(family).subtract(&sources));
+            Opening {
+                family,
+                proto: proto_name(proto),
+                ports: port_list(&ports),
+                all_but: (!rest.is_empty() && rest.len() < listed.len()).then_some(rest),
+                sources: listed,
+                decision,
+            }
         })
         .collect();
 
@@ -408,6 +430,9 @@ pub fn audit(ruleset: &Ruleset, input: &Input) -> Report {
 }
 
 fn where_(d: &Decision) -> String {
+    if d.chain.family.is_empty() {
+        return d.chain.chain.clone();
+    }
     let mut s = format!("{} {} {}", d.chain.family, d.chain.table, d.chain.chain);
     match d.handle {
         Some(h) => s.push_str(&format!(" handle {h}")),
@@ -447,7 +472,8 @@ pub fn render_text(r: &Report) -> String {
         Direction::Inbound => "from",
         Direction::Outbound => "to",
     };
-    let bad: Vec<&PathResult> = r.paths.iter().filter(|p| p.status != Status::Accepted).collect();
+    let bad: Vec<&PathResult> =
+        r.paths.iter().filter(|p| matches!(p.status, Status::Blocked | Status::NotUnderstood)).collect();
     if !bad.is_empty() {
         s.push_str("\ndocumented paths not accepted:\n");
         for p in bad {
@@ -477,22 +503,25 @@ pub fn render_text(r: &Report) -> String {
                 }
                 s.push('\n');
             }
+        }
+    }
+    let notes: Vec<&PathResult> = r.paths.iter().filter(|p| !p.notes.is_empty()).collect();
+    if !notes.is_empty() {
+        s.push_str("\nnot evaluated:\n");
+        for p in notes {
             for n in &p.notes {
-                let _ = writeln!(s, "    {n}");
+                let _ = writeln!(s, "  {} ({}) {} {}: {n}", p.rule, p.provenance, p.direction.as_str(), p.proto);
             }
         }
     }
     if !r.undocumented_openings.is_empty() {
         s.push_str("\nports open to sources the matrix does not document:\n");
         for o in &r.undocumented_openings {
-            let _ = writeln!(
-                s,
-                "  {} {} from {}: accepted by {}",
-                o.proto,
-                o.ports.join(","),
-                o.sources.join(","),
-                where_(&o.decision)
-            );
+            let from = match &o.all_but {
+                Some(but) => format!("any {} address but {}", family_name(o.family), but.join(",")),
+                None => o.sources.join(","),
+            };
+            let _ = writeln!(s, "  {} {} from {from}: accepted by {}", o.proto, o.ports.join(","), where_(&o.decision));
         }
     }
     if !r.unused_rules.is_empty() {
