@@ -1,5 +1,6 @@
-//! `monitor matrix lint|show`: check a matrix file and list its rules as a
-//! selection of profiles and variables expands them.
+//! `monitor matrix lint|show|import|firewall`: check a matrix file, list its rules as a
+//! selection of profiles and variables expands them, draft one from a document,
+//! write a host's firewall from it.
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -11,6 +12,8 @@ use anyhow::Context;
 use super::sources::{parse_key_value, InventoryLimits, SelectionArgs};
 use crate::{
     engine::Engine,
+    firewall,
+    host_paths::HostPaths,
     inventory::Inventory,
     matrix::{format_ports, Matrix, MatrixError, RuleProto, Warning},
 };
@@ -29,6 +32,51 @@ pub enum Command {
     Show(ShowArgs),
     /// Turn a vendor's ports/firewall document into a draft matrix (docs/import.md).
     Import(ImportArgs),
+    /// Write one inventory host's firewall (nft, firewalld or Windows) from its documented paths (docs/firewall.md).
+    Firewall(FirewallArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirewallFormat {
+    /// An nftables script: one `table inet monitor`, loadable with `nft -f` (again and again).
+    Nft,
+    /// `firewall-cmd --permanent` rich rules and port commands, then a reload.
+    Firewalld,
+    /// PowerShell `New-NetFirewallRule` lines.
+    Windows,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefaultPolicy {
+    Drop,
+    Reject,
+    Accept,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FirewallArgs {
+    pub file: PathBuf,
+    /// The Ansible inventory that names the host and its peers.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inventory_limits: InventoryLimits,
+    /// The inventory host whose firewall to write.
+    #[arg(long, value_name = "NAME")]
+    pub host: String,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[arg(long, value_enum)]
+    pub format: FirewallFormat,
+    /// What happens to traffic that no documented path allows (nft: `reject` is a final reject rule under policy drop; Windows blocks for both drop and reject).
+    #[arg(long = "default", value_enum, default_value_t = DefaultPolicy::Drop)]
+    pub default: DefaultPolicy,
+    /// Also allow only the documented outbound paths.
+    #[arg(long)]
+    pub egress: bool,
+    /// Resolve DNS names at the other end of a path now, with the system resolver; without it they are commented placeholders.
+    #[arg(long)]
+    pub resolve: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +123,7 @@ pub fn run_to(args: Args, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::R
         Command::Lint(a) => lint(&a, out),
         Command::Show(a) => show(&a, out, err),
         Command::Import(a) => import(&a, out, err),
+        Command::Firewall(a) => firewall(&a, out, err),
     }
 }
 
@@ -328,4 +377,52 @@ fn import(a: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::R
         imported.draft.warnings.len()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn firewall(a: &FirewallArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let Some((m, warnings)) = load(&a.file, err)? else { return Ok(ExitCode::from(1)) };
+    for w in &warnings {
+        writeln!(err, "{w}")?;
+    }
+    let (inv, _) = Inventory::load_with(&a.inventory, &a.inventory_limits.options())
+        .with_context(|| format!("cannot load inventory {}", a.inventory.display()))?;
+    let sel = a.selection.selection()?;
+    let mut hp = HostPaths::compute(&m, &inv, &a.inventory.display().to_string(), &sel, &a.host)?;
+    if a.resolve {
+        for w in firewall::resolve_names(&mut hp, &mut system_resolve) {
+            writeln!(err, "warning: {w}")?;
+        }
+    }
+    let mut header = vec![format!("matrix: {}, inventory: {}", a.file.display(), a.inventory.display())];
+    if !sel.profiles.is_empty() || !sel.vars.is_empty() {
+        let mut s: Vec<String> = sel.profiles.iter().map(|p| format!("--profile {p}")).collect();
+        s.extend(sel.vars.iter().map(|(k, v)| format!("--set {k}={v}")));
+        header.push(format!("selection: {}", s.join(" ")));
+    }
+    let opts = firewall::Options {
+        format: match a.format {
+            FirewallFormat::Nft => firewall::Format::Nft,
+            FirewallFormat::Firewalld => firewall::Format::Firewalld,
+            FirewallFormat::Windows => firewall::Format::Windows,
+        },
+        policy: match a.default {
+            DefaultPolicy::Drop => firewall::Policy::Drop,
+            DefaultPolicy::Reject => firewall::Policy::Reject,
+            DefaultPolicy::Accept => firewall::Policy::Accept,
+        },
+        egress: a.egress,
+        header,
+    };
+    let g = firewall::generate(&hp, &opts);
+    for w in &g.warnings {
+        writeln!(err, "{w}")?;
+    }
+    out.write_all(g.text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The system resolver (getaddrinfo), at generation time.
+fn system_resolve(name: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    use std::net::ToSocketAddrs;
+    (name, 0u16).to_socket_addrs().map(|it| it.map(|s| s.ip()).collect()).map_err(|e| e.to_string())
 }
