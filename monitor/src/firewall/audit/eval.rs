@@ -398,8 +398,10 @@ impl<'a> Evaluator<'a> {
             let key = m.get("key").and_then(Value::as_str).unwrap_or("");
             return match key {
                 "l4proto" => Ok((None, vec![], vec![Field::L4proto])),
-                "iifname" => Ok((None, vec![], vec![Field::Iif])),
-                "oifname" => Ok((None, vec![], vec![Field::Oif])),
+                // `iif`/`oif` compare interface indexes; nft prints them
+                // as the names, which name the same interfaces.
+                "iifname" | "iif" => Ok((None, vec![], vec![Field::Iif])),
+                "oifname" | "oif" => Ok((None, vec![], vec![Field::Oif])),
                 _ => Err(format!("`meta {key}`")),
             };
         }
@@ -539,6 +541,25 @@ impl<'a> Evaluator<'a> {
                     "!=" => Ok(Cond::Bool { v4: !v4, v6: !v6 }),
                     _ => Err(format!("`meta {key} {op}`")),
                 };
+            }
+        }
+        // An ICMP header field: it needs the packet to be ICMP, which no
+        // class is (the audit's classes are TCP and UDP), so its value never
+        // decides anything and is not read.
+        if let Some(p) = left.get("payload") {
+            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("");
+            let (family, number) = match proto {
+                "icmp" => (Some(Family::Ipv4), 1),
+                "icmpv6" => (Some(Family::Ipv6), 58),
+                _ => (None, 0),
+            };
+            if number != 0 {
+                return Ok(Cond::Split {
+                    family,
+                    deps: vec![(Field::L4proto, Ranges::point(number))],
+                    elements: vec![Element::default()],
+                    negate: false,
+                });
             }
         }
         let (family, deps, fields) = self.fields(left)?;
