@@ -69,7 +69,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn read_ruleset(a: &AuditArgs) -> anyhow::Result<Ruleset> {
     let (text, origin) = match &a.ruleset {
         Some(p) => (
-            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read the ruleset", p.display()))?,
+            std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read the ruleset", p.display()))?,
             p.display().to_string(),
         ),
         None => {
@@ -83,7 +84,10 @@ fn read_ruleset(a: &AuditArgs) -> anyhow::Result<Ruleset> {
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
             }
-            (String::from_utf8(out.stdout).context("`nft -j list ruleset` printed non-UTF-8")?, "nft -j list ruleset".into())
+            (
+                String::from_utf8(out.stdout).context("`nft -j list ruleset` printed non-UTF-8")?,
+                "nft -j list ruleset".into(),
+            )
         }
     };
     Ok(Ruleset::parse(&text, &origin)?)

@@ -153,7 +153,11 @@ impl<'a> Evaluator<'a> {
                     let d = match flow {
                         Flow::Terminal(d) => d,
                         Flow::Return => Decision {
-                            verdict: if chain.policy.as_deref() == Some("drop") { Verdict::Drop } else { Verdict::Accept },
+                            verdict: if chain.policy.as_deref() == Some("drop") {
+                                Verdict::Drop
+                            } else {
+                                Verdict::Accept
+                            },
                             chain: chain.id.clone(),
                             handle: None,
                             comment: None,
@@ -192,7 +196,9 @@ impl<'a> Evaluator<'a> {
     }
 
     fn nu(&mut self, chain: &Chain, rule: &Rule, reason: String) -> Decision {
-        self.not_understood.entry(RuleRef { chain: chain.id.clone(), handle: rule.handle }).or_insert(reason.clone());
+        self.not_understood
+            .entry(RuleRef { chain: chain.id.clone(), handle: rule.handle })
+            .or_insert(reason.clone());
         Decision {
             verdict: Verdict::NotUnderstood,
             chain: chain.id.clone(),
@@ -212,9 +218,10 @@ impl<'a> Evaluator<'a> {
     ) -> (Vec<Class>, Vec<(Class, Flow)>) {
         // A rule of matches and no-op statements only changes nothing,
         // whatever its matches mean.
-        let effective = rule.expr.iter().any(|e| {
-            !(e.get("match").is_some() || e.get("counter").is_some() || e.get("log").is_some())
-        });
+        let effective = rule
+            .expr
+            .iter()
+            .any(|e| !(e.get("match").is_some() || e.get("counter").is_some() || e.get("log").is_some()));
         if !effective {
             return (classes, Vec::new());
         }
@@ -320,11 +327,17 @@ impl<'a> Evaluator<'a> {
                 let target = target.and_then(|t| self.rs.chain(&chain.id.family, &chain.id.table, t));
                 let Some(target) = target else {
                     let d = self.nu(chain, rule, format!("{k} to a chain that is not listed"));
-                    return (Vec::new(), classes.into_iter().map(|c| (c, Flow::Terminal(d.clone()))).collect());
+                    return (
+                        Vec::new(),
+                        classes.into_iter().map(|c| (c, Flow::Terminal(d.clone()))).collect(),
+                    );
                 };
                 if depth >= 16 {
                     let d = self.nu(chain, rule, format!("{k} nested deeper than 16 chains"));
-                    return (Vec::new(), classes.into_iter().map(|c| (c, Flow::Terminal(d.clone()))).collect());
+                    return (
+                        Vec::new(),
+                        classes.into_iter().map(|c| (c, Flow::Terminal(d.clone()))).collect(),
+                    );
                 }
                 self.hits.insert(me);
                 let mut cont = Vec::new();
@@ -386,7 +399,10 @@ impl<'a> Evaluator<'a> {
                     let deps = match proto {
                         "tcp" => vec![(Field::L4proto, Ranges::point(6))],
                         "udp" => vec![(Field::L4proto, Ranges::point(17))],
-                        _ => vec![(Field::L4proto, Ranges::from_ranges(vec![(6, 6), (17, 17), (33, 33), (132, 132), (136, 136)]))],
+                        _ => vec![(
+                            Field::L4proto,
+                            Ranges::from_ranges(vec![(6, 6), (17, 17), (33, 33), (132, 132), (136, 136)]),
+                        )],
                     };
                     let f = if field == "sport" { Field::Sport } else { Field::Dport };
                     Ok((None, deps, vec![f]))
@@ -485,7 +501,13 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The elements a right-hand side stands for.
-    fn elements(&self, chain: &Chain, fields: &[Field], family: Option<Family>, right: &Value) -> Res<Vec<Element>> {
+    fn elements(
+        &self,
+        chain: &Chain,
+        fields: &[Field],
+        family: Option<Family>,
+        right: &Value,
+    ) -> Res<Vec<Element>> {
         if let Some(name) = right.as_str().and_then(|s| s.strip_prefix('@')) {
             let set = self.set(chain, name)?;
             if set.map.is_some() {

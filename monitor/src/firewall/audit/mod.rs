@@ -18,7 +18,10 @@ use std::{
 
 use eval::{Decision, Evaluator, RuleRef, Verdict};
 use model::{ChainId, Ruleset};
-use space::{address_prefixes, all_addresses, family_of, ip_value, port_list, prefix_range, split, Class, Element, Family, Field, Ranges, FIELDS};
+use space::{
+    address_prefixes, all_addresses, family_of, ip_value, port_list, prefix_range, split, Class, Element,
+    Family, Field, Ranges, FIELDS,
+};
 
 /// Which way a documented path goes, seen from the audited host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -169,7 +172,11 @@ fn walk(ev: &mut Evaluator, d: Direction, class: &Class) -> Vec<(Class, Vec<Deci
                 let mut all = trail;
                 all.push(Decision {
                     verdict: Verdict::Accept,
-                    chain: ChainId { family: String::new(), table: String::new(), chain: format!("no base chain on hook {h}") },
+                    chain: ChainId {
+                        family: String::new(),
+                        table: String::new(),
+                        chain: format!("no base chain on hook {h}"),
+                    },
                     handle: None,
                     comment: None,
                     reason: None,
@@ -206,7 +213,11 @@ fn deciding(trail: &[Decision]) -> Option<Decision> {
 fn interfaces(ev: &Evaluator, iface: Option<&str>) -> Ranges {
     match iface {
         Some(i) => Ranges::point(ev.names.id(i)),
-        None => ev.names.all().subtract(&Ranges::point(ev.names.id("lo"))).subtract(&Ranges::point(ev.names.id(""))),
+        None => ev
+            .names
+            .all()
+            .subtract(&Ranges::point(ev.names.id("lo")))
+            .subtract(&Ranges::point(ev.names.id(""))),
     }
 }
 
@@ -251,7 +262,12 @@ fn ports_ranges(ports: &[(u16, u16)]) -> Ranges {
 
 fn locals_of(input: &Input, f: Family) -> Ranges {
     Ranges::from_ranges(
-        input.addresses.iter().filter(|a| family_of(**a) == f).map(|a| (ip_value(*a), ip_value(*a))).collect(),
+        input
+            .addresses
+            .iter()
+            .filter(|a| family_of(**a) == f)
+            .map(|a| (ip_value(*a), ip_value(*a)))
+            .collect(),
     )
 }
 
@@ -276,7 +292,8 @@ pub fn audit(ruleset: &Ruleset, input: &Input) -> Report {
     let mut paths = Vec::new();
     let families = [Family::Ipv4, Family::Ipv6];
     for p in &input.paths {
-        let mut notes: Vec<String> = p.unresolved.iter().map(|n| format!("{n}: a DNS name, not evaluated")).collect();
+        let mut notes: Vec<String> =
+            p.unresolved.iter().map(|n| format!("{n}: a DNS name, not evaluated")).collect();
         let mut parts: Vec<(Class, Decision)> = Vec::new();
         let mut evaluated = false;
         for f in families {
@@ -285,8 +302,19 @@ pub fn audit(ruleset: &Ruleset, input: &Input) -> Report {
                 continue;
             }
             let locals = locals_of(input, f);
+            // The host to itself goes over loopback, not through the rules
+            // for other hosts: left out.
+            let peers = peers.subtract(&locals);
+            if peers.is_empty() {
+                continue;
+            }
             if locals.is_empty() {
-                notes.push(format!("{}: {} has no {} address, not evaluated", address_prefixes(f, &peers).join(","), input.host, family_name(f)));
+                notes.push(format!(
+                    "{}: {} has no {} address, not evaluated",
+                    address_prefixes(f, &peers).join(","),
+                    input.host,
+                    family_name(f)
+                ));
                 continue;
             }
             evaluated = true;
@@ -319,7 +347,11 @@ pub fn audit(ruleset: &Ruleset, input: &Input) -> Report {
         }
         let parts = grouped
             .into_iter()
-            .map(|((decision, f, ports), peers)| Part { peers: address_prefixes(f, &peers), ports: port_list(&ports), decision })
+            .map(|((decision, f, ports), peers)| Part {
+                peers: address_prefixes(f, &peers),
+                ports: port_list(&ports),
+                decision,
+            })
             .collect();
         paths.push(PathResult {
             rule: p.rule.clone(),
@@ -344,16 +376,22 @@ pub fn audit(ruleset: &Ruleset, input: &Input) -> Report {
         }
         for proto in [6u8, 17] {
             let all_ports = Ranges::range(0, 65535);
-            let c = class(&ev, input, Direction::Inbound, f, proto, all_addresses(f), locals.clone(), all_ports.clone());
+            let c = class(
+                &ev,
+                input,
+                Direction::Inbound,
+                f,
+                proto,
+                all_addresses(f),
+                locals.clone(),
+                all_ports.clone(),
+            );
             let documented: Vec<Element> = input
                 .paths
                 .iter()
                 .filter(|p| p.direction == Direction::Inbound && p.proto == proto)
                 .map(|p| {
-                    Element(vec![
-                        (Field::Saddr, peers_of(p, f)),
-                        (Field::Dport, ports_ranges(&p.ports)),
-                    ])
+                    Element(vec![(Field::Saddr, peers_of(p, f)), (Field::Dport, ports_ranges(&p.ports))])
                 })
                 .collect();
             for (part, trail) in walk(&mut ev, Direction::Inbound, &c) {
@@ -362,11 +400,13 @@ pub fn audit(ruleset: &Ruleset, input: &Input) -> Report {
                     continue;
                 }
                 for rest in split(&part, &documented).1 {
-                    let e = openings.entry((d.clone(), f, proto, rest.get(Field::Dport).clone())).or_default();
+                    let e =
+                        openings.entry((d.clone(), f, proto, rest.get(Field::Dport).clone())).or_default();
                     *e = e.union(rest.get(Field::Saddr));
                 }
             }
-            let c = class(&ev, input, Direction::Outbound, f, proto, all_addresses(f), locals.clone(), all_ports);
+            let c =
+                class(&ev, input, Direction::Outbound, f, proto, all_addresses(f), locals.clone(), all_ports);
             walk(&mut ev, Direction::Outbound, &c);
         }
     }
@@ -510,7 +550,8 @@ pub fn render_text(r: &Report) -> String {
         s.push_str("\nnot evaluated:\n");
         for p in notes {
             for n in &p.notes {
-                let _ = writeln!(s, "  {} ({}) {} {}: {n}", p.rule, p.provenance, p.direction.as_str(), p.proto);
+                let _ =
+                    writeln!(s, "  {} ({}) {} {}: {n}", p.rule, p.provenance, p.direction.as_str(), p.proto);
             }
         }
     }
@@ -521,14 +562,24 @@ pub fn render_text(r: &Report) -> String {
                 Some(but) => format!("any {} address but {}", family_name(o.family), but.join(",")),
                 None => o.sources.join(","),
             };
-            let _ = writeln!(s, "  {} {} from {from}: accepted by {}", o.proto, o.ports.join(","), where_(&o.decision));
+            let _ = writeln!(
+                s,
+                "  {} {} from {from}: accepted by {}",
+                o.proto,
+                o.ports.join(","),
+                where_(&o.decision)
+            );
         }
     }
     if !r.unused_rules.is_empty() {
         s.push_str("\nrules no documented path uses:\n");
         for u in &r.unused_rules {
             let c = u.comment.as_ref().map(|c| format!(" ({c:?})")).unwrap_or_default();
-            let _ = writeln!(s, "  {} {} {} handle {}{c}", u.rule.chain.family, u.rule.chain.table, u.rule.chain.chain, u.rule.handle);
+            let _ = writeln!(
+                s,
+                "  {} {} {} handle {}{c}",
+                u.rule.chain.family, u.rule.chain.table, u.rule.chain.chain, u.rule.handle
+            );
         }
     }
     if !r.not_understood.is_empty() {
@@ -586,7 +637,13 @@ impl Input {
             }
             let mut unresolved: Vec<String> =
                 p.peer.names.iter().filter(|n| n.bound.is_empty()).map(|n| n.name.clone()).collect();
-            unresolved.extend(p.peer.hosts.iter().filter(|h| h.addresses.is_empty()).map(|h| format!("{} (no address)", h.name)));
+            unresolved.extend(
+                p.peer
+                    .hosts
+                    .iter()
+                    .filter(|h| h.addresses.is_empty())
+                    .map(|h| format!("{} (no address)", h.name)),
+            );
             paths.push(DocumentedPath {
                 rule: p.rule_id.clone(),
                 provenance: p.provenance.clone(),

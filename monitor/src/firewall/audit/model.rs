@@ -78,8 +78,8 @@ fn prio(v: Option<&Value>) -> Option<i64> {
 impl Ruleset {
     /// Parses the JSON `nft -j list ruleset` prints; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Ruleset, ModelError> {
-        let v: Value =
-            serde_json::from_str(text).map_err(|source| ModelError::Json { origin: origin.into(), source })?;
+        let v: Value = serde_json::from_str(text)
+            .map_err(|source| ModelError::Json { origin: origin.into(), source })?;
         let arr = v
             .get("nftables")
             .and_then(Value::as_array)
@@ -118,10 +118,13 @@ impl Ruleset {
                     table: str_of(r, "table").ok_or_else(|| bad("rule", i, "no table"))?,
                     chain: str_of(r, "chain").ok_or_else(|| bad("rule", i, "no chain"))?,
                 };
-                let handle = r.get("handle").and_then(Value::as_u64).ok_or_else(|| bad("rule", i, "no handle"))?;
+                let handle =
+                    r.get("handle").and_then(Value::as_u64).ok_or_else(|| bad("rule", i, "no handle"))?;
                 let expr = r.get("expr").and_then(Value::as_array).cloned().unwrap_or_default();
                 rules.push((id, Rule { handle, comment: str_of(r, "comment"), expr }));
-            } else if let Some((s, is_map)) = o.get("set").map(|s| (s, false)).or_else(|| o.get("map").map(|m| (m, true))) {
+            } else if let Some((s, is_map)) =
+                o.get("set").map(|s| (s, false)).or_else(|| o.get("map").map(|m| (m, true)))
+            {
                 let key = (
                     str_of(s, "family").ok_or_else(|| bad("set", i, "no family"))?,
                     str_of(s, "table").ok_or_else(|| bad("set", i, "no table"))?,

@@ -8,8 +8,15 @@ const HOST: &str = "10.0.0.1";
 
 /// A ruleset of one `inet t` table: `chains` as (name, hook, prio, policy),
 /// `rules` as (chain, handle, comment, expr), `extra` objects as they are.
-fn ruleset(chains: &[(&str, Option<&str>, i64, &str)], rules: &[(&str, u64, Option<&str>, Value)], extra: &[Value]) -> Ruleset {
-    let mut arr = vec![json!({"metainfo": {"json_schema_version": 1}}), json!({"table": {"family": "inet", "name": "t", "handle": 1}})];
+fn ruleset(
+    chains: &[(&str, Option<&str>, i64, &str)],
+    rules: &[(&str, u64, Option<&str>, Value)],
+    extra: &[Value],
+) -> Ruleset {
+    let mut arr = vec![
+        json!({"metainfo": {"json_schema_version": 1}}),
+        json!({"table": {"family": "inet", "name": "t", "handle": 1}}),
+    ];
     for (name, hook, prio, policy) in chains {
         let mut c = json!({"family": "inet", "table": "t", "name": name, "handle": 1});
         if let Some(h) = hook {
@@ -74,7 +81,15 @@ fn named_interval_set_and_anonymous_port_set_with_policy_drop() {
     let rs = ruleset(
         &[("input", Some("input"), 0, "drop")],
         &[
-            ("input", 2, None, json!([m(json!({"ct": {"key": "state"}}), "in", json!(["established", "related"])), accept()])),
+            (
+                "input",
+                2,
+                None,
+                json!([
+                    m(json!({"ct": {"key": "state"}}), "in", json!(["established", "related"])),
+                    accept()
+                ]),
+            ),
             ("input", 3, None, json!([m(json!({"meta": {"key": "iifname"}}), "==", json!("lo")), accept()])),
             (
                 "input",
@@ -88,8 +103,10 @@ fn named_interval_set_and_anonymous_port_set_with_policy_drop() {
                 ]),
             ),
         ],
-        &[json!({"set": {"family": "inet", "table": "t", "name": "adm", "type": "ipv4_addr", "flags": ["interval"],
-            "elem": [{"prefix": {"addr": "10.1.0.0", "len": 24}}, {"range": ["10.2.0.1", "10.2.0.9"]}]}})],
+        &[
+            json!({"set": {"family": "inet", "table": "t", "name": "adm", "type": "ipv4_addr", "flags": ["interval"],
+            "elem": [{"prefix": {"addr": "10.1.0.0", "len": 24}}, {"range": ["10.2.0.1", "10.2.0.9"]}]}}),
+        ],
     );
     let r = audit(
         &rs,
@@ -102,7 +119,12 @@ fn named_interval_set_and_anonymous_port_set_with_policy_drop() {
     );
     assert_eq!(
         statuses(&r),
-        vec![("ok", Status::Accepted), ("range", Status::Accepted), ("half", Status::Blocked), ("udp", Status::Blocked)]
+        vec![
+            ("ok", Status::Accepted),
+            ("range", Status::Accepted),
+            ("half", Status::Blocked),
+            ("udp", Status::Blocked)
+        ]
     );
     // Only the part of 10.2.0.0/28 outside 10.2.0.1-9 is dropped, by the policy.
     let half = &r.paths[2].parts;
@@ -122,7 +144,12 @@ fn jump_return_and_goto() {
         &[
             ("input", 2, None, json!([m(dport("tcp"), "==", json!(80)), {"jump": {"target": "x"}}])),
             ("input", 3, None, json!([m(dport("tcp"), "==", json!(81)), {"goto": {"target": "y"}}])),
-            ("input", 4, Some("after"), json!([m(dport("tcp"), "==", json!({"set": [80, 81]})), {"drop": null}])),
+            (
+                "input",
+                4,
+                Some("after"),
+                json!([m(dport("tcp"), "==", json!({"set": [80, 81]})), {"drop": null}]),
+            ),
             ("x", 10, None, json!([m(saddr(), "==", json!("10.9.0.1")), {"return": null}])),
             ("x", 11, None, json!([accept()])),
             ("y", 20, None, json!([m(saddr(), "==", json!("10.9.0.1")), {"return": null}])),
@@ -154,11 +181,18 @@ fn verdict_maps_named_and_anonymous() {
         &[("input", Some("input"), 0, "drop"), ("x", None, 0, "")],
         &[
             ("input", 2, None, json!([{"vmap": {"key": dport("tcp"), "data": "@vm"}}])),
-            ("input", 3, None, json!([{"vmap": {"key": dport("udp"), "data": {"set": [[53, {"jump": {"target": "x"}}]]}}}])),
+            (
+                "input",
+                3,
+                None,
+                json!([{"vmap": {"key": dport("udp"), "data": {"set": [[53, {"jump": {"target": "x"}}]]}}}]),
+            ),
             ("x", 10, None, json!([accept()])),
         ],
-        &[json!({"map": {"family": "inet", "table": "t", "name": "vm", "type": "inet_service", "map": "verdict",
-            "elem": [[80, {"accept": null}], [81, {"drop": null}]]}})],
+        &[
+            json!({"map": {"family": "inet", "table": "t", "name": "vm", "type": "inet_service", "map": "verdict",
+            "elem": [[80, {"accept": null}], [81, {"drop": null}]]}}),
+        ],
     );
     let r = audit(
         &rs,
@@ -179,9 +213,16 @@ fn verdict_maps_named_and_anonymous() {
 fn concatenation_of_address_and_port() {
     let rs = ruleset(
         &[("input", Some("input"), 0, "drop")],
-        &[("input", 2, None, json!([m(json!({"concat": [saddr(), dport("tcp")]}), "==", json!("@pp")), accept()]))],
-        &[json!({"set": {"family": "inet", "table": "t", "name": "pp", "type": ["ipv4_addr", "inet_service"],
-            "elem": [{"concat": ["10.9.0.1", 22]}, {"concat": [{"prefix": {"addr": "10.8.0.0", "len": 16}}, 443]}]}})],
+        &[(
+            "input",
+            2,
+            None,
+            json!([m(json!({"concat": [saddr(), dport("tcp")]}), "==", json!("@pp")), accept()]),
+        )],
+        &[
+            json!({"set": {"family": "inet", "table": "t", "name": "pp", "type": ["ipv4_addr", "inet_service"],
+            "elem": [{"concat": ["10.9.0.1", 22]}, {"concat": [{"prefix": {"addr": "10.8.0.0", "len": 16}}, 443]}]}}),
+        ],
     );
     let r = audit(
         &rs,
@@ -199,10 +240,50 @@ fn ct_state_interfaces_l4proto_and_ipv6() {
     let rs = ruleset(
         &[("input", Some("input"), 0, "drop"), ("output", Some("output"), 0, "drop")],
         &[
-            ("input", 2, None, json!([m(json!({"ct": {"key": "state"}}), "==", json!({"set": ["established", "related"]})), accept()])),
-            ("input", 3, None, json!([m(json!({"ct": {"key": "state"}}), "==", json!("new")), m(json!({"meta": {"key": "iifname"}}), "==", json!("eth0")), m(json!({"meta": {"key": "l4proto"}}), "==", json!("udp")), accept()])),
-            ("input", 4, None, json!([m(json!({"payload": {"protocol": "ip6", "field": "saddr"}}), "==", json!({"prefix": {"addr": "fd00::", "len": 8}})), m(dport("th"), "==", json!(22)), accept()])),
-            ("output", 5, None, json!([m(json!({"meta": {"key": "oifname"}}), "!=", json!("lo")), m(dport("tcp"), ">=", json!(1024)), accept()])),
+            (
+                "input",
+                2,
+                None,
+                json!([
+                    m(json!({"ct": {"key": "state"}}), "==", json!({"set": ["established", "related"]})),
+                    accept()
+                ]),
+            ),
+            (
+                "input",
+                3,
+                None,
+                json!([
+                    m(json!({"ct": {"key": "state"}}), "==", json!("new")),
+                    m(json!({"meta": {"key": "iifname"}}), "==", json!("eth0")),
+                    m(json!({"meta": {"key": "l4proto"}}), "==", json!("udp")),
+                    accept()
+                ]),
+            ),
+            (
+                "input",
+                4,
+                None,
+                json!([
+                    m(
+                        json!({"payload": {"protocol": "ip6", "field": "saddr"}}),
+                        "==",
+                        json!({"prefix": {"addr": "fd00::", "len": 8}})
+                    ),
+                    m(dport("th"), "==", json!(22)),
+                    accept()
+                ]),
+            ),
+            (
+                "output",
+                5,
+                None,
+                json!([
+                    m(json!({"meta": {"key": "oifname"}}), "!=", json!("lo")),
+                    m(dport("tcp"), ">=", json!(1024)),
+                    accept()
+                ]),
+            ),
         ],
         &[],
     );
@@ -217,7 +298,15 @@ fn ct_state_interfaces_l4proto_and_ipv6() {
     let r = audit(&rs, &inp);
     // Without --interface, eth0 is one of the interfaces: the rest is dropped.
     assert_eq!(r.paths[0].status, Status::Blocked);
-    assert_eq!(statuses(&r)[1..].to_vec(), vec![("v6", Status::Accepted), ("v6-out-of-range", Status::Blocked), ("out-high", Status::Accepted), ("out-low", Status::Blocked)]);
+    assert_eq!(
+        statuses(&r)[1..].to_vec(),
+        vec![
+            ("v6", Status::Accepted),
+            ("v6-out-of-range", Status::Blocked),
+            ("out-high", Status::Accepted),
+            ("out-low", Status::Blocked)
+        ]
+    );
     inp.interface = Some("eth0".into());
     assert_eq!(audit(&rs, &inp).paths[0].status, Status::Accepted);
 }
@@ -235,7 +324,10 @@ fn every_base_chain_on_the_hook_must_accept_in_priority_order() {
     let rs = Ruleset::parse(&json!({ "nftables": arr }).to_string(), "fixture").unwrap();
     let r = audit(
         &rs,
-        &input(vec![path("22", Direction::Inbound, 6, 22, &["10.9.0.1/32"]), path("23", Direction::Inbound, 6, 23, &["10.9.0.1/32"])]),
+        &input(vec![
+            path("22", Direction::Inbound, 6, 22, &["10.9.0.1/32"]),
+            path("23", Direction::Inbound, 6, 23, &["10.9.0.1/32"]),
+        ]),
     );
     // Accepted by b (priority -10), then dropped by a (10).
     let p = &r.paths[0].parts;
@@ -249,8 +341,18 @@ fn not_understood_is_reported_with_the_handle_and_never_guessed() {
         &[("input", Some("input"), 0, "drop")],
         &[
             // Matches it cannot read, without a verdict: no effect.
-            ("input", 2, None, json!([m(json!({"meta": {"key": "mark"}}), "==", json!(1)), {"counter": null}])),
-            ("input", 3, None, json!([m(dport("tcp"), "==", json!(22)), {"limit": {"rate": 10, "per": "second"}}, accept()])),
+            (
+                "input",
+                2,
+                None,
+                json!([m(json!({"meta": {"key": "mark"}}), "==", json!(1)), {"counter": null}]),
+            ),
+            (
+                "input",
+                3,
+                None,
+                json!([m(dport("tcp"), "==", json!(22)), {"limit": {"rate": 10, "per": "second"}}, accept()]),
+            ),
             ("input", 4, None, json!([m(json!({"meta": {"key": "mark"}}), "==", json!(1)), accept()])),
             ("input", 5, None, json!([m(dport("tcp"), "==", json!(80)), accept()])),
         ],
@@ -258,13 +360,17 @@ fn not_understood_is_reported_with_the_handle_and_never_guessed() {
     );
     let r = audit(
         &rs,
-        &input(vec![path("ssh", Direction::Inbound, 6, 22, &["10.9.0.1/32"]), path("web", Direction::Inbound, 6, 80, &["10.9.0.1/32"])]),
+        &input(vec![
+            path("ssh", Direction::Inbound, 6, 22, &["10.9.0.1/32"]),
+            path("web", Direction::Inbound, 6, 80, &["10.9.0.1/32"]),
+        ]),
     );
     // 22 reaches the limit (handle 3); 80 passes 3 and reaches the mark (handle 4).
     assert_eq!(deciding_handles(&r, "ssh"), vec![(Some(3), Verdict::NotUnderstood)]);
     assert_eq!(deciding_handles(&r, "web"), vec![(Some(4), Verdict::NotUnderstood)]);
     assert_eq!(r.paths[0].status, Status::NotUnderstood);
-    let nu: Vec<(u64, &str)> = r.not_understood.iter().map(|n| (n.rule.handle, n.reason.as_deref().unwrap())).collect();
+    let nu: Vec<(u64, &str)> =
+        r.not_understood.iter().map(|n| (n.rule.handle, n.reason.as_deref().unwrap())).collect();
     assert_eq!(nu, vec![(3, "the statement `limit`"), (4, "`meta mark`")]);
     assert!(!r.is_clean());
 }
@@ -275,14 +381,22 @@ fn unused_and_over_broad_rules() {
         &[("input", Some("input"), 0, "drop")],
         &[
             ("input", 2, Some("rule:web"), json!([m(dport("tcp"), "==", json!(80)), accept()])),
-            ("input", 3, Some("rule:old"), json!([m(saddr(), "==", json!("10.9.0.9")), m(dport("tcp"), "==", json!(25)), accept()])),
+            (
+                "input",
+                3,
+                Some("rule:old"),
+                json!([m(saddr(), "==", json!("10.9.0.9")), m(dport("tcp"), "==", json!(25)), accept()]),
+            ),
         ],
         &[],
     );
     let r = audit(&rs, &input(vec![path("web", Direction::Inbound, 6, 80, &["10.9.0.0/24"])]));
     assert_eq!(statuses(&r), vec![("web", Status::Accepted)]);
-    let open: Vec<(Vec<String>, Option<u64>, Option<Vec<String>>)> =
-        r.undocumented_openings.iter().map(|o| (o.ports.clone(), o.decision.handle, o.all_but.clone())).collect();
+    let open: Vec<(Vec<String>, Option<u64>, Option<Vec<String>>)> = r
+        .undocumented_openings
+        .iter()
+        .map(|o| (o.ports.clone(), o.decision.handle, o.all_but.clone()))
+        .collect();
     assert_eq!(
         open,
         vec![
