@@ -221,6 +221,7 @@ fn interfaces(ev: &Evaluator, iface: Option<&str>) -> Ranges {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn class(
     ev: &Evaluator,
     input: &Input,
