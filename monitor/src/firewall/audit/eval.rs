@@ -90,6 +90,9 @@ enum Cond {
 
 type Res<T> = Result<T, String>;
 
+/// A left-hand side: the family it needs, the fields it needs, the fields it names.
+type FieldsOf = (Option<Family>, Vec<(Field, Ranges)>, Vec<Field>);
+
 fn proto_number(s: &str) -> Option<u128> {
     Some(match s {
         "icmp" => 1,
@@ -369,7 +372,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The fields a left-hand side names, with what each needs.
-    fn fields(&self, left: &Value) -> Res<(Option<Family>, Vec<(Field, Ranges)>, Vec<Field>)> {
+    fn fields(&self, left: &Value) -> Res<FieldsOf> {
         if let Some(parts) = left.get("concat").and_then(Value::as_array) {
             let (mut fam, mut deps, mut fields) = (None, Vec::new(), Vec::new());
             for p in parts {
@@ -425,6 +428,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// One value of `field`, as ranges.
+    #[allow(clippy::only_used_in_recursion)]
     fn value(&self, field: Field, family: Option<Family>, v: &Value) -> Res<Ranges> {
         if let Some(inner) = v.get("elem").and_then(|e| e.get("val")) {
             return self.value(field, family, inner);

@@ -392,7 +392,8 @@ fn unused_and_over_broad_rules() {
     );
     let r = audit(&rs, &input(vec![path("web", Direction::Inbound, 6, 80, &["10.9.0.0/24"])]));
     assert_eq!(statuses(&r), vec![("web", Status::Accepted)]);
-    let open: Vec<(Vec<String>, Option<u64>, Option<Vec<String>>)> = r
+    type Row = (Vec<String>, Option<u64>, Option<Vec<String>>);
+    let open: Vec<Row> = r
         .undocumented_openings
         .iter()
         .map(|o| (o.ports.clone(), o.decision.handle, o.all_but.clone()))
