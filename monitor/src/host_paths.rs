@@ -62,8 +62,8 @@ pub struct Peer {
     /// Inventory hosts in the entity (for a zone: hosts whose zone it is).
     pub hosts: Vec<PeerHost>,
     /// Address ranges: zone CIDRs, `cidr:` and `prefixes:` placements.
-    /// For a zone these are its own CIDRs; more specific zones inside them
-    /// are not cut out.
+    /// For a zone these are its own CIDRs without the more specific zones
+    /// inside them (an address is in its most specific zone).
     pub nets: Vec<IpNet>,
     /// DNS names, unresolved.
     pub names: Vec<PeerName>,
@@ -311,8 +311,17 @@ impl<'a> Ctx<'a> {
             p.any = true;
             p.internet = true;
         } else if let Some(z) = self.matrix.zones.get(e) {
+            // An address belongs to its most specific zone: CIDRs of other
+            // zones nested inside this one's are cut out.
             for (t, pos) in &z.cidrs {
-                nets.insert(self.eval_net(t, pos)?);
+                let net = self.eval_net(t, pos)?;
+                let holes: Vec<IpNet> = self
+                    .zone_nets
+                    .iter()
+                    .filter(|(other, n)| other != e && n.prefix_len() > net.prefix_len() && net.contains(n))
+                    .map(|(_, n)| *n)
+                    .collect();
+                nets.extend(cut(net, &holes));
             }
             for h in self.inventory.hosts.values() {
                 if self.host_zones(h).contains(e) {
@@ -361,6 +370,20 @@ impl<'a> Ctx<'a> {
         p.nets = nets.into_iter().collect();
         p.names = names.into_iter().map(|(name, bound)| PeerName { name: name.to_string(), bound }).collect();
         Ok(p)
+    }
+}
+
+/// `net` without the `holes` (each inside `net`), as the fewest CIDRs.
+fn cut(net: IpNet, holes: &[IpNet]) -> Vec<IpNet> {
+    if holes.iter().any(|h| h.contains(&net)) {
+        return Vec::new();
+    }
+    if !holes.iter().any(|h| net.contains(h)) {
+        return vec![net];
+    }
+    match net.subnets(net.prefix_len() + 1) {
+        Ok(halves) => halves.flat_map(|half| cut(half, holes)).collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -445,7 +468,21 @@ mod tests {
         assert_eq!(web.provenance, format!("{}:110", m.file));
         assert_eq!(web.proto, RuleProto::Tcp);
         assert_eq!(web.ports, vec![(7101, 7101)]);
-        assert_eq!(web.peer.nets, vec!["10.200.2.0/24".parse::<IpNet>().unwrap()]);
+        // `users` is 10.200.2.0/24 without `admins` (.56/29) and `dba` (.64/28).
+        assert_eq!(
+            web.peer.nets,
+            [
+                "10.200.2.0/27",
+                "10.200.2.32/28",
+                "10.200.2.48/29",
+                "10.200.2.80/28",
+                "10.200.2.96/27",
+                "10.200.2.128/25"
+            ]
+            .iter()
+            .map(|s| s.parse::<IpNet>().unwrap())
+            .collect::<Vec<_>>()
+        );
         // admin01 (10.200.2.60) is in the more specific `admins` zone, not `users`.
         assert_eq!(web.peer.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["ws01"]);
         let grpc = hp.paths.iter().find(|p| p.rule_id == "grpc-inter-node").unwrap();

@@ -38,7 +38,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FirewallFormat {
-    /// An nftables script: one `table inet monitor`, loadable with `nft -f` (again and again).
+    /// An nftables script: one `table inet monitor_fw`, loadable with `nft -f` (again and again).
     Nft,
     /// `firewall-cmd --permanent` rich rules and port commands, then a reload.
     Firewalld,
@@ -55,6 +55,8 @@ pub enum DefaultPolicy {
 
 #[derive(Debug, clap::Args)]
 pub struct FirewallArgs {
+    /// The matrix file.
+    #[arg(value_name = "MATRIX")]
     pub file: PathBuf,
     /// The Ansible inventory that names the host and its peers.
     #[arg(long, value_name = "FILE")]
@@ -71,7 +73,7 @@ pub struct FirewallArgs {
     /// What happens to traffic that no documented path allows (nft: `reject` is a final reject rule under policy drop; Windows blocks for both drop and reject).
     #[arg(long = "default", value_enum, default_value_t = DefaultPolicy::Drop)]
     pub default: DefaultPolicy,
-    /// Also allow only the documented outbound paths.
+    /// Also filter outbound traffic: allow only the host's documented outbound paths.
     #[arg(long)]
     pub egress: bool,
     /// Resolve DNS names at the other end of a path now, with the system resolver; without it they are commented placeholders.

@@ -37,7 +37,7 @@ pub(super) fn render(hp: &HostPaths, opts: &Options, inbound: &[Planned], outbou
         let _ = writeln!(
             o,
             "sudo firewall-cmd --permanent --policy={EGRESS_POLICY} --set-target={}",
-            target(opts.policy)
+            target(opts.policy).trim_matches('%')
         );
         for p in outbound {
             section(&mut o, p, &format!(" --policy={EGRESS_POLICY}"), "destination");
