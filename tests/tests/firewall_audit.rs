@@ -56,6 +56,7 @@ fn in_prefix(ip: IpAddr, p: &str) -> bool {
 /// connection does. Returns how many attempts were compared.
 fn connections_agree(c: &Cluster, report: &Value) -> usize {
     let mut compared = 0;
+    let mut listeners: std::collections::BTreeMap<std::net::SocketAddr, TcpListener> = Default::default();
     for p in report["paths"].as_array().expect("paths") {
         if p["proto"] != "tcp" || p["status"] == "not-evaluated" {
             continue;
@@ -79,10 +80,12 @@ fn connections_agree(c: &Cluster, report: &Value) -> usize {
                     });
                     let (server, client) = if inbound { ("rppam1", *peer) } else { (*peer, "rppam1") };
                     let addr = c.addr(server, port);
-                    let _l: TcpListener = c
-                        .ns(server)
-                        .run(|| TcpListener::bind(addr))
-                        .unwrap_or_else(|e| panic!("listen on {addr}: {e}"));
+                    // Each address is listened on once for the whole test: no rebinding.
+                    listeners.entry(addr).or_insert_with(|| {
+                        c.ns(server)
+                            .run(|| TcpListener::bind(addr))
+                            .unwrap_or_else(|e| panic!("listen on {addr}: {e}"))
+                    });
                     let (_, r) =
                         traffic::tcp_attempt(c.ns(client), c.ip(client), addr, Duration::from_millis(700));
                     assert_eq!(
@@ -152,6 +155,7 @@ not evaluated:
   lvs-checkin (M:129) outbound tcp: lvs.ravenphyre.net: a DNS name, not evaluated
 
 ports open to sources the matrix does not document:
+  tcp 7101 from 10.200.2.64/28: accepted by inet hand input handle 7 (\"portal\")
   tcp 22 from 0.0.0.0/0: accepted by inet hand input handle 10 (\"ssh\")
 
 rules no documented path uses:
