@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod duration;
+pub mod firewall;
 pub mod fleet;
 pub mod flows;
 pub mod generate;

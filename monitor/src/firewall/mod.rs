@@ -3,6 +3,10 @@
 //! lines (docs/firewall.md). Every rule cites its matrix rule id and the
 //! matrix line it came from. DNS names are left as commented placeholders
 //! unless [`resolve_names`] filled them, because firewalls match addresses.
+//! [`audit`] reads a loaded nftables ruleset back and evaluates it for the
+//! host's documented paths.
+
+pub mod audit;
 
 mod firewalld;
 mod nft;
