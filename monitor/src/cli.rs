@@ -34,6 +34,8 @@ pub enum Command {
     Report(cmd::report::Args),
     /// The fleet on Prometheus: scrape targets from the inventory, and the whole cluster's conformance report.
     Fleet(cmd::fleet::Args),
+    /// Try every documented path from this host (TCP connect, UDP datagram) and report each as open, refused, ICMP-rejected (and by whom) or timed out.
+    Probe(cmd::probe::Args),
     /// Print the shell completion script for bash, zsh or fish to stdout.
     Completions(cmd::generate::CompletionsArgs),
     /// Write the man pages of monitor and every subcommand into DIR (for packaging).
@@ -51,6 +53,7 @@ impl Cli {
             Command::Run(args) => cmd::run::run(args),
             Command::Report(args) => cmd::report::run(args),
             Command::Fleet(args) => cmd::fleet::run(args),
+            Command::Probe(args) => cmd::probe::run(args),
             Command::Completions(args) => cmd::generate::completions(args),
             Command::Manpages(args) => cmd::generate::manpages(args),
         }

@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["verdict"],
     &["dns"],
     &["kernel"],
-    &["replay", "live", "import", "fleet"],
+    &["replay", "live", "import", "fleet", "probe"],
     &["cli", "cmd"],
 ];
 
