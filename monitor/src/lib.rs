@@ -10,6 +10,7 @@ pub mod engine;
 pub mod falco;
 pub mod fleet;
 pub mod flow;
+pub mod host_paths;
 pub mod import;
 pub mod inventory;
 pub mod kernel;

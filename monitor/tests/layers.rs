@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["siem"],
     &["ocsf", "falco"],
     &["matrix", "inventory"],
-    &["engine"],
+    &["engine", "host_paths"],
     &["verdict"],
     &["dns"],
     &["kernel"],
