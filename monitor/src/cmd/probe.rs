@@ -10,7 +10,7 @@ use super::{
     sources::{InventoryLimits, SelectionArgs},
 };
 use crate::{
-    host_paths::host_paths,
+    host_paths::{Direction, HostPaths},
     inventory::Inventory,
     matrix::Matrix,
     probe::{plan, prober, report},
@@ -77,8 +77,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let paths = host_paths(&matrix, &inventory, &sel, &args.host)?;
-    let plan = plan::plan(&args.host, &paths.addresses, &paths.outbound);
+    let paths =
+        HostPaths::compute(&matrix, &inventory, &args.inventory.display().to_string(), &sel, &args.host)?;
+    let plan = plan::plan(&args.host, &paths.addresses, paths.by_direction(Direction::Outbound));
     if args.dry_run {
         match args.format {
             Format::Text => print!("{}", report::plan_text(&plan)),

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
-use crate::host_paths::{Path, Peer};
+use crate::host_paths::HostPath;
 use crate::matrix::RuleProto;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -77,60 +77,73 @@ pub fn ports_text(ports: &[(u16, u16)]) -> String {
 }
 
 /// The plan for `host` (whose own addresses are `own`) from its outbound paths.
-pub fn plan(host: &str, own: &[IpAddr], outbound: &[Path]) -> Plan {
+pub fn plan<'a>(host: &str, own: &[IpAddr], outbound: impl IntoIterator<Item = &'a HostPath>) -> Plan {
     let mut p = Plan { host: host.to_string(), ..Plan::default() };
     for path in outbound {
         let skip = |target: &str, reason: &str| Skipped {
-            rule: path.rule.clone(),
+            rule: path.rule_id.clone(),
             provenance: path.provenance.clone(),
             proto: path.proto.as_str().to_string(),
             ports: ports_text(&path.ports),
             target: target.to_string(),
             reason: reason.to_string(),
         };
+        let peer = &path.peer;
         let proto = match path.proto {
             RuleProto::Tcp => ProbeProto::Tcp,
             RuleProto::Udp => ProbeProto::Udp,
             RuleProto::Icmp => {
-                p.skipped.push(skip(&path.peer_service, "not probed: icmp"));
+                p.skipped.push(skip(&peer.entity, "not probed: icmp"));
                 continue;
             }
         };
-        for peer in &path.peers {
-            let (name, addrs): (String, Vec<IpAddr>) = match peer {
-                Peer::Host { name, addresses } => (name.clone(), addresses.clone()),
-                Peer::Address(a) => (format!("{} ({a})", path.peer_service), vec![*a]),
-                Peer::Name { name, addresses } => (name.clone(), addresses.clone()),
-                Peer::Range(what) => {
-                    p.skipped.push(skip(what, "not probed: a range"));
-                    continue;
-                }
-            };
-            if addrs.is_empty() {
-                let reason = match peer {
-                    Peer::Name { .. } => "not probed: a name with no bound address",
-                    _ => "not probed: no address in the inventory",
-                };
-                p.skipped.push(skip(&name, reason));
+        if peer.any || peer.internet {
+            p.skipped.push(skip(&peer.entity, "not probed: a range"));
+        }
+        if peer.loopback {
+            p.skipped.push(skip(&peer.entity, "not probed: loopback"));
+        }
+        // Every (name, address) the peer names one by one.
+        let mut addrs: Vec<(String, IpAddr)> = Vec::new();
+        for h in &peer.hosts {
+            if h.addresses.is_empty() {
+                p.skipped.push(skip(&h.name, "not probed: no address in the inventory"));
+            }
+            addrs.extend(h.addresses.iter().map(|a| (h.name.clone(), *a)));
+        }
+        for n in &peer.nets {
+            if n.prefix_len() == n.max_prefix_len() {
+                addrs.push((format!("{} ({n})", peer.entity), n.addr()));
+            } else {
+                p.skipped.push(skip(&format!("{} ({n})", peer.entity), "not probed: a range"));
+            }
+        }
+        for n in &peer.names {
+            if n.name.starts_with('*') {
+                p.skipped.push(skip(&n.name, "not probed: a range"));
+            } else if n.bound.is_empty() {
+                p.skipped.push(skip(&n.name, "not probed: a name with no bound address"));
+            }
+            if !n.name.starts_with('*') {
+                addrs.extend(n.bound.iter().map(|a| (n.name.clone(), *a)));
+            }
+        }
+        for (name, a) in addrs {
+            if own.contains(&a) {
+                p.skipped.push(skip(&format!("{name} ({a})"), "not probed: this host"));
                 continue;
             }
-            for a in addrs {
-                if own.contains(&a) {
-                    p.skipped.push(skip(&format!("{name} ({a})"), "not probed: this host"));
-                    continue;
-                }
-                for &(first, last) in &path.ports {
-                    let probe = Probe {
-                        rule: path.rule.clone(),
-                        provenance: path.provenance.clone(),
-                        proto,
-                        addr: SocketAddr::new(a, first),
-                        target: name.clone(),
-                        port_note: (first != last).then(|| format!("first of {first}-{last}")),
-                    };
-                    if !p.probes.contains(&probe) {
-                        p.probes.push(probe);
-                    }
+            for &(first, last) in &path.ports {
+                let probe = Probe {
+                    rule: path.rule_id.clone(),
+                    provenance: path.provenance.clone(),
+                    proto,
+                    addr: SocketAddr::new(a, first),
+                    target: name.clone(),
+                    port_note: (first != last).then(|| format!("first of {first}-{last}")),
+                };
+                if !p.probes.contains(&probe) {
+                    p.probes.push(probe);
                 }
             }
         }

@@ -299,9 +299,15 @@ pub fn meaning(v6: bool, ty: u8, code: u8) -> &'static str {
     }
 }
 
+fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the OwnedFd stays open, and is the same descriptor, for as
+    // long as the AsyncFd that owns it.
+    Ok(unsafe { AsyncFd::register(fd) }?)
+}
+
 /// A TCP connect to `addr`.
 async fn tcp(addr: SocketAddr, timeout: Duration) -> io::Result<Outcome> {
-    let fd = AsyncFd::new(socket(addr, libc::SOCK_STREAM)?)?;
+    let fd = register(socket(addr, libc::SOCK_STREAM)?)?;
     connect(fd.as_raw_fd(), addr)?;
     let done = tokio::time::timeout(timeout, async {
         loop {
@@ -341,7 +347,7 @@ const UDP_PAYLOAD: &[u8] = b"";
 
 /// One UDP datagram to `addr`, then a wait for an answer or an ICMP error.
 async fn udp(addr: SocketAddr, timeout: Duration) -> io::Result<Outcome> {
-    let fd = AsyncFd::new(socket(addr, libc::SOCK_DGRAM)?)?;
+    let fd = register(socket(addr, libc::SOCK_DGRAM)?)?;
     connect(fd.as_raw_fd(), addr)?;
     // SAFETY: sending from a valid buffer on a connected socket.
     cvt(unsafe {
