@@ -67,8 +67,8 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sel = args.selection.selection()?;
-    let (matrix, warnings) =
-        Matrix::load(&args.matrix).with_context(|| format!("cannot load matrix {}", args.matrix.display()))?;
+    let (matrix, warnings) = Matrix::load(&args.matrix)
+        .with_context(|| format!("cannot load matrix {}", args.matrix.display()))?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }

@@ -132,8 +132,11 @@ fn socket(addr: SocketAddr, ty: libc::c_int) -> io::Result<OwnedFd> {
         let fd = cvt(libc::socket(family, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0))?;
         let fd = OwnedFd::from_raw_fd(fd);
         let one: libc::c_int = 1;
-        let (level, opt) =
-            if addr.is_ipv4() { (libc::SOL_IP, libc::IP_RECVERR) } else { (libc::SOL_IPV6, libc::IPV6_RECVERR) };
+        let (level, opt) = if addr.is_ipv4() {
+            (libc::SOL_IP, libc::IP_RECVERR)
+        } else {
+            (libc::SOL_IPV6, libc::IPV6_RECVERR)
+        };
         cvt(libc::setsockopt(
             fd.as_raw_fd(),
             level,
@@ -191,7 +194,13 @@ fn so_error(fd: RawFd) -> io::Result<i32> {
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `err` is a c_int of `len` bytes.
     cvt(unsafe {
-        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut err as *mut _ as *mut libc::c_void, &mut len)
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut err as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
     })?;
     Ok(err)
 }
@@ -321,7 +330,9 @@ async fn tcp(addr: SocketAddr, timeout: Duration) -> io::Result<Outcome> {
                 // SAFETY: plain data.
                 (unsafe { zeroed() }, size_of::<libc::sockaddr_storage>() as libc::socklen_t);
             // SAFETY: `ss` has room for `len` bytes.
-            let r = unsafe { libc::getpeername(fd.as_raw_fd(), &mut ss as *mut _ as *mut libc::sockaddr, &mut len) };
+            let r = unsafe {
+                libc::getpeername(fd.as_raw_fd(), &mut ss as *mut _ as *mut libc::sockaddr, &mut len)
+            };
             if r == 0 {
                 return Ok(Ok(()));
             }
@@ -362,7 +373,12 @@ async fn udp(addr: SocketAddr, timeout: Duration) -> io::Result<Outcome> {
             let mut buf = [0u8; 2048];
             // SAFETY: receiving into a buffer of this frame.
             let n = unsafe {
-                libc::recv(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT)
+                libc::recv(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
             };
             if n >= 0 {
                 return Ok(Outcome::Answered);
@@ -427,7 +443,8 @@ mod tests {
             }
         );
         let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let got = rt.block_on(probe(ProbeProto::Udp, silent.local_addr().unwrap(), Duration::from_millis(200)));
+        let got =
+            rt.block_on(probe(ProbeProto::Udp, silent.local_addr().unwrap(), Duration::from_millis(200)));
         assert_eq!(got, Outcome::OpenOrFiltered);
     }
 

@@ -32,7 +32,14 @@ pub fn report(plan: Plan, outcomes: Vec<Outcome>) -> Report {
     let results: Vec<Result> =
         plan.probes.into_iter().zip(outcomes).map(|(probe, outcome)| Result { probe, outcome }).collect();
     let open = results.iter().filter(|r| r.outcome.passes()).count();
-    Report { host: plan.host, ok: open == results.len(), probed: results.len(), open, results, not_probed: plan.skipped }
+    Report {
+        host: plan.host,
+        ok: open == results.len(),
+        probed: results.len(),
+        open,
+        results,
+        not_probed: plan.skipped,
+    }
 }
 
 fn outcome_text(o: &Outcome) -> String {
