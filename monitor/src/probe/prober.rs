@@ -42,6 +42,7 @@ pub enum Outcome {
     TimedOut,
     /// UDP: nothing came back within the timeout: the port may be open (a
     /// service that does not answer this datagram) or filtered (dropped).
+    #[serde(rename = "open|filtered")]
     OpenOrFiltered,
     /// The probe could not be sent (no route, no source address, ...).
     Error { message: String },
