@@ -36,6 +36,8 @@ pub enum Command {
     Fleet(cmd::fleet::Args),
     /// The host firewall against the matrix: audit the loaded nftables ruleset.
     Firewall(cmd::firewall::Args),
+    /// Try every documented path from this host (TCP connect, UDP datagram) and report each as open, refused, ICMP-rejected (and by whom) or timed out.
+    Probe(cmd::probe::Args),
     /// Print the shell completion script for bash, zsh or fish to stdout.
     Completions(cmd::generate::CompletionsArgs),
     /// Write the man pages of monitor and every subcommand into DIR (for packaging).
@@ -54,6 +56,7 @@ impl Cli {
             Command::Report(args) => cmd::report::run(args),
             Command::Fleet(args) => cmd::fleet::run(args),
             Command::Firewall(args) => cmd::firewall::run(args),
+            Command::Probe(args) => cmd::probe::run(args),
             Command::Completions(args) => cmd::generate::completions(args),
             Command::Manpages(args) => cmd::generate::manpages(args),
         }

@@ -18,6 +18,7 @@ pub mod kernel;
 pub mod live;
 pub mod matrix;
 pub mod ocsf;
+pub mod probe;
 pub mod replay;
 pub mod siem;
 pub mod verdict;

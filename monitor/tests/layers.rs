@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["verdict"],
     &["dns"],
     &["kernel"],
-    &["replay", "live", "import", "fleet", "firewall"],
+    &["replay", "live", "import", "fleet", "firewall", "probe"],
     &["cli", "cmd"],
 ];
 

@@ -8,6 +8,7 @@ pub mod flows;
 pub mod generate;
 pub mod matrix;
 pub mod pipe;
+pub mod probe;
 pub mod report;
 pub mod run;
 pub mod sources;

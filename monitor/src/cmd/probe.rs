@@ -1,0 +1,103 @@
+//! `monitor probe`: the clap arguments, and their conversion into the
+//! domain's plan and limits (crate::probe).
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+
+use super::{
+    duration::parse_duration,
+    sources::{InventoryLimits, SelectionArgs},
+};
+use crate::{
+    host_paths::{Direction, HostPaths},
+    inventory::Inventory,
+    matrix::Matrix,
+    probe::{plan, prober, report},
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The port matrix (YAML; docs/matrix.md).
+    #[arg(long, value_name = "FILE")]
+    pub matrix: PathBuf,
+    /// Ansible inventory (INI, YAML or `ansible-inventory --list` JSON) placing services on hosts.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inventory_limits: InventoryLimits,
+    /// The inventory host to probe from (this host): every documented path whose source includes it is tried.
+    #[arg(long, value_name = "NAME")]
+    pub host: String,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// How long each probe waits for an answer, e.g. 2s, 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Most probes in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Most probes started per second, e.g. 100/s or 100.
+    #[arg(long, value_name = "N/s", default_value = "100/s", value_parser = parse_rate)]
+    pub rate: f64,
+    /// Print the plan (what would be probed, what not and why) and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The report's form.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For a terminal.
+    Text,
+    /// One JSON object (docs/firewall.md, "Probe").
+    Json,
+}
+
+/// `100/s` or `100`: probes per second, more than 0.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let n = s.trim().strip_suffix("/s").unwrap_or(s.trim());
+    match n.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("`{s}` is not a rate: write probes per second, e.g. 100/s or 0.5/s")),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let sel = args.selection.selection()?;
+    let (matrix, warnings) = Matrix::load(&args.matrix)
+        .with_context(|| format!("cannot load matrix {}", args.matrix.display()))?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let (inventory, warnings) = Inventory::load_with(&args.inventory, &args.inventory_limits.options())
+        .with_context(|| format!("cannot load inventory {}", args.inventory.display()))?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let paths =
+        HostPaths::compute(&matrix, &inventory, &args.inventory.display().to_string(), &sel, &args.host)?;
+    let plan = plan::plan(&args.host, &paths.addresses, paths.by_direction(Direction::Outbound));
+    if args.dry_run {
+        match args.format {
+            Format::Text => print!("{}", report::plan_text(&plan)),
+            Format::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let limits = prober::Limits {
+        timeout: args.timeout,
+        concurrency: args.concurrency as usize,
+        rate: Some(args.rate),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let outcomes = rt.block_on(prober::run_all(&plan.probes, limits));
+    let r = report::report(plan, outcomes);
+    match args.format {
+        Format::Text => print!("{}", report::text(&r)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+    }
+    Ok(if r.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
