@@ -165,6 +165,7 @@ fn every_duration_option_takes_units() {
             "monitor fleet report --window",
             "monitor flows --interval",
             "monitor flows --syn-timeout",
+            "monitor probe --timeout",
             "monitor run --dedup-window",
             "monitor run --dns-grace",
             "monitor run --interval",
