@@ -169,6 +169,10 @@ fn cargo_command(root: &Path) -> Command {
     if ebpf_object().is_file() {
         cmd.env("MONITOR_EBPF_OBJECT", ebpf_object());
     }
+    // The firewalld output is checked with it when setup extracted it.
+    if setup::firewall_offline_cmd().is_file() && std::env::var_os("MONITOR_FIREWALL_OFFLINE_CMD").is_none() {
+        cmd.env("MONITOR_FIREWALL_OFFLINE_CMD", setup::firewall_offline_cmd());
+    }
     cmd.env("MONITOR_BIN", monitor_bin()).env("PATH", setup::path_with_tools()).current_dir(root);
     cmd
 }

@@ -77,6 +77,7 @@ pub fn install_all() -> Result<()> {
     ensure_cargo_deb()?;
     ensure_kubernetes_validate()?;
     ensure_ocsf_validator()?;
+    ensure_firewall_offline_cmd()?;
     println!("xtask: setup complete");
     Ok(())
 }
@@ -107,6 +108,46 @@ pub fn ensure_packages(pkgs: &[&str]) -> Result<()> {
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Debian's packages behind `firewall-offline-cmd`, extracted, never
+/// installed: installing `firewalld` would start its daemon, which takes
+/// over the host's nftables. The tests check `monitor matrix firewall
+/// --format firewalld` with it (docs/firewall.md).
+const FIREWALLD_PACKAGES: &[&str] =
+    &["firewalld", "python3-firewall", "python3-nftables", "python3-dbus", "python3-gi", "gir1.2-glib-2.0"];
+
+/// The wrapper that runs the extracted `firewall-offline-cmd`.
+pub fn firewall_offline_cmd() -> PathBuf {
+    tools_dir().join("firewalld/offline.sh")
+}
+
+fn ensure_firewall_offline_cmd() -> Result<()> {
+    let wrapper = firewall_offline_cmd();
+    if wrapper.is_file() {
+        return Ok(());
+    }
+    let dir = tools_dir().join("firewalld");
+    let (debs, root) = (dir.join("debs"), dir.join("root"));
+    std::fs::create_dir_all(&debs)?;
+    std::fs::create_dir_all(&root)?;
+    println!("xtask: extracting firewall-offline-cmd into {} (not installed: no daemon)", dir.display());
+    run(Command::new("apt-get").args(["download", "-qq"]).args(FIREWALLD_PACKAGES).current_dir(&debs))?;
+    for deb in std::fs::read_dir(&debs)? {
+        run(Command::new("dpkg-deb").arg("-x").arg(deb?.path()).arg(&root))?;
+    }
+    let r = root.display();
+    let script = format!(
+        "#!/bin/sh\n# firewall-offline-cmd from Debian's packages, extracted by `cargo xtask setup`.\n\
+         PYTHONPATH={r}/usr/lib/python3/dist-packages GI_TYPELIB_PATH={r}/usr/lib/x86_64-linux-gnu/girepository-1.0 \\\n  \
+         exec /usr/bin/python3 {r}/usr/bin/firewall-offline-cmd --default-config {r}/usr/lib/firewalld \"$@\"\n"
+    );
+    let tmp = dir.join("offline.sh.tmp");
+    std::fs::write(&tmp, script)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, &wrapper)?;
+    Ok(())
 }
 
 fn ensure_bpf_linker() -> Result<()> {
