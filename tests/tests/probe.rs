@@ -195,113 +195,158 @@ fn run_probe(ns: &NetNs, args: &[&str]) -> (Option<i32>, Value) {
     (out.status.code(), v)
 }
 
-/// The RP-PAM HA cluster with every path from rppam1 to the cluster's
-/// hosts listening, one drop (db1 5432) and one ICMP reject (redis1 6379)
-/// added: the probe from rppam1 reports exactly those two among the
-/// cluster's hosts, the agent on rppam1 reports a blocked finding for the
-/// same two and no other, and the probed rules' flows are in its coverage.
+/// The RP-PAM HA cluster with every documented path between its hosts
+/// listening, one drop (db1 5432) and one ICMP reject (redis1 6379) added,
+/// and an agent on every host: the probe from each host reports exactly the
+/// paths nft blocks among the cluster's hosts (db1 and redis1 from each
+/// node, none from the others), the agents' blocked findings name the same
+/// two paths and no other, and each probed rule's flows are in the coverage
+/// of the prober's agent.
 #[test]
 fn on_the_cluster_the_probe_reports_what_nft_blocks_and_the_agent_agrees() {
     let names = ["rppam1", "rppam2", "rppam3", "db1", "redis1"];
     let c = Cluster::new(&names);
     let dir = tempfile::tempdir().unwrap();
     let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
-    let base = ["--matrix", &matrix, "--inventory", &inventory, "--host", "rppam1", "--profile", "ha"];
-    let ns = c.ns("rppam1");
-    let (code, plan) = run_probe(ns, &[&base[..], &["--dry-run", "--format", "json"]].concat());
-    assert_eq!(code, Some(0), "{plan:#}");
+    let base = |host: &'static str| {
+        ["--matrix", matrix.as_str(), "--inventory", inventory.as_str(), "--host", host, "--profile", "ha"]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let args = |host: &'static str, extra: &[&str]| -> Vec<String> {
+        base(host).into_iter().chain(extra.iter().map(|s| s.to_string())).collect()
+    };
     let by_ip: BTreeMap<IpAddr, &str> = names.iter().map(|n| (c.ip(n), *n)).collect();
-    // Listen on every probed TCP address of a cluster host; UDP stays silent.
+    // Listen on every probed TCP address of a cluster host, once each; UDP
+    // stays silent.
     let mut tcp = Vec::new();
     let mut udp = Vec::new();
     let mut seen = BTreeSet::new();
-    for p in plan["probes"].as_array().unwrap() {
-        let addr: SocketAddr = p["addr"].as_str().unwrap().parse().unwrap();
-        let Some(host) = by_ip.get(&addr.ip()) else { continue };
-        if !seen.insert((p["proto"].as_str().unwrap().to_string(), addr)) {
-            continue;
+    let mut probing = Vec::new();
+    for host in names {
+        let a = args(host, &["--dry-run", "--format", "json"]);
+        let (code, plan) = run_probe(c.ns(host), &a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(code, Some(0), "{host}: {plan:#}");
+        let mut to_cluster = 0;
+        for p in plan["probes"].as_array().unwrap() {
+            let addr: SocketAddr = p["addr"].as_str().unwrap().parse().unwrap();
+            let Some(server) = by_ip.get(&addr.ip()) else { continue };
+            to_cluster += 1;
+            if !seen.insert((p["proto"].as_str().unwrap().to_string(), addr)) {
+                continue;
+            }
+            match p["proto"].as_str().unwrap() {
+                "tcp" => tcp.push(c.ns(server).run(|| TcpListener::bind(addr)).unwrap()),
+                _ => udp.push(c.ns(server).run(|| UdpSocket::bind(addr)).unwrap()),
+            }
         }
-        match p["proto"].as_str().unwrap() {
-            "tcp" => tcp.push(c.ns(host).run(|| TcpListener::bind(addr)).unwrap()),
-            _ => udp.push(c.ns(host).run(|| UdpSocket::bind(addr)).unwrap()),
-        }
+        probing.push((host, to_cluster));
     }
-    assert!(tcp.len() >= 4, "paths from rppam1 to the cluster: {plan:#}");
+    assert!(tcp.len() >= 4, "paths between the cluster's hosts: {probing:?}");
     let db = c.addr("db1", 5432);
     let redis = c.addr("redis1", 6379);
     nft::apply(c.ns("db1"), &nft::input_rules(&[&nft::drop_tcp(5432)]));
     nft::apply(c.ns("redis1"), &nft::input_rules(&["tcp dport 6379 reject with icmp type port-unreachable"]));
 
-    let socket = dir.path().join("rppam1.sock").display().to_string();
-    let agent = Agent::start(
-        ns,
-        Cluster::IFACE,
-        &[
-            "--matrix",
-            &matrix,
-            "--inventory",
-            &inventory,
-            "--profile",
-            "ha",
-            "--iface",
-            Cluster::IFACE,
-            "--socket",
-            &socket,
-            "--syn-timeout",
-            "1",
-            "--format",
-            "json",
-        ],
-    );
-    let (code, r) = run_probe(ns, &[&base[..], &["--timeout", "1s", "--format", "json"]].concat());
-    assert_eq!(code, Some(1), "{r:#}");
-    let mut failed = BTreeMap::new();
-    let mut open_rules = BTreeSet::new();
-    for x in r["results"].as_array().unwrap() {
-        let addr: SocketAddr = x["addr"].as_str().unwrap().parse().unwrap();
-        if !by_ip.contains_key(&addr.ip()) {
-            continue;
-        }
-        let state = x["outcome"]["state"].as_str().unwrap();
-        match state {
-            "open" => {
-                open_rules.insert(x["rule"].as_str().unwrap().to_string());
-            }
-            "open|filtered" | "answered" => {}
-            _ => {
-                failed.insert(addr, (state.to_string(), x["outcome"]["from"].as_str().map(str::to_string)));
-            }
-        }
-    }
-    let want = BTreeMap::from([
-        (db, ("timed-out".to_string(), None)),
-        (redis, ("icmp-rejected".to_string(), Some("10.200.1.21".to_string()))),
-    ]);
-    assert_eq!(failed, want, "exactly the paths nft blocks: {r:#}");
-
-    // The agent: a blocked finding for db1:5432 and redis1:6379.
-    for addr in [db, redis] {
-        agent
-            .wait_alert(0, Duration::from_secs(5), |a| {
-                a.kind == "blocked" && SocketAddr::new(a.dst.ip, a.dst.port) == addr
-            })
-            .unwrap_or_else(|| panic!("no blocked finding for {addr}; alerts: {:?}", agent.alerts()));
-    }
-    let cov = agent.report(ns);
-    for id in &open_rules {
-        assert!(
-            cov.rule(id).flows >= 1,
-            "rule {id}: the probe's connection is not in the coverage: {:?}",
-            cov.rule(id)
-        );
-    }
-    let out = agent.stop();
-    out.assert_success();
-    let blocked: BTreeSet<SocketAddr> = out
-        .alerts()
-        .into_iter()
-        .filter(|a| a.kind == "blocked" && by_ip.contains_key(&a.dst.ip))
-        .map(|a| SocketAddr::new(a.dst.ip, a.dst.port))
+    let agents: Vec<(&str, Agent)> = names
+        .iter()
+        .map(|&host| {
+            let socket = dir.path().join(format!("{host}.sock")).display().to_string();
+            let agent = Agent::start(
+                c.ns(host),
+                Cluster::IFACE,
+                &[
+                    "--matrix",
+                    &matrix,
+                    "--inventory",
+                    &inventory,
+                    "--profile",
+                    "ha",
+                    "--iface",
+                    Cluster::IFACE,
+                    "--socket",
+                    &socket,
+                    "--syn-timeout",
+                    "1",
+                    "--node",
+                    host,
+                    "--format",
+                    "json",
+                ],
+            );
+            (host, agent)
+        })
         .collect();
-    assert_eq!(blocked, BTreeSet::from([db, redis]), "the agent's blocked findings agree with the probe");
+    for (host, agent) in &agents {
+        let a = args(host, &["--timeout", "1s", "--format", "json"]);
+        let (code, r) = run_probe(c.ns(host), &a.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut failed = BTreeMap::new();
+        let mut open_rules = BTreeSet::new();
+        for x in r["results"].as_array().unwrap() {
+            let addr: SocketAddr = x["addr"].as_str().unwrap().parse().unwrap();
+            if !by_ip.contains_key(&addr.ip()) {
+                continue;
+            }
+            let state = x["outcome"]["state"].as_str().unwrap();
+            match state {
+                "open" => {
+                    open_rules.insert(x["rule"].as_str().unwrap().to_string());
+                }
+                "open|filtered" | "answered" => {}
+                _ => {
+                    failed
+                        .insert(addr, (state.to_string(), x["outcome"]["from"].as_str().map(str::to_string)));
+                }
+            }
+        }
+        // The nodes use the database and Redis; the others probe neither.
+        let want = if host.starts_with("rppam") {
+            BTreeMap::from([
+                (db, ("timed-out".to_string(), None)),
+                (redis, ("icmp-rejected".to_string(), Some("10.200.1.21".to_string()))),
+            ])
+        } else {
+            BTreeMap::new()
+        };
+        assert_eq!(failed, want, "{host}: exactly the paths nft blocks: {r:#}");
+        let probed_all_open =
+            r["results"].as_array().unwrap().iter().all(|x| {
+                matches!(x["outcome"]["state"].as_str(), Some("open" | "open|filtered" | "answered"))
+            });
+        assert_eq!(code, Some(if probed_all_open { 0 } else { 1 }), "{host}: {r:#}");
+        // The prober's agent sees its blocked attempts and counts the open ones.
+        for addr in want.keys() {
+            agent
+                .wait_alert(0, Duration::from_secs(5), |a| {
+                    a.kind == "blocked" && SocketAddr::new(a.dst.ip, a.dst.port) == *addr
+                })
+                .unwrap_or_else(|| {
+                    panic!("{host}: no blocked finding for {addr}; alerts: {:?}", agent.alerts())
+                });
+        }
+        let cov = agent.report(c.ns(host));
+        for id in &open_rules {
+            assert!(
+                cov.rule(id).flows >= 1,
+                "{host}: rule {id}: the probe's connection is not in the coverage: {:?}",
+                cov.rule(id)
+            );
+        }
+    }
+    // Every agent's blocked findings, the servers' included (db1 sees the
+    // dropped SYNs arrive), name the same two paths and no other.
+    let mut blocked = BTreeSet::new();
+    for (host, agent) in agents {
+        let out = agent.stop();
+        out.assert_success();
+        for a in out.alerts().into_iter().filter(|a| a.kind == "blocked" && by_ip.contains_key(&a.dst.ip)) {
+            blocked.insert((host, SocketAddr::new(a.dst.ip, a.dst.port)));
+        }
+    }
+    let paths: BTreeSet<SocketAddr> = blocked.iter().map(|(_, p)| *p).collect();
+    assert_eq!(
+        paths,
+        BTreeSet::from([db, redis]),
+        "the agents' blocked findings agree with the probes: {blocked:?}"
+    );
 }
