@@ -5,11 +5,9 @@ use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 
-use super::sources::{InventoryLimits, SelectionArgs};
+use super::sources::HostArgs;
 use crate::{
     firewall::audit::{self, model::Ruleset},
-    host_paths::HostPaths,
-    inventory::Inventory,
     matrix::Matrix,
 };
 
@@ -37,16 +35,8 @@ pub struct AuditArgs {
     /// The port matrix (YAML; docs/matrix.md).
     #[arg(long, value_name = "FILE")]
     pub matrix: PathBuf,
-    /// Ansible inventory placing services on hosts (docs/inventory.md).
-    #[arg(long, value_name = "FILE")]
-    pub inventory: PathBuf,
     #[command(flatten)]
-    pub inventory_limits: InventoryLimits,
-    /// The inventory host this ruleset belongs to.
-    #[arg(long, value_name = "NAME")]
-    pub host: String,
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub host: HostArgs,
     /// A saved `nft -j list ruleset` to audit instead of running nft (offline, or another host's).
     #[arg(long, value_name = "FILE")]
     pub ruleset: Option<PathBuf>,
@@ -98,12 +88,7 @@ fn audit_cmd(a: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     for w in &warnings {
         eprintln!("{w}");
     }
-    let (inventory, inv_warnings) = Inventory::load_with(&a.inventory, &a.inventory_limits.options())?;
-    for w in &inv_warnings {
-        eprintln!("warning: {w}");
-    }
-    let sel = a.selection.selection()?;
-    let hp = HostPaths::compute(&matrix, &inventory, &a.inventory.display().to_string(), &sel, &a.host)?;
+    let (hp, _) = a.host.host_paths(&matrix, &mut std::io::stderr())?;
     let ruleset = read_ruleset(a)?;
     let report = audit::audit(&ruleset, &audit::Input::from_host_paths(&hp, a.interface.clone()));
     match a.format {

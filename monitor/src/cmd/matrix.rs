@@ -9,11 +9,10 @@ use std::{
 
 use anyhow::Context;
 
-use super::sources::{parse_key_value, InventoryLimits, SelectionArgs};
+use super::sources::{parse_key_value, HostArgs, InventoryLimits, SelectionArgs};
 use crate::{
     engine::Engine,
     firewall,
-    host_paths::HostPaths,
     inventory::Inventory,
     matrix::{format_ports, Matrix, MatrixError, RuleProto, Warning},
 };
@@ -58,16 +57,8 @@ pub struct FirewallArgs {
     /// The matrix file.
     #[arg(value_name = "MATRIX")]
     pub file: PathBuf,
-    /// The Ansible inventory that names the host and its peers.
-    #[arg(long, value_name = "FILE")]
-    pub inventory: PathBuf,
     #[command(flatten)]
-    pub inventory_limits: InventoryLimits,
-    /// The inventory host whose firewall to write.
-    #[arg(long, value_name = "NAME")]
-    pub host: String,
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub host: HostArgs,
     #[arg(long, value_enum)]
     pub format: FirewallFormat,
     /// What happens to traffic that no documented path allows (nft: `reject` is a final reject rule under policy drop; Windows blocks for both drop and reject).
@@ -386,16 +377,13 @@ fn firewall(a: &FirewallArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyho
     for w in &warnings {
         writeln!(err, "{w}")?;
     }
-    let (inv, _) = Inventory::load_with(&a.inventory, &a.inventory_limits.options())
-        .with_context(|| format!("cannot load inventory {}", a.inventory.display()))?;
-    let sel = a.selection.selection()?;
-    let mut hp = HostPaths::compute(&m, &inv, &a.inventory.display().to_string(), &sel, &a.host)?;
+    let (mut hp, sel) = a.host.host_paths(&m, err)?;
     if a.resolve {
         for w in firewall::resolve_names(&mut hp, &mut system_resolve) {
             writeln!(err, "warning: {w}")?;
         }
     }
-    let mut header = vec![format!("matrix: {}, inventory: {}", a.file.display(), a.inventory.display())];
+    let mut header = vec![format!("matrix: {}, inventory: {}", a.file.display(), a.host.inventory.display())];
     if !sel.profiles.is_empty() || !sel.vars.is_empty() {
         let mut s: Vec<String> = sel.profiles.iter().map(|p| format!("--profile {p}")).collect();
         s.extend(sel.vars.iter().map(|(k, v)| format!("--set {k}={v}")));

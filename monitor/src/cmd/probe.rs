@@ -5,13 +5,9 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 
-use super::{
-    duration::parse_duration,
-    sources::{InventoryLimits, SelectionArgs},
-};
+use super::{duration::parse_duration, sources::HostArgs};
 use crate::{
-    host_paths::{Direction, HostPaths},
-    inventory::Inventory,
+    host_paths::Direction,
     matrix::Matrix,
     probe::{plan, prober, report},
 };
@@ -21,16 +17,8 @@ pub struct Args {
     /// The port matrix (YAML; docs/matrix.md).
     #[arg(long, value_name = "FILE")]
     pub matrix: PathBuf,
-    /// Ansible inventory (INI, YAML or `ansible-inventory --list` JSON) placing services on hosts.
-    #[arg(long, value_name = "FILE")]
-    pub inventory: PathBuf,
     #[command(flatten)]
-    pub inventory_limits: InventoryLimits,
-    /// The inventory host to probe from (this host): every documented path whose source includes it is tried.
-    #[arg(long, value_name = "NAME")]
-    pub host: String,
-    #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub host: HostArgs,
     /// How long each probe waits for an answer, e.g. 2s, 500ms.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -66,20 +54,13 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let sel = args.selection.selection()?;
     let (matrix, warnings) = Matrix::load(&args.matrix)
         .with_context(|| format!("cannot load matrix {}", args.matrix.display()))?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let (inventory, warnings) = Inventory::load_with(&args.inventory, &args.inventory_limits.options())
-        .with_context(|| format!("cannot load inventory {}", args.inventory.display()))?;
-    for w in &warnings {
-        eprintln!("warning: {w}");
-    }
-    let paths =
-        HostPaths::compute(&matrix, &inventory, &args.inventory.display().to_string(), &sel, &args.host)?;
-    let plan = plan::plan(&args.host, &paths.addresses, paths.by_direction(Direction::Outbound));
+    let (paths, _) = args.host.host_paths(&matrix, &mut std::io::stderr())?;
+    let plan = plan::plan(&args.host.host, &paths.addresses, paths.by_direction(Direction::Outbound));
     if args.dry_run {
         match args.format {
             Format::Text => print!("{}", report::plan_text(&plan)),

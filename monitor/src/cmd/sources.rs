@@ -4,14 +4,15 @@
 //! `run`, `matrix show` and `matrix lint` flatten the same
 //! [`SelectionArgs`], so `--profile` and `--set` mean the same everywhere.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, io::Write, path::PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use crate::{
     engine::Sources,
-    inventory::{LoadOptions, DEFAULT_MAX_HOSTS},
-    matrix::Selection,
+    host_paths::HostPaths,
+    inventory::{Inventory, LoadOptions, DEFAULT_MAX_HOSTS},
+    matrix::{Matrix, Selection},
 };
 
 /// The matrix, the inventory and the selection of `check` and `run`.
@@ -75,6 +76,39 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
         _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
+
+/// The inventory host a command is about (`matrix firewall`, `firewall
+/// audit`, `probe`), with the inventory and the selection its documented
+/// paths come from.
+#[derive(Clone, Debug, clap::Args)]
+pub struct HostArgs {
+    /// Ansible inventory (INI, YAML or `ansible-inventory --list` JSON) placing services on hosts.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inventory_limits: InventoryLimits,
+    /// The inventory host: whose firewall is written or audited, or that probes.
+    #[arg(long, value_name = "NAME")]
+    pub host: String,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+}
+
+impl HostArgs {
+    /// The documented paths to and from the host under `matrix`; the
+    /// inventory's warnings go to `err`.
+    pub fn host_paths(&self, matrix: &Matrix, err: &mut dyn Write) -> anyhow::Result<(HostPaths, Selection)> {
+        let sel = self.selection.selection()?;
+        let (inventory, warnings) =
+            Inventory::load_with(&self.inventory, &self.inventory_limits.options())
+                .with_context(|| format!("cannot load inventory {}", self.inventory.display()))?;
+        for w in &warnings {
+            writeln!(err, "warning: {w}")?;
+        }
+        let origin = self.inventory.display().to_string();
+        Ok((HostPaths::compute(matrix, &inventory, &origin, &sel, &self.host)?, sel))
     }
 }
 
