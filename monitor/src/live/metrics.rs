@@ -306,7 +306,7 @@ impl Metrics {
                 None => counters.push((family, vec![(label, v)])),
             });
         }
-        let rules = now
+        let rules: BTreeMap<String, RuleTraffic> = now
             .rules
             .iter()
             .map(|(id, u)| {
@@ -322,8 +322,21 @@ impl Metrics {
                 (id.to_string(), t)
             })
             .collect();
+        // A path or a blocked finding of a rule a reload removed leaves with
+        // the rule's own series (its counts are kept, should it come back).
         let (paths, findings) = match now.tally {
-            Some(t) => (t.paths.clone(), t.findings.clone()),
+            Some(t) => {
+                let in_force = |id: &str| rules.contains_key(id);
+                let paths = t.paths.iter().filter(|(k, _)| in_force(&k.rule));
+                let findings = t.findings.iter().filter(|(k, _)| match k {
+                    FindingKey::Rule(Kind::Blocked, id) => in_force(id),
+                    _ => true,
+                });
+                (
+                    paths.map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    findings.map(|(k, v)| (k.clone(), *v)).collect(),
+                )
+            }
             None => Default::default(),
         };
         *self.inner.totals.lock() = TotalsState { rules, paths, findings, counters };
