@@ -124,7 +124,12 @@ fn exercised() -> Metrics {
     let unused = RuleUse::default();
     m.publish(&Snapshot {
         counters: &[&kernel, &user, &dns, &dedup, &webhook, &tally],
-        rules: vec![("db-postgres", &db), ("web-portal/users", &users), ("never", &unused)],
+        rules: vec![
+            ("db-postgres", &db),
+            ("web-portal/users", &users),
+            ("never", &unused),
+            ("heartbeat", &unused),
+        ],
         tally: Some(&tally),
         tracked_flows: 42,
         interfaces: Some(&kernel.interfaces),
