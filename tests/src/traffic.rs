@@ -335,6 +335,11 @@ impl Flood {
                     .run(|| UdpSocket::bind(local))
                     .unwrap_or_else(|e| panic!("bind UDP {local} in {}: {e}", ns.name()));
                 s.connect(server).expect("connect UDP");
+                // Before any sender runs: a sender that reached `recv` on a
+                // blocking socket would wait there for an echo that, once the
+                // flood stops, never comes, and `stop` would never return
+                // (CI hung here for its whole 90 minutes).
+                s.set_nonblocking(true).expect("O_NONBLOCK");
                 s
             })
             .collect();
@@ -363,9 +368,6 @@ impl Flood {
                 })
             })
             .collect();
-        for s in &clients {
-            s.set_nonblocking(true).expect("O_NONBLOCK");
-        }
         Flood { stop, senders, echo, clients: addrs }
     }
 
