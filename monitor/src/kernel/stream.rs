@@ -227,15 +227,56 @@ impl LossLog {
     }
 }
 
-/// Replaces `known` by the entries just read and returns the flows it held
-/// that the read no longer has (evicted by the kernel), as last known.
-fn take_evicted(
-    known: &mut HashMap<FlowKey, FlowValue>,
-    entries: &[(FlowKey, FlowValue)],
-) -> Vec<(FlowKey, FlowValue)> {
-    let read: HashMap<FlowKey, FlowValue> = entries.iter().copied().collect();
-    let before = std::mem::replace(known, read);
-    before.into_iter().filter(|(k, _)| !known.contains_key(k)).collect()
+/// The flows believed to be in the kernel table, as last known (from the
+/// last read and the ring events since), to notice LRU evictions and judge
+/// the evicted flows. One map, updated in place: each entry carries the
+/// read that last saw it, so a read costs no second table (under a flood of
+/// new flows, a map built per read beside the old one was the agent's
+/// largest allocation).
+#[derive(Debug, Default)]
+struct Known {
+    flows: HashMap<FlowKey, LastSeen>,
+    /// The number of the last read.
+    read: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LastSeen {
+    value: FlowValue,
+    /// The read that last saw the flow; a ring event since counts as seen
+    /// by the last.
+    read: u32,
+}
+
+impl Known {
+    /// A flow a ring event reported since the last read.
+    fn event(&mut self, key: FlowKey, value: FlowValue) {
+        self.flows.insert(key, LastSeen { value, read: self.read });
+    }
+
+    fn contains(&self, key: &FlowKey) -> bool {
+        self.flows.contains_key(key)
+    }
+
+    fn remove(&mut self, key: &FlowKey) {
+        self.flows.remove(key);
+    }
+
+    fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Makes the known flows the entries just read and returns those it
+    /// held that the read no longer has (evicted by the kernel), as last
+    /// known.
+    fn replace_with(&mut self, entries: &[(FlowKey, FlowValue)]) -> Vec<(FlowKey, FlowValue)> {
+        let read = self.read.wrapping_add(1);
+        self.read = read;
+        for &(key, value) in entries {
+            self.flows.insert(key, LastSeen { value, read });
+        }
+        self.flows.extract_if(|_, seen| seen.read != read).map(|(k, seen)| (k, seen.value)).collect()
+    }
 }
 
 /// What user space itself counted: nothing is lost without a number.
@@ -349,10 +390,7 @@ struct State {
     kernel: Kernel,
     opts: StreamOptions,
     hint: Arc<Listening>,
-    /// The flows believed to be in the kernel table, as last known (from
-    /// the last read and the ring events since), to notice LRU evictions
-    /// and judge the evicted flows.
-    known: HashMap<FlowKey, FlowValue>,
+    known: Known,
     /// Evicted flows that were still awaiting an answer: handed over again
     /// with every table until the answer timeout has passed, so that a SYN
     /// evicted early still comes out `unanswered` (and each read keeps the
@@ -377,7 +415,7 @@ async fn run(
         kernel,
         opts: opts.clone(),
         hint: Arc::new(Listening::read()),
-        known: HashMap::new(),
+        known: Known::default(),
         waiting: HashMap::new(),
         losses: LossLog::default(),
         user: UserStats::default(),
@@ -452,7 +490,7 @@ fn drain_events(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<F
             st.user.events_malformed += 1;
             continue;
         }
-        st.known.insert(ev.key, ev.value);
+        st.known.event(ev.key, ev.value);
         let Some(flow) = Flow::from_entry(&ev.key, &ev.value, &clock, &*st.hint, st.opts.answer_timeout)
         else {
             continue;
@@ -505,8 +543,12 @@ impl State {
         clock: &ReadClock,
         last: bool,
     ) -> Vec<(FlowKey, FlowValue)> {
-        let mut evicted: HashMap<FlowKey, FlowValue> =
-            self.waiting.drain().filter(|(k, _)| !self.known.contains_key(k)).collect();
+        // A flow evicted again since it began to wait comes as last known.
+        for (k, _) in &fresh {
+            self.waiting.remove(k);
+        }
+        let mut evicted: Vec<(FlowKey, FlowValue)> =
+            self.waiting.drain().filter(|(k, _)| !self.known.contains(k)).collect();
         evicted.extend(fresh);
         if !last {
             for (k, v) in &evicted {
@@ -519,7 +561,7 @@ impl State {
                 }
             }
         }
-        evicted.into_iter().collect()
+        evicted
     }
 
     fn read_table(&mut self, last: bool, in_flight: OwnedSemaphorePermit) -> Result<Table, KernelError> {
@@ -533,7 +575,7 @@ impl State {
         let now = clock.now;
 
         // Evicted: known before the read and not in it.
-        let fresh = take_evicted(&mut self.known, &entries);
+        let fresh = self.known.replace_with(&entries);
         self.user.flows_evicted += fresh.len() as u64;
         let evicted = self.carry_waiting(fresh, &clock, last);
 
@@ -613,21 +655,21 @@ mod tests {
 
     #[test]
     fn an_evicted_syn_comes_out_unanswered_after_the_timeout() {
-        let mut known = HashMap::new();
+        let mut known = Known::default();
         let (gone, stays) = (syn_only(40000, 10 * SEC), syn_only(40001, 10 * SEC));
         // Known from the last read, and one more from a ring event since.
-        assert!(take_evicted(&mut known, &[gone, stays]).is_empty());
+        assert!(known.replace_with(&[gone, stays]).is_empty());
         let evented = syn_only(40002, 11 * SEC);
-        known.insert(evented.0, evented.1);
+        known.event(evented.0, evented.1);
 
-        let evicted = take_evicted(&mut known, &[stays]);
+        let evicted = known.replace_with(&[stays]);
         let mut keys: Vec<FlowKey> = evicted.iter().map(|(k, _)| *k).collect();
         keys.sort();
         let mut want = vec![gone.0, evented.0];
         want.sort();
         assert_eq!(keys, want, "known before the read and not in it");
         assert_eq!(known.len(), 1, "known is now the read");
-        assert!(known.contains_key(&stays.0));
+        assert!(known.contains(&stays.0));
 
         // Judged with the read's clock: 4 s after the SYN, past a 3 s timeout.
         let clock = ReadClock { clock: KernelClock::new(), now: 14 * SEC + 1 };
@@ -639,7 +681,12 @@ mod tests {
         assert_eq!(flow(&evicted[g], &clock).server.port, 5432);
         // 2 s after its SYN: still waiting.
         assert_eq!(flow(&evicted[e], &ReadClock { now: 13 * SEC, ..clock }).state, FlowState::Awaiting);
-        assert!(take_evicted(&mut known, &[stays]).is_empty(), "an eviction is reported once");
+        assert!(known.replace_with(&[stays]).is_empty(), "an eviction is reported once");
+        // A read holds the value it read, not the one known before.
+        let mut later = stays;
+        later.1.last_seen_ns = 20 * SEC;
+        assert!(known.replace_with(&[later]).is_empty());
+        assert_eq!(known.replace_with(&[]), vec![later], "evicted as last read");
     }
 
     #[test]
