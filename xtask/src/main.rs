@@ -217,8 +217,74 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     println!("xtask: running every test (unit, kernel, end-to-end)");
     let mut args: Vec<&str> = vec!["test", "--release", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
-    cargo(root, &args)?;
+    cargo_within(root, &args, test_deadline()?)?;
     build_is_fresh(root)
+}
+
+/// How long the test run may take before it is stopped as hung: the suite
+/// takes about 12 minutes here, and CI has 90 for setup, build and tests, so
+/// a test that hangs fails the run with its name on screen (libtest prints
+/// "has been running for over 60 seconds") instead of using up CI's time.
+/// `MONITOR_TEST_DEADLINE_MINUTES` changes it.
+fn test_deadline() -> Result<std::time::Duration> {
+    const VAR: &str = "MONITOR_TEST_DEADLINE_MINUTES";
+    let minutes = match std::env::var(VAR) {
+        Ok(v) => v.trim().parse::<u64>().ok().filter(|&m| m > 0).with_context(|| {
+            format!("{VAR}={v:?} is not a whole number of minutes above 0: set it to, say, 60, or unset it")
+        })?,
+        Err(_) => 40,
+    };
+    Ok(std::time::Duration::from_secs(minutes * 60))
+}
+
+/// The process group `cargo_within` runs, for the signal handler.
+static GROUP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_to_group(signal: libc::c_int) {
+    let group = GROUP.load(std::sync::atomic::Ordering::Relaxed);
+    if group > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(-group, signal) };
+    }
+}
+
+/// `cargo ARGS`, stopped with everything it started when it runs past
+/// `deadline`. It runs in a process group of its own so that the test
+/// binaries and the programs they started go with it; Ctrl-C and SIGTERM
+/// sent to xtask are passed on to that group.
+fn cargo_within(root: &Path, args: &[&str], deadline: std::time::Duration) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let line = format!("cargo {}", args.join(" "));
+    let mut child =
+        cargo_command(root).args(args).process_group(0).spawn().with_context(|| format!("run {line}"))?;
+    GROUP.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only reads an atomic and calls kill(2).
+        unsafe { libc::signal(signal, forward_to_group as libc::sighandler_t) };
+    }
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().with_context(|| format!("wait for {line}"))? {
+            break status;
+        }
+        if start.elapsed() > deadline {
+            // SAFETY: kill(2) on the group we started.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            bail!(
+                "`{line}` ran past its {} minutes and was stopped with every test it had started: a test \
+                 hangs (the one libtest named as running for over 60 seconds, above); \
+                 MONITOR_TEST_DEADLINE_MINUTES raises the limit",
+                deadline.as_secs() / 60
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    GROUP.store(0, std::sync::atomic::Ordering::Relaxed);
+    if !status.success() {
+        bail!("`{line}` failed");
+    }
+    Ok(())
 }
 
 /// Fails when the test build left the release build stale: switching
