@@ -262,10 +262,6 @@ impl Known {
         self.flows.remove(key);
     }
 
-    fn len(&self) -> usize {
-        self.flows.len()
-    }
-
     /// Makes the known flows the entries just read and returns those it
     /// held that the read no longer has (evicted by the kernel), as last
     /// known.
@@ -668,7 +664,7 @@ mod tests {
         let mut want = vec![gone.0, evented.0];
         want.sort();
         assert_eq!(keys, want, "known before the read and not in it");
-        assert_eq!(known.len(), 1, "known is now the read");
+        assert_eq!(known.flows.len(), 1, "known is now the read");
         assert!(known.contains(&stays.0));
 
         // Judged with the read's clock: 4 s after the SYN, past a 3 s timeout.
