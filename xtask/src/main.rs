@@ -260,7 +260,7 @@ fn cargo_within(root: &Path, args: &[&str], deadline: std::time::Duration) -> Re
     GROUP.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only reads an atomic and calls kill(2).
-        unsafe { libc::signal(signal, forward_to_group as libc::sighandler_t) };
+        unsafe { libc::signal(signal, forward_to_group as *const () as libc::sighandler_t) };
     }
     let start = std::time::Instant::now();
     let status = loop {
