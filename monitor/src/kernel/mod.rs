@@ -172,6 +172,8 @@ pub struct Kernel {
     /// Names attached to at some point, to say "re-created".
     seen: std::collections::HashSet<String>,
     clock: KernelClock,
+    /// The flow table's size (`--max-flows`, or the compiled-in default).
+    capacity: u32,
 }
 
 impl Kernel {
@@ -219,6 +221,7 @@ impl Kernel {
             mode: opts.mode,
             seen,
             clock: KernelClock::new(),
+            capacity: if opts.max_flows > 0 { opts.max_flows } else { monitor_common::FLOWS_MAX_ENTRIES },
         })
     }
 
@@ -365,6 +368,11 @@ impl Kernel {
 
     pub fn clock(&self) -> KernelClock {
         self.clock
+    }
+
+    /// How many flows the kernel table holds at most.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
     }
 
     /// Takes the ring buffer of flow events (once, before [`Kernel::detach`]).

@@ -233,11 +233,23 @@ impl LossLog {
 /// read that last saw it, so a read costs no second table (under a flood of
 /// new flows, a map built per read beside the old one was the agent's
 /// largest allocation).
-#[derive(Debug, Default)]
+///
+/// Its size is bounded: a read leaves at most the table's capacity, and the
+/// ring events since may add half as many again ([`Known::limit`]). It is
+/// allocated for that at the start; the hash map may still double its
+/// allocation once, when deleted slots use up its room (at most half full
+/// then, it only ever rehashes in place after). An
+/// event past that is left in the ring until a read, taken at once, has
+/// made room (see [`drain_events`]): under a flood of new flows the map
+/// would otherwise grow with the events of a whole interval (a million a
+/// second is possible) and double its allocation each time it filled.
+#[derive(Debug)]
 struct Known {
     flows: HashMap<FlowKey, LastSeen>,
     /// The number of the last read.
     read: u32,
+    /// The most flows it holds: the table's capacity and half as many again.
+    limit: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -249,6 +261,18 @@ struct LastSeen {
 }
 
 impl Known {
+    /// Known flows for a table of `capacity` flows, allocated once.
+    fn new(capacity: usize) -> Known {
+        let limit = capacity + capacity / 2;
+        Known { flows: HashMap::with_capacity(limit), read: 0, limit }
+    }
+
+    /// Whether it holds as many flows as it may: the next event waits for
+    /// a read.
+    fn is_full(&self) -> bool {
+        self.flows.len() >= self.limit
+    }
+
     /// A flow a ring event reported since the last read.
     fn event(&mut self, key: FlowKey, value: FlowValue) {
         self.flows.insert(key, LastSeen { value, read: self.read });
@@ -268,10 +292,23 @@ impl Known {
     fn replace_with(&mut self, entries: &[(FlowKey, FlowValue)]) -> Vec<(FlowKey, FlowValue)> {
         let read = self.read.wrapping_add(1);
         self.read = read;
+        // Those not known yet (their events were dropped) go in after the
+        // evicted are out, so the map never holds both.
+        let mut unknown = Vec::new();
         for &(key, value) in entries {
+            match self.flows.get_mut(&key) {
+                Some(seen) => *seen = LastSeen { value, read },
+                None => unknown.push((key, value)),
+            }
+        }
+        // The entries' keys are distinct: the rest of the map is evicted.
+        let known = entries.len() - unknown.len();
+        let mut evicted = Vec::with_capacity(self.flows.len() - known);
+        evicted.extend(self.flows.extract_if(|_, seen| seen.read != read).map(|(k, seen)| (k, seen.value)));
+        for (key, value) in unknown {
             self.flows.insert(key, LastSeen { value, read });
         }
-        self.flows.extract_if(|_, seen| seen.read != read).map(|(k, seen)| (k, seen.value)).collect()
+        evicted
     }
 }
 
@@ -407,11 +444,12 @@ async fn run(
     tx: mpsc::Sender<FlowUpdate>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), KernelError> {
+    let kernel_capacity = kernel.capacity() as usize;
     let mut st = State {
         kernel,
         opts: opts.clone(),
         hint: Arc::new(Listening::read()),
-        known: Known::default(),
+        known: Known::new(kernel_capacity),
         waiting: HashMap::new(),
         losses: LossLog::default(),
         user: UserStats::default(),
@@ -438,7 +476,9 @@ async fn run(
                 // Answers already queued go first: a connection's lookup
                 // must be known before the connection is judged.
                 drain_dns(&mut st, dns.get_mut(), &tx);
-                drain_events(&mut st, guard.get_inner_mut(), &tx);
+                if !drain_all_events(&mut st, guard.get_inner_mut(), &tx, &in_flight).await? {
+                    return Ok(()); // the consumer is gone
+                }
                 guard.clear_ready();
             }
             changes = links.next() => {
@@ -452,8 +492,7 @@ async fn run(
                     st.user.tables_skipped += 1;
                     continue;
                 };
-                let table = st.read_table(false, permit)?;
-                if tx.send(FlowUpdate::Table(Box::new(table))).await.is_err() {
+                if !st.send_table(permit, &tx).await? {
                     return Ok(()); // the consumer is gone
                 }
             }
@@ -465,16 +504,45 @@ async fn run(
     // counters agree with it. Events still queued belong in it anyway.
     st.kernel.detach();
     drain_dns(&mut st, dns.get_mut(), &tx);
-    drain_events(&mut st, events.get_mut(), &tx);
+    if !drain_all_events(&mut st, events.get_mut(), &tx, &in_flight).await? {
+        return Ok(());
+    }
     let Ok(permit) = in_flight.acquire_owned().await else { return Ok(()) };
     let table = st.read_table(true, permit)?;
     let _ = tx.send(FlowUpdate::Table(Box::new(table))).await;
     Ok(())
 }
 
-fn drain_events(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<FlowUpdate>) {
+/// Drains the flow events until the ring is empty. Whenever the known flows
+/// are full, a table is read (waiting for the consumer to take the last,
+/// if it still holds it), which makes room, before draining on: the events
+/// meanwhile wait in the ring, whose overflow the kernel counts. False if
+/// the consumer is gone.
+async fn drain_all_events(
+    st: &mut State,
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<FlowUpdate>,
+    in_flight: &Arc<Semaphore>,
+) -> Result<bool, KernelError> {
+    while drain_events(st, ring, tx) {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return Ok(false) };
+        log::debug!("{} known flows: reading the table before the interval", st.known.flows.len());
+        if !st.send_table(permit, tx).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Drains the flow events until the ring is empty (false) or the known
+/// flows are full (true: the rest wait for a read).
+fn drain_events(st: &mut State, ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<FlowUpdate>) -> bool {
     let clock = st.kernel.clock();
-    while let Some(item) = ring.next() {
+    loop {
+        if st.known.is_full() {
+            return true;
+        }
+        let Some(item) = ring.next() else { return false };
         st.user.events += 1;
         if item.len() != std::mem::size_of::<FlowEvent>() {
             st.user.events_malformed += 1;
@@ -543,9 +611,11 @@ impl State {
         for (k, _) in &fresh {
             self.waiting.remove(k);
         }
-        let mut evicted: Vec<(FlowKey, FlowValue)> =
-            self.waiting.drain().filter(|(k, _)| !self.known.contains(k)).collect();
-        evicted.extend(fresh);
+        // Allocated once, to its final size at most (grown by doubling, it
+        // was the largest allocation of a read under a flood).
+        let mut evicted = fresh;
+        evicted.reserve_exact(self.waiting.len());
+        evicted.extend(self.waiting.drain().filter(|(k, _)| !self.known.contains(k)));
         if !last {
             for (k, v) in &evicted {
                 if self.waiting.len() >= WAITING_MAX {
@@ -558,6 +628,16 @@ impl State {
             }
         }
         evicted
+    }
+
+    /// Reads the table and sends it; false if the consumer is gone.
+    async fn send_table(
+        &mut self,
+        permit: OwnedSemaphorePermit,
+        tx: &mpsc::Sender<FlowUpdate>,
+    ) -> Result<bool, KernelError> {
+        let table = self.read_table(false, permit)?;
+        Ok(tx.send(FlowUpdate::Table(Box::new(table))).await.is_ok())
     }
 
     fn read_table(&mut self, last: bool, in_flight: OwnedSemaphorePermit) -> Result<Table, KernelError> {
@@ -651,7 +731,7 @@ mod tests {
 
     #[test]
     fn an_evicted_syn_comes_out_unanswered_after_the_timeout() {
-        let mut known = Known::default();
+        let mut known = Known::new(16);
         let (gone, stays) = (syn_only(40000, 10 * SEC), syn_only(40001, 10 * SEC));
         // Known from the last read, and one more from a ring event since.
         assert!(known.replace_with(&[gone, stays]).is_empty());
@@ -683,6 +763,26 @@ mod tests {
         later.1.last_seen_ns = 20 * SEC;
         assert!(known.replace_with(&[later]).is_empty());
         assert_eq!(known.replace_with(&[]), vec![later], "evicted as last read");
+    }
+
+    #[test]
+    fn the_known_flows_fill_at_half_again_the_table_and_a_read_leaves_the_table() {
+        let mut known = Known::new(4);
+        for port in 0..6 {
+            assert!(!known.is_full(), "{port} of 6");
+            let (k, v) = syn_only(40000 + port, SEC);
+            known.event(k, v);
+        }
+        assert!(known.is_full(), "4 in the table and 2 more by events");
+        // The table holds 2 of them and 2 flows whose events were dropped.
+        let table: Vec<_> = [0, 1, 10, 11].map(|p| syn_only(40000 + p, 2 * SEC)).to_vec();
+        let mut evicted: Vec<u16> =
+            known.replace_with(&table).iter().map(|(k, _)| k.port_a.max(k.port_b)).collect();
+        evicted.sort();
+        assert_eq!(evicted, [40002, 40003, 40004, 40005], "those the table no longer has are evicted");
+        assert_eq!(known.flows.len(), 4, "known is the table");
+        assert!(known.contains(&table[3].0));
+        assert!(!known.is_full());
     }
 
     #[test]
