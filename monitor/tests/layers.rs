@@ -23,6 +23,8 @@ const LAYERS: &[&[&str]] = &[
     &["dns"],
     &["kernel"],
     &["replay", "live", "import", "fleet", "firewall", "probe"],
+    &["graph", "learn"],
+    &["report", "top"],
     &["cli", "cmd"],
 ];
 

@@ -34,6 +34,12 @@ const TEST_PACKAGES: &[&str] = &[
     // The package test reads the installed man pages and drives bash completion.
     "man-db",
     "bash-completion",
+    // `monitor graph --format svg` renders with Graphviz's `dot`.
+    "graphviz",
+    // The HTML report is tested in a real headless browser.
+    "chromium",
+    // `monitor top` is driven in tmux (send-keys, capture-pane).
+    "tmux",
 ];
 /// Debian packages `cargo xtask deb` needs: dpkg-shlibdeps (the package's
 /// dependencies) and strip.

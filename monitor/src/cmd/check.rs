@@ -1,31 +1,15 @@
 //! `monitor check`: replay a pcap through the flow tracker and the verdict engine.
 use std::{
-    collections::VecDeque,
     io::{self, BufWriter, Write},
     path::PathBuf,
     process::ExitCode,
     time::Duration,
 };
 
-use anyhow::Context;
 use clap::ValueEnum;
-use monitor_common::{FlowKey, FlowValue};
 
 use super::{duration::parse_duration, sources::EngineArgs};
-use crate::{
-    dns::{CacheOptions, DnsMessage, NamedServices, Passive},
-    engine::Engine,
-    falco,
-    flow::{EpochClock, Flow, NoHint},
-    ocsf,
-    replay::{
-        pcap,
-        track::{Expiry, Tracker},
-        InOrder, Summary, Tally,
-    },
-    siem::Reporter,
-    verdict::{assess, Outcome},
-};
+use crate::{falco, ocsf, replay::judge, siem::Reporter, verdict::Outcome};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -71,91 +55,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for w in &compiled.warnings {
         eprintln!("monitor: {w}");
     }
-    let (matrix, inventory, selection) = (compiled.matrix, compiled.inventory, compiled.selection);
-    let mut engine = compiled.engine;
-
-    // Flows that ended (by the live stream's timeouts, in capture time) are
-    // judged and dropped during the replay: memory follows the flows open at
-    // once, not every flow of the capture.
-    let timeout = args.syn_timeout;
-    let mut tracker = Tracker::new();
-    tracker.keep_dns();
-    tracker.expire_idle(Expiry::live(timeout));
-    let mut held = InOrder::default();
-
-    // DNS answers bind names as the capture goes: each flow is judged with
-    // what the host had resolved when the flow started.
-    let named = NamedServices::new(&matrix);
-    let mut answers: VecDeque<DnsMessage> = VecDeque::new();
-    let mut passive = Passive::new(CacheOptions { grace: args.dns_grace, ..CacheOptions::default() });
-    passive.cache.watch(named.patterns());
-
+    let options = judge::Options { syn_timeout: args.syn_timeout, dns_grace: args.dns_grace };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let mut tally = Tally::default();
     let reporter = Reporter::local();
-    let mut judge = |entries: Vec<(FlowKey, FlowValue)>,
-                     answers: &mut VecDeque<DnsMessage>,
-                     now_ns: u64|
-     -> anyhow::Result<()> {
-        let clock = EpochClock { now_ns };
-        for (k, v) in entries {
-            let Some(flow) = Flow::from_entry(&k, &v, &clock, &NoHint, timeout) else { continue };
-            let started = v.first_seen_ns;
-            while let Some(m) = answers.front().filter(|m| m.ts_ns <= started) {
-                passive.ingest(m);
-                answers.pop_front();
-            }
-            passive.expire(started);
-            if passive.cache.is_dirty(flow.client.ip) || passive.cache.is_dirty(flow.server.ip) {
-                engine = Engine::with_resolver(&matrix, inventory.as_ref(), &selection, &passive.cache)
-                    .with_context(|| format!("{}: cannot compile the matrix", sources.matrix.display()))?;
-                passive.cache.take_dirty();
-            }
-            let (verdict, mut outcome) = assess(&engine, &flow);
-            tally.add(&flow, &verdict, &outcome);
-            if let Outcome::Finding(alert) = &mut outcome {
-                named.annotate(alert, &engine, &passive.cache);
-                match args.format {
-                    Format::Json => writeln!(out, "{}", alert.to_json())?,
-                    Format::Text => writeln!(out, "{alert}")?,
-                    Format::Ocsf => writeln!(out, "{}", ocsf::to_json(alert, &reporter))?,
-                    Format::Falco => writeln!(out, "{}", falco::to_json(alert, &reporter))?,
-                }
-            }
-        }
-        Ok(())
-    };
-    let mut failed = None;
-    let read = pcap::for_each_packet(&args.pcap, |r| {
-        tracker.push_captured(r.ts_ns, r.link, r.data, r.orig_len);
-        let ended = tracker.take_ended();
-        if ended.is_empty() || failed.is_some() {
-            return;
-        }
-        held.add(ended);
-        answers.extend(tracker.take_dns());
-        let ready = held.ready(tracker.oldest_start_ns());
-        if let Err(e) = judge(ready, &mut answers, tracker.now_ns()) {
-            failed = Some(e);
+    let judged = judge::judge_capture(compiled, &sources.matrix, &args.pcap, options, |j| {
+        let Outcome::Finding(alert) = j.outcome else { return Ok(()) };
+        match args.format {
+            Format::Json => writeln!(out, "{}", alert.to_json()),
+            Format::Text => writeln!(out, "{alert}"),
+            Format::Ocsf => writeln!(out, "{}", ocsf::to_json(alert, &reporter)),
+            Format::Falco => writeln!(out, "{}", falco::to_json(alert, &reporter)),
         }
     })?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    // The end of the capture: every flow still open, aged to the last packet.
-    held.add(tracker.entries().map(|(k, v)| (*k, *v)));
-    answers.extend(tracker.take_dns());
-    judge(held.ready(None), &mut answers, tracker.now_ns())?;
-    let summary = Summary::new(
-        args.pcap.display().to_string(),
-        tracker.stats(),
-        read.first_ts_ns,
-        read.last_ts_ns,
-        &tally,
-        &engine,
-        passive.summary_counters(),
-    );
+    let (summary, tally) = (judged.summary, judged.tally);
     match args.format {
         Format::Json => writeln!(out, "{}", summary.to_json())?,
         Format::Text => {

@@ -2,8 +2,9 @@
 //! file ([`pcap`]) become flows as the kernel would count them ([`track`]),
 //! each ended flow is judged ([`crate::verdict`]) in the order it started
 //! ([`InOrder`]), and the run is tallied ([`Tally`]) into the [`Summary`]
-//! that `monitor check` prints last.
+//! that `monitor check` prints last. [`judge`] runs the whole loop.
 
+pub mod judge;
 pub mod pcap;
 pub mod track;
 
