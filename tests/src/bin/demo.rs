@@ -76,27 +76,7 @@ fn main() {
     let capture = Capture::start(c.switch(), Cluster::BRIDGE);
     let socket = out.join("monitor.sock");
     let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
-    let socket_arg = socket.display().to_string();
-    let agent = Agent::start(
-        &rppam1.ns,
-        IF,
-        &[
-            "--matrix",
-            &matrix,
-            "--inventory",
-            &inventory,
-            "--profile",
-            "ha",
-            "--iface",
-            IF,
-            "--socket",
-            &socket_arg,
-            "--syn-timeout",
-            "1",
-            "--format",
-            "text",
-        ],
-    );
+    let agent = Agent::rp_pam_ha_as(&rppam1.ns, IF, &socket, "text", &["--syn-timeout", "1"]);
     eprintln!("demo: `monitor run` watches {NODE}:{IF}; traffic starts");
 
     let mut shown = 0;
@@ -107,7 +87,9 @@ fn main() {
             let interactive = args.seconds.is_none() && std::io::stdout().is_terminal();
             if interactive && has_top(&bin) {
                 let status = Command::new(&bin)
-                    .args(["top", "--socket", &socket_arg])
+                    .arg("top")
+                    .arg("--socket")
+                    .arg(&socket)
                     .status()
                     .expect("run monitor top");
                 if !status.success() {
@@ -130,25 +112,11 @@ fn main() {
     capture.save(&pcap);
     let sources = ["--matrix", &matrix, "--inventory", &inventory, "--profile", "ha"];
     let svg = out.join("graph.svg");
-    let graph = Command::new(&bin)
-        .arg("graph")
-        .args(sources)
-        .arg("--pcap")
-        .arg(&pcap)
-        .args(["--format", "svg", "-o"])
-        .arg(&svg)
-        .output()
-        .expect("run monitor graph");
+    let graph =
+        on_capture(&bin, "graph", &sources, &pcap, &["--format", "svg", "-o", &svg.display().to_string()]);
     written("graph", &svg, &graph);
     let html = out.join("report.html");
-    let page = Command::new(&bin)
-        .arg("check")
-        .args(sources)
-        .arg("--pcap")
-        .arg(&pcap)
-        .args(["--format", "html"])
-        .output()
-        .expect("run monitor check");
+    let page = on_capture(&bin, "check", &sources, &pcap, &["--format", "html"]);
     // `check` exits 1 when it finds something, as here.
     if page.status.code().is_some_and(|c| c <= 1) && !page.stdout.is_empty() {
         std::fs::write(&html, &page.stdout).expect("write report.html");
@@ -228,6 +196,24 @@ fn has_top(bin: &Path) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// `monitor COMMAND SOURCES --pcap PCAP REST`.
+fn on_capture(
+    bin: &Path,
+    command: &str,
+    sources: &[&str],
+    pcap: &Path,
+    rest: &[&str],
+) -> std::process::Output {
+    Command::new(bin)
+        .arg(command)
+        .args(sources)
+        .arg("--pcap")
+        .arg(pcap)
+        .args(rest)
+        .output()
+        .unwrap_or_else(|e| panic!("run monitor {command}: {e}"))
 }
 
 fn written(what: &str, path: &Path, run: &std::process::Output) {
