@@ -42,23 +42,23 @@ pub struct Args {
     pub pcaps: Vec<PathBuf>,
     /// With --pcap: how long a connection attempt may wait for an answer, measured to the end
     /// of the capture, before it counts as unanswered (blocked).
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, conflicts_with = "prometheus")]
     pub syn_timeout: Duration,
     /// With --pcap: how long a DNS answer's binding holds past its TTL (docs/dns.md).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, conflicts_with = "prometheus")]
     pub dns_grace: Duration,
     /// Draw the fleet's traffic instead, from this Prometheus (its base URL, with its
     /// --web.route-prefix path if any, e.g. http://prometheus:9090), as `monitor fleet report` reads it.
     #[arg(long, value_name = "URL")]
     pub prometheus: Option<String>,
     /// With --prometheus: how far back to count, e.g. 24h, 7d, 30m (a plain number is seconds).
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration, conflicts_with = "pcaps")]
     pub window: Duration,
     /// With --prometheus: the scrape job of the agents.
-    #[arg(long, value_name = "NAME", default_value = "monitor")]
+    #[arg(long, value_name = "NAME", default_value = "monitor", conflicts_with = "pcaps")]
     pub job: String,
     /// With --prometheus: how long each request to Prometheus may take.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, conflicts_with = "pcaps")]
     pub timeout: Duration,
     #[arg(long, value_enum, default_value_t = Format::Mermaid)]
     pub format: Format,
