@@ -326,6 +326,13 @@ impl Agent {
         })
     }
 
+    /// The agent's live state (`state json` on its control socket), as
+    /// `monitor top` reads it.
+    pub fn state(&self) -> monitor::live::state::State {
+        monitor::live::control::state(&self.socket)
+            .unwrap_or_else(|e| panic!("`{}`: state json: {e}; stderr:\n{}", self.command, self.stderr()))
+    }
+
     /// Sends `signal` to the agent.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child.

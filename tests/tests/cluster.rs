@@ -307,6 +307,36 @@ fn documented_paths_dropped_refused_or_prohibited_are_blocked() {
         let r = cov.rule(id);
         assert_eq!((r.flows, r.blocked), (1, 1), "rule {id}: {r:?}");
     }
+    // `state json` (monitor top) tells the same, and the three findings.
+    let state = a.state();
+    assert_eq!(state.record, "state");
+    assert_eq!(state.status.interfaces, [IF], "{:?}", state.status);
+    assert!(state.status.flows_seen >= 3 && state.status.secs_since_event.is_some(), "{:?}", state.status);
+    for id in ["redis", "heartbeat", "db-postgres"] {
+        let r = state.coverage.iter().find(|r| r.id == id).expect("every rule in force is in the state");
+        assert_eq!((r.usage.flows, r.usage.blocked), (1, 1), "state: rule {id}: {r:?}");
+    }
+    let mut blocked: Vec<(&str, u16, bool)> = state
+        .findings
+        .iter()
+        .map(|f| {
+            let cited = f.provenance.as_deref().is_some_and(|p| p.contains("matrix.yaml:"));
+            (f.rule.as_deref().unwrap_or("-"), f.port, cited)
+        })
+        .collect();
+    blocked.sort_unstable();
+    assert_eq!(
+        blocked,
+        [("db-postgres", 5432, true), ("heartbeat", 5201, true), ("redis", 6379, true)],
+        "{:?}",
+        state.findings
+    );
+    assert_eq!(state.findings_dropped, 0);
+    assert!(
+        state.groups.iter().any(|g| g.worst == monitor::live::state::Verdict::Blocked && g.flows >= 1),
+        "a blocked cell in the grid: {:?}",
+        state.groups
+    );
     settle();
     let out = a.stop();
     out.assert_success();

@@ -27,7 +27,7 @@ use tokio::{
 };
 
 use super::{
-    control::{self, ReportRequest},
+    control::{self, Query},
     dedup::{Dedup, DedupOptions},
     metrics::Metrics,
     pipeline::{Out, Pipeline},
@@ -182,9 +182,14 @@ pub async fn run(
             },
             _ = sleep_until(pipeline.dns_due()) => pipeline.dns_rebuild(),
             _ = tick.tick() => pipeline.tick(),
-            Some(req) = recv_request(&mut control_rx) => {
-                let _ = req.reply.send(pipeline.report());
-            }
+            Some(query) = recv_request(&mut control_rx) => match query {
+                Query::Report(reply) => {
+                    let _ = reply.send(pipeline.report());
+                }
+                Query::State(reply) => {
+                    let _ = reply.send(Box::new(pipeline.state()));
+                }
+            },
             asked = reload.recv(), if reloading => match asked {
                 Some(()) => {
                     let sources = opts.sources.clone();
@@ -255,7 +260,7 @@ fn release_freed_memory() {
     }
 }
 
-async fn recv_request(rx: &mut Option<tokio::sync::mpsc::Receiver<ReportRequest>>) -> Option<ReportRequest> {
+async fn recv_request(rx: &mut Option<tokio::sync::mpsc::Receiver<Query>>) -> Option<Query> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

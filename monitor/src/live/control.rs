@@ -1,6 +1,8 @@
-//! The local control socket of a running monitor: `monitor report` connects,
-//! sends one request line (`report json` or `report text`) and reads the
-//! answer until the monitor closes the connection.
+//! The local control socket of a running monitor: a client connects,
+//! sends one request line and reads the answer until the monitor closes
+//! the connection. `monitor report` sends `report json` or `report text`
+//! (the coverage report), `monitor top` sends `state json` (the live state,
+//! [`super::state::State`]); see [`Request`].
 //!
 //! The report names every rule, its traffic and the hosts' zones, so the
 //! socket is the owner's only: `monitor report` runs as root (which passes
@@ -25,6 +27,7 @@ use tokio::{
 use super::{
     coverage::Report,
     serve::{accept_loop, ConnLimits, Server},
+    state::State,
 };
 
 /// Where `monitor run` listens, and where `monitor report` connects, unless told otherwise.
@@ -50,10 +53,52 @@ pub enum SocketError {
     Io { what: &'static str, path: PathBuf, source: io::Error },
 }
 
-/// A request from a client, answered by the monitor's main loop (which owns
-/// the coverage) through `reply`.
-pub struct ReportRequest {
-    pub reply: oneshot::Sender<Report>,
+/// What a client may ask, one line each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `report json` (or `report`): the coverage report as one JSON object.
+    ReportJson,
+    /// `report text`: the coverage report as a table.
+    ReportText,
+    /// `state json`: the live state (status, coverage, findings, flows,
+    /// groups) as one JSON object.
+    StateJson,
+}
+
+/// A request line the monitor does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown request `{0}`: send `report json`, `report text` or `state json`")]
+pub struct UnknownRequest(pub String);
+
+impl Request {
+    /// Every request, as sent.
+    pub const ALL: [Request; 3] = [Request::ReportJson, Request::ReportText, Request::StateJson];
+
+    /// The request a line (without its newline, spaces around ignored) asks for.
+    pub fn parse(line: &str) -> Result<Request, UnknownRequest> {
+        match line.trim() {
+            "report json" | "report" => Ok(Request::ReportJson),
+            "report text" => Ok(Request::ReportText),
+            "state json" => Ok(Request::StateJson),
+            other => Err(UnknownRequest(other.to_string())),
+        }
+    }
+
+    /// The line a client sends, newline included.
+    pub fn line(self) -> &'static str {
+        match self {
+            Request::ReportJson => "report json\n",
+            Request::ReportText => "report text\n",
+            Request::StateJson => "state json\n",
+        }
+    }
+}
+
+/// A request handed to the monitor's main loop (which owns the coverage and
+/// the state), answered through its sender.
+pub enum Query {
+    Report(oneshot::Sender<Report>),
+    State(oneshot::Sender<Box<State>>),
 }
 
 /// Binds the socket. The socket file is removed on drop of the guard.
@@ -75,9 +120,7 @@ pub struct ReportRequest {
 /// At most [`ConnLimits::DEFAULT`] clients at once (64, each given 10 s to
 /// send its request and to take the answer); see [`serve_with`]. The
 /// caller runs the returned [`ControlServer`] (the agent, in its task set).
-pub fn serve(
-    path: &Path,
-) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard, ControlServer), SocketError> {
+pub fn serve(path: &Path) -> Result<(mpsc::Receiver<Query>, SocketGuard, ControlServer), SocketError> {
     serve_with(path, ConnLimits::DEFAULT)
 }
 
@@ -89,7 +132,7 @@ pub fn serve(
 pub fn serve_with(
     path: &Path,
     limits: ConnLimits,
-) -> Result<(mpsc::Receiver<ReportRequest>, SocketGuard, ControlServer), SocketError> {
+) -> Result<(mpsc::Receiver<Query>, SocketGuard, ControlServer), SocketError> {
     if let Some(dir) = path.parent() {
         create_private_dirs(dir)?;
     }
@@ -103,7 +146,7 @@ pub fn serve_with(
 /// The bound control socket, to be served by [`ControlServer::run`].
 pub struct ControlServer {
     listener: UnixListener,
-    tx: mpsc::Sender<ReportRequest>,
+    tx: mpsc::Sender<Query>,
     limits: ConnLimits,
 }
 
@@ -192,37 +235,44 @@ fn bind_private(path: &Path) -> Result<UnixListener, SocketError> {
     listen
 }
 
-async fn answer(stream: UnixStream, tx: mpsc::Sender<ReportRequest>, timeout: Duration) -> io::Result<()> {
+async fn answer(stream: UnixStream, tx: mpsc::Sender<Query>, timeout: Duration) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     // One line at most (a client that sends no newline is cut at 4 KiB).
     let mut read = tokio::io::AsyncReadExt::take(BufReader::new(read), 4096);
-    let n = tokio::time::timeout(timeout, read.read_line(&mut line))
+    // An empty line (the client closed at once) is an unknown request.
+    tokio::time::timeout(timeout, read.read_line(&mut line))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no request within {timeout:?}")))??;
-    let text = match line.trim() {
-        "report json" | "report" if n > 0 => false,
-        "report text" => true,
-        other => {
-            write
-                .write_all(
-                    format!("error: unknown request `{other}`: send `report json` or `report text`\n")
-                        .as_bytes(),
-                )
-                .await?;
+    let request = match Request::parse(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            write.write_all(format!("error: {e}\n").as_bytes()).await?;
             return Ok(());
         }
     };
-    let (reply, report) = oneshot::channel();
-    if tx.send(ReportRequest { reply }).await.is_err() {
-        write.write_all(b"error: the monitor is shutting down\n").await?;
-        return Ok(());
-    }
-    let Ok(report) = report.await else { return Ok(()) };
-    let body = if text {
-        report.to_text()
-    } else {
-        serde_json::to_string(&report).map_err(io::Error::other)? + "\n"
+    const GONE: &[u8] = b"error: the monitor is shutting down\n";
+    let body = match request {
+        Request::ReportJson | Request::ReportText => {
+            let (reply, report) = oneshot::channel();
+            if tx.send(Query::Report(reply)).await.is_err() {
+                return write.write_all(GONE).await;
+            }
+            let Ok(report) = report.await else { return Ok(()) };
+            if request == Request::ReportText {
+                report.to_text()
+            } else {
+                serde_json::to_string(&report).map_err(io::Error::other)? + "\n"
+            }
+        }
+        Request::StateJson => {
+            let (reply, state) = oneshot::channel();
+            if tx.send(Query::State(reply)).await.is_err() {
+                return write.write_all(GONE).await;
+            }
+            let Ok(state) = state.await else { return Ok(()) };
+            serde_json::to_string(&state).map_err(io::Error::other)? + "\n"
+        }
     };
     // A client that does not read its answer does not keep its slot.
     tokio::time::timeout(timeout, async {
@@ -254,11 +304,66 @@ pub async fn request(path: &Path, text: bool) -> io::Result<String> {
             ),
         )
     })?;
-    stream.write_all(if text { b"report text\n" } else { b"report json\n" }).await?;
+    let asked = if text { Request::ReportText } else { Request::ReportJson };
+    stream.write_all(asked.line().as_bytes()).await?;
     let mut out = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut out).await?;
     if let Some(err) = out.strip_prefix("error: ") {
         return Err(io::Error::other(err.trim().to_string()));
     }
     Ok(out)
+}
+
+/// Why [`state`] got no state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot reach a running monitor at {}: {source}. Is `monitor run` running (with --socket {})?", path.display(), path.display())]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("the monitor at {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the monitor at {} answered: {message}", path.display())]
+    Refused { path: PathBuf, message: String },
+    #[error("the monitor at {} sent a state that cannot be read ({source}); is it of another version?", path.display())]
+    Parse { path: PathBuf, source: serde_json::Error },
+}
+
+/// How long [`state`] waits for the answer: the agent answers between two
+/// inputs, in milliseconds.
+pub const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The client side of `state json`, for `monitor top` and tests. Blocking
+/// (with [`STATE_TIMEOUT`] on the connection), unlike [`request`]: its
+/// callers poll from a plain thread, not from an async runtime.
+pub fn state(path: &Path) -> Result<State, StateError> {
+    use std::io::{Read, Write};
+    let io_err = |source| StateError::Io { path: path.to_path_buf(), source };
+    let mut stream = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|source| StateError::Connect { path: path.to_path_buf(), source })?;
+    stream.set_read_timeout(Some(STATE_TIMEOUT)).map_err(io_err)?;
+    stream.set_write_timeout(Some(STATE_TIMEOUT)).map_err(io_err)?;
+    stream.write_all(Request::StateJson.line().as_bytes()).map_err(io_err)?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).map_err(io_err)?;
+    if let Some(err) = out.strip_prefix("error: ") {
+        return Err(StateError::Refused { path: path.to_path_buf(), message: err.trim().to_string() });
+    }
+    serde_json::from_str(&out).map_err(|source| StateError::Parse { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_parses_from_the_line_it_is_sent_as_and_others_are_named_in_the_error() {
+        for r in Request::ALL {
+            assert_eq!(Request::parse(r.line()), Ok(r), "{r:?}");
+        }
+        assert_eq!(Request::parse("  report \n"), Ok(Request::ReportJson), "the old bare `report`");
+        let e = Request::parse("state text").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown request `state text`: send `report json`, `report text` or `state json`"
+        );
+    }
 }

@@ -102,6 +102,15 @@ impl Judge {
         self.flows.len()
     }
 
+    /// How the tracked flow `key` stands: the line of the counts it is in
+    /// and the id of the rule documenting it; `None` for a flow not judged.
+    pub fn standing(&self, key: &FlowKey) -> Option<(Bucket, Option<&Arc<str>>)> {
+        if self.control.contains_key(key) {
+            return Some((Bucket::NetworkControl, None));
+        }
+        self.flows.get(key).map(|s| (s.counted, s.rule.map(|r| self.coverage.id(r))))
+    }
+
     pub fn observe(&mut self, flow: &Flow) -> Judged {
         if let Some(seen) = self.flows.get_mut(&flow.key) {
             seen.gen = self.gen;

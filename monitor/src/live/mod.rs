@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod serve;
 pub mod sink;
+pub mod state;
 pub mod tally;
 pub mod throttle;
 pub mod webhook;

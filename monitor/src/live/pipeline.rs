@@ -19,6 +19,7 @@ use super::{
     judge::Judge,
     metrics::{Metrics, Snapshot},
     sink::Sink,
+    state::{Busiest, Recorder, State, MAX_FLOWS},
     tally::Tally,
     webhook::Webhook,
 };
@@ -73,6 +74,8 @@ pub struct Pipeline {
     clock: KernelClock,
     /// The kernel's and the reader's counters as of the last table read.
     last_read: Option<(KernelStats, UserStats)>,
+    /// What `state json` answers with.
+    recorder: Recorder,
 }
 
 impl Pipeline {
@@ -85,13 +88,15 @@ impl Pipeline {
             out,
             clock: KernelClock::new(),
             last_read: None,
+            recorder: Recorder::default(),
         }
     }
 
     /// A new flow, its first answer or an ICMP error, from the ring buffer.
     pub fn event(&mut self, flow: &Flow) {
+        self.recorder.event(flow);
         if let Some(flow) = self.names.hold(flow) {
-            judge_flow(&mut self.judge, &mut self.out, &self.names, flow);
+            judge_flow(&mut self.judge, &mut self.out, &mut self.recorder, &self.names, flow);
         }
     }
 
@@ -113,20 +118,23 @@ impl Pipeline {
             self.judge.set_engine(Arc::new(engine));
         }
         for flow in &flows {
-            judge_flow(&mut self.judge, &mut self.out, &self.names, flow);
+            judge_flow(&mut self.judge, &mut self.out, &mut self.recorder, &self.names, flow);
         }
     }
 
     /// A whole table read: every flow (built once each), then the flows the
     /// kernel evicted since the last read.
     pub fn table(&mut self, table: &Table) {
-        let (judge, out, names) = (&mut self.judge, &mut self.out, &mut self.names);
+        let (judge, out, names, rec) = (&mut self.judge, &mut self.out, &mut self.names, &mut self.recorder);
         let now_ns = self.clock.now_raw();
+        let mut busiest = Busiest::new(MAX_FLOWS);
         judge.begin_table();
         for flow in table.flows() {
             names.flow_seen(&flow, now_ns);
+            rec.packet(&flow);
+            busiest.offer(&flow);
             match names.hold(&flow) {
-                Some(flow) => judge_flow(judge, out, names, flow),
+                Some(flow) => judge_flow(judge, out, rec, names, flow),
                 // Held for a pending DNS rebuild: still in the table.
                 None => judge.touch(&flow.key),
             }
@@ -135,9 +143,10 @@ impl Pipeline {
         // once, as last known (their SYN may have timed out by now).
         for flow in table.evicted() {
             if let Some(flow) = names.hold(&flow) {
-                judge_flow(judge, out, names, flow);
+                judge_flow(judge, out, rec, names, flow);
             }
         }
+        rec.busiest(busiest, judge);
         judge.coverage.losses = table.losses();
         // Flows expired in the kernel are forgotten, but not on the last table:
         // its flows were not removed.
@@ -172,6 +181,16 @@ impl Pipeline {
     /// The coverage report, as `monitor report` gets it.
     pub fn report(&self) -> Report {
         self.judge.coverage.report(self.judge.engine())
+    }
+
+    /// The live state, as `monitor top` gets it (`state json`).
+    pub fn state(&self) -> State {
+        let interfaces = self
+            .last_read
+            .as_ref()
+            .map(|(kernel, _)| kernel.interfaces.iter().map(|i| i.name.clone()).collect())
+            .unwrap_or_default();
+        self.recorder.state(&self.judge, interfaces)
     }
 
     /// A reload's result: the new matrix and inventory in force, or the old
@@ -238,16 +257,19 @@ impl Pipeline {
     }
 }
 
-fn judge_flow(judge: &mut Judge, out: &mut Out, names: &LiveNames, flow: &Flow) {
-    let judged = judge.observe(flow);
+fn judge_flow(judge: &mut Judge, out: &mut Out, rec: &mut Recorder, names: &LiveNames, flow: &Flow) {
+    let mut judged = judge.observe(flow);
     if let Some(t) = judged.engine_time {
         out.metrics.engine_latency(t);
     }
     if let Some(v) = judged.new_flow {
         out.metrics.flow(v);
     }
-    if let Some(mut alert) = judged.alert {
-        names.annotate(&mut alert, judge.engine());
+    if let Some(alert) = &mut judged.alert {
+        names.annotate(alert, judge.engine());
+    }
+    rec.judged(judge.engine(), flow, &judged);
+    if let Some(alert) = judged.alert {
         out.offer(alert);
     }
 }
