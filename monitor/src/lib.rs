@@ -21,6 +21,7 @@ pub mod matrix;
 pub mod ocsf;
 pub mod probe;
 pub mod replay;
+pub mod report;
 pub mod siem;
 pub mod verdict;
 pub mod yaml_limits;

@@ -9,7 +9,13 @@ use std::{
 use clap::ValueEnum;
 
 use super::{duration::parse_duration, sources::EngineArgs};
-use crate::{falco, ocsf, replay::judge, siem::Reporter, verdict::Outcome};
+use crate::{
+    falco, ocsf,
+    replay::judge,
+    report::{capture::Collector, html},
+    siem::Reporter,
+    verdict::Outcome,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -21,6 +27,9 @@ pub enum Format {
     Ocsf,
     /// One Falco-shaped event per finding; the summary goes to stderr (docs/alerts.md, "Falco").
     Falco,
+    /// One self-contained HTML page: the summary, the graph, the rule coverage table (sortable) and
+    /// the findings (filterable by kind), each with the document line of its rule (docs/report.md).
+    Html,
 }
 
 /// Check every flow of a capture against a port matrix, without root.
@@ -59,17 +68,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let reporter = Reporter::local();
+    let mut page = Collector::default();
     let judged = judge::judge_capture(compiled, &sources.matrix, &args.pcap, options, |j| {
+        if args.format == Format::Html {
+            page.add(&j);
+            return Ok(());
+        }
         let Outcome::Finding(alert) = j.outcome else { return Ok(()) };
         match args.format {
             Format::Json => writeln!(out, "{}", alert.to_json()),
             Format::Text => writeln!(out, "{alert}"),
             Format::Ocsf => writeln!(out, "{}", ocsf::to_json(alert, &reporter)),
             Format::Falco => writeln!(out, "{}", falco::to_json(alert, &reporter)),
+            Format::Html => Ok(()),
         }
     })?;
-    let (summary, tally) = (judged.summary, judged.tally);
+    let (summary, tally) = (&judged.summary, &judged.tally);
     match args.format {
+        // The graph is wired in with `monitor graph` (docs/report.md); until then the page says so.
+        Format::Html => out.write_all(html::render(&page.page(&judged, &sources.matrix, None)).as_bytes())?,
         Format::Json => writeln!(out, "{}", summary.to_json())?,
         Format::Text => {
             if tally.findings() > 0 {

@@ -4,7 +4,13 @@ use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 
-use crate::live::control::{request, DEFAULT_SOCKET};
+use crate::{
+    live::{
+        control::{request, DEFAULT_SOCKET},
+        coverage::Report,
+    },
+    report::{agent, html},
+};
 
 /// Print every rule of the matrix with its packets, bytes, flows and last
 /// use, and the documented rules never seen, from a running `monitor run`.
@@ -23,6 +29,8 @@ pub enum Format {
     Text,
     /// The report as one JSON object (docs/alerts.md, "Coverage report").
     Json,
+    /// One self-contained HTML page: the rule coverage table, sortable (docs/report.md).
+    Html,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -31,7 +39,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("start the async runtime")?;
     let text = args.format == Format::Text;
-    let body = rt.block_on(request(&args.socket, text))?;
+    let mut body = rt.block_on(request(&args.socket, text))?;
+    if args.format == Format::Html {
+        let report: Report = serde_json::from_str(body.trim()).with_context(|| {
+            format!("the monitor behind {} answered with no coverage report", args.socket.display())
+        })?;
+        body = html::render(&agent::page(&report, &args.socket.display().to_string()));
+    }
     // Not `print!`, which panics when stdout is closed: the error goes to
     // main, which ends quietly then (cmd::pipe).
     let mut out = std::io::stdout().lock();
