@@ -337,6 +337,36 @@ fn documented_paths_dropped_refused_or_prohibited_are_blocked() {
         "a blocked cell in the grid: {:?}",
         state.groups
     );
+    // `monitor graph --socket` draws that state: the three rules red, each
+    // labelled with how it failed, and no undocumented edge.
+    let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
+    let socket = a.socket.display().to_string();
+    let dot =
+        monitor_tests::cmd::run(std::process::Command::new(monitor_tests::monitor::monitor_bin()).args([
+            "graph",
+            "--socket",
+            &socket,
+            "--matrix",
+            &matrix,
+            "--inventory",
+            &inventory,
+            "--profile",
+            "ha",
+            "--format",
+            "dot",
+        ]));
+    for (rule, how) in [
+        ("redis", "refused 1"),
+        ("heartbeat", "icmp-rejected (admin-prohibited) 1"),
+        ("db-postgres", "unanswered 1"),
+    ] {
+        let edge = dot
+            .lines()
+            .find(|l| l.contains(&format!("label=\"{rule}\\n")))
+            .unwrap_or_else(|| panic!("no edge for rule {rule} in the graph:\n{dot}"));
+        assert!(edge.contains("color=\"red\"") && edge.contains(how), "rule {rule}: {edge}");
+    }
+    assert!(!dot.contains("darkorange"), "an undocumented edge:\n{dot}");
     settle();
     let out = a.stop();
     out.assert_success();

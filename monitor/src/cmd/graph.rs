@@ -10,6 +10,7 @@ use super::{duration::parse_duration, sources::EngineArgs};
 use crate::{
     fleet::{prometheus::Prometheus, report::ReportOptions},
     graph::{self, render, svg, EdgeKind, Graph},
+    live::control,
     replay::judge,
 };
 
@@ -38,27 +39,31 @@ pub struct Args {
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Capture to judge: pcap or pcapng (repeatable: the flows of every capture in one graph).
-    #[arg(long = "pcap", value_name = "FILE", conflicts_with = "prometheus")]
+    #[arg(long = "pcap", value_name = "FILE", conflicts_with_all = ["prometheus", "socket"])]
     pub pcaps: Vec<PathBuf>,
+    /// Draw what a running `monitor run` has seen since it started, from its control socket
+    /// (its --socket): its rule coverage and its newest findings.
+    #[arg(long, value_name = "PATH", conflicts_with = "prometheus")]
+    pub socket: Option<PathBuf>,
     /// With --pcap: how long a connection attempt may wait for an answer, measured to the end
     /// of the capture, before it counts as unanswered (blocked).
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, conflicts_with = "prometheus")]
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, conflicts_with_all = ["prometheus", "socket"])]
     pub syn_timeout: Duration,
     /// With --pcap: how long a DNS answer's binding holds past its TTL (docs/dns.md).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, conflicts_with = "prometheus")]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, conflicts_with_all = ["prometheus", "socket"])]
     pub dns_grace: Duration,
     /// Draw the fleet's traffic instead, from this Prometheus (its base URL, with its
     /// --web.route-prefix path if any, e.g. http://prometheus:9090), as `monitor fleet report` reads it.
     #[arg(long, value_name = "URL")]
     pub prometheus: Option<String>,
     /// With --prometheus: how far back to count, e.g. 24h, 7d, 30m (a plain number is seconds).
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration, conflicts_with = "pcaps")]
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration, conflicts_with_all = ["pcaps", "socket"])]
     pub window: Duration,
     /// With --prometheus: the scrape job of the agents.
-    #[arg(long, value_name = "NAME", default_value = "monitor", conflicts_with = "pcaps")]
+    #[arg(long, value_name = "NAME", default_value = "monitor", conflicts_with_all = ["pcaps", "socket"])]
     pub job: String,
     /// With --prometheus: how long each request to Prometheus may take.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, conflicts_with = "pcaps")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, conflicts_with_all = ["pcaps", "socket"])]
     pub timeout: Duration,
     #[arg(long, value_enum, default_value_t = Format::Mermaid)]
     pub format: Format,
@@ -70,6 +75,12 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sources = args.engine.sources()?;
     let (graph, warnings) = match (&args.prometheus, args.pcaps.is_empty()) {
+        _ if args.socket.is_some() => {
+            let socket = args.socket.as_deref().expect("checked");
+            let state = control::state(socket)?;
+            let g = graph::agent::graph(&sources, &state)?;
+            (g.graph, g.warnings)
+        }
         (Some(url), true) => {
             anyhow::ensure!(
                 !args.window.is_zero(),
@@ -99,7 +110,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (g.graph, g.warnings)
         }
         (None, true) => {
-            bail!("nothing to draw: give --pcap FILE (a capture) or --prometheus URL (the fleet)")
+            bail!(
+                "nothing to draw: give --pcap FILE (a capture), --socket PATH (a running agent) \
+                 or --prometheus URL (the fleet)"
+            )
         }
         (Some(_), false) => unreachable!("clap rejects --pcap with --prometheus"),
     };

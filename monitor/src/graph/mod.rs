@@ -11,8 +11,7 @@
 //!   the flows and the blocked flows, the ways the blocked ones failed, and
 //!   the findings. A capture fills it flow by flow ([`Observations::judged`],
 //!   via [`capture`]); the fleet from Prometheus's report ([`fleet`]); a
-//!   running agent can fill it from its coverage ([`Observations::rule`])
-//!   and its findings ([`Observations::finding`]).
+//!   running agent from its coverage and newest findings ([`agent`]).
 //! - [`Graph::build`] turns the engine's active rules and the observations
 //!   into nodes (services, zones, and the hosts and groups findings name)
 //!   and edges of one [`EdgeKind`] each, with their labels; [`render`] draws
@@ -22,6 +21,7 @@
 //! answer, counts for rules the matrix does not hold) is kept in
 //! [`Graph::notes`], which every form carries as comments.
 
+pub mod agent;
 pub mod capture;
 pub mod fleet;
 pub mod render;

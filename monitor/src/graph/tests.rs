@@ -226,3 +226,63 @@ fn the_fleet_report_fills_rules_failures_and_group_pairs() {
     let und = edge(&g, "zone:clients", "group:databases", EdgeKind::Undocumented);
     assert_eq!(und.label, ["undocumented: 4 flows"]);
 }
+
+#[test]
+fn an_agents_state_fills_the_rules_and_the_findings() {
+    use crate::live::state::{Finding, Host, State, Status, Verdict};
+    let at = std::time::SystemTime::UNIX_EPOCH;
+    let host = |ip: &str, name: Option<&str>| Host { ip: ip.parse().unwrap(), host: name.map(String::from) };
+    let finding = |kind, rule: Option<&str>, port, reason: &str, count| Finding {
+        kind,
+        proto: "tcp".into(),
+        client: host("10.200.1.11", Some("rppam1")),
+        server: host("10.200.9.9", None),
+        port,
+        reason: reason.into(),
+        rule: rule.map(String::from),
+        closest: vec![],
+        provenance: None,
+        count,
+        first_seen: at,
+        last_seen: at,
+    };
+    let state = State {
+        record: "state".into(),
+        status: Status::default(),
+        coverage: vec![],
+        findings: vec![
+            finding(Verdict::Blocked, Some("sql"), 5432, "refused: the server refused", 2),
+            finding(Verdict::Blocked, Some("web"), 443, "icmp admin-prohibited: rejected", 1),
+            finding(Verdict::Unexpected, None, 8080, "nobody documented it", 3),
+        ],
+        findings_dropped: 0,
+        flows: vec![],
+        groups: vec![],
+        groups_dropped: 0,
+    };
+    let mut state = state;
+    let line = |id: &str, flows, blocked| crate::live::coverage::RuleLine {
+        id: id.into(),
+        source: String::new(),
+        target: String::new(),
+        proto: "tcp".into(),
+        ports: String::new(),
+        purpose: String::new(),
+        provenance: String::new(),
+        usage: crate::live::coverage::RuleUse { flows, blocked, ..Default::default() },
+    };
+    state.coverage = vec![line("web", 4, 1), line("sql", 2, 2), line("syslog", 0, 0)];
+    let obs = super::agent::observations(&state);
+    assert_eq!(obs.rule_use("sql").unwrap().failures.get("refused"), Some(&2));
+    assert_eq!(obs.rule_use("web").unwrap().failures.get("icmp-rejected (admin-prohibited)"), Some(&1));
+    let m = matrix();
+    let e = Engine::new(&m, None, &Selection::default()).expect("engine");
+    let g = Graph::build(&m, e.rules(), &obs);
+    assert_eq!(
+        edge(&g, "zone:clients", "service:db", EdgeKind::Blocked).label,
+        ["sql", "tcp/5432-5433: 2 flows, 2 blocked", "refused 2"]
+    );
+    assert_eq!(g.count(EdgeKind::Unused), 1, "{:#?}", g.edges);
+    let u = edge(&g, "host:rppam1", "address:10.200.9.9", EdgeKind::Undocumented);
+    assert_eq!(u.label, ["undocumented: 3 flows", "tcp/8080: 3 flows"]);
+}
