@@ -55,9 +55,27 @@ fn check_html(pcap: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The page with its inline SVG cut out (Graphviz's layout differs between
+/// its versions), and the SVG.
+fn without_svg(page: &str) -> (String, String) {
+    let start =
+        page.find("<div class=\"graph\">\n").expect("the page has its graph (Graphviz `dot` is installed)");
+    let body = start + "<div class=\"graph\">\n".len();
+    let end = body + page[body..].find("</svg>").expect("the SVG ends") + "</svg>".len();
+    (format!("{}<!-- the SVG -->{}", &page[..body], &page[end..]), page[body..end].to_string())
+}
+
 #[test]
 fn the_page_of_the_blocked_example_matches_its_golden() {
-    let got = check_html("examples/rp-pam/pcaps/blocked.pcapng");
+    let (got, svg) = without_svg(&check_html("examples/rp-pam/pcaps/blocked.pcapng"));
+    // The graph is `monitor graph`'s: well-formed SVG, the blocked rules drawn.
+    let doc =
+        roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("the inline SVG is not XML ({e}): {svg}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let text: String = doc.descendants().filter_map(|n| n.text()).collect();
+    for rule in ["grpc-inter-node", "redis", "db-postgres"] {
+        assert!(text.contains(rule), "the graph names the blocked rule {rule}: {text}");
+    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/blocked.html");
     if std::env::var_os("MONITOR_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -163,6 +181,9 @@ async fn the_page_works_in_a_headless_browser() {
             "--disable-component-update",
             "--disable-sync",
         ])
+        // A machine busy with builds can take a while to start a browser.
+        .launch_timeout(Duration::from_secs(120))
+        .request_timeout(Duration::from_secs(60))
         .window_size(1400, 1000)
         .viewport(None)
         .build()
@@ -204,6 +225,11 @@ async fn the_page_works_in_a_headless_browser() {
     .await
     .unwrap();
 
+    // The graph is inline.
+    assert!(
+        eval::<bool>(&page, "document.querySelector('#graph svg g') !== null").await,
+        "the graph is drawn"
+    );
     // Every rule of the matrix in force has its row, in matrix order.
     let rows: Vec<String> = eval(&page, RULE_ORDER).await;
     assert_eq!(rows, rule_ids());

@@ -69,6 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(stdout.lock());
     let reporter = Reporter::local();
     let mut page = Collector::default();
+    // The page's graph draws the matrix as compiled before the capture, as `monitor graph` does.
+    let drawn =
+        (args.format == Format::Html).then(|| (compiled.matrix.clone(), compiled.engine.rules().to_vec()));
     let judged = judge::judge_capture(compiled, &sources.matrix, &args.pcap, options, |j| {
         if args.format == Format::Html {
             page.add(&j);
@@ -85,8 +88,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     let (summary, tally) = (&judged.summary, &judged.tally);
     match args.format {
-        // The graph is wired in with `monitor graph` (docs/report.md); until then the page says so.
-        Format::Html => out.write_all(html::render(&page.page(&judged, &sources.matrix, None)).as_bytes())?,
+        Format::Html => {
+            let (matrix, rules) = drawn.as_ref().expect("drawn for html");
+            let svg = page
+                .svg(matrix, rules)
+                .map_err(|e| eprintln!("monitor: {e}; the page says the graph is not available"))
+                .ok();
+            out.write_all(html::render(&page.page(&judged, &sources.matrix, svg)).as_bytes())?
+        }
         Format::Json => writeln!(out, "{}", summary.to_json())?,
         Format::Text => {
             if tally.findings() > 0 {

@@ -7,15 +7,23 @@
 //! The rules' use is counted by the live monitor's own [`Coverage`], with
 //! the live judge's rules (a documented flow adds a flow and its traffic to
 //! its rule, a blocked one adds a blocked flow), so that a capture's table
-//! and a running agent's read the same.
+//! and a running agent's read the same. The collector also keeps the
+//! graph's [`Observations`], so that the page's graph shows the same flows
+//! (`monitor graph`'s model, laid out by Graphviz: [`Collector::svg`]).
 
 use std::path::Path;
 
 use super::{Count, Fact, Finding, Findings, Page, RuleRow};
 use crate::{
     alert::Kind,
-    engine::VerdictKind,
+    engine::{RuleInfo, VerdictKind},
+    graph::{
+        render,
+        svg::{self, SvgError},
+        Graph, Observations,
+    },
     live::coverage::Coverage,
+    matrix::Matrix,
     replay::{
         judge::{Judged, Judgement},
         Summary,
@@ -28,11 +36,13 @@ use crate::{
 pub struct Collector {
     coverage: Coverage,
     findings: Vec<Finding>,
+    observed: Observations,
 }
 
 impl Collector {
     /// Counts one judged flow, and keeps its finding if it is one.
     pub fn add(&mut self, j: &Judged<'_>) {
+        self.observed.judged(j);
         if *j.outcome == Outcome::NetworkControl {
             return;
         }
@@ -59,6 +69,14 @@ impl Collector {
         if let Some(alert) = finding {
             self.findings.push(Finding::from_alert(alert, j.engine));
         }
+    }
+
+    /// The graph of what was collected: `matrix` and its `rules` drawn
+    /// with the traffic seen against them, as SVG by Graphviz's `dot`.
+    pub fn svg(&self, matrix: &Matrix, rules: &[RuleInfo]) -> Result<String, SvgError> {
+        let graph = Graph::build(matrix, rules, &self.observed);
+        let svg = svg::render(&render::dot(&graph))?;
+        Ok(String::from_utf8_lossy(&svg).into_owned())
     }
 
     /// The page of the whole capture; `matrix` names the matrix in the
