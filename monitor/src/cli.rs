@@ -34,6 +34,8 @@ pub enum Command {
     Report(cmd::report::Args),
     /// The fleet on Prometheus: scrape targets from the inventory, and the whole cluster's conformance report.
     Fleet(cmd::fleet::Args),
+    /// Draw the matrix with the traffic seen against it (captures or the fleet): Mermaid, DOT or SVG.
+    Graph(cmd::graph::Args),
     /// The host firewall against the matrix: audit the loaded nftables ruleset.
     Firewall(cmd::firewall::Args),
     /// Try every documented path from this host (TCP connect, UDP datagram) and report each as open, refused, ICMP-rejected (and by whom) or timed out.
@@ -55,6 +57,7 @@ impl Cli {
             Command::Run(args) => cmd::run::run(args),
             Command::Report(args) => cmd::report::run(args),
             Command::Fleet(args) => cmd::fleet::run(args),
+            Command::Graph(args) => cmd::graph::run(args),
             Command::Firewall(args) => cmd::firewall::run(args),
             Command::Probe(args) => cmd::probe::run(args),
             Command::Completions(args) => cmd::generate::completions(args),

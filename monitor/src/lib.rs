@@ -11,6 +11,7 @@ pub mod falco;
 pub mod firewall;
 pub mod fleet;
 pub mod flow;
+pub mod graph;
 pub mod host_paths;
 pub mod import;
 pub mod inventory;

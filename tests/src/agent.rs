@@ -164,6 +164,11 @@ impl Agent {
     /// example with the `ha` profile (matrix.yaml, inventory.ini), JSON
     /// alerts and its control socket at `socket`, plus `extra`.
     pub fn rp_pam_ha(ns: &NetNs, iface: &str, socket: &Path, extra: &[&str]) -> Agent {
+        Agent::rp_pam_ha_as(ns, iface, socket, "json", extra)
+    }
+
+    /// [`Agent::rp_pam_ha`] with alerts in `format` (`text` for people).
+    pub fn rp_pam_ha_as(ns: &NetNs, iface: &str, socket: &Path, format: &str, extra: &[&str]) -> Agent {
         let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
         let socket = socket.display().to_string();
         let mut args = vec![
@@ -178,7 +183,7 @@ impl Agent {
             "--socket",
             &socket,
             "--format",
-            "json",
+            format,
         ];
         args.extend_from_slice(extra);
         Agent::start(ns, iface, &args)

@@ -1,4 +1,4 @@
-//! Developer commands: `cargo xtask setup|build|run|test|bench|lint|deb|image`.
+//! Developer commands: `cargo xtask setup|build|run|test|demo|bench|lint|deb|image`.
 //!
 //! The kernel crate cannot be built by rustup here (no rust-src), so it is
 //! built with Debian's rustc-web, which ships a prebuilt `core` for
@@ -42,6 +42,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build, then the monitor on a simulated RP-PAM HA cluster in network
+    /// namespaces, with traffic that departs from the matrix three ways (as root).
+    Demo {
+        /// Stop after N seconds and show the alert stream instead of `monitor top`.
+        #[arg(long, value_name = "N")]
+        seconds: Option<u64>,
+    },
     /// Run a benchmark: kernel, engine, replay, series or e2e. Not a test.
     Bench { which: String },
     /// cargo fmt --check and clippy -D warnings on every crate.
@@ -65,6 +72,15 @@ fn main() -> Result<()> {
             run_as_root(&monitor_bin(), &args)
         }
         Cmd::Test { args } => test(&root, &args),
+        Cmd::Demo { seconds } => {
+            build(&root)?;
+            cargo(&root, &["build", "--release", "-p", "monitor-tests", "--bin", "demo"])?;
+            let mut args = vec!["--out".to_string(), target_dir().join("demo").display().to_string()];
+            if let Some(n) = seconds {
+                args.extend(["--seconds".to_string(), n.to_string()]);
+            }
+            run_as_root(&target_dir().join("release/demo"), &args)
+        }
         Cmd::Bench { which } => bench(&root, &which),
         Cmd::Lint => lint(&root),
         Cmd::Deb => package::deb(&root).map(drop),

@@ -6,6 +6,7 @@ pub mod firewall;
 pub mod fleet;
 pub mod flows;
 pub mod generate;
+pub mod graph;
 pub mod matrix;
 pub mod pipe;
 pub mod probe;

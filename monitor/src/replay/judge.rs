@@ -104,9 +104,8 @@ pub fn judge_capture(
             }
             passive.expire(started);
             if passive.cache.is_dirty(flow.client.ip) || passive.cache.is_dirty(flow.server.ip) {
-                engine = Engine::with_resolver(&doc, inventory.as_ref(), &selection, &passive.cache).map_err(
-                    |source| JudgeError::Compile { matrix: matrix.display().to_string(), source },
-                )?;
+                engine = Engine::with_resolver(&doc, inventory.as_ref(), &selection, &passive.cache)
+                    .map_err(|source| JudgeError::Compile { matrix: matrix.display().to_string(), source })?;
                 passive.cache.take_dirty();
             }
             let (verdict, mut outcome) = assess(&engine, &flow);
