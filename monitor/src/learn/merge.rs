@@ -16,7 +16,7 @@ use crate::matrix::{Matrix, MatrixError, Warning};
 pub enum MergeError {
     #[error("{file}:{line}: `{key}:` is written in flow style ({{...}} or [...]); write it as a block (one `- ...` or `name:` line per entry) to merge into it")]
     FlowStyle { file: String, line: usize, key: &'static str },
-    #[error("the merged matrix does not load, so nothing was written (please report this):\n{0}")]
+    #[error("the merged matrix does not load where it is to be written, so nothing was written:\n{0}")]
     Invalid(MatrixError),
     #[error("{file}: the merged matrix lacks the proposed rule `{id}`, so nothing was written; is `rules:` a top-level key at the start of a line?")]
     Lost { file: String, id: String },
