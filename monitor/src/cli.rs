@@ -36,6 +36,8 @@ pub enum Command {
     Fleet(cmd::fleet::Args),
     /// Draw the matrix with the traffic seen against it (captures or the fleet): Mermaid, DOT or SVG.
     Graph(cmd::graph::Args),
+    /// Propose the matrix rules the undocumented flows of captures need, as a patch or merged into the matrix.
+    Learn(cmd::learn::Args),
     /// The host firewall against the matrix: audit the loaded nftables ruleset.
     Firewall(cmd::firewall::Args),
     /// Try every documented path from this host (TCP connect, UDP datagram) and report each as open, refused, ICMP-rejected (and by whom) or timed out.
@@ -58,6 +60,7 @@ impl Cli {
             Command::Report(args) => cmd::report::run(args),
             Command::Fleet(args) => cmd::fleet::run(args),
             Command::Graph(args) => cmd::graph::run(args),
+            Command::Learn(args) => cmd::learn::run(args),
             Command::Firewall(args) => cmd::firewall::run(args),
             Command::Probe(args) => cmd::probe::run(args),
             Command::Completions(args) => cmd::generate::completions(args),

@@ -16,6 +16,7 @@ pub mod host_paths;
 pub mod import;
 pub mod inventory;
 pub mod kernel;
+pub mod learn;
 pub mod live;
 pub mod matrix;
 pub mod ocsf;

@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod flows;
 pub mod generate;
 pub mod graph;
+pub mod learn;
 pub mod matrix;
 pub mod pipe;
 pub mod probe;

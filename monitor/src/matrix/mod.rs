@@ -201,7 +201,7 @@ pub struct Binding {
     pub pos: Pos,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProtoSpec {
     Tcp,
     Udp,
@@ -253,6 +253,29 @@ pub struct Rule {
     pub proto: ProtoSpec,
     pub purpose: String,
     pub when: Vec<When>,
+    /// Set when `monitor learn` proposed the rule: the traffic it was learnt from.
+    pub learnt: Option<Learnt>,
+    pub pos: Pos,
+}
+
+/// The `learnt:` provenance of a rule: what `monitor learn` saw when it
+/// proposed it (docs/learn.md). Kept so that a reviewer, and later runs,
+/// can tell a rule read from the vendor's document from one inferred from
+/// traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Learnt {
+    /// Undocumented flows the rule was proposed for.
+    pub flows: u64,
+    /// The clients and servers seen (host names or addresses; long lists end in "+N more").
+    pub clients: Vec<String>,
+    pub servers: Vec<String>,
+    /// RFC 3339, as written.
+    pub first_seen: String,
+    pub last_seen: String,
+    /// The window the traffic was taken from, as written (`24h`, or `whole capture`).
+    pub window: String,
+    /// The captures (or agents) the flows came from.
+    pub seen_in: Vec<String>,
     pub pos: Pos,
 }
 

@@ -12,7 +12,7 @@ use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 
 use super::{
     expr::{Cond, Template},
-    prefixes, Binding, Diagnostic, Exposure, FqdnPattern, Matrix, MatrixError, NameRef, Placement,
+    prefixes, Binding, Diagnostic, Exposure, FqdnPattern, Learnt, Matrix, MatrixError, NameRef, Placement,
     PlacementKind, PortItem, Pos, Profile, ProtoSpec, Rule, Service, Severity, Variable, When, Zone, ANY,
     INTERNET, LOOPBACK,
 };
@@ -97,7 +97,11 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "fqdns",
     "prefixes",
 ];
-pub(super) const RULE_KEYS: &[&str] = &["id", "from", "to", "port", "ports", "proto", "purpose", "when"];
+pub(super) const RULE_KEYS: &[&str] =
+    &["id", "from", "to", "port", "ports", "proto", "purpose", "when", "learnt"];
+/// The evidence of a rule that `monitor learn` proposed (docs/learn.md).
+pub(super) const LEARNT_KEYS: &[&str] =
+    &["flows", "clients", "servers", "first_seen", "last_seen", "window", "seen_in"];
 pub(super) const EXPOSURE_KEYS: &[&str] =
     &["id", "to", "port", "ports", "proto", "only_from", "purpose", "when"];
 
@@ -629,8 +633,72 @@ impl Parser<'_> {
             proto,
             purpose: self.text(&e, "purpose"),
             when: self.when(&e),
+            learnt: self.learnt(&e),
             pos: self.pos(n),
         })
+    }
+
+    /// `learnt:`, the evidence `monitor learn` wrote: `flows` a count, the
+    /// times RFC 3339 and in order, the host lists names or addresses.
+    fn learnt(&mut self, e: &[Entry]) -> Option<Learnt> {
+        let (_, _, v) = e.iter().find(|(k, _, _)| k == "learnt")?;
+        let fields = self.map(v, "`learnt`")?;
+        self.check_keys(&fields, LEARNT_KEYS, "`learnt`");
+        let mut l = Learnt {
+            flows: 0,
+            clients: Vec::new(),
+            servers: Vec::new(),
+            first_seen: String::new(),
+            last_seen: String::new(),
+            window: String::new(),
+            seen_in: Vec::new(),
+            pos: self.pos(v),
+        };
+        let mut times: [Option<(std::time::SystemTime, &Y)>; 2] = [None, None];
+        for (k, _, val) in &fields {
+            match k.as_str() {
+                "flows" => match self.scalar(val, "`flows`").map(|s| s.parse::<u64>()) {
+                    Some(Ok(n)) => l.flows = n,
+                    Some(Err(_)) => {
+                        self.error(val, "`flows` of `learnt` is a count of flows, e.g. `flows: 12`".into())
+                    }
+                    None => {}
+                },
+                "clients" | "servers" | "seen_in" => {
+                    let list = self.names(val, &format!("an entry of `{k}`")).into_iter().map(|(s, _)| s);
+                    match k.as_str() {
+                        "clients" => l.clients = list.collect(),
+                        "servers" => l.servers = list.collect(),
+                        _ => l.seen_in = list.collect(),
+                    }
+                }
+                "first_seen" | "last_seen" => {
+                    let Some(text) = self.scalar(val, &format!("`{k}`")) else { continue };
+                    match humantime::parse_rfc3339_weak(&text) {
+                        Ok(t) => times[usize::from(k == "last_seen")] = Some((t, *val)),
+                        Err(_) => self.error(
+                            val,
+                            format!(
+                                "`{k}` must be an RFC 3339 time such as 2026-12-03T08:50:00Z, not {text:?}"
+                            ),
+                        ),
+                    }
+                    if k == "first_seen" {
+                        l.first_seen = text;
+                    } else {
+                        l.last_seen = text;
+                    }
+                }
+                "window" => l.window = self.scalar(val, "`window`").unwrap_or_default(),
+                _ => {}
+            }
+        }
+        if let [Some((first, _)), Some((last, n))] = times {
+            if last < first {
+                self.error(n, "`last_seen` is before `first_seen`; swap them".into());
+            }
+        }
+        Some(l)
     }
 
     fn exposure(&mut self, n: &Y) -> Option<Exposure> {
