@@ -22,5 +22,6 @@ pub mod ocsf;
 pub mod probe;
 pub mod replay;
 pub mod siem;
+pub mod top;
 pub mod verdict;
 pub mod yaml_limits;
