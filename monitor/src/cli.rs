@@ -32,6 +32,8 @@ pub enum Command {
     Run(cmd::run::Args),
     /// Print the coverage report (every rule, its use, the rules never seen) of a running monitor.
     Report(cmd::report::Args),
+    /// A live terminal view of a running monitor: rules, findings, busiest flows, groups.
+    Top(cmd::top::Args),
     /// The fleet on Prometheus: scrape targets from the inventory, and the whole cluster's conformance report.
     Fleet(cmd::fleet::Args),
     /// Draw the matrix with the traffic seen against it (captures or the fleet): Mermaid, DOT or SVG.
@@ -58,6 +60,7 @@ impl Cli {
             Command::Matrix(args) => cmd::matrix::run(args),
             Command::Run(args) => cmd::run::run(args),
             Command::Report(args) => cmd::report::run(args),
+            Command::Top(args) => cmd::top::run(args),
             Command::Fleet(args) => cmd::fleet::run(args),
             Command::Graph(args) => cmd::graph::run(args),
             Command::Learn(args) => cmd::learn::run(args),

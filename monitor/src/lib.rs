@@ -24,5 +24,6 @@ pub mod probe;
 pub mod replay;
 pub mod report;
 pub mod siem;
+pub mod top;
 pub mod verdict;
 pub mod yaml_limits;

@@ -177,6 +177,7 @@ fn every_duration_option_takes_units() {
             "monitor run --dns-grace",
             "monitor run --interval",
             "monitor run --syn-timeout",
+            "monitor top --interval",
         ]
     );
 }

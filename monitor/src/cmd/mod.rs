@@ -14,6 +14,7 @@ pub mod probe;
 pub mod report;
 pub mod run;
 pub mod sources;
+pub mod top;
 
 /// Resolves on SIGINT or SIGTERM: commands then finish their output and
 /// detach from the kernel before exiting.

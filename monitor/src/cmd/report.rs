@@ -4,11 +4,10 @@ use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 
+use super::sources::EngineArgs;
 use crate::{
-    live::{
-        control::{request, DEFAULT_SOCKET},
-        coverage::Report,
-    },
+    graph::{self, svg},
+    live::control::{self, request, DEFAULT_SOCKET},
     report::{agent, html},
 };
 
@@ -21,6 +20,10 @@ pub struct Args {
     pub socket: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// With --format html: the matrix the agent runs with (and its inventory, profiles and
+    /// variables), to draw the graph of what it has seen; without it the page has no graph.
+    #[command(flatten)]
+    pub graph: Option<EngineArgs>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -29,23 +32,42 @@ pub enum Format {
     Text,
     /// The report as one JSON object (docs/alerts.md, "Coverage report").
     Json,
-    /// One self-contained HTML page: the rule coverage table, sortable (docs/report.md).
+    /// One self-contained HTML page: the summary, the graph (with --matrix), the rule coverage
+    /// table (sortable) and the newest findings, filterable by kind (docs/report.md).
     Html,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    let text = args.format == Format::Text;
-    let mut body = rt.block_on(request(&args.socket, text))?;
-    if args.format == Format::Html {
-        let report: Report = serde_json::from_str(body.trim()).with_context(|| {
-            format!("the monitor behind {} answered with no coverage report", args.socket.display())
-        })?;
-        body = html::render(&agent::page(&report, &args.socket.display().to_string()));
-    }
+    let socket = args.socket.display().to_string();
+    let body = match args.format {
+        Format::Html => {
+            let state = control::state(&args.socket)?;
+            let graph = match &args.graph {
+                Some(engine) => {
+                    let g = graph::agent::graph(&engine.sources()?, &state)?;
+                    for w in &g.warnings {
+                        eprintln!("monitor: {w}");
+                    }
+                    match svg::of_graph(&g.graph) {
+                        Ok(svg) => Some(svg),
+                        Err(e) => {
+                            eprintln!("monitor: warning: the page has no graph: {e}");
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            html::render(&agent::page(&state, &socket, graph))
+        }
+        Format::Text | Format::Json => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            rt.block_on(request(&args.socket, args.format == Format::Text))?
+        }
+    };
     // Not `print!`, which panics when stdout is closed: the error goes to
     // main, which ends quietly then (cmd::pipe).
     let mut out = std::io::stdout().lock();

@@ -68,7 +68,7 @@ pub struct Args {
     /// How long a DNS answer's binding holds past its TTL (docs/dns.md).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub dns_grace: Duration,
-    /// Control socket for `monitor report`.
+    /// Control socket for `monitor report` and `monitor top`.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// This host's name in the inventory, for the fleet metrics (docs/metrics.md). Default: the host name.

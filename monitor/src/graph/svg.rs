@@ -25,6 +25,12 @@ pub enum SvgError {
     Failed { program: String, status: String, stderr: String },
 }
 
+/// The SVG of `graph` as text, to inline in a page.
+pub fn of_graph(graph: &super::Graph) -> Result<String, SvgError> {
+    let svg = render(&super::render::dot(graph))?;
+    Ok(String::from_utf8_lossy(&svg).into_owned())
+}
+
 /// The SVG of the DOT text `dot`, by Graphviz's `dot` on PATH.
 pub fn render(dot: &str) -> Result<Vec<u8>, SvgError> {
     render_with(OsStr::new(DOT), dot)

@@ -243,6 +243,9 @@ fn an_agents_state_fills_the_rules_and_the_findings() {
         closest: vec![],
         provenance: None,
         count,
+        state: "refused".into(),
+        packets: 1,
+        bytes: 60,
         first_seen: at,
         last_seen: at,
     };

@@ -29,7 +29,7 @@ use super::{
     judge::{Judge, Judged},
 };
 use crate::{
-    alert::{Alert, Kind},
+    alert::{state_name, Alert, Kind},
     engine::{Engine, OTHER},
     flow::{Flow, Proto},
     verdict::Bucket,
@@ -149,6 +149,14 @@ pub struct Finding {
     pub provenance: Option<String>,
     /// Flows this finding stands for.
     pub count: u64,
+    /// How the latest repeat's flow went (docs/flows.md: `refused`,
+    /// `unanswered`, `established`, ...), and its packets and bytes.
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub packets: u64,
+    #[serde(default)]
+    pub bytes: u64,
     #[serde(with = "rfc3339")]
     pub first_seen: SystemTime,
     #[serde(with = "rfc3339")]
@@ -253,6 +261,8 @@ impl Findings {
             self.order.insert(self.seq, key);
             f.count += alert.count.max(1);
             f.reason.clone_from(&alert.reason);
+            f.state = state_name(alert.state).to_string();
+            (f.packets, f.bytes) = (alert.packets, alert.bytes);
             f.first_seen = f.first_seen.min(alert.first_seen);
             f.last_seen = f.last_seen.max(alert.last_seen);
             return;
@@ -273,6 +283,9 @@ impl Findings {
             closest: alert.closest.iter().take(MAX_CLOSEST).cloned().collect(),
             provenance: None,
             count: alert.count.max(1),
+            state: state_name(alert.state).to_string(),
+            packets: alert.packets,
+            bytes: alert.bytes,
             first_seen: alert.first_seen,
             last_seen: alert.last_seen,
         };

@@ -18,7 +18,6 @@ use crate::{
     alert::Kind,
     engine::{RuleInfo, VerdictKind},
     graph::{
-        render,
         svg::{self, SvgError},
         Graph, Observations,
     },
@@ -74,9 +73,7 @@ impl Collector {
     /// The graph of what was collected: `matrix` and its `rules` drawn
     /// with the traffic seen against them, as SVG by Graphviz's `dot`.
     pub fn svg(&self, matrix: &Matrix, rules: &[RuleInfo]) -> Result<String, SvgError> {
-        let graph = Graph::build(matrix, rules, &self.observed);
-        let svg = svg::render(&render::dot(&graph))?;
-        Ok(String::from_utf8_lossy(&svg).into_owned())
+        svg::of_graph(&Graph::build(matrix, rules, &self.observed))
     }
 
     /// The page of the whole capture; `matrix` names the matrix in the

@@ -136,8 +136,9 @@ pub struct RuleRef {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finding {
     pub kind: Kind,
-    pub proto: &'static str,
-    /// `ip:port` of the client, and its names.
+    pub proto: String,
+    /// `ip:port` of the client (the address alone from a running agent,
+    /// whose findings fold the client's ports), and its names.
     pub client: String,
     pub client_names: String,
     pub server: String,
@@ -150,7 +151,7 @@ pub struct Finding {
     /// rule concerned.
     pub closest: bool,
     pub reason: String,
-    pub state: &'static str,
+    pub state: String,
     pub first_seen: String,
     pub packets: u64,
     pub bytes: u64,
@@ -172,7 +173,7 @@ impl Finding {
             .collect();
         Finding {
             kind: alert.kind,
-            proto: alert.proto.as_str(),
+            proto: alert.proto.as_str().to_string(),
             client: address(&alert.src),
             client_names: names(&alert.src, false),
             server: address(&alert.dst),
@@ -180,7 +181,7 @@ impl Finding {
             rules,
             closest,
             reason: alert.reason.clone(),
-            state: state_name(alert.state),
+            state: state_name(alert.state).to_string(),
             first_seen: humantime::format_rfc3339_seconds(alert.first_seen).to_string(),
             packets: alert.packets,
             bytes: alert.bytes,

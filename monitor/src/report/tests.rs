@@ -216,19 +216,45 @@ fn a_capture_without_findings_says_so() {
 }
 
 #[test]
-fn an_agents_page_has_its_rules_and_says_findings_are_not_in_it() {
-    let report = Report {
-        record: "coverage",
-        rules: vec![rule("web", "the portal", 3), rule("ssh", "", 0)],
-        unused: vec!["ssh".into()],
-        losses: Losses { flows_evicted: 5, ..Losses::default() },
+fn an_agents_page_has_its_rules_and_its_newest_findings() {
+    use crate::live::state::{Finding as StateFinding, Host, State, Status, Verdict};
+    let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let host = |ip: &str, name: Option<&str>| Host { ip: ip.parse().unwrap(), host: name.map(String::from) };
+    let finding = |kind, rule: Option<&str>, closest: &[&str], port, state: &str| StateFinding {
+        kind,
+        proto: "tcp".into(),
+        client: host("10.0.2.7", Some("ws01")),
+        server: host("10.0.1.10", None),
+        port,
+        reason: format!("{state}: why"),
+        rule: rule.map(String::from),
+        closest: closest.iter().map(|c| c.to_string()).collect(),
+        provenance: Some("m.yaml:12".into()),
+        count: 2,
+        state: state.into(),
+        packets: 3,
+        bytes: 180,
+        first_seen: at,
+        last_seen: at,
+    };
+    let state = State {
+        record: "state".into(),
+        status: Status { interfaces: vec!["eth0".into()], flows_seen: 9, conforming: 5, ..Status::default() },
+        coverage: vec![rule("web", "the portal", 3), rule("ssh", "", 0)],
+        findings: vec![
+            finding(Verdict::Blocked, Some("web"), &[], 443, "refused"),
+            finding(Verdict::Unexpected, None, &["web", "ssh"], 8080, "established"),
+        ],
+        findings_dropped: 4,
+        flows: vec![],
+        groups: vec![],
+        groups_dropped: 0,
     };
     // The agent's JSON, read back as `monitor report --format html` reads it.
-    let json = serde_json::to_string(&report).unwrap();
-    let read: Report = serde_json::from_str(&json).unwrap();
-    assert_eq!(read, report);
+    let read: State = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    assert_eq!(read, state);
 
-    let page = agent::page(&read, "/run/monitor/monitor.sock");
+    let page = agent::page(&read, "/run/monitor/monitor.sock", None);
     let doc = Html::parse_document(&html::render(&page));
     let ids: Vec<&str> =
         select(&doc, "#rule-table tbody tr").iter().map(|r| r.value().attr("data-rule").unwrap()).collect();
@@ -236,9 +262,17 @@ fn an_agents_page_has_its_rules_and_says_findings_are_not_in_it() {
     let never: Vec<&str> =
         select(&doc, "#rule-table tr.never").iter().map(|r| r.value().attr("data-rule").unwrap()).collect();
     assert_eq!(never, ["ssh"]);
-    assert_eq!(text(&select(&doc, "#findings-missing")[0]), agent::NO_FINDINGS);
+    let kinds: Vec<&str> =
+        select(&doc, "tr.finding").iter().map(|r| r.value().attr("data-kind").unwrap()).collect();
+    assert_eq!(kinds, ["unexpected", "blocked"], "grouped by kind, in the page's order");
+    let rows: Vec<String> = select(&doc, "tr.finding").iter().map(text).collect();
+    assert!(
+        rows[1].contains("10.0.1.10:443") && rows[1].contains("m.yaml:12") && rows[1].contains("refused"),
+        "{rows:?}"
+    );
+    assert!(rows[0].contains("closest:") && rows[0].contains("ssh"), "{rows:?}");
     let facts: Vec<String> = select(&doc, ".facts dd").iter().map(text).collect();
-    assert!(facts.contains(&"flows_evicted 5".to_string()), "{facts:?}");
+    assert!(facts.contains(&"the newest 2 (older ones pushed out: 4)".to_string()), "{facts:?}");
     let counts: Vec<String> = select(&doc, ".count").iter().map(text).collect();
-    assert_eq!(counts[0], "3documented flows", "{counts:?}");
+    assert_eq!(counts[..4], ["9flows", "5conforming", "2unexpected", "2blocked"], "{counts:?}");
 }

@@ -1,0 +1,185 @@
+//! `monitor learn` on a live cluster: the RP-PAM HA cluster in namespaces
+//! makes its documented traffic while tcpdump captures the bridge; the
+//! matrix it is judged against lacks three documented rules. `learn` must
+//! propose exactly those three, in the matrix's own names (services and
+//! groups, not hosts), and after `--merge-into` the matrix lints and
+//! `monitor check` finds nothing unexpected on the same capture.
+//!
+//! NEEDS ROOT, tcpdump and the monitor binary (`cargo xtask build`, or
+//! MONITOR_BIN; `learn` and `check` need no eBPF object).
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use monitor_tests::{
+    agent::rp_pam,
+    capture::Capture,
+    cluster::Cluster,
+    monitor::require_monitor_bin,
+    traffic::{tcp_echo_client, TcpEchoServer},
+};
+use serde_json::Value;
+
+/// The rules the test takes out of the matrix: the database, Redis and
+/// the heartbeat between nodes.
+const REMOVED: [&str; 3] = ["db-postgres", "redis", "heartbeat"];
+
+fn monitor(args: &[&str]) -> Output {
+    Command::new(require_monitor_bin()).args(args).output().expect("run monitor")
+}
+
+fn ok(what: &str, out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "`monitor {what}` failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The matrix text without the rule blocks of `ids`.
+fn without(text: &str, ids: &[&str]) -> String {
+    let mut out = text.to_string();
+    for id in ids {
+        let start = out.find(&format!("  - id: {id}\n")).unwrap_or_else(|| panic!("no rule {id}"));
+        let rest = &out[start + 1..];
+        let end = [rest.find("\n  - id: "), rest.find("\n\n")].into_iter().flatten().min().expect("rule end");
+        out.replace_range(start..start + end + 1, "");
+    }
+    out
+}
+
+/// (source, target, ports, proto) of every active expanded rule, by
+/// `monitor matrix show --format json`.
+fn rules(matrix: &Path, only: Option<&[&str]>) -> BTreeSet<(String, String, String, String)> {
+    let m = matrix.display().to_string();
+    let inventory = rp_pam("inventory.ini");
+    let out = ok(
+        "matrix show",
+        &monitor(&["matrix", "show", &m, "--inventory", &inventory, "--profile", "ha", "--format", "json"]),
+    );
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("matrix show prints JSON lines"))
+        .filter(|r| r["active"] == true)
+        .filter(|r| only.is_none_or(|ids| ids.contains(&r["id"].as_str().unwrap_or_default())))
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("source"), s("target"), r["ports"].to_string(), s("proto"))
+        })
+        .collect()
+}
+
+/// The documented traffic of the three nodes: the database, Redis, the
+/// heartbeat in a ring, and gRPC (still documented) between two of them.
+fn traffic(c: &Cluster) {
+    let db = TcpEchoServer::start(c.ns("db1"), c.addr("db1", 5432), 3);
+    let redis = TcpEchoServer::start(c.ns("redis1"), c.addr("redis1", 6379), 3);
+    for node in ["rppam1", "rppam2", "rppam3"] {
+        tcp_echo_client(c.ns(node), db.addr, 2, 100);
+        tcp_echo_client(c.ns(node), redis.addr, 2, 100);
+    }
+    db.join();
+    redis.join();
+    for (client, server, port) in [
+        ("rppam1", "rppam2", 5201),
+        ("rppam2", "rppam3", 5201),
+        ("rppam3", "rppam1", 5201),
+        ("rppam1", "rppam3", 7004),
+    ] {
+        let s = TcpEchoServer::start(c.ns(server), c.addr(server, port), 1);
+        tcp_echo_client(c.ns(client), s.addr, 2, 64);
+        s.join();
+    }
+}
+
+#[test]
+fn learn_proposes_exactly_the_three_missing_rules_in_group_terms_and_the_merge_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = PathBuf::from(rp_pam("matrix.yaml"));
+    let text = std::fs::read_to_string(&original).expect("the example matrix");
+    // The matrix refers to files beside it (prefixes): the trimmed copy and
+    // the merged one live beside copies of them.
+    for entry in std::fs::read_dir(original.parent().unwrap()).expect("the example folder") {
+        let p = entry.expect("entry").path();
+        if p.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).expect("copy a prefixes file");
+        }
+    }
+    let trimmed = dir.path().join("matrix.yaml");
+    std::fs::write(&trimmed, without(&text, &REMOVED)).expect("write the trimmed matrix");
+    let removed = rules(&original, Some(&REMOVED));
+    assert_eq!(removed.len(), 3, "{removed:?}");
+
+    let c = Cluster::new(&["rppam1", "rppam2", "rppam3", "db1", "redis1"]);
+    let cap = Capture::start(c.switch(), Cluster::BRIDGE);
+    traffic(&c);
+    let pcap = dir.path().join("cluster.pcap");
+    cap.save(&pcap);
+
+    let (m, inv, p) = (trimmed.display().to_string(), rp_pam("inventory.ini"), pcap.display().to_string());
+    let sources = ["--matrix", m.as_str(), "--inventory", inv.as_str(), "--profile", "ha"];
+    let check = |matrix: &str| {
+        let out = monitor(&[
+            "check",
+            "--matrix",
+            matrix,
+            "--inventory",
+            &inv,
+            "--profile",
+            "ha",
+            "--pcap",
+            &p,
+            "--format",
+            "json",
+        ]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "check: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let summary: Value =
+            serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("JSON");
+        (summary["counts"]["unexpected"].as_u64().expect("an unexpected count"), stdout)
+    };
+    let (before, _) = check(&m);
+    assert!(
+        before >= 9,
+        "the trimmed matrix should leave the 9 database, Redis and heartbeat flows unexpected: {before}"
+    );
+
+    // The proposals, as a patch, use the matrix's services: the three nodes
+    // are `rppam`, not three hosts.
+    let patch = dir.path().join("patch.yaml");
+    let mut args = vec!["learn"];
+    args.extend(sources);
+    args.extend(["--pcap", &p, "-o", patch.to_str().unwrap()]);
+    ok("learn", &monitor(&args));
+    let patch_text = std::fs::read_to_string(&patch).expect("the patch");
+    for host in ["rppam1", "rppam2", "rppam3", "db1", "redis1"] {
+        assert!(
+            !patch_text.lines().any(|l| l.trim_start().starts_with("from:") && l.contains(host)
+                || l.trim_start().starts_with("to:") && l.contains(host)),
+            "a proposal names host {host} instead of its service:\n{patch_text}"
+        );
+    }
+
+    // Merged into the matrix: it lints, it proposes exactly what was taken
+    // out, and the capture then conforms.
+    let merged = dir.path().join("merged.yaml");
+    let mut args = vec!["learn"];
+    args.extend(sources);
+    args.extend(["--pcap", &p, "--merge-into", &m, "-o", merged.to_str().unwrap()]);
+    ok("learn --merge-into", &monitor(&args));
+    let merged_text = std::fs::read_to_string(&merged).expect("the merged matrix");
+    assert_eq!(merged_text.matches("learnt:").count(), 3, "three learnt rules:\n{merged_text}");
+    ok(
+        "matrix lint",
+        &monitor(&["matrix", "lint", merged.to_str().unwrap(), "--inventory", &inv, "--profile", "ha"]),
+    );
+    let learnt: BTreeSet<_> = rules(&merged, None).difference(&rules(&trimmed, None)).cloned().collect();
+    assert_eq!(learnt, removed, "learn must propose exactly the removed rules:\n{patch_text}");
+    let (after, out) = check(merged.to_str().unwrap());
+    assert_eq!(after, 0, "unexpected flows after the merge:\n{out}");
+}

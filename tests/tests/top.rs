@@ -1,0 +1,162 @@
+//! `monitor top` as a user runs it: in a tmux pane of 80x24, attached to an
+//! agent that watches a namespace with live traffic. The rules view shows
+//! the rule the traffic uses with its flows, `2` shows the finding of a
+//! planted undocumented connection, `q` exits and gives the terminal back
+//! (out of the alternate screen, out of raw mode). Needs root, tmux and the
+//! monitor binary (MONITOR_BIN).
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use monitor_tests::{
+    agent::{rp_pam, Agent},
+    cluster::Cluster,
+    monitor::require_monitor_bin,
+    traffic,
+};
+
+const IF: &str = Cluster::IFACE;
+
+/// A tmux server of the test's own (`-L`), killed on drop.
+struct Tmux {
+    server: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        Tmux { server: format!("monitor-top-test-{}", std::process::id()) }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new("tmux")
+            .args(["-L", &self.server, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run tmux (Debian's `tmux`): {e}"));
+        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn capture(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+    }
+
+    fn display(&self, format: &str) -> String {
+        let out = self.run(&["display-message", "-p", "-t", "top", format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "top"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Polls the pane until `pred` holds of its text, for up to `timeout`.
+    fn wait(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.capture();
+            if pred(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "{what}: not on the screen within {timeout:?}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.server, "kill-server"]).output();
+    }
+}
+
+/// The FLOWS column of the rules view's line for `rule`.
+fn flows_of(screen: &str, rule: &str) -> Option<u64> {
+    screen
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(rule))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn top_shows_live_rules_and_findings_and_gives_the_terminal_back() {
+    let c = Cluster::new(&["rppam1", "db1", "ws01"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("rppam1.sock");
+    let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
+    let sock = socket.display().to_string();
+    let args = [
+        "--matrix",
+        &matrix,
+        "--inventory",
+        &inventory,
+        "--profile",
+        "ha",
+        "--iface",
+        IF,
+        "--socket",
+        &sock,
+        "--format",
+        "json",
+    ];
+    let agent = Agent::start(c.ns("rppam1"), IF, &args);
+
+    // Documented: the node to its database. Undocumented: a workstation to port 8080 of the node.
+    let db = traffic::TcpEchoServer::start(c.ns("db1"), c.addr("db1", 5432), 2);
+    traffic::tcp_echo_client(c.ns("rppam1"), db.addr, 3, 200);
+    traffic::tcp_echo_client(c.ns("rppam1"), db.addr, 3, 200);
+    assert_eq!(db.join(), vec![600; 2]);
+    let addr = c.addr("rppam1", 8080);
+    let _planted = c.ns("rppam1").run(|| TcpListener::bind(addr)).expect("listen on 8080");
+    let (_, r) = traffic::tcp_attempt(c.ns("ws01"), c.ip("ws01"), addr, Duration::from_secs(1));
+    r.expect("connect to rppam1:8080");
+    agent
+        .wait_alert(0, Duration::from_secs(5), |a| a.dst.port == 8080)
+        .unwrap_or_else(|| panic!("the agent did not see ws01 -> rppam1:8080; stderr:\n{}", agent.stderr()));
+
+    let tmux = Tmux::new();
+    let bin = require_monitor_bin();
+    tmux.run(&["new-session", "-d", "-s", "top", "-x", "80", "-y", "24", "sh"]);
+    tmux.run(&["set-option", "-t", "top", "status", "off"]);
+    let line = format!("{} top --socket {} ; echo top-exit=$?; stty -a", bin.display(), sock);
+    tmux.keys(&[&line, "Enter"]);
+
+    let screen = tmux.wait("db-postgres with flows", Duration::from_secs(10), |s| {
+        flows_of(s, "db-postgres").is_some_and(|n| n > 0)
+    });
+    assert_eq!(flows_of(&screen, "db-postgres"), Some(2), "{screen}");
+    assert!(screen.lines().any(|l| l.starts_with(IF)), "the status line names the interface:\n{screen}");
+    assert!(screen.lines().count() <= 24 && screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+    assert_eq!(tmux.display("#{alternate_on}"), "1", "top draws on the alternate screen");
+
+    tmux.keys(&["2"]);
+    let screen = tmux.wait("the 8080 finding", Duration::from_secs(5), |s| {
+        s.lines().any(|l| {
+            l.starts_with("unexpected") && l.contains("ws01") && l.split_whitespace().nth(3) == Some("8080")
+        })
+    });
+    assert!(screen.contains("findings"), "{screen}");
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait("the shell after top", Duration::from_secs(5), |s| s.contains("top-exit="));
+    assert!(screen.contains("top-exit=0"), "{screen}");
+    assert_eq!(tmux.display("#{alternate_on}"), "0", "the alternate screen was left:\n{screen}");
+    // Raw mode given back: the line discipline echoes and reads lines again.
+    let termios: Vec<&str> =
+        screen.split("top-exit=0").nth(1).unwrap_or_default().split_whitespace().collect();
+    for flag in ["icanon", "echo", "isig", "icrnl"] {
+        assert!(termios.contains(&flag), "stty shows `{flag}` off after top:\n{screen}");
+    }
+    assert!(!screen.contains("db-postgres"), "the view is gone from the screen:\n{screen}");
+    agent.stop().assert_success();
+    assert!(!Path::new(&sock).exists(), "the agent removed its socket");
+}
