@@ -130,8 +130,9 @@ fn top_shows_live_rules_and_findings_and_gives_the_terminal_back() {
     let line = format!("{} top --socket {} ; echo top-exit=$?; stty -a", bin.display(), sock);
     tmux.keys(&[&line, "Enter"]);
 
-    let screen = tmux.wait("db-postgres with flows", Duration::from_secs(10), |s| {
-        flows_of(s, "db-postgres").is_some_and(|n| n > 0)
+    // The interfaces are known from the agent's first table read (1 s).
+    let screen = tmux.wait("db-postgres with flows, and the interface", Duration::from_secs(10), |s| {
+        flows_of(s, "db-postgres").is_some_and(|n| n > 0) && s.lines().any(|l| l.starts_with(IF))
     });
     assert_eq!(flows_of(&screen, "db-postgres"), Some(2), "{screen}");
     assert!(screen.lines().any(|l| l.starts_with(IF)), "the status line names the interface:\n{screen}");
@@ -147,7 +148,10 @@ fn top_shows_live_rules_and_findings_and_gives_the_terminal_back() {
     assert!(screen.contains("findings"), "{screen}");
 
     tmux.keys(&["q"]);
-    let screen = tmux.wait("the shell after top", Duration::from_secs(5), |s| s.contains("top-exit="));
+    // The exit status, then stty's local flags (its last line holds `echoke`).
+    let screen = tmux.wait("the shell after top", Duration::from_secs(5), |s| {
+        s.split_once("\ntop-exit=").is_some_and(|(_, after)| after.contains("echoke"))
+    });
     assert!(screen.contains("top-exit=0"), "{screen}");
     assert_eq!(tmux.display("#{alternate_on}"), "0", "the alternate screen was left:\n{screen}");
     // Raw mode given back: the line discipline echoes and reads lines again.
