@@ -166,7 +166,9 @@ fn svg_without_graphviz_names_the_package_and_bad_calls_say_what_to_give() {
     let (ok, _, err) = run(&["graph", "--matrix", &example("matrix.yaml")]);
     assert!(!ok);
     assert!(
-        err.contains("nothing to draw: give --pcap FILE (a capture) or --prometheus URL (the fleet)"),
+        err.contains(
+            "nothing to draw: give --pcap FILE (a capture), --socket PATH (a running agent) or --prometheus URL"
+        ),
         "{err}"
     );
     let (ok, _, err) = run(&[

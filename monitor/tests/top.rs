@@ -84,6 +84,9 @@ fn finding(
         closest: closest.iter().map(|s| s.to_string()).collect(),
         provenance: Some("examples/rp-pam/matrix.yaml:226".into()),
         count,
+        state: "established".into(),
+        packets: 10,
+        bytes: 1000,
         first_seen: ago(last + 30),
         last_seen: ago(last),
     }

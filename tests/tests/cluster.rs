@@ -367,6 +367,24 @@ fn documented_paths_dropped_refused_or_prohibited_are_blocked() {
         assert!(edge.contains("color=\"red\"") && edge.contains(how), "rule {rule}: {edge}");
     }
     assert!(!dot.contains("darkorange"), "an undocumented edge:\n{dot}");
+    // `monitor report --format html` is the page of that state: the three
+    // findings, each with its rule's document line, and the graph.
+    let page =
+        monitor_tests::cmd::run(std::process::Command::new(monitor_tests::monitor::monitor_bin()).args([
+            "report",
+            "--socket",
+            &socket,
+            "--format",
+            "html",
+            "--matrix",
+            &matrix,
+            "--inventory",
+            &inventory,
+            "--profile",
+            "ha",
+        ]));
+    assert_eq!(page.matches("<tr class=\"finding\" data-kind=\"blocked\"").count(), 3, "{page}");
+    assert!(page.contains("<svg") && page.matches("matrix.yaml:").count() >= 3, "{page}");
     settle();
     let out = a.stop();
     out.assert_success();

@@ -4,7 +4,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 
-use super::sources::EngineArgs;
+use super::sources::OptionalEngineArgs;
 use crate::{
     graph::{self, svg},
     live::control::{self, request, DEFAULT_SOCKET},
@@ -23,7 +23,7 @@ pub struct Args {
     /// With --format html: the matrix the agent runs with (and its inventory, profiles and
     /// variables), to draw the graph of what it has seen; without it the page has no graph.
     #[command(flatten)]
-    pub graph: Option<EngineArgs>,
+    pub graph: OptionalEngineArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -42,9 +42,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let body = match args.format {
         Format::Html => {
             let state = control::state(&args.socket)?;
-            let graph = match &args.graph {
-                Some(engine) => {
-                    let g = graph::agent::graph(&engine.sources()?, &state)?;
+            let graph = match args.graph.sources()? {
+                Some(sources) => {
+                    let g = graph::agent::graph(&sources, &state)?;
                     for w in &g.warnings {
                         eprintln!("monitor: {w}");
                     }

@@ -42,6 +42,37 @@ impl EngineArgs {
     }
 }
 
+/// [`EngineArgs`] with the matrix optional, for a command that only draws
+/// with it (`monitor report --format html`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct OptionalEngineArgs {
+    /// The port matrix (YAML; docs/matrix.md).
+    #[arg(long, value_name = "FILE")]
+    pub matrix: Option<PathBuf>,
+    /// Ansible inventory (INI, YAML or `ansible-inventory --list` JSON) placing services on hosts.
+    #[arg(long, value_name = "FILE", requires = "matrix")]
+    pub inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub inventory_limits: InventoryLimits,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+}
+
+impl OptionalEngineArgs {
+    /// What to compile, when a matrix is given.
+    pub fn sources(&self) -> anyhow::Result<Option<Sources>> {
+        let Some(matrix) = &self.matrix else { return Ok(None) };
+        EngineArgs {
+            matrix: matrix.clone(),
+            inventory: self.inventory.clone(),
+            inventory_limits: self.inventory_limits,
+            selection: self.selection.clone(),
+        }
+        .sources()
+        .map(Some)
+    }
+}
+
 /// Profiles and variables.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct SelectionArgs {

@@ -10,8 +10,7 @@ use super::{agent, capture::Collector, html, Count, Fact, Finding, Findings, Pag
 use crate::{
     alert::Kind,
     engine::Engine,
-    kernel::stream::Losses,
-    live::coverage::{Report, RuleLine, RuleUse},
+    live::coverage::{RuleLine, RuleUse},
     replay::{
         judge::{Judged, Judgement},
         track::Stats,
@@ -138,7 +137,7 @@ fn every_text_from_the_inputs_is_escaped() {
     let evil = r#"<script>alert("x")</script> & 'quote' "dq" <img src=x onerror=alert(1)>"#;
     let finding = Finding {
         kind: Kind::Unexpected,
-        proto: "tcp",
+        proto: "tcp".into(),
         client: "10.0.0.1:1".into(),
         client_names: format!("host {evil}"),
         server: "10.0.0.2:2".into(),
@@ -146,7 +145,7 @@ fn every_text_from_the_inputs_is_escaped() {
         rules: vec![RuleRef { id: evil.into(), provenance: Some(format!("{evil}:3")) }],
         closest: true,
         reason: evil.into(),
-        state: "closed",
+        state: "closed".into(),
         first_seen: "2026-04-06T10:00:00Z".into(),
         packets: 1,
         bytes: 2,
