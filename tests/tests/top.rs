@@ -2,8 +2,9 @@
 //! agent that watches a namespace with live traffic. The rules view shows
 //! the rule the traffic uses with its flows, `2` shows the finding of a
 //! planted undocumented connection, `q` exits and gives the terminal back
-//! (out of the alternate screen, out of raw mode). Needs root, tmux and the
-//! monitor binary (MONITOR_BIN).
+//! (out of the alternate screen, out of raw mode). And `monitor run
+//! --format text` on a terminal keeps one status line under its alerts.
+//! Needs root, tmux and the monitor binary (MONITOR_BIN).
 
 use std::{
     net::TcpListener,
@@ -27,8 +28,10 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn new() -> Tmux {
-        Tmux { server: format!("monitor-top-test-{}", std::process::id()) }
+    /// `name` tells apart the servers of the tests of this file, which run
+    /// at once in one process.
+    fn new(name: &str) -> Tmux {
+        Tmux { server: format!("monitor-{name}-test-{}", std::process::id()) }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -123,7 +126,7 @@ fn top_shows_live_rules_and_findings_and_gives_the_terminal_back() {
         .wait_alert(0, Duration::from_secs(5), |a| a.dst.port == 8080)
         .unwrap_or_else(|| panic!("the agent did not see ws01 -> rppam1:8080; stderr:\n{}", agent.stderr()));
 
-    let tmux = Tmux::new();
+    let tmux = Tmux::new("top");
     let bin = require_monitor_bin();
     tmux.run(&["new-session", "-d", "-s", "top", "-x", "80", "-y", "24", "sh"]);
     tmux.run(&["set-option", "-t", "top", "status", "off"]);
@@ -163,4 +166,54 @@ fn top_shows_live_rules_and_findings_and_gives_the_terminal_back() {
     assert!(!screen.contains("db-postgres"), "the view is gone from the screen:\n{screen}");
     agent.stop().assert_success();
     assert!(!Path::new(&sock).exists(), "the agent removed its socket");
+}
+
+/// The last line of the pane that holds anything.
+fn last_line(screen: &str) -> &str {
+    screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default()
+}
+
+#[test]
+fn run_on_a_terminal_keeps_one_status_line_under_its_alerts() {
+    let c = Cluster::new(&["rppam1", "ws01"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("rppam1.sock").display().to_string();
+    let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
+    let bin = require_monitor_bin();
+    let tmux = Tmux::new("status");
+    tmux.run(&["new-session", "-d", "-s", "top", "-x", "120", "-y", "30", "sh"]);
+    tmux.run(&["set-option", "-t", "top", "status", "off"]);
+    let line = format!(
+        "ip netns exec {} {} run --matrix {matrix} --inventory {inventory} --profile ha --iface {IF} \
+         --socket {sock} --format text",
+        c.ns("rppam1").name(),
+        bin.display()
+    );
+    tmux.keys(&[&line, "Enter"]);
+    let status = format!("watching {IF} · ");
+    let screen = tmux.wait("the status line", Duration::from_secs(20), |s| last_line(s).starts_with(&status));
+    assert!(
+        last_line(&screen).ends_with("no packet yet") || last_line(&screen).contains("last packet"),
+        "{screen}"
+    );
+
+    // An undocumented connection: its alert comes above, the status line stays last and counts it.
+    let addr = c.addr("rppam1", 8080);
+    let _planted = c.ns("rppam1").run(|| TcpListener::bind(addr)).expect("listen on 8080");
+    let (_, r) = traffic::tcp_attempt(c.ns("ws01"), c.ip("ws01"), addr, Duration::from_secs(1));
+    r.expect("connect to rppam1:8080");
+    let screen = tmux.wait("the alert above the status line", Duration::from_secs(10), |s| {
+        s.lines().any(|l| l.starts_with("UNEXPECTED") && l.contains(":8080"))
+            && last_line(s).starts_with(&status)
+            && !last_line(s).contains(" 0 findings")
+    });
+    let statuses = screen.lines().filter(|l| l.contains(&status)).count();
+    assert_eq!(statuses, 1, "one status line, drawn in place:\n{screen}");
+    assert!(last_line(&screen).contains("last packet"), "{screen}");
+
+    // Ctrl-C: the coverage report replaces the status line.
+    tmux.keys(&["C-c"]);
+    let screen = tmux
+        .wait("the coverage report", Duration::from_secs(15), |s| s.contains("documented rules never seen"));
+    assert!(!screen.contains(&status), "the status line is gone at exit:\n{screen}");
 }

@@ -176,6 +176,17 @@ impl Pipeline {
             tracked_flows: self.judge.tracked(),
             interfaces: self.last_read.as_ref().map(|(kernel, _)| kernel.interfaces.as_slice()),
         });
+        if self.out.sink.has_status_line() {
+            let status = self.recorder.status(&self.judge, self.interface_names());
+            self.out.sink.status(&status.line());
+        }
+    }
+
+    fn interface_names(&self) -> Vec<String> {
+        self.last_read
+            .as_ref()
+            .map(|(kernel, _)| kernel.interfaces.iter().map(|i| i.name.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The coverage report, as `monitor report` gets it.
@@ -185,12 +196,7 @@ impl Pipeline {
 
     /// The live state, as `monitor top` gets it (`state json`).
     pub fn state(&self) -> State {
-        let interfaces = self
-            .last_read
-            .as_ref()
-            .map(|(kernel, _)| kernel.interfaces.iter().map(|i| i.name.clone()).collect())
-            .unwrap_or_default();
-        self.recorder.state(&self.judge, interfaces)
+        self.recorder.state(&self.judge, self.interface_names())
     }
 
     /// A reload's result: the new matrix and inventory in force, or the old

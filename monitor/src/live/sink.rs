@@ -75,18 +75,23 @@ pub struct Sink {
     reporter: Reporter,
     color: bool,
     failures: Throttle,
+    /// The status line shown under the alerts, when text goes to a
+    /// terminal: redrawn in place every tick, cleared before each line.
+    status: Option<String>,
 }
 
 impl Sink {
     pub fn stdout(format: Format) -> Sink {
         let out = io::stdout();
-        let color = format == Format::Text && out.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let terminal = format == Format::Text && out.is_terminal();
+        let color = terminal && std::env::var_os("NO_COLOR").is_none();
         Sink {
             target: Target::Stdout(out),
             format,
             reporter: Reporter::local(),
             color,
             failures: Throttle::new(FAILURE_REPORT_EVERY),
+            status: terminal.then(String::new),
         }
     }
 
@@ -113,6 +118,7 @@ impl Sink {
             reporter: Reporter::local(),
             color: false,
             failures: Throttle::new(FAILURE_REPORT_EVERY),
+            status: None,
         })
     }
 
@@ -151,6 +157,10 @@ impl Sink {
     /// Writes the coverage report at exit: a JSON line, or text, in the
     /// stream; on stderr when the stream holds events only (OCSF, Falco).
     pub fn write_report(&mut self, report: &CoverageReport) -> io::Result<()> {
+        // The last line: the status line goes for good.
+        if let (Some(_), Target::Stdout(s)) = (self.status.take(), &self.target) {
+            let _ = write!(s.lock(), "{CLEAR_LINE}");
+        }
         match self.format {
             Format::Json => self.write_line(&serde_json::to_string(report).map_err(io::Error::other)?),
             Format::Text => self.write_line(&report.to_text()),
@@ -162,11 +172,28 @@ impl Sink {
         }
     }
 
+    /// Whether this sink keeps a status line (text on a terminal).
+    pub fn has_status_line(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// Shows `line` as the status line, in place of the last one; nothing
+    /// when this sink keeps none. A failed write is left for the next tick.
+    pub fn status(&mut self, line: &str) {
+        let Some(status) = &mut self.status else { return };
+        status.clear();
+        status.push_str(line);
+        if let Target::Stdout(s) = &self.target {
+            let mut s = s.lock();
+            let _ = write!(s, "{CLEAR_LINE}{line}");
+            let _ = s.flush();
+        }
+    }
+
     /// Writes a line that is not an alert; errors are returned as they are.
+    /// The status line, if any, is cleared first and drawn again after it.
     pub fn write_line(&mut self, line: &str) -> io::Result<()> {
-        let mut buf = String::with_capacity(line.len() + 1);
-        buf.push_str(line);
-        buf.push('\n');
+        let buf = framed(line, self.status.as_deref());
         // Alerts are consumed live: never sit in a buffer.
         match &mut self.target {
             Target::Stdout(s) => {
@@ -179,6 +206,24 @@ impl Sink {
     }
 }
 
+/// `line` and its newline as written: with a status line, erased first
+/// and drawn again under it.
+fn framed(line: &str, status: Option<&str>) -> String {
+    let mut buf = String::with_capacity(line.len() + 1 + status.map_or(0, |s| s.len() + CLEAR_LINE.len()));
+    if status.is_some() {
+        buf.push_str(CLEAR_LINE);
+    }
+    buf.push_str(line);
+    buf.push('\n');
+    if let Some(status) = status {
+        buf.push_str(status);
+    }
+    buf
+}
+
+/// Back to the start of the line, and the line erased (ANSI: CR, EL 2).
+const CLEAR_LINE: &str = "\r\x1b[2K";
+
 fn style(kind: Kind) -> Style {
     let color = match kind {
         Kind::Unexpected => AnsiColor::Yellow,
@@ -187,4 +232,20 @@ fn style(kind: Kind) -> Style {
         Kind::Overflow => AnsiColor::Cyan,
     };
     Style::new().fg_color(Some(color.into())).bold()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_under_a_status_line_erases_it_and_draws_it_again_below() {
+        assert_eq!(framed("BLOCKED tcp ...", None), "BLOCKED tcp ...\n");
+        assert_eq!(
+            framed("BLOCKED tcp ...", Some("watching eth0 · 3 flows")),
+            "\r\x1b[2KBLOCKED tcp ...\nwatching eth0 · 3 flows"
+        );
+        // Before the first tick the status line is empty: erased, nothing drawn.
+        assert_eq!(framed("x", Some("")), "\r\x1b[2Kx\n");
+    }
 }

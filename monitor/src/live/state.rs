@@ -88,6 +88,26 @@ pub struct Status {
     pub secs_since_event: Option<f64>,
 }
 
+impl Status {
+    /// One line for a terminal: `watching eth0 · 1,204 flows · 1,190
+    /// conforming · 14 findings · last packet 2s ago`.
+    pub fn line(&self) -> String {
+        let watching = if self.interfaces.is_empty() {
+            "attaching".to_string()
+        } else {
+            format!("watching {}", self.interfaces.join(", "))
+        };
+        let last = match self.secs_since_packet {
+            None => "no packet yet".to_string(),
+            Some(s) => format!("last packet {}s ago", s.floor() as u64),
+        };
+        format!(
+            "{watching} · {} flows · {} conforming · {} findings · {last}",
+            self.flows_seen, self.conforming, self.findings
+        )
+    }
+}
+
 /// A verdict, in the order of how bad it is: the grid shows a cell's worst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -535,6 +555,24 @@ impl Recorder {
     }
 
     /// The answer to `state json`; `interfaces` as of the last table read.
+    /// Whether the agent is watching and what it has seen: the state's
+    /// first part, and `monitor run`'s status line on a terminal.
+    pub fn status(&self, judge: &Judge, interfaces: Vec<String>) -> Status {
+        let now = SystemTime::now();
+        let c = judge.counts;
+        Status {
+            interfaces,
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            flows_seen: c.flows.saturating_sub(c.network_control),
+            conforming: c.conforming,
+            findings: self.findings.total,
+            secs_since_packet: self
+                .last_packet
+                .map(|t| now.duration_since(t).unwrap_or_default().as_secs_f64()),
+            secs_since_event: self.last_event.map(|t| t.elapsed().as_secs_f64()),
+        }
+    }
+
     pub fn state(&self, judge: &Judge, interfaces: Vec<String>) -> State {
         let engine = judge.engine();
         let report = judge.coverage.report(engine);
@@ -551,21 +589,9 @@ impl Recorder {
                 f
             })
             .collect();
-        let now = SystemTime::now();
-        let c = judge.counts;
         State {
             record: "state".into(),
-            status: Status {
-                interfaces,
-                uptime_secs: self.started.elapsed().as_secs_f64(),
-                flows_seen: c.flows.saturating_sub(c.network_control),
-                conforming: c.conforming,
-                findings: self.findings.total,
-                secs_since_packet: self
-                    .last_packet
-                    .map(|t| now.duration_since(t).unwrap_or_default().as_secs_f64()),
-                secs_since_event: self.last_event.map(|t| t.elapsed().as_secs_f64()),
-            },
+            status: self.status(judge, interfaces),
             coverage: report.rules,
             findings,
             findings_dropped: self.findings.dropped,
@@ -704,5 +730,17 @@ mod tests {
         let mut none = Busiest::new(0);
         none.offer(&flow("10.0.0.1", "10.0.0.2", 1, 1));
         assert!(none.into_sorted().is_empty());
+    }
+
+    #[test]
+    fn the_status_line_says_what_is_watched_and_when_the_last_packet_came() {
+        let mut s = Status { flows_seen: 12, conforming: 9, findings: 3, ..Status::default() };
+        assert_eq!(s.line(), "attaching · 12 flows · 9 conforming · 3 findings · no packet yet");
+        s.interfaces = vec!["eth0".into(), "eth1".into()];
+        s.secs_since_packet = Some(2.7);
+        assert_eq!(
+            s.line(),
+            "watching eth0, eth1 · 12 flows · 9 conforming · 3 findings · last packet 2s ago"
+        );
     }
 }
