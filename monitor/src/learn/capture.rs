@@ -13,7 +13,6 @@ use super::{Observed, Unused};
 use crate::{
     alert::Kind,
     engine::{RuleInfo, Sources, SourcesError},
-    matrix::format_ports,
     replay::{
         judge::{judge_capture, JudgeError, Options},
         UnusedRule,
@@ -96,14 +95,7 @@ impl Observations {
                 None => true,
                 Some(t) => start.is_some_and(|s| *t < s),
             })
-            .map(|r| UnusedRule {
-                id: r.id.clone(),
-                source: r.source.clone(),
-                target: r.target.clone(),
-                ports: if r.ports.is_empty() { String::new() } else { format_ports(&r.ports) },
-                proto: r.proto,
-                provenance: r.provenance.clone(),
-            })
+            .map(UnusedRule::of)
             .collect()
     }
 

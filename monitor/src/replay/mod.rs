@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::{
     alert::SCHEMA,
-    engine::{Engine, RuleIdx, Verdict},
+    engine::{Engine, RuleIdx, RuleInfo, Verdict},
     flow::{ser_time, Flow, FlowState, Proto},
     matrix::format_ports,
     verdict::{Counts, Outcome},
@@ -57,14 +57,7 @@ impl Tally {
             .iter()
             .enumerate()
             .filter(|(i, _)| !self.seen.contains(&RuleIdx(*i as u32)))
-            .map(|(_, r)| UnusedRule {
-                id: r.id.clone(),
-                source: r.source.clone(),
-                target: r.target.clone(),
-                ports: if r.ports.is_empty() { String::new() } else { format_ports(&r.ports) },
-                proto: r.proto,
-                provenance: r.provenance.clone(),
-            })
+            .map(|(_, r)| UnusedRule::of(r))
             .collect()
     }
 }
@@ -128,6 +121,20 @@ pub struct UnusedRule {
     pub proto: Proto,
     /// `file:line` of the rule.
     pub provenance: String,
+}
+
+impl UnusedRule {
+    /// The rule `r` of the engine, as the summary lists it.
+    pub fn of(r: &RuleInfo) -> UnusedRule {
+        UnusedRule {
+            id: r.id.clone(),
+            source: r.source.clone(),
+            target: r.target.clone(),
+            ports: if r.ports.is_empty() { String::new() } else { format_ports(&r.ports) },
+            proto: r.proto,
+            provenance: r.provenance.clone(),
+        }
+    }
 }
 
 /// The last JSON line of `monitor check`.
