@@ -49,6 +49,21 @@ pub fn check(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `monitor ARGS` (outside any namespace), which must succeed, and
+/// returns its standard output.
+pub fn run(args: &[&str]) -> String {
+    let out = std::process::Command::new(require_monitor_bin()).args(args).output().expect("run monitor");
+    assert!(
+        out.status.success(),
+        "`monitor {}` failed ({}):\n{}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Panics with what to do when the binary is not there.
 pub fn require_monitor_bin() -> PathBuf {
     let bin = monitor_bin();

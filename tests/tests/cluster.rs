@@ -341,20 +341,19 @@ fn documented_paths_dropped_refused_or_prohibited_are_blocked() {
     // labelled with how it failed, and no undocumented edge.
     let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
     let socket = a.socket.display().to_string();
-    let dot =
-        monitor_tests::cmd::run(std::process::Command::new(monitor_tests::monitor::monitor_bin()).args([
-            "graph",
-            "--socket",
-            &socket,
-            "--matrix",
-            &matrix,
-            "--inventory",
-            &inventory,
-            "--profile",
-            "ha",
-            "--format",
-            "dot",
-        ]));
+    let dot = monitor_tests::monitor::run(&[
+        "graph",
+        "--socket",
+        &socket,
+        "--matrix",
+        &matrix,
+        "--inventory",
+        &inventory,
+        "--profile",
+        "ha",
+        "--format",
+        "dot",
+    ]);
     for (rule, how) in [
         ("redis", "refused 1"),
         ("heartbeat", "icmp-rejected (admin-prohibited) 1"),
@@ -369,20 +368,19 @@ fn documented_paths_dropped_refused_or_prohibited_are_blocked() {
     assert!(!dot.contains("darkorange"), "an undocumented edge:\n{dot}");
     // `monitor report --format html` is the page of that state: the three
     // findings, each with its rule's document line, and the graph.
-    let page =
-        monitor_tests::cmd::run(std::process::Command::new(monitor_tests::monitor::monitor_bin()).args([
-            "report",
-            "--socket",
-            &socket,
-            "--format",
-            "html",
-            "--matrix",
-            &matrix,
-            "--inventory",
-            &inventory,
-            "--profile",
-            "ha",
-        ]));
+    let page = monitor_tests::monitor::run(&[
+        "report",
+        "--socket",
+        &socket,
+        "--format",
+        "html",
+        "--matrix",
+        &matrix,
+        "--inventory",
+        &inventory,
+        "--profile",
+        "ha",
+    ]);
     assert_eq!(page.matches("<tr class=\"finding\" data-kind=\"blocked\"").count(), 3, "{page}");
     assert!(page.contains("<svg") && page.matches("matrix.yaml:").count() >= 3, "{page}");
     settle();

@@ -11,14 +11,13 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    process::{Command, Output},
 };
 
 use monitor_tests::{
     agent::rp_pam,
     capture::Capture,
     cluster::Cluster,
-    monitor::require_monitor_bin,
+    monitor,
     traffic::{tcp_echo_client, TcpEchoServer},
 };
 use serde_json::Value;
@@ -26,21 +25,6 @@ use serde_json::Value;
 /// The rules the test takes out of the matrix: the database, Redis and
 /// the heartbeat between nodes.
 const REMOVED: [&str; 3] = ["db-postgres", "redis", "heartbeat"];
-
-fn monitor(args: &[&str]) -> Output {
-    Command::new(require_monitor_bin()).args(args).output().expect("run monitor")
-}
-
-fn ok(what: &str, out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "`monitor {what}` failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The matrix text without the rule blocks of `ids`.
 fn without(text: &str, ids: &[&str]) -> String {
@@ -58,7 +42,7 @@ fn without(text: &str, ids: &[&str]) -> String {
 /// `monitor matrix show --format json`.
 fn rules(matrix: &Path, only: Option<&[&str]>) -> BTreeSet<(String, String, String, String)> {
     let m = matrix.display().to_string();
-    let out = ok("matrix show", &monitor(&["matrix", "show", &m, "--profile", "ha", "--format", "json"]));
+    let out = monitor::run(&["matrix", "show", &m, "--profile", "ha", "--format", "json"]);
     out.lines()
         .map(|l| serde_json::from_str::<Value>(l).expect("matrix show prints JSON lines"))
         .filter(|r| r["active"] == true)
@@ -120,8 +104,7 @@ fn learn_proposes_exactly_the_three_missing_rules_in_group_terms_and_the_merge_c
     let (m, inv, p) = (trimmed.display().to_string(), rp_pam("inventory.ini"), pcap.display().to_string());
     let sources = ["--matrix", m.as_str(), "--inventory", inv.as_str(), "--profile", "ha"];
     let check = |matrix: &str| {
-        let out = monitor(&[
-            "check",
+        let stdout = monitor::check(&[
             "--matrix",
             matrix,
             "--inventory",
@@ -133,8 +116,6 @@ fn learn_proposes_exactly_the_three_missing_rules_in_group_terms_and_the_merge_c
             "--format",
             "json",
         ]);
-        assert!(matches!(out.status.code(), Some(0 | 1)), "check: {}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let summary: Value =
             serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("JSON");
         (summary["unexpected"].as_u64().expect("an unexpected count"), stdout)
@@ -151,7 +132,7 @@ fn learn_proposes_exactly_the_three_missing_rules_in_group_terms_and_the_merge_c
     let mut args = vec!["learn"];
     args.extend(sources);
     args.extend(["--pcap", &p, "-o", patch.to_str().unwrap()]);
-    ok("learn", &monitor(&args));
+    monitor::run(&args);
     let patch_text = std::fs::read_to_string(&patch).expect("the patch");
     for host in ["rppam1", "rppam2", "rppam3", "db1", "redis1"] {
         assert!(
@@ -167,13 +148,10 @@ fn learn_proposes_exactly_the_three_missing_rules_in_group_terms_and_the_merge_c
     let mut args = vec!["learn"];
     args.extend(sources);
     args.extend(["--pcap", &p, "--merge-into", &m, "-o", merged.to_str().unwrap()]);
-    ok("learn --merge-into", &monitor(&args));
+    monitor::run(&args);
     let merged_text = std::fs::read_to_string(&merged).expect("the merged matrix");
     assert_eq!(merged_text.matches("learnt:").count(), 3, "three learnt rules:\n{merged_text}");
-    ok(
-        "matrix lint",
-        &monitor(&["matrix", "lint", merged.to_str().unwrap(), "--inventory", &inv, "--profile", "ha"]),
-    );
+    monitor::run(&["matrix", "lint", merged.to_str().unwrap(), "--inventory", &inv, "--profile", "ha"]);
     let learnt: BTreeSet<_> = rules(&merged, None).difference(&rules(&trimmed, None)).cloned().collect();
     assert_eq!(learnt, removed, "learn must propose exactly the removed rules:\n{patch_text}");
     let (after, out) = check(merged.to_str().unwrap());
