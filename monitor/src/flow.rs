@@ -22,6 +22,13 @@ pub enum Proto {
 }
 
 impl Proto {
+    pub const ALL: [Proto; 4] = [Proto::Tcp, Proto::Udp, Proto::Icmp, Proto::Icmpv6];
+
+    /// The protocol [`Proto::as_str`] names.
+    pub fn from_name(name: &str) -> Option<Proto> {
+        Proto::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
     pub fn from_number(n: u8) -> Option<Proto> {
         match n {
             proto::TCP => Some(Proto::Tcp),
@@ -115,6 +122,16 @@ pub enum FlowState {
 }
 
 impl FlowState {
+    pub const ALL: [FlowState; 7] = [
+        FlowState::Awaiting,
+        FlowState::Established,
+        FlowState::Closed,
+        FlowState::Refused,
+        FlowState::Unanswered,
+        FlowState::IcmpUnreachable,
+        FlowState::Answered,
+    ];
+
     /// The connection attempt failed: refused, unanswered or ICMP-rejected.
     pub fn is_failure(self) -> bool {
         matches!(self, FlowState::Refused | FlowState::Unanswered | FlowState::IcmpUnreachable)

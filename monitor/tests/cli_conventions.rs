@@ -126,11 +126,14 @@ fn every_duration_option_takes_units() {
             let name = format!("{path} --{}", arg.get_long().unwrap_or_else(|| arg.get_id().as_str()));
             assert!(!names.iter().any(|n| n.contains("SEC")), "{name} still takes {names:?}");
             if names == ["DURATION"] {
-                // Parsed alone: the command's other required options relaxed.
+                // Parsed alone: the command's other required options, and those it requires, relaxed.
                 let parse = |value: &str| {
                     let long = arg.get_long().expect("a long option");
                     cmd.clone()
-                        .mut_args(|a| a.required(false))
+                        .mut_args(|a| {
+                            let reset = clap::builder::Resettable::<clap::Id>::Reset;
+                            a.required(false).requires(reset.clone()).required_unless_present(reset)
+                        })
                         .try_get_matches_from([cmd.get_name().to_string(), format!("--{long}={value}")])
                         .map(|m| *m.get_one::<Duration>(arg.get_id().as_str()).expect("a Duration"))
                 };
@@ -177,7 +180,10 @@ fn every_duration_option_takes_units() {
             "monitor run --dns-grace",
             "monitor run --interval",
             "monitor run --syn-timeout",
+            "monitor top --dedup-window",
+            "monitor top --dns-grace",
             "monitor top --interval",
+            "monitor top --syn-timeout",
         ]
     );
 }
@@ -189,7 +195,7 @@ fn durations_reach_the_commands_as_written() {
     let parse = |args: &[&str]| Cli::try_parse_from([&["monitor"][..], args].concat()).unwrap().command;
     let Sub::Run(run) = parse(&["run", "--matrix", "m.yaml"]) else { panic!() };
     assert_eq!(
-        (run.syn_timeout, run.dedup_window, run.interval, run.dns_grace),
+        (run.agent.syn_timeout, run.agent.dedup_window, run.agent.interval, run.agent.dns_grace),
         (Duration::from_secs(3), Duration::from_secs(600), Duration::from_secs(1), Duration::from_secs(60))
     );
     let Sub::Run(run) = parse(&[
@@ -208,7 +214,7 @@ fn durations_reach_the_commands_as_written() {
         panic!()
     };
     assert_eq!(
-        (run.syn_timeout, run.dedup_window, run.interval, run.dns_grace),
+        (run.agent.syn_timeout, run.agent.dedup_window, run.agent.interval, run.agent.dns_grace),
         (
             Duration::from_millis(500),
             Duration::from_secs(3600),
@@ -417,4 +423,27 @@ fn a_repeated_set_is_an_error_in_every_command() {
             assert_ne!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
+}
+
+/// `monitor top` without `--matrix` attaches to an agent: an option only
+/// an agent has is refused, not ignored, and the learn sources exclude
+/// each other.
+#[test]
+fn options_that_need_an_agent_or_a_capture_say_so() {
+    for args in
+        [&["top", "--iface", "eth0"][..], &["top", "--alerts-out", "a.jsonl"], &["top", "--format", "text"]]
+    {
+        let out = monitor().args(args).output().expect("run monitor");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--matrix <FILE>"), "{args:?} names what it needs: {err}");
+    }
+    let m = example("matrix.yaml");
+    let m = m.to_str().unwrap();
+    let out = monitor().args(["learn", "--matrix", m, "--pcap", "a.pcap", "--socket", "s"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let out = monitor().args(["learn", "--matrix", m]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--pcap <FILE>"), "{err}");
 }

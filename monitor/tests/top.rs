@@ -87,6 +87,7 @@ fn finding(
         state: "established".into(),
         packets: 10,
         bytes: 1000,
+        initiator_seen: true,
         first_seen: ago(last + 30),
         last_seen: ago(last),
     }

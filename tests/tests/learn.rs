@@ -3,18 +3,22 @@
 //! matrix it is judged against lacks three documented rules. `learn` must
 //! propose exactly those three, in the matrix's own names (services and
 //! groups, not hosts), and after `--merge-into` the matrix lints and
-//! `monitor check` finds nothing unexpected on the same capture.
+//! `monitor check` finds nothing unexpected on the same capture. An agent
+//! on the switch, watching every bridge port, sees the same traffic:
+//! `learn --socket` must propose the same three rules from its findings.
 //!
 //! NEEDS ROOT, tcpdump and the monitor binary (`cargo xtask build`, or
-//! MONITOR_BIN; `learn` and `check` need no eBPF object).
+//! MONITOR_BIN and MONITOR_EBPF_OBJECT for the agent).
 
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
+use ::monitor::live::state::Verdict;
 use monitor_tests::{
-    agent::rp_pam,
+    agent::{rp_pam, Agent},
     capture::Capture,
     cluster::Cluster,
     monitor,
@@ -95,14 +99,24 @@ fn learn_proposes_exactly_the_three_missing_rules_in_group_terms_and_the_merge_c
     let removed = rules(&original, Some(&REMOVED));
     assert_eq!(removed.len(), 3, "{removed:?}");
 
-    let c = Cluster::new(&["rppam1", "rppam2", "rppam3", "db1", "redis1"]);
+    let hosts = ["rppam1", "rppam2", "rppam3", "db1", "redis1"];
+    let c = Cluster::new(&hosts);
+    let (m, inv) = (trimmed.display().to_string(), rp_pam("inventory.ini"));
+    let sources = ["--matrix", m.as_str(), "--inventory", inv.as_str(), "--profile", "ha"];
+    // The switch's side of every host's veth (`br0p0`...).
+    let ports: Vec<String> = (0..hosts.len()).map(|i| format!("{}p{i}", Cluster::BRIDGE)).collect();
+    let socket = dir.path().join("switch.sock").display().to_string();
+    let mut agent_args: Vec<&str> = sources.to_vec();
+    agent_args.extend(["--socket", &socket, "--node", "switch"]);
+    for p in &ports {
+        agent_args.extend(["--iface", p]);
+    }
+    let agent = Agent::start(c.switch(), &ports[0], &agent_args);
     let cap = Capture::start(c.switch(), Cluster::BRIDGE);
     traffic(&c);
     let pcap = dir.path().join("cluster.pcap");
     cap.save(&pcap);
-
-    let (m, inv, p) = (trimmed.display().to_string(), rp_pam("inventory.ini"), pcap.display().to_string());
-    let sources = ["--matrix", m.as_str(), "--inventory", inv.as_str(), "--profile", "ha"];
+    let p = pcap.display().to_string();
     let check = |matrix: &str| {
         let stdout = monitor::check(&[
             "--matrix",
@@ -156,4 +170,28 @@ fn learn_proposes_exactly_the_three_missing_rules_in_group_terms_and_the_merge_c
     assert_eq!(learnt, removed, "learn must propose exactly the removed rules:\n{patch_text}");
     let (after, out) = check(merged.to_str().unwrap());
     assert_eq!(after, 0, "unexpected flows after the merge:\n{out}");
+
+    // The agent's findings: the same three rules. Its findings come as the
+    // flows are judged (the TCP ones at their answer or close, within a
+    // table read of 1 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let unexpected = loop {
+        let state = agent.state();
+        let n: u64 = state.findings.iter().filter(|f| f.kind == Verdict::Unexpected).map(|f| f.count).sum();
+        if n >= before || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(unexpected >= 9, "the agent saw {unexpected} unexpected flows, not the 9:\n{}", agent.stderr());
+    let live = dir.path().join("live.yaml");
+    let mut args = vec!["learn"];
+    args.extend(sources);
+    args.extend(["--socket", &socket, "--merge-into", &m, "-o", live.to_str().unwrap()]);
+    monitor::run(&args);
+    let live_text = std::fs::read_to_string(&live).expect("the matrix merged from the agent");
+    assert!(live_text.contains(&format!("seen_in: [\"agent {socket}\"]")), "{live_text}");
+    let learnt_live: BTreeSet<_> = rules(&live, None).difference(&rules(&trimmed, None)).cloned().collect();
+    assert_eq!(learnt_live, removed, "learn --socket must propose exactly the removed rules:\n{live_text}");
+    agent.stop().assert_success();
 }

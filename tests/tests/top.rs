@@ -48,6 +48,12 @@ impl Tmux {
         String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
     }
 
+    /// The pane with its scrollback, for output longer than the pane.
+    fn history(&self) -> String {
+        let out = self.run(&["capture-pane", "-p", "-S", "-", "-t", "top"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn display(&self, format: &str) -> String {
         let out = self.run(&["display-message", "-p", "-t", "top", format]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -216,4 +222,78 @@ fn run_on_a_terminal_keeps_one_status_line_under_its_alerts() {
     let screen = tmux
         .wait("the coverage report", Duration::from_secs(15), |s| s.contains("documented rules never seen"));
     assert!(!screen.contains(&status), "the status line is gone at exit:\n{screen}");
+}
+
+#[test]
+fn top_with_a_matrix_runs_its_own_agent_and_prints_the_coverage_when_it_ends() {
+    let c = Cluster::new(&["rppam1", "db1", "ws01"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (matrix, inventory) = (rp_pam("matrix.yaml"), rp_pam("inventory.ini"));
+    let alerts = dir.path().join("alerts.jsonl");
+    let bin = require_monitor_bin();
+    let tmux = Tmux::new("local");
+    tmux.run(&["new-session", "-d", "-s", "top", "-x", "80", "-y", "24", "sh"]);
+    tmux.run(&["set-option", "-t", "top", "status", "off"]);
+    // The options are `monitor run`'s; no --socket: a private one.
+    let line = format!(
+        "ip netns exec {} {} top --matrix {matrix} --inventory {inventory} --profile ha --iface {IF} \
+         --node rppam1 --alerts-out {} ; echo top-exit=$?",
+        c.ns("rppam1").name(),
+        bin.display(),
+        alerts.display()
+    );
+    tmux.keys(&[&line, "Enter"]);
+    // Attached once its programs are: the status line names the interface.
+    tmux.wait("the view of its own agent", Duration::from_secs(30), |s| s.lines().any(|l| l.starts_with(IF)));
+
+    let db = traffic::TcpEchoServer::start(c.ns("db1"), c.addr("db1", 5432), 1);
+    traffic::tcp_echo_client(c.ns("rppam1"), db.addr, 3, 200);
+    assert_eq!(db.join(), vec![600]);
+    let addr = c.addr("rppam1", 8080);
+    let _planted = c.ns("rppam1").run(|| TcpListener::bind(addr)).expect("listen on 8080");
+    let (_, r) = traffic::tcp_attempt(c.ns("ws01"), c.ip("ws01"), addr, Duration::from_secs(1));
+    r.expect("connect to rppam1:8080");
+    tmux.wait("db-postgres used", Duration::from_secs(10), |s| flows_of(s, "db-postgres") == Some(1));
+    tmux.keys(&["2"]);
+    tmux.wait("the 8080 finding", Duration::from_secs(10), |s| {
+        s.lines().any(|l| l.starts_with("unexpected") && l.split_whitespace().nth(3) == Some("8080"))
+    });
+
+    // q stops the agent too: the coverage report and where the alerts went.
+    tmux.keys(&["q"]);
+    tmux.wait("the shell after top", Duration::from_secs(20), |s| {
+        s.lines().any(|l| l.starts_with("top-exit="))
+    });
+    let screen = tmux.history();
+    assert!(screen.contains("\ntop-exit=0"), "{screen}");
+    assert_eq!(tmux.display("#{alternate_on}"), "0", "the alternate screen was left:\n{screen}");
+    assert!(screen.contains("documented rules never seen"), "the coverage report:\n{screen}");
+    assert!(screen.contains(" flows: 1 conforming, 1 unexpected,"), "the agent's summary:\n{screen}");
+    // The agent's log went to a file, not over the view.
+    let log = screen
+        .lines()
+        .find_map(|l| l.strip_prefix("monitor: the agent's log in "))
+        .unwrap_or_else(|| panic!("where the log is:\n{screen}"));
+    let logged = std::fs::read_to_string(log).expect("the agent's log");
+    assert!(logged.contains("watching"), "{log}:\n{logged}");
+    std::fs::remove_dir_all(Path::new(log).parent().expect("the log's directory")).expect("remove it");
+    assert!(screen.contains(&format!("alerts in {}", alerts.display())), "{screen}");
+    let written = std::fs::read_to_string(&alerts).expect("the alerts file");
+    let alert = written
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|a| a["type"] == "alert" && a["dst"]["port"] == 8080);
+    assert!(
+        alert.is_some_and(|a| a["kind"] == "unexpected"),
+        "the 8080 alert in {}:\n{written}",
+        alerts.display()
+    );
+    assert!(
+        written.lines().last().is_some_and(|l| l.contains("\"coverage\"")),
+        "the coverage report ends the file:\n{written}"
+    );
+    // Nothing of the agent is left: no process in the namespace.
+    let left =
+        Command::new("ip").args(["netns", "pids", c.ns("rppam1").name()]).output().expect("ip netns pids");
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "processes left in the namespace");
 }

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use super::{duration::parse_duration, sources::EngineArgs};
 use crate::{
     learn::{
+        agent,
         capture::{self, Observations},
         cover::Places,
         merge::{self, Additions},
@@ -21,7 +22,8 @@ use crate::{
     replay::{judge, UnusedRule},
 };
 
-/// Propose matrix rules for the undocumented flows of captures, in the
+/// Propose matrix rules for the undocumented flows of captures or of a
+/// running agent, in the
 /// matrix's own names: the smallest service or inventory group that holds
 /// every client (or server) seen, else their zone, a CIDR last; server
 /// ports folded into ranges (the clients' ephemeral ports never appear).
@@ -39,10 +41,15 @@ pub struct Args {
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Capture to learn from: pcap or pcapng (repeatable: the flows of every capture together).
-    #[arg(long = "pcap", value_name = "FILE", required = true)]
+    #[arg(long = "pcap", value_name = "FILE", required_unless_present = "socket", conflicts_with = "socket")]
     pub pcaps: Vec<PathBuf>,
-    /// Learn only from flows last seen within this long before the captures' last packet,
-    /// e.g. 24h, 30m (a plain number is seconds); rules unused within it are listed. Default: every flow.
+    /// Learn from a running `monitor run` instead: its control socket. It reads the agent's
+    /// newest findings (it keeps 200, repeats counted) and each rule's last use.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Learn only from flows last seen within this long before the captures' last packet (or,
+    /// with --socket, before now), e.g. 24h, 30m (a plain number is seconds); rules unused
+    /// within it are listed. Default: every flow.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub window: Option<Duration>,
     /// Write this matrix file with the proposals added (its text kept, comments included)
@@ -54,10 +61,10 @@ pub struct Args {
     pub output: Option<PathBuf>,
     /// How long a connection attempt may wait for an answer, measured to the end of the
     /// capture, before it counts as unanswered (such attempts are not learnt from).
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, conflicts_with = "socket")]
     pub syn_timeout: Duration,
     /// How long a DNS answer's binding holds past its TTL (docs/dns.md).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, conflicts_with = "socket")]
     pub dns_grace: Duration,
 }
 
@@ -71,15 +78,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for w in &compiled.warnings {
         eprintln!("monitor: {w}");
     }
-    let options = judge::Options { syn_timeout: args.syn_timeout, dns_grace: args.dns_grace };
-    let obs = capture::observe(&sources, &args.pcaps, options)?;
+    let (obs, seen_in) = match &args.socket {
+        Some(socket) => {
+            let obs = agent::observe(socket, compiled.engine.rules())?;
+            (obs, vec![format!("agent {}", socket.display())])
+        }
+        None => {
+            let options = judge::Options { syn_timeout: args.syn_timeout, dns_grace: args.dns_grace };
+            let obs = capture::observe(&sources, &args.pcaps, options)?;
+            (obs, args.pcaps.iter().map(|p| p.display().to_string()).collect())
+        }
+    };
     let places =
         Places::new(&compiled.matrix, compiled.inventory.as_ref(), &compiled.selection, &compiled.engine)
             .with_context(|| format!("{}: cannot name the observed addresses", sources.matrix.display()))?;
     let learnt =
         propose(&obs.observed, &places, &compiled.matrix, Options { window: args.window, end: obs.end });
     let unused = obs.unused_since(learnt.start);
-    let seen_in: Vec<String> = args.pcaps.iter().map(|p| p.display().to_string()).collect();
 
     let body = match &args.merge_into {
         None => render::patch(&learnt, &places, &unused, &seen_in),
@@ -145,6 +160,15 @@ fn summary(learnt: &Learnt, obs: &Observations, unused: &[UnusedRule], in_patch:
         "  left out: {} failed attempt(s), {} flow(s) whose start was not seen, {} exposed flow(s), {} older than the window",
         l.failed, l.guessed, l.exposed, learnt.outside_window
     );
+    if obs.pushed_out > 0 {
+        let _ = writeln!(
+            s,
+            "  {} older finding(s) had been pushed out of the agent's list (it keeps the newest {}): \
+             not learnt from; learn more often, or from captures",
+            obs.pushed_out,
+            crate::live::state::MAX_FINDINGS
+        );
+    }
     if in_patch {
         let _ = writeln!(
             s,

@@ -12,6 +12,7 @@ use tokio::{
 use super::{duration::parse_duration, sources::EngineArgs};
 use crate::{
     dns::CacheOptions,
+    engine::Sources,
     kernel::{stream::StreamOptions, AttachMode, LoadOptions},
     live::{
         control::DEFAULT_SOCKET, dedup::DedupOptions, metrics::check_listen_addr, sink::Format,
@@ -28,86 +29,119 @@ use crate::{
 pub struct Args {
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// The agent's options besides what it judges against: `monitor run`'s,
+/// and `monitor top`'s when it runs the agent itself. Those only an agent
+/// has require `--matrix`, so that `monitor top` without one (attached to
+/// a running agent) refuses them instead of ignoring them.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AgentArgs {
     /// Interface to watch (repeatable). Default: every interface that is up, except loopback.
-    #[arg(long = "iface", value_name = "IF")]
+    #[arg(long = "iface", value_name = "IF", requires = "matrix")]
     pub ifaces: Vec<String>,
     /// How to attach the ingress program (docs/flows.md).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", requires = "matrix")]
     pub attach: AttachMode,
     /// How alerts are written: JSON lines, text, OCSF or Falco events (docs/alerts.md).
-    #[arg(long, value_enum, default_value = "json")]
+    #[arg(long, value_enum, default_value = "json", requires = "matrix")]
     pub format: Format,
     /// Append alerts to FILE instead of writing them to stdout.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "matrix")]
     pub alerts_out: Option<PathBuf>,
     /// Also POST alerts to URL: JSON arrays of the --format's events (Falco: one per POST); retries with backoff, a bounded queue, drops counted.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", requires = "matrix")]
     pub webhook: Option<String>,
     /// How long a connection attempt may wait for an answer before a documented path counts as
     /// blocked: `500ms`, `2s`, `1m30s`, or a plain number of seconds.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, requires = "matrix")]
     pub syn_timeout: Duration,
     /// One alert per (kind, client, server, port, protocol) per window of DURATION; repeats are counted.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, requires = "matrix")]
     pub dedup_window: Duration,
     /// Distinct off-matrix flows one source may open per window before they fold into one scan alert.
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    #[arg(long, value_name = "N", default_value_t = 32, requires = "matrix")]
     pub scan_threshold: u32,
-    /// Time between reads of the whole flow table (counters, timeouts), at least 50ms.
+    /// Time between reads of the whole flow table (counters, timeouts), at least 50ms;
+    /// `monitor top` redraws at this pace (attached, at least 100ms).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
     /// Flow table size (entries).
-    #[arg(long, default_value_t = monitor_common::FLOWS_MAX_ENTRIES)]
+    #[arg(long, default_value_t = monitor_common::FLOWS_MAX_ENTRIES, requires = "matrix")]
     pub max_flows: u32,
     /// Serve Prometheus metrics on ADDR (e.g. 127.0.0.1:9469). Off by default.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", requires = "matrix")]
     pub metrics: Option<SocketAddr>,
     /// Allow --metrics on an address other than loopback.
-    #[arg(long)]
+    #[arg(long, requires = "matrix")]
     pub metrics_public: bool,
     /// How long a DNS answer's binding holds past its TTL (docs/dns.md).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "matrix")]
     pub dns_grace: Duration,
-    /// Control socket for `monitor report` and `monitor top`.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    pub socket: PathBuf,
+    /// Control socket for `monitor report` and `monitor top` [default: /run/monitor/monitor.sock;
+    /// `monitor top --matrix` makes a private one].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// This host's name in the inventory, for the fleet metrics (docs/metrics.md). Default: the host name.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", requires = "matrix")]
     pub node: Option<String>,
     /// Most documented paths (rule, client, server) labelled in the metrics; attempts past it are counted in monitor_path_overflow_total.
-    #[arg(long, value_name = "N", default_value_t = crate::live::tally::MAX_PATHS)]
+    #[arg(long, value_name = "N", default_value_t = crate::live::tally::MAX_PATHS, requires = "matrix")]
     pub max_paths: usize,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(addr) = args.metrics {
-        check_listen_addr(addr, args.metrics_public)?;
+impl AgentArgs {
+    /// The agent's options, judging against `sources`, with its control
+    /// socket at `socket`.
+    pub fn options(self, sources: Sources, socket: PathBuf) -> anyhow::Result<RunOptions> {
+        if let Some(addr) = self.metrics {
+            check_listen_addr(addr, self.metrics_public)?;
+        }
+        Ok(RunOptions {
+            sources,
+            load: LoadOptions { ifaces: self.ifaces, mode: self.attach, max_flows: self.max_flows },
+            stream: StreamOptions {
+                interval: self.interval.max(Duration::from_millis(50)),
+                answer_timeout: self.syn_timeout,
+                ..StreamOptions::default()
+            },
+            dedup: DedupOptions {
+                window: self.dedup_window,
+                scan_threshold: self.scan_threshold,
+                ..DedupOptions::default()
+            },
+            format: self.format,
+            alerts_out: self.alerts_out,
+            webhook: self.webhook.map(|url| WebhookOptions::new(url).with_format(self.format)),
+            metrics: self.metrics,
+            socket: Some(socket),
+            dns: CacheOptions { grace: self.dns_grace, ..CacheOptions::default() },
+            node: match self.node {
+                Some(node) => node,
+                None => host_name().context("read the host name for --node (or pass --node NAME)")?,
+            },
+            max_paths: self.max_paths,
+        })
     }
-    let opts = RunOptions {
-        sources: args.engine.sources()?,
-        load: LoadOptions { ifaces: args.ifaces, mode: args.attach, max_flows: args.max_flows },
-        stream: StreamOptions {
-            interval: args.interval.max(Duration::from_millis(50)),
-            answer_timeout: args.syn_timeout,
-            ..StreamOptions::default()
-        },
-        dedup: DedupOptions {
-            window: args.dedup_window,
-            scan_threshold: args.scan_threshold,
-            ..DedupOptions::default()
-        },
-        format: args.format,
-        alerts_out: args.alerts_out,
-        webhook: args.webhook.map(|url| WebhookOptions::new(url).with_format(args.format)),
-        metrics: args.metrics,
-        socket: Some(args.socket),
-        dns: CacheOptions { grace: args.dns_grace, ..CacheOptions::default() },
-        node: match args.node {
-            Some(node) => node,
-            None => host_name().context("read the host name for --node (or pass --node NAME)")?,
-        },
-        max_paths: args.max_paths,
-    };
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let socket = args.agent.socket.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let opts = args.agent.options(args.engine.sources()?, socket)?;
+    with_agent_runtime(|reload| crate::live::run(opts, super::wait_for_shutdown_signal(), reload))
+}
+
+/// Runs `agent` on the agent's runtime, with its process-wide settings
+/// (allocator, open files) made first. The signals are installed here, not
+/// in the agent: SIGINT and SIGTERM are its shutdown (the caller passes
+/// [`super::wait_for_shutdown_signal`]), SIGHUP a reload, sent on the
+/// receiver `agent` is given.
+pub fn with_agent_runtime<F, T>(agent: impl FnOnce(mpsc::Receiver<()>) -> F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
     pin_malloc_thresholds();
     match raise_nofile_limit() {
         Ok((before, after)) => {
@@ -121,8 +155,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("start the async runtime")?;
     rt.block_on(async {
-        // The signals are installed here, not in the agent: SIGINT and
-        // SIGTERM are its shutdown, SIGHUP a reload.
         let mut hup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
         let (reload_tx, reload) = mpsc::channel(1);
         let reloads = async move {
@@ -133,7 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             std::future::pending::<()>().await
         };
         tokio::select! {
-            done = crate::live::run(opts, super::wait_for_shutdown_signal(), reload) => done,
+            done = agent(reload) => done,
             () = reloads => unreachable!("the SIGHUP loop never ends"),
         }
     })

@@ -246,6 +246,7 @@ fn an_agents_state_fills_the_rules_and_the_findings() {
         state: "refused".into(),
         packets: 1,
         bytes: 60,
+        initiator_seen: true,
         first_seen: at,
         last_seen: at,
     };

@@ -41,6 +41,9 @@ pub struct Observations {
     /// Flows judged, and the flows of each kind left out.
     pub flows: u64,
     pub left_out: LeftOut,
+    /// A running agent's findings pushed out of its bounded list before
+    /// they were read: flows that may have needed rules (0 for captures).
+    pub pushed_out: u64,
 }
 
 /// Undocumented or forbidden flows that no rule is proposed for, counted.

@@ -5,13 +5,14 @@
 //! The core ([`propose`]) takes a list of [`Observed`] flows, whatever
 //! their source: [`capture`] judges pcaps with
 //! [`crate::replay::judge::judge_capture`] and keeps the `unexpected`
-//! ones; a running agent can hand over the same list. It names each side
+//! ones; [`agent`] reads the `unexpected` findings of a running agent. It names each side
 //! with [`cover`], folds the server ports ([`ports`]), and writes what it
 //! proposes as matrix YAML ([`render`]) or into the matrix file itself,
 //! keeping its text and comments ([`merge`]). Every proposed rule carries
 //! a `learnt:` field with its evidence (flows, clients, servers, first and
 //! last seen, window): docs/learn.md.
 
+pub mod agent;
 pub mod capture;
 pub mod cover;
 pub mod merge;
@@ -53,18 +54,8 @@ pub enum Unused {
 impl Observed {
     /// The observation of one flow, or why it cannot be one.
     pub fn from_flow(flow: &Flow) -> Result<Observed, Unused> {
-        if !flow.initiator_seen && flow.initiator_how != "listening-port" {
-            return Err(Unused::Guessed);
-        }
-        let failed = match flow.proto {
-            Proto::Tcp => flow.state.is_failure() || flow.state == FlowState::Awaiting,
-            // A datagram without an answer proves nothing (syslog never
-            // answers); an ICMP error does.
-            _ => flow.state == FlowState::IcmpUnreachable,
-        };
-        if failed {
-            return Err(Unused::Failed);
-        }
+        let sides_known = flow.initiator_seen || flow.initiator_how == "listening-port";
+        usable(flow.proto, flow.state, sides_known)?;
         let port = match flow.proto {
             Proto::Tcp | Proto::Udp => flow.server.port,
             Proto::Icmp | Proto::Icmpv6 => 0,
@@ -79,6 +70,25 @@ impl Observed {
             last_seen: flow.last_seen,
         })
     }
+}
+
+/// Whether a flow of `proto` that came to `state` can stand for a rule:
+/// its client and server known (`sides_known`: its start seen, or a
+/// listening socket named the server), and the attempt not failed.
+pub fn usable(proto: Proto, state: FlowState, sides_known: bool) -> Result<(), Unused> {
+    if !sides_known {
+        return Err(Unused::Guessed);
+    }
+    let failed = match proto {
+        Proto::Tcp => state.is_failure() || state == FlowState::Awaiting,
+        // A datagram without an answer proves nothing (syslog never
+        // answers); an ICMP error does.
+        _ => state == FlowState::IcmpUnreachable,
+    };
+    if failed {
+        return Err(Unused::Failed);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -393,3 +393,82 @@ fn learnt_evidence_is_checked_where_it_is_wrong() {
         (2, vec!["a".into(), "b".into()], vec!["c".into()], "24h")
     );
 }
+
+#[test]
+fn an_agents_unexpected_findings_are_observations_and_the_rest_is_counted() {
+    use crate::live::{
+        coverage::{RuleLine, RuleUse},
+        state::{Finding, Host, State, Status, Verdict},
+    };
+    let w = World::example();
+    let (r1, r2, db) = (w.ip("rppam1"), w.ip("rppam2"), w.ip("db1"));
+    let finding = |kind, client: IpAddr, port, proto: &str, state: &str, seen: bool, count| Finding {
+        kind,
+        proto: proto.into(),
+        client: Host { ip: client, host: None },
+        server: Host { ip: db, host: None },
+        port,
+        reason: String::new(),
+        rule: None,
+        closest: vec![],
+        provenance: None,
+        count,
+        state: state.into(),
+        packets: 4,
+        bytes: 400,
+        initiator_seen: seen,
+        first_seen: at(10),
+        last_seen: at(20),
+    };
+    let used = RuleLine {
+        id: "db-postgres".into(),
+        source: String::new(),
+        target: String::new(),
+        proto: "tcp".into(),
+        ports: "5432".into(),
+        purpose: String::new(),
+        provenance: String::new(),
+        usage: RuleUse { flows: 2, last_seen: Some(at(15)), ..RuleUse::default() },
+    };
+    let mut state = State {
+        record: "state".into(),
+        status: Status { flows_seen: 40, ..Status::default() },
+        coverage: vec![used],
+        findings: vec![
+            finding(Verdict::Unexpected, r1, 9187, "tcp", "closed", true, 3),
+            finding(Verdict::Unexpected, r2, 9187, "tcp", "established", true, 2),
+            finding(Verdict::Unexpected, r1, 9188, "tcp", "refused", true, 5),
+            finding(Verdict::Unexpected, r1, 9189, "tcp", "established", false, 7),
+            finding(Verdict::Unexpected, r1, 514, "udp", "unanswered", true, 1),
+            finding(Verdict::Exposed, r1, 22, "tcp", "established", true, 11),
+            finding(Verdict::Blocked, r1, 5432, "tcp", "refused", true, 13),
+        ],
+        findings_dropped: 6,
+        flows: vec![],
+        groups: vec![],
+        groups_dropped: 0,
+    };
+    let rules = w.engine.rules();
+    let o = super::agent::from_state(&state, rules, at(100)).expect("a state of this build");
+    let seen: Vec<(IpAddr, u16, Proto, u64)> =
+        o.observed.iter().map(|o| (o.client, o.port, o.proto, o.flows)).collect();
+    assert_eq!(seen, [(r1, 9187, Proto::Tcp, 3), (r2, 9187, Proto::Tcp, 2), (r1, 514, Proto::Udp, 1)]);
+    assert_eq!((o.left_out.failed, o.left_out.guessed, o.left_out.exposed), (5, 7, 11));
+    assert_eq!((o.flows, o.pushed_out, o.end), (40, 6, Some(at(100))));
+    assert_eq!(o.last_use.get("db-postgres"), Some(&at(15)));
+    // Every active rule but the one used is up for review.
+    let unused = o.unused_since(None);
+    assert_eq!(unused.len(), rules.len() - 1);
+    assert!(!unused.iter().any(|u| u.id == "db-postgres"));
+    // The two rppam nodes become their service, the port as seen.
+    let l = propose(&o.observed, &w.places(), &w.matrix, Options { window: None, end: o.end });
+    let tcp = l.rules.iter().find(|r| r.ports == [(9187, 9187)]).expect("a rule for 9187");
+    assert_eq!(tcp.from, ["rppam"], "{l:?}");
+
+    // A value this build does not know is an error that names it.
+    state.findings[0].state = "half-open".into();
+    assert_eq!(
+        super::agent::from_state(&state, rules, at(100)).err(),
+        Some(("flow state", "half-open".to_string()))
+    );
+}

@@ -28,6 +28,7 @@ use tokio::{
 
 use super::{
     control::{self, Query},
+    coverage::Report,
     dedup::{Dedup, DedupOptions},
     metrics::Metrics,
     pipeline::{Out, Pipeline},
@@ -89,8 +90,26 @@ type Tasks = JoinSet<(Task, anyhow::Result<()>)>;
 pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
-    mut reload: mpsc::Receiver<()>,
+    reload: mpsc::Receiver<()>,
 ) -> anyhow::Result<ExitCode> {
+    run_to_end(opts, shutdown, reload).await.map(|_| ExitCode::SUCCESS)
+}
+
+/// How the agent ended: the coverage report it wrote last, and the
+/// summary line it logged.
+#[derive(Debug)]
+pub struct Finished {
+    pub report: Report,
+    pub summary: String,
+}
+
+/// [`run`], returning the last coverage report (for `monitor top`, which
+/// prints it once it has given the terminal back).
+pub async fn run_to_end(
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()>,
+    mut reload: mpsc::Receiver<()>,
+) -> anyhow::Result<Finished> {
     let compiled = opts.sources.compile()?;
     for w in &compiled.warnings {
         warn!("{w}");
@@ -218,9 +237,9 @@ pub async fn run(
     // A stream that failed still leaves what was judged: report it below,
     // then return the error (systemd restarts the agent).
     let streamed = drain(&mut tasks, Instant::now() + TASKS_DRAIN).await;
-    let summary = pipeline.finish()?;
+    let (report, summary) = pipeline.finish()?;
     info!("{summary}");
-    streamed.map(|()| ExitCode::SUCCESS)
+    streamed.map(|()| Finished { report, summary })
 }
 
 /// Waits for every task until `deadline`, logging those that failed;

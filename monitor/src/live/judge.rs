@@ -53,6 +53,10 @@ const _: () = assert!(std::mem::size_of::<Seen>() == 32, "Seen is held once per 
 pub struct Judged {
     /// A finding not yet reported for this flow.
     pub alert: Option<Alert>,
+    /// The finding already reported for this flow, judged again because
+    /// the flow's state changed (an unexpected attempt answered, refused
+    /// or closed): not an alert, but the live state shows how it went.
+    pub refreshed: Option<Alert>,
     /// Set on the first observation of a flow: its verdict.
     pub new_flow: Option<VerdictKind>,
     /// Time spent in the engine; `None` when the flow was not judged again
@@ -181,6 +185,8 @@ impl Judge {
                     flow.server.ip,
                 );
                 judged.alert = Some(*alert);
+            } else {
+                judged.refreshed = Some(*alert);
             }
         }
         judged

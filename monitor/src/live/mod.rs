@@ -15,4 +15,4 @@ pub mod tally;
 pub mod throttle;
 pub mod webhook;
 
-pub use agent::{run, RunOptions};
+pub use agent::{run, run_to_end, Finished, RunOptions};

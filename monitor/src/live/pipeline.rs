@@ -241,13 +241,15 @@ impl Pipeline {
 
     /// Writes the last line (the coverage report) and returns the exit
     /// summary to log.
-    pub fn finish(mut self) -> anyhow::Result<String> {
+    /// Writes the coverage report to the sink and returns it, with a
+    /// summary line for the log.
+    pub fn finish(mut self) -> anyhow::Result<(Report, String)> {
         let report = self.report();
         self.out.sink.write_report(&report)?;
         let c = self.judge.counts;
         let blocked: u64 = self.judge.coverage.iter().map(|(_, u)| u.blocked).sum();
         let d = &self.out.dedup.stats;
-        Ok(format!(
+        let summary = format!(
             "{} flows: {} conforming, {} unexpected, {} exposed, {} exposed but unanswered, {} documented \
              blocked; {} alerts emitted, {} repeats folded; losses: {}",
             c.flows,
@@ -259,7 +261,8 @@ impl Pipeline {
             d.emitted,
             d.repeats,
             self.judge.coverage.losses
-        ))
+        );
+        Ok((report, summary))
     }
 }
 

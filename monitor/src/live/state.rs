@@ -177,6 +177,11 @@ pub struct Finding {
     pub packets: u64,
     #[serde(default)]
     pub bytes: u64,
+    /// Whether the start of any of its flows was seen, so that client and
+    /// server are known, not guessed from port numbers (`monitor learn
+    /// --socket` learns from those only).
+    #[serde(default)]
+    pub initiator_seen: bool,
     #[serde(with = "rfc3339")]
     pub first_seen: SystemTime,
     #[serde(with = "rfc3339")]
@@ -237,6 +242,19 @@ struct FindingKey {
     port: u16,
 }
 
+impl FindingKey {
+    /// The key of the finding `alert` reports (an overflow record is none).
+    fn of(alert: &Alert) -> Option<FindingKey> {
+        Some(FindingKey {
+            kind: Verdict::of(alert.kind)?,
+            proto: alert.proto,
+            client: alert.src.ip,
+            server: alert.dst.ip,
+            port: alert.dst.port,
+        })
+    }
+}
+
 /// The newest findings, at most `capacity`: a repeat moves its finding to
 /// the front; a new one past the capacity pushes the oldest out, counted.
 #[derive(Debug)]
@@ -265,14 +283,8 @@ impl Findings {
 
     /// Records the finding `alert` reports (an overflow record is none).
     pub fn offer(&mut self, alert: &Alert) {
-        let Some(kind) = Verdict::of(alert.kind) else { return };
-        let key = FindingKey {
-            kind,
-            proto: alert.proto,
-            client: alert.src.ip,
-            server: alert.dst.ip,
-            port: alert.dst.port,
-        };
+        let Some(key) = FindingKey::of(alert) else { return };
+        let kind = key.kind;
         self.total += 1;
         self.seq += 1;
         if let Some((seq, f)) = self.by_key.get_mut(&key) {
@@ -280,11 +292,8 @@ impl Findings {
             *seq = self.seq;
             self.order.insert(self.seq, key);
             f.count += alert.count.max(1);
-            f.reason.clone_from(&alert.reason);
-            f.state = state_name(alert.state).to_string();
-            (f.packets, f.bytes) = (alert.packets, alert.bytes);
             f.first_seen = f.first_seen.min(alert.first_seen);
-            f.last_seen = f.last_seen.max(alert.last_seen);
+            follow(f, alert);
             return;
         }
         if self.by_key.len() >= self.capacity {
@@ -306,11 +315,22 @@ impl Findings {
             state: state_name(alert.state).to_string(),
             packets: alert.packets,
             bytes: alert.bytes,
+            initiator_seen: alert.initiator_seen,
             first_seen: alert.first_seen,
             last_seen: alert.last_seen,
         };
         self.by_key.insert(key, (self.seq, f));
         self.order.insert(self.seq, key);
+    }
+
+    /// A finding already offered, judged again as its flow moved on: its
+    /// state, traffic and last sight follow the flow; nothing is counted
+    /// and its place in the list stays. A finding pushed out stays out.
+    pub fn refresh(&mut self, alert: &Alert) {
+        let Some(key) = FindingKey::of(alert) else { return };
+        if let Some((_, f)) = self.by_key.get_mut(&key) {
+            follow(f, alert);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -325,6 +345,15 @@ impl Findings {
     pub fn newest(&self) -> impl Iterator<Item = &Finding> {
         self.order.values().rev().map(|k| &self.by_key[k].1)
     }
+}
+
+/// What a finding takes from its latest flow.
+fn follow(f: &mut Finding, alert: &Alert) {
+    f.reason.clone_from(&alert.reason);
+    f.state = state_name(alert.state).to_string();
+    (f.packets, f.bytes) = (alert.packets, alert.bytes);
+    f.initiator_seen |= alert.initiator_seen;
+    f.last_seen = f.last_seen.max(alert.last_seen);
 }
 
 /// One source group's cells: flows and worst verdict by target group.
@@ -509,6 +538,9 @@ impl Recorder {
     /// What judging `flow` gave: a new flow in its groups' cell, a finding
     /// in the list and in the cell's verdict.
     pub fn judged(&mut self, engine: &Engine, flow: &Flow, judged: &Judged) {
+        if let Some(alert) = &judged.refreshed {
+            self.findings.refresh(alert);
+        }
         if judged.new_flow.is_none() && judged.alert.is_none() {
             return;
         }
@@ -681,6 +713,27 @@ mod tests {
         o.count = 7;
         f.offer(&o);
         assert_eq!((f.len(), f.dropped, f.total), (3, 1, 5));
+    }
+
+    #[test]
+    fn a_refreshed_finding_follows_its_flow_without_counting_it_again() {
+        let mut f = Findings::new(2);
+        let mut first = alert(Kind::Unexpected, "10.0.0.1", "10.0.0.9", 22, 1);
+        first.state = FlowState::Awaiting;
+        f.offer(&first);
+        f.offer(&alert(Kind::Unexpected, "10.0.0.1", "10.0.0.9", 23, 2));
+        let mut later = alert(Kind::Unexpected, "10.0.0.1", "10.0.0.9", 22, 3);
+        later.state = FlowState::Refused;
+        f.refresh(&later);
+        assert_eq!(ports(&f), [(23, 1), (22, 1)], "not counted, not moved");
+        let refused = f.newest().find(|x| x.port == 22).unwrap();
+        assert_eq!(refused.state, "refused");
+        assert_eq!(refused.last_seen, UNIX_EPOCH + Duration::from_secs(3));
+        assert_eq!(f.total, 2);
+        // One pushed out stays out.
+        f.offer(&alert(Kind::Unexpected, "10.0.0.1", "10.0.0.9", 24, 4));
+        f.refresh(&alert(Kind::Unexpected, "10.0.0.1", "10.0.0.9", 22, 5));
+        assert_eq!(ports(&f), [(24, 1), (23, 1)]);
     }
 
     #[test]

@@ -233,6 +233,7 @@ fn an_agents_page_has_its_rules_and_its_newest_findings() {
         state: state.into(),
         packets: 3,
         bytes: 180,
+        initiator_seen: true,
         first_seen: at,
         last_seen: at,
     };

@@ -1,5 +1,6 @@
 //! `monitor top`: a live terminal view of a running agent, polled over its
-//! control socket (`state json`, see `live::state`) about once a second.
+//! control socket (`state json`, see `live::state`) about once a second,
+//! or of an agent it runs itself ([`local`]).
 //!
 //! Split so that everything but the terminal is tested without one: the
 //! view's state and what keys do ([`app`]), the filter ([`filter`]), the
@@ -10,6 +11,7 @@
 pub mod app;
 pub mod draw;
 pub mod filter;
+pub mod local;
 pub mod term;
 pub mod views;
 

@@ -6,7 +6,10 @@
 use std::{
     io,
     path::PathBuf,
-    sync::mpsc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -22,6 +25,9 @@ pub struct TopOptions {
     pub socket: PathBuf,
     /// How often to ask for the state.
     pub interval: Duration,
+    /// Set when the agent the view runs with has stopped (`monitor top
+    /// --matrix`): the view ends too, as after `q`.
+    pub ended: Option<Arc<AtomicBool>>,
 }
 
 /// Why the view could not run.
@@ -53,7 +59,8 @@ fn event_loop(terminal: &mut ratatui::DefaultTerminal, opts: &TopOptions) -> io:
         std::thread::sleep(interval.saturating_sub(started.elapsed()));
     });
     let mut app = App::new(opts.socket.display().to_string());
-    while !app.should_quit() {
+    let ended = || opts.ended.as_ref().is_some_and(|e| e.load(Ordering::Acquire));
+    while !app.should_quit() && !ended() {
         while let Ok(polled) = rx.try_recv() {
             app.update(polled, SystemTime::now());
         }
