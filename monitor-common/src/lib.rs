@@ -1,13 +1,24 @@
-//! Types shared by the kernel programs (monitor-ebpf) and user space (monitor).
+//! Types and logic shared by the kernel programs (monitor-ebpf) and user
+//! space (monitor).
 //!
 //! Every type here crosses the kernel/user boundary byte for byte, so each is
 //! `#[repr(C)]` with explicit padding and a size assertion: the verifier and
-//! the map definitions see exactly what user space reads.
-#![no_std]
+//! the map definitions see exactly what user space reads. The packet parser
+//! ([`parse`]) and the flow semantics ([`flow`]) live here too, written once
+//! for the XDP/TC programs and the pcap tracker. The crate is `no_std` for
+//! the BPF target and has std on the host, where its unit tests run; what
+//! only user space needs is in [`user`] (behind the `user` feature).
+#![cfg_attr(target_arch = "bpf", no_std)]
 
+pub mod flow;
+pub mod parse;
 pub mod stats;
+#[cfg(feature = "user")]
+pub mod user;
 
 pub use stats::Stat;
+#[cfg(feature = "user")]
+pub use user::flow_cache_index_of;
 
 /// IANA protocol numbers the programs track as flows.
 pub mod proto {
@@ -82,18 +93,12 @@ impl FlowKey {
     /// Builds the canonical key for a packet from `(src, sport)` to
     /// `(dst, dport)`, and tells which direction the packet travels.
     #[inline(always)]
+    /// Addresses as bytes; the one ordering is [`flow::make_key`]'s.
     pub fn canonical(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, proto: u8) -> (FlowKey, usize) {
-        if (src, sport) <= (dst, dport) {
-            (
-                FlowKey { addr_a: src, addr_b: dst, port_a: sport, port_b: dport, proto, _pad: [0; 3] },
-                DIR_A_TO_B,
-            )
-        } else {
-            (
-                FlowKey { addr_a: dst, addr_b: src, port_a: dport, port_b: sport, proto, _pad: [0; 3] },
-                DIR_B_TO_A,
-            )
-        }
+        let words = |b: [u8; 16]| -> [u32; 4] {
+            core::array::from_fn(|i| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]))
+        };
+        flow::make_key(&words(src), sport, &words(dst), dport, proto)
     }
 }
 
@@ -323,23 +328,6 @@ pub fn flow_cache_index(a: &[u32; 4], b: &[u32; 4], pa: u16, pb: u16, proto: u8)
     ((hi << 32 | lo).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FLOW_CACHE_BITS)) as u32
 }
 
-/// [`flow_cache_index`] of two endpoints, as the kernel computes it from a
-/// packet (addresses as memory-order words, IPv4 mapped into IPv6), so that
-/// tests and benchmarks can pick flows that share a slot.
-#[cfg(feature = "user")]
-pub fn flow_cache_index_of(a: core::net::IpAddr, pa: u16, b: core::net::IpAddr, pb: u16, proto: u8) -> u32 {
-    let words = |ip: core::net::IpAddr| {
-        let octets = match ip {
-            core::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            core::net::IpAddr::V6(v6) => v6.octets(),
-        };
-        core::array::from_fn(|i| {
-            u32::from_ne_bytes([octets[4 * i], octets[4 * i + 1], octets[4 * i + 2], octets[4 * i + 3]])
-        })
-    };
-    flow_cache_index(&words(a), &words(b), pa, pb, proto)
-}
-
 /// Default number of flow entries; user space may resize at load time.
 pub const FLOWS_MAX_ENTRIES: u32 = 262_144;
 /// Ring buffer size in bytes (a power of two, a multiple of the page size):
@@ -362,19 +350,6 @@ pub const DNS_BURST: u64 = 500;
 pub struct TokenBucket {
     pub tokens: u64,
     pub last_ns: u64,
-}
-
-#[cfg(feature = "user")]
-mod pod {
-    // SAFETY: all of these are repr(C), padding-free (asserted above) and
-    // valid for every bit pattern.
-    unsafe impl aya::Pod for super::FlowKey {}
-    unsafe impl aya::Pod for super::FlowValue {}
-    unsafe impl aya::Pod for super::FlowEvent {}
-    unsafe impl aya::Pod for super::IfaceConfig {}
-    unsafe impl aya::Pod for super::DnsEvent {}
-    unsafe impl aya::Pod for super::TokenBucket {}
-    unsafe impl aya::Pod for super::FlowCacheSlot {}
 }
 
 #[cfg(test)]

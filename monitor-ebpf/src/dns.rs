@@ -9,14 +9,13 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use monitor_common::{
-    event_kind, proto, DnsEvent, Stat, TokenBucket, DNS_BURST, DNS_EVENTS_BYTES, DNS_PAYLOAD_MAX,
-    DNS_RATE_PER_CPU,
+    event_kind,
+    flow::{dir_side, key_of},
+    parse::{payload_len, Packet},
+    DnsEvent, Stat, TokenBucket, DNS_BURST, DNS_EVENTS_BYTES, DNS_PAYLOAD_MAX, DNS_RATE_PER_CPU,
 };
 
-use crate::{
-    flow::{count, make_key},
-    parse::{dir_side, payload_len, L4Kind, Packet},
-};
+use crate::flow::count;
 
 #[map]
 static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(DNS_EVENTS_BYTES, 0);
@@ -24,7 +23,6 @@ static DNS_EVENTS: RingBuf = RingBuf::with_byte_size(DNS_EVENTS_BYTES, 0);
 #[map]
 static DNS_BUDGET: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(1, 0);
 
-const DNS_PORT: u16 = 53;
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// Reads packet bytes past the linear part, as each hook must.
@@ -45,14 +43,6 @@ impl LoadBytes for XdpContext {
     fn load(&self, offset: u32, dst: *mut u8, len: u32) -> i64 {
         unsafe { bpf_xdp_load_bytes(self.ctx as *mut _, offset, dst as *mut _, len) }
     }
-}
-
-/// Whether the packet is a DNS message from a server.
-#[inline(always)]
-pub fn is_dns_answer(pkt: &Packet) -> bool {
-    pkt.sport == DNS_PORT
-        && pkt.kind == L4Kind::Ports
-        && (pkt.l3.proto == proto::UDP || pkt.l3.proto == proto::TCP)
 }
 
 /// Spends one token of this CPU's budget, refilled at `DNS_RATE_PER_CPU`.
@@ -113,7 +103,7 @@ pub fn capture<C: LoadBytes>(ctx: &C, pkt: &Packet, pkt_len: u32, ifindex: u32) 
         count(Stat::DnsLoadFailed, 1);
         return;
     }
-    let (key, dir) = make_key(&pkt.l3.src, pkt.sport, &pkt.l3.dst, pkt.dport, pkt.l3.proto);
+    let (key, dir) = key_of(pkt);
     unsafe {
         (*ev).header.kind = event_kind::DNS;
         (*ev).header.ifindex = ifindex;

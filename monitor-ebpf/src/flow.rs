@@ -9,11 +9,13 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    event_kind, flow_cache_index, side, tcp_flag, FlowCacheSlot, FlowEvent, FlowKey, FlowValue, IcmpError,
-    IfaceConfig, Stat, DIR_A_TO_B, DIR_B_TO_A, EVENTS_BYTES, FLOWS_MAX_ENTRIES, FLOW_CACHE_SLOTS,
+    event_kind,
+    flow::{icmp_error_of, key_of, new_entry, on_packet, quoted_key},
+    flow_cache_index,
+    parse::{L4Kind, Packet},
+    FlowCacheSlot, FlowEvent, FlowKey, FlowValue, IfaceConfig, Stat, DIR_A_TO_B, DIR_B_TO_A, EVENTS_BYTES,
+    FLOWS_MAX_ENTRIES, FLOW_CACHE_SLOTS,
 };
-
-use crate::parse::{dir_side, initiator_of, L4Kind, Packet};
 
 #[map]
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOWS_MAX_ENTRIES, 0);
@@ -60,46 +62,6 @@ pub fn counted_at_ingress(ingress_ifindex: u32) -> bool {
         Some(cfg) => cfg.ingress_attached != 0,
         None => false,
     }
-}
-
-/// Compares two addresses held as memory-order words, as big-endian numbers
-/// (the same order as comparing their bytes).
-#[inline(always)]
-fn addr_cmp(a: &[u32; 4], b: &[u32; 4]) -> core::cmp::Ordering {
-    for i in 0..4 {
-        let x = u32::from_be(a[i]);
-        let y = u32::from_be(b[i]);
-        if x != y {
-            return if x < y { core::cmp::Ordering::Less } else { core::cmp::Ordering::Greater };
-        }
-    }
-    core::cmp::Ordering::Equal
-}
-
-/// Builds the canonical key with word stores (no memcpy) and returns the
-/// direction the packet travels in.
-#[inline(always)]
-pub fn make_key(src: &[u32; 4], sport: u16, dst: &[u32; 4], dport: u16, proto: u8) -> (FlowKey, usize) {
-    let src_first = match addr_cmp(src, dst) {
-        core::cmp::Ordering::Less => true,
-        core::cmp::Ordering::Greater => false,
-        core::cmp::Ordering::Equal => sport <= dport,
-    };
-    let (a, pa, b, pb, dir) =
-        if src_first { (src, sport, dst, dport, 0) } else { (dst, dport, src, sport, 1) };
-    let mut key = FlowKey::default();
-    let ka = key.addr_a.as_mut_ptr() as *mut u32;
-    let kb = key.addr_b.as_mut_ptr() as *mut u32;
-    unsafe {
-        for i in 0..4 {
-            *ka.add(i) = a[i];
-            *kb.add(i) = b[i];
-        }
-    }
-    key.port_a = pa;
-    key.port_b = pb;
-    key.proto = proto;
-    (key, dir)
 }
 
 /// Sends one event; a full ring buffer is counted, never waited on.
@@ -153,7 +115,7 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
     // The coarse clock (one tick) is ample for last_seen; a new flow's
     // first_seen, which alert latency is measured from, takes the precise one.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let (key, dir) = make_key(&pkt.l3.src, pkt.sport, &pkt.l3.dst, pkt.dport, pkt.l3.proto);
+    let (key, dir) = key_of(pkt);
     if let Some(v) = FLOWS.get_ptr_mut(&key) {
         update(v, &key, pkt, dir, segs, bytes, ifindex, now);
         claim(slot, &key, tick, unsafe { &*v });
@@ -161,22 +123,7 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
     }
 
     let now = unsafe { bpf_ktime_get_ns() };
-    let (initiator, how) = initiator_of(pkt, dir);
-    // Per-direction values written as expressions, not `[0; 2]` plus an
-    // indexed store: that form compiles into an out-of-line memset.
-    let fwd = dir == DIR_A_TO_B;
-    let value = FlowValue {
-        packets: if fwd { [segs, 0] } else { [0, segs] },
-        bytes: if fwd { [bytes, 0] } else { [0, bytes] },
-        first_seen_ns: now,
-        last_seen_ns: now,
-        tcp_flags: if fwd { [pkt.tcp_flags, 0] } else { [0, pkt.tcp_flags] },
-        initiator,
-        initiator_how: how,
-        icmp_error: 0,
-        ifindex,
-        icmp_sender: [0; 16],
-    };
+    let value = new_entry(pkt, dir, segs, bytes, now, ifindex);
     match FLOWS.insert(&key, &value, BPF_NOEXIST) {
         Ok(()) => {
             emit(event_kind::NEW_FLOW, ifindex, now, &key, &value);
@@ -298,22 +245,16 @@ fn update(
         if now > (*v).last_seen_ns {
             (*v).last_seen_ns = now;
         }
-        let seen = (*v).tcp_flags[dir];
-        let new = pkt.tcp_flags & !seen;
-        if new == 0 {
-            return;
-        }
+        let Some(change) = on_packet((*v).tcp_flags[dir], (*v).initiator, pkt, dir) else { return };
         // A flag bit is set once per direction: this write is rare, and a race
         // between two CPUs on the same direction of one flow can only repeat it.
-        (*v).tcp_flags[dir] = seen | new;
-        if (*v).initiator == side::NONE && new & (tcp_flag::SYN | tcp_flag::SYN_ACK) != 0 {
-            let (initiator, how) = initiator_of(pkt, dir);
+        (*v).tcp_flags[dir] = change.tcp_flags;
+        if let Some((initiator, how)) = change.initiator {
             (*v).initiator = initiator;
             (*v).initiator_how = how;
         }
-        // The answer to a connection attempt decides its fate: tell user space now.
-        if new & (tcp_flag::SYN_ACK | tcp_flag::RST) != 0 {
-            emit(event_kind::TCP_ANSWER, ifindex, now, key, &*v);
+        if let Some(kind) = change.event {
+            emit(kind, ifindex, now, key, &*v);
         }
     }
 }
@@ -326,26 +267,19 @@ fn update(
 /// sender with the table.
 #[inline(always)]
 fn attribute_icmp_error(pkt: &Packet, ifindex: u32, now: u64) {
-    let q = &pkt.quoted;
-    let (key, dir) = make_key(&q.src, q.sport, &q.dst, q.dport, q.proto);
+    let (key, dir) = quoted_key(pkt);
     let Some(v) = FLOWS.get_ptr_mut(&key) else {
         count(Stat::IcmpErrorNoFlow, 1);
         return;
     };
     count(Stat::IcmpErrorMatched, 1);
-    let err = IcmpError {
-        v6: pkt.l3.v6,
-        icmp_type: pkt.icmp_type,
-        code: pkt.icmp_code,
-        quoted_side: dir_side(dir),
-    }
-    .pack();
+    let err = icmp_error_of(pkt, dir);
     unsafe {
         let new_error = (*v).icmp_error != err;
         if !new_error && addr_eq((*v).icmp_sender.as_ptr(), &pkt.l3.src) {
             return;
         }
-        // Word stores, as in make_key (no memcpy). Two CPUs writing different
+        // Word stores, as in `make_key` (no memcpy). Two CPUs writing different
         // senders of one flow at once may mix them: rare, and only this
         // field is affected.
         let s = (*v).icmp_sender.as_mut_ptr() as *mut u32;

@@ -12,8 +12,6 @@
 mod dns;
 #[cfg(target_arch = "bpf")]
 mod flow;
-#[cfg(target_arch = "bpf")]
-mod parse;
 
 #[cfg(target_arch = "bpf")]
 mod programs {
@@ -22,9 +20,9 @@ mod programs {
         macros::{classifier, xdp},
         programs::{TcContext, XdpContext},
     };
-    use monitor_common::Stat;
+    use monitor_common::{flow::is_dns_answer, parse, Stat};
 
-    use crate::{dns, flow, parse};
+    use crate::{dns, flow};
 
     /// Pulls the headers into the linear part of the skb when they are not
     /// (direct packet access only sees the linear part). Content is unchanged.
@@ -81,7 +79,7 @@ mod programs {
                 let len = (end - data) as u32;
                 let ifindex = ctx.ingress_ifindex() as u32;
                 flow::track(&pkt, 1, len as u64, ifindex);
-                if dns::is_dns_answer(&pkt) {
+                if is_dns_answer(&pkt) {
                     dns::capture(ctx, &pkt, len, ifindex);
                 }
             }
@@ -117,7 +115,7 @@ mod programs {
                     bytes += 4 * segs;
                 }
                 flow::track(&pkt, segs, bytes, ifindex);
-                if dns::is_dns_answer(&pkt) {
+                if is_dns_answer(&pkt) {
                     dns::capture(ctx, &pkt, len, ifindex);
                 }
             }

@@ -1,11 +1,12 @@
 //! The user-space flow tracker: the kernel's flow table, replayed over
 //! captured frames (pcap files, tests, benchmarks).
 //!
-//! Parsing is not re-implemented: the kernel's own parser
-//! (`monitor-ebpf/src/parse.rs`) is compiled into this module, so a frame is
-//! classified here exactly as the XDP/TC programs classify it. Only the flow
-//! table update of `monitor-ebpf/src/flow.rs` is written again, because the
-//! kernel version works on BPF maps; keep `Tracker::track` in step with it.
+//! Nothing of the kernel's flow logic is written again here: the parser
+//! (`monitor_common::parse`) and the flow semantics (`monitor_common::flow`:
+//! the key, the new entry, what a packet changes, the ICMP error) are the
+//! ones the XDP/TC programs run, so a frame is classified and counted here
+//! exactly as in the kernel. Only the table is this module's: a plain
+//! `&mut` map where the kernel has BPF maps, atomics and a ring buffer.
 //!
 //! Differences from the kernel, all forced by replaying a file:
 //! - the table never evicts by size (the kernel's is an LRU of bounded
@@ -23,20 +24,15 @@
 
 use std::time::Duration;
 
-use monitor_common::{proto, side, tcp_flag, FlowKey, FlowValue, IcmpError, Stat, DNS_PAYLOAD_MAX};
+use monitor_common::{
+    flow::{dir_side, icmp_error_of, is_dns_answer, key_of, new_entry, on_packet, quoted_key},
+    parse::{self, L4Kind, Packet},
+    user::addr_bytes,
+    FlowKey, FlowValue, Stat, DNS_PAYLOAD_MAX,
+};
 use rustc_hash::FxHashMap;
 
 use crate::flow::{EpochClock, Flow, FlowState, NoHint};
-
-// The kernel's parser, compiled for the host. It reads only through its own
-// bounds-checked `ptr_at`, and loads addresses as 32-bit words, relying (as
-// the kernel does, NET_IP_ALIGN) on the frame starting 2 bytes past a 4-byte
-// boundary: [`Tracker`] copies a frame to such a place unless it sits there.
-#[allow(clippy::all, dead_code, unused_imports)]
-#[path = "../../../monitor-ebpf/src/parse.rs"]
-mod parse;
-
-use parse::{dir_side, initiator_of, L4Kind, Packet};
 
 /// The link layer a captured frame starts with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -398,8 +394,9 @@ impl Tracker {
         self.parse_copy(&eth, l3).map(|p| (p, l3_len))
     }
 
-    /// The flow table update of `monitor-ebpf/src/flow.rs::track`, one wire
-    /// segment at a time.
+    /// The kernel's flow table update (`monitor-ebpf/src/flow.rs::track`),
+    /// one wire segment at a time, without the per-CPU cache (whose counts
+    /// the kernel's reader adds back).
     fn track(&mut self, pkt: &Packet, bytes: u64, now: u64) {
         if pkt.kind == L4Kind::IcmpError {
             self.attribute_icmp_error(pkt, now);
@@ -407,53 +404,36 @@ impl Tracker {
         }
         let (key, dir) = key_of(pkt);
         self.stats.add(Stat::Tracked, 1);
-        // A new entry starts empty and takes the common update below, which
-        // leaves it as the kernel's insert does: counters and flags of this
-        // packet, initiator from this packet.
-        let v = self.flows.entry(key).or_insert_with(|| {
-            let (initiator, how) = initiator_of(pkt, dir);
-            FlowValue {
-                first_seen_ns: now,
-                last_seen_ns: now,
-                initiator,
-                initiator_how: how,
-                ..FlowValue::default()
+        let v = match self.flows.entry(key) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(new_entry(pkt, dir, 1, bytes, now, 0));
+                return;
             }
-        });
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        };
         v.packets[dir] += 1;
         v.bytes[dir] += bytes;
         v.last_seen_ns = now;
-        let seen = v.tcp_flags[dir];
-        let new = pkt.tcp_flags & !seen;
-        if new == 0 {
-            return;
-        }
-        v.tcp_flags[dir] = seen | new;
-        if v.initiator == side::NONE && new & (tcp_flag::SYN | tcp_flag::SYN_ACK) != 0 {
-            (v.initiator, v.initiator_how) = initiator_of(pkt, dir);
+        if let Some(change) = on_packet(v.tcp_flags[dir], v.initiator, pkt, dir) {
+            v.tcp_flags[dir] = change.tcp_flags;
+            if let Some(initiator) = change.initiator {
+                (v.initiator, v.initiator_how) = initiator;
+            }
         }
     }
 
-    /// `monitor-ebpf/src/flow.rs::attribute_icmp_error`.
+    /// The kernel's `attribute_icmp_error`: the quoted flow takes the error
+    /// and its sender; last_seen moves only when the error changes.
     fn attribute_icmp_error(&mut self, pkt: &Packet, now: u64) {
-        let q = &pkt.quoted;
-        let (key, dir) =
-            FlowKey::canonical(addr_bytes(&q.src), q.sport, addr_bytes(&q.dst), q.dport, q.proto);
+        let (key, dir) = quoted_key(pkt);
         let Some(v) = self.flows.get_mut(&key) else {
             self.stats.add(Stat::IcmpErrorNoFlow, 1);
             return;
         };
         self.stats.add(Stat::IcmpErrorMatched, 1);
-        let err = IcmpError {
-            v6: pkt.l3.v6,
-            icmp_type: pkt.icmp_type,
-            code: pkt.icmp_code,
-            quoted_side: dir_side(dir),
-        }
-        .pack();
+        let err = icmp_error_of(pkt, dir);
         // The outer packet's source: the server itself, or a router or
-        // firewall on the way. Kept in step with the kernel: the sender
-        // follows the latest error; last_seen moves only when the error changes.
+        // firewall on the way.
         v.icmp_sender = addr_bytes(&pkt.l3.src);
         if v.icmp_error != err {
             v.icmp_error = err;
@@ -498,28 +478,9 @@ impl Tracker {
     }
 }
 
-/// `monitor-ebpf/src/dns.rs::is_dns_answer`: sent from port 53 over UDP or TCP.
-fn is_dns_answer(pkt: &Packet) -> bool {
-    pkt.sport == 53 && pkt.kind == L4Kind::Ports && matches!(pkt.l3.proto, proto::UDP | proto::TCP)
-}
-
 fn parse_frame(frame: &[u8]) -> Result<Packet, Stat> {
     let data = frame.as_ptr() as usize;
     parse::parse(data, data + frame.len())
-}
-
-/// The parser's memory-order address words back to the key's bytes.
-/// The packet's canonical flow key and direction, as the kernel's `make_key`.
-fn key_of(pkt: &Packet) -> (FlowKey, usize) {
-    FlowKey::canonical(addr_bytes(&pkt.l3.src), pkt.sport, addr_bytes(&pkt.l3.dst), pkt.dport, pkt.l3.proto)
-}
-
-fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&w.to_ne_bytes());
-    }
-    out
 }
 
 #[cfg(test)]
@@ -530,7 +491,7 @@ mod tests {
 
     use super::*;
     use crate::flow::{addr_key, FlowState, Proto};
-    use monitor_common::initiator_how;
+    use monitor_common::{initiator_how, proto, side, tcp_flag, IcmpError};
 
     const CLIENT: [u8; 4] = [10, 200, 2, 50];
     const SERVER: [u8; 4] = [10, 200, 1, 11];

@@ -2,13 +2,19 @@
 //! fragments), IPv6 (extension header chain), TCP, UDP, ICMP and ICMPv6,
 //! including the packet quoted inside ICMP errors.
 //!
+//! One parser for both sides: the XDP/TC programs run it on the packet in
+//! place, and the pcap tracker (`monitor::replay::track`) on a captured
+//! frame, so a frame is classified alike in a capture and on the wire.
+//!
 //! Every read goes through [`ptr_at`], the one bounds check the verifier needs.
 //! A parse failure returns the [`Stat`] that explains it; the caller counts it
-//! and lets the packet pass.
+//! and lets the packet pass. Addresses are loaded as 32-bit words, relying on
+//! the frame starting 2 bytes past a 4-byte boundary (NET_IP_ALIGN), as the
+//! kernel's do; the tracker copies a frame to such a place unless it sits there.
 
 use core::mem::size_of;
 
-use monitor_common::{initiator_how, proto, side, tcp_flag, Stat, DIR_A_TO_B};
+use crate::{proto, tcp_flag, Stat};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -360,46 +366,4 @@ fn tcp_bits(flags: u8) -> u32 {
         bits |= tcp_flag::ACK;
     }
     bits
-}
-
-/// The [`side`] that sends packets travelling in direction `dir`.
-#[inline(always)]
-pub fn dir_side(dir: usize) -> u32 {
-    if dir == DIR_A_TO_B {
-        side::A
-    } else {
-        side::B
-    }
-}
-
-/// The [`side`] that receives packets travelling in direction `dir`.
-#[inline(always)]
-pub fn other_side(dir: usize) -> u32 {
-    if dir == DIR_A_TO_B {
-        side::B
-    } else {
-        side::A
-    }
-}
-
-/// Who started the flow, as far as this one packet tells: the side and how
-/// it is known (`initiator_how`). Shared by the kernel's flow table and the
-/// pcap tracker, so both name the same client.
-#[inline(always)]
-pub fn initiator_of(pkt: &Packet, dir: usize) -> (u32, u32) {
-    match pkt.kind {
-        L4Kind::Ports if pkt.l3.proto == proto::TCP => {
-            if pkt.tcp_flags & tcp_flag::SYN != 0 {
-                (dir_side(dir), initiator_how::TCP_SYN)
-            } else if pkt.tcp_flags & tcp_flag::SYN_ACK != 0 {
-                (other_side(dir), initiator_how::TCP_SYN_ACK)
-            } else {
-                (side::NONE, initiator_how::UNKNOWN)
-            }
-        }
-        L4Kind::Echo { request: true } => (dir_side(dir), initiator_how::ICMP_ECHO),
-        L4Kind::Echo { request: false } => (other_side(dir), initiator_how::ICMP_ECHO),
-        // UDP and other datagrams: the first packet seen.
-        _ => (dir_side(dir), initiator_how::FIRST_PACKET),
-    }
 }
