@@ -89,9 +89,13 @@ fn emit(kind: u32, ifindex: u32, now: u64, key: &FlowKey, value: &FlowValue) {
 /// A packet of the flow this CPU saw last in the same slot, in the same clock
 /// tick, that brings no new TCP flag, is counted in this CPU's cache slot:
 /// no hash lookup, no atomic, no clock call. Every other packet takes the
-/// shared path, which first writes the slot's counts back. The shared entry's
-/// `last_seen_ns` is therefore exact to the tick, and user space adds the
-/// slots' counts when it reads the table (`kernel::table`).
+/// shared path. A slot another flow claimed in this tick is left to it (the
+/// packet costs one lookup, not a write-back and a lookup); a slot of this
+/// flow is written back through the entry the packet looks up anyway; only
+/// a slot of another flow from an earlier tick is written back on its own,
+/// before this flow claims it. The shared entry's `last_seen_ns` is
+/// therefore exact to the tick, and user space adds the slots' counts when
+/// it reads the table (`kernel::table`).
 #[inline(always)]
 pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
     if pkt.kind == L4Kind::IcmpError {
@@ -102,13 +106,19 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
     // The verifier inlines bpf_jiffies64 into one load; a clock helper call
     // alone costs about as much as the whole cached path.
     let tick = unsafe { bpf_jiffies64() };
-    let slot = FLOW_CACHE.get_ptr_mut(cache_index(pkt));
+    let mut slot = FLOW_CACHE.get_ptr_mut(cache_index(pkt));
+    // This flow's slot, to write back through its entry.
+    let mut mine = None;
     if let Some(s) = slot {
-        unsafe {
-            if cache_hit(s, pkt, segs, bytes, tick) {
-                return;
-            }
-            write_back(s);
+        match unsafe { probe(s, pkt, segs, bytes, tick) } {
+            Probe::Hit => return,
+            Probe::Mine => mine = Some(s),
+            Probe::Busy => slot = None,
+            Probe::Stale => unsafe {
+                if holds_counts(s) {
+                    write_back(s, FLOWS.get_ptr_mut(&(*s).key));
+                }
+            },
         }
     }
 
@@ -116,7 +126,11 @@ pub fn track(pkt: &Packet, segs: u64, bytes: u64, ifindex: u32) {
     // first_seen, which alert latency is measured from, takes the precise one.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let (key, dir) = key_of(pkt);
-    if let Some(v) = FLOWS.get_ptr_mut(&key) {
+    let found = FLOWS.get_ptr_mut(&key);
+    if let Some(s) = mine {
+        unsafe { write_back(s, found) };
+    }
+    if let Some(v) = found {
         update(v, &key, pkt, dir, segs, bytes, ifindex, now);
         claim(slot, &key, tick, unsafe { &*v });
         return;
@@ -151,17 +165,32 @@ unsafe fn addr_eq(k: *const u8, a: &[u32; 4]) -> bool {
     *k == a[0] && *k.add(1) == a[1] && *k.add(2) == a[2] && *k.add(3) == a[3]
 }
 
+/// What a packet finds in its cache slot.
+enum Probe {
+    /// Its flow's, in this tick, and the packet brings no new TCP flag:
+    /// counted there.
+    Hit,
+    /// Its flow's, from an earlier tick or with a new flag: written back
+    /// through the entry, then claimed again.
+    Mine,
+    /// Another flow's, claimed in this tick: left to it.
+    Busy,
+    /// Another flow's (or none) from an earlier tick: written back and claimed.
+    Stale,
+}
+
 /// Counts the packet into the slot if the slot holds its flow in this tick
 /// and the packet brings no TCP flag the shared entry lacks (a flag may
-/// raise an event). Compares the packet's endpoints both ways round rather
-/// than building the canonical key: the key is only needed on a miss.
+/// raise an event); otherwise tells what the slot holds. Compares the
+/// packet's endpoints both ways round rather than building the canonical
+/// key: the key is only needed on a miss.
 #[inline(always)]
-unsafe fn cache_hit(s: *mut FlowCacheSlot, pkt: &Packet, segs: u64, bytes: u64, tick: u64) -> bool {
+unsafe fn probe(s: *mut FlowCacheSlot, pkt: &Packet, segs: u64, bytes: u64, tick: u64) -> Probe {
     let k = &(*s).key;
-    if (*s).tick != tick || k.proto != pkt.l3.proto {
-        return false;
-    }
-    let dir = if k.port_a == pkt.sport
+    let this_tick = (*s).tick == tick;
+    let dir = if k.proto != pkt.l3.proto {
+        2
+    } else if k.port_a == pkt.sport
         && k.port_b == pkt.dport
         && addr_eq(k.addr_a.as_ptr(), &pkt.l3.src)
         && addr_eq(k.addr_b.as_ptr(), &pkt.l3.dst)
@@ -174,27 +203,37 @@ unsafe fn cache_hit(s: *mut FlowCacheSlot, pkt: &Packet, segs: u64, bytes: u64, 
     {
         DIR_B_TO_A
     } else {
-        return false;
+        2
     };
-    if pkt.tcp_flags & !(*s).tcp_flags[dir] != 0 {
-        return false;
+    if dir > DIR_B_TO_A {
+        return if this_tick { Probe::Busy } else { Probe::Stale };
+    }
+    if !this_tick || pkt.tcp_flags & !(*s).tcp_flags[dir] != 0 {
+        return Probe::Mine;
     }
     // Only this CPU writes its slot, and programs do not nest on one CPU.
     (*s).packets[dir] += segs;
     (*s).bytes[dir] += bytes;
-    true
+    Probe::Hit
 }
 
-/// Adds the slot's counts to its flow, if that flow (the same one: same
-/// first_seen) is still in the table. If it has left (expired by user space,
-/// which had already read the slot, or evicted), the counts are counted away.
+/// Whether the slot holds counts not yet written back.
 #[inline(always)]
-unsafe fn write_back(s: *mut FlowCacheSlot) {
-    let (p0, p1) = ((*s).packets[0], (*s).packets[1]);
-    if p0 == 0 && p1 == 0 {
+unsafe fn holds_counts(s: *const FlowCacheSlot) -> bool {
+    (*s).packets[0] != 0 || (*s).packets[1] != 0
+}
+
+/// Adds the slot's counts to `entry`, its flow's entry as looked up, if
+/// that is the same flow (same first_seen). If the flow has left the table
+/// (expired by user space, which had already read the slot, or evicted),
+/// the counts are counted away. The slot is left empty either way.
+#[inline(always)]
+unsafe fn write_back(s: *mut FlowCacheSlot, entry: Option<*mut FlowValue>) {
+    if !holds_counts(s) {
         return;
     }
-    match FLOWS.get_ptr_mut(&(*s).key) {
+    let (p0, p1) = ((*s).packets[0], (*s).packets[1]);
+    match entry {
         Some(v) if (*v).first_seen_ns == (*s).first_seen_ns => {
             atomic_add(&mut (*v).packets[0], p0);
             atomic_add(&mut (*v).packets[1], p1);

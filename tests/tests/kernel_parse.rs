@@ -724,6 +724,47 @@ fn cached_counts_are_read_written_back_and_never_given_to_a_later_flow() {
     });
 }
 
+/// Two flows whose keys share a cache slot, in turn: whichever holds the
+/// slot, each packet is counted once, in the slot or in the entry, and the
+/// table read gives every packet to its own flow; a flow written back
+/// through its entry keeps its count.
+#[test]
+fn flows_sharing_a_slot_count_every_packet_once() {
+    pin_to_this_cpu();
+    both_hooks(|hook| {
+        let mut k = Kernel::load(hook);
+        let index = |sport: u16| {
+            let (a, b) = (std::net::IpAddr::from(A4), std::net::IpAddr::from(B4));
+            monitor_common::flow_cache_index_of(a, sport, b, 5201, proto::UDP)
+        };
+        let other = (50001..u16::MAX).find(|&p| index(p) == index(50000)).expect("a port sharing the slot");
+        let (fa, fb) = (v4(proto::UDP, &udp(50000, 5201, b"a")), v4(proto::UDP, &udp(other, 5201, b"b")));
+        let ((ka, da), (kb, db)) = (key4(50000, 5201, proto::UDP), key4(other, 5201, proto::UDP));
+        for round in 1..=3u64 {
+            for _ in 0..10 {
+                k.run(&fa);
+                k.run(&fb);
+            }
+            let (ea, eb) = (k.entries()[&ka].packets[da], k.entries()[&kb].packets[db]);
+            let (ca, cb) = (k.cached(&ka)[da], k.cached(&kb)[db]);
+            assert_eq!(
+                (ea + ca, eb + cb),
+                (10 * round, 10 * round),
+                "{hook:?} round {round}: each packet in one place"
+            );
+            assert!(ca == 0 || cb == 0, "{hook:?}: one slot holds one flow ({ca} and {cb} cached)");
+            let f = k.flows();
+            assert_eq!(
+                (f[&ka].packets[da], f[&kb].packets[db]),
+                (10 * round, 10 * round),
+                "{hook:?}: read whole"
+            );
+            next_tick();
+        }
+        assert_eq!(k.stats().get("cache_stale"), None, "{hook:?}: nothing counted away");
+    });
+}
+
 // ---- DNS answers to user space
 
 fn dns_events(k: &mut Kernel) -> Vec<monitor_common::DnsEvent> {
