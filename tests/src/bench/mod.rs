@@ -7,6 +7,7 @@
 
 pub mod floor;
 pub mod frame;
+pub mod mix;
 pub mod report;
 pub mod testrun;
 pub mod veth;
