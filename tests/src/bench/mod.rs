@@ -8,6 +8,7 @@
 pub mod floor;
 pub mod frame;
 pub mod mix;
+pub mod mixrun;
 pub mod report;
 pub mod testrun;
 pub mod veth;

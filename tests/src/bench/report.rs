@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{
+    mixrun::{self, Prog},
     testrun::{self, Case, Hook, Method},
     veth::{self, Attach},
 };
@@ -42,6 +43,8 @@ pub struct Report {
     pub meta: Meta,
     pub targets: Vec<Target>,
     pub testrun: Option<testrun::Results>,
+    /// Mixed traffic through the test run.
+    pub mixed: Option<mixrun::Results>,
     pub veth: Option<veth::Results>,
 }
 
@@ -172,6 +175,96 @@ pub fn testrun_table(t: &testrun::Results, rounds: usize) -> String {
                     opt(net_ratio, 2)
                 );
             }
+        }
+    }
+    s
+}
+
+pub fn mixed_table(m: &mixrun::Results) -> String {
+    let mut s = String::new();
+    let c = &m.capture;
+    let _ = writeln!(
+        s,
+        "Mixed traffic through BPF_PROG_TEST_RUN: {} frames of {} flows ({} TCP, {} UDP request/reply; {} \
+         IPv6), up to {} open at once (mean {:.0})",
+        c.frames, c.flows, c.tcp_flows, c.udp_flows, c.ipv6_flows, c.max_open_flows, c.mean_open_flows
+    );
+    let _ = writeln!(
+        s,
+        "  frames per flow: median {}, p99 {}, max {}; the largest 1% of flows carry {:.0}% of the frames; \
+         mean frame {:.0} bytes",
+        c.frames_per_flow_p50,
+        c.frames_per_flow_p99,
+        c.frames_per_flow_max,
+        100.0 * c.top1pct_flows_frame_share,
+        c.bytes as f64 / c.frames.max(1) as f64
+    );
+    let _ = writeln!(
+        s,
+        "  kernel object: {}; every frame once in capture order (repeat 1; ns = mean of the kernel's per-run \
+         figures), each pass from a fresh object (empty flow table); median of {} rounds",
+        m.object, m.rounds
+    );
+    let _ = writeln!(
+        s,
+        "{:<5} {:<27} {:>9} {:>15} {:>7} {:>7} {:>10} {:>5} {:>5}",
+        "hook", "program", "ns/frame", "(min-max)", "net ns", "x base", "net x base", "p50", "p99"
+    );
+    for hook in [Hook::Xdp, Hook::Tc] {
+        let floor = m.median(hook, Prog::Floor);
+        let base = m.median(hook, Prog::Baseline);
+        for prog in Prog::ALL {
+            let Some(ns) = m.median(hook, prog) else { continue };
+            let (lo, hi) = m.range(hook, prog).unwrap_or((ns, ns));
+            let net = floor.filter(|_| prog != Prog::Floor).map(|f| ns - f);
+            let ratio = base.filter(|_| prog == Prog::Ours).map(|b| ns / b);
+            let net_ratio = match (floor, base, net) {
+                (Some(f), Some(b), Some(n)) if prog == Prog::Ours && b > f => Some(n / (b - f)),
+                _ => None,
+            };
+            let pcts: Vec<f64> = m
+                .samples
+                .iter()
+                .filter(|x| x.hook == hook && x.prog == prog)
+                .map(|x| f64::from(x.p50_ns))
+                .collect();
+            let p99s: Vec<f64> = m
+                .samples
+                .iter()
+                .filter(|x| x.hook == hook && x.prog == prog)
+                .map(|x| f64::from(x.p99_ns))
+                .collect();
+            let _ = writeln!(
+                s,
+                "{:<5} {:<27} {:>9.1} {:>15} {:>7} {:>7} {:>10} {:>5.0} {:>5.0}",
+                hook.as_str(),
+                prog.label(),
+                ns,
+                format!("({lo:.1}-{hi:.1})"),
+                opt(net, 1),
+                opt(ratio, 2),
+                opt(net_ratio, 2),
+                super::median(&pcts),
+                super::median(&p99s),
+            );
+        }
+        let classes: [(&str, fn(&mixrun::Classes) -> &mixrun::Class); 3] = [
+            ("new flow", |c| &c.new_flow),
+            ("cache hit", |c| &c.cache_hit),
+            ("slot miss", |c| &c.slot_miss),
+        ];
+        let parts: Vec<String> = classes
+            .iter()
+            .filter_map(|(label, pick)| {
+                let (frames, ns) = m.class_median(hook, *pick)?;
+                Some(format!(
+                    "{label} {frames:.0} ({:.1}%) {ns:.0} ns",
+                    100.0 * frames / m.capture.frames.max(1) as f64
+                ))
+            })
+            .collect();
+        if !parts.is_empty() {
+            let _ = writeln!(s, "      ours' frames: {}", parts.join("; "));
         }
     }
     s

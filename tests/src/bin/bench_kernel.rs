@@ -3,7 +3,10 @@
 //! 1. Per packet, in the kernel, through BPF_PROG_TEST_RUN (XDP and TC):
 //!    ours on a known flow and on new flows against the baseline program
 //!    and an empty program, cross-checked with the kernel's run-time stats.
-//! 2. veth throughput between two namespaces (UDP pps, TCP Gbit/s) with no
+//! 2. Mixed traffic through the same test run: a synthetic capture of a
+//!    busy server's traffic (20,000 flows), every frame once in order,
+//!    ours against the baseline and the empty program.
+//! 3. veth throughput between two namespaces (UDP pps, TCP Gbit/s) with no
 //!    program and with `monitor flows` attached in each mode.
 //!
 //! Prints tables and writes every raw sample to bench/kernel.json under the
@@ -19,7 +22,7 @@ mod bench;
 use std::{path::PathBuf, time::SystemTime};
 
 use anyhow::{ensure, Context as _, Result};
-use bench::{report, testrun, veth};
+use bench::{mix, mixrun, report, testrun, veth};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -41,6 +44,13 @@ struct Args {
     /// one embedded in the monitor (to compare a change to monitor-ebpf).
     #[arg(long)]
     object: Option<PathBuf>,
+    /// Rounds of the mixed-traffic test runs (each: every frame through
+    /// each program and hook).
+    #[arg(long, default_value_t = 5)]
+    mixed_rounds: usize,
+    /// Flows in the mixed-traffic capture.
+    #[arg(long, default_value_t = mix::Config::default().flows)]
+    mixed_flows: u32,
     /// Interleaved rounds of the veth measurements.
     #[arg(long, default_value_t = 3)]
     veth_rounds: usize,
@@ -54,9 +64,11 @@ struct Args {
     /// Leave out generic XDP in the veth part.
     #[arg(long)]
     no_generic: bool,
-    /// Run only the test-run part, or only the veth part.
-    #[arg(long, value_parser = ["testrun", "veth"])]
-    only: Option<String>,
+    /// Run only these parts (comma-separated or repeated): testrun (the
+    /// single-case test runs), mixed (mixed traffic through the test run),
+    /// veth (throughput). Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = ["testrun", "mixed", "veth"])]
+    only: Vec<String>,
     /// Where to write the JSON (default: <workspace>/target/bench/kernel.json).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -83,8 +95,9 @@ fn main() -> Result<()> {
              (CPU-bound on the sending CPU) vary with it; compare the min-max spreads before the ratios"
         );
     }
-    let (mut t, mut v) = (None, None);
-    if args.only.as_deref() != Some("veth") {
+    let part = |p: &str| args.only.is_empty() || args.only.iter().any(|o| o == p);
+    let (mut t, mut m, mut v) = (None, None, None);
+    if part("testrun") {
         let cfg = testrun::Config {
             rounds: args.testrun_rounds,
             repeat: args.repeat,
@@ -96,7 +109,17 @@ fn main() -> Result<()> {
         println!("{}", report::testrun_table(&r, cfg.rounds));
         t = Some(r);
     }
-    if args.only.as_deref() != Some("testrun") {
+    if part("mixed") {
+        let cfg = mixrun::Config {
+            rounds: args.mixed_rounds,
+            capture: mix::Config { flows: args.mixed_flows, ..mix::Config::default() },
+            object: args.object.clone(),
+        };
+        let r = mixrun::run(&cfg)?;
+        println!("{}", report::mixed_table(&r));
+        m = Some(r);
+    }
+    if part("veth") {
         monitor_tests::monitor::require_monitor_bin();
         let attaches = veth::Attach::ALL
             .into_iter()
@@ -123,6 +146,7 @@ fn main() -> Result<()> {
         },
         targets,
         testrun: t,
+        mixed: m,
         veth: v,
     };
     let out = args.out.unwrap_or_else(|| monitor_tests::target_dir().join("bench/kernel.json"));
