@@ -288,8 +288,7 @@ impl Capture {
                 let (me, peer) = if from_client { (0, 1) } else { (1, 0) };
                 let seq = next_seq[me];
                 let ack = if flags & ACK != 0 { next_seq[peer] } else { 0 };
-                next_seq[me] =
-                    seq.wrapping_add(u32::from(payload) + u32::from(flags & (SYN | FIN) != 0));
+                next_seq[me] = seq.wrapping_add(u32::from(payload) + u32::from(flags & (SYN | FIN) != 0));
                 let pkt = Pkt { flow: f, from_client, flags, payload, seq, ack, t_us: (t * SPAN_US) as u32 };
                 timed.push((t, f, i as u32, pkt));
             }

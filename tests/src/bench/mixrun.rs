@@ -140,14 +140,15 @@ impl Results {
 
     /// Lowest and highest round.
     pub fn range(&self, hook: Hook, prog: Prog) -> Option<(f64, f64)> {
-        self.of(hook, prog).map(|s| s.mean_ns).fold(None, |r, v| {
-            Some(r.map_or((v, v), |(lo, hi): (f64, f64)| (lo.min(v), hi.max(v))))
-        })
+        self.of(hook, prog)
+            .map(|s| s.mean_ns)
+            .fold(None, |r, v| Some(r.map_or((v, v), |(lo, hi): (f64, f64)| (lo.min(v), hi.max(v)))))
     }
 
     /// Median over rounds of one class of ours' frames: (frames, mean ns).
     pub fn class_median(&self, hook: Hook, pick: fn(&Classes) -> &Class) -> Option<(f64, f64)> {
-        let cs: Vec<&Class> = self.of(hook, Prog::Ours).filter_map(|s| s.classes.as_ref().map(pick)).collect();
+        let cs: Vec<&Class> =
+            self.of(hook, Prog::Ours).filter_map(|s| s.classes.as_ref().map(pick)).collect();
         if cs.is_empty() {
             return None;
         }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{
     mixrun::{self, Prog},
+    replay,
     testrun::{self, Case, Hook, Method},
     veth::{self, Attach},
 };
@@ -46,6 +47,8 @@ pub struct Report {
     /// Mixed traffic through the test run.
     pub mixed: Option<mixrun::Results>,
     pub veth: Option<veth::Results>,
+    /// The mixed capture replayed onto the veth.
+    pub replay: Option<replay::Results>,
 }
 
 pub fn targets(t: Option<&testrun::Results>, v: Option<&veth::Results>) -> Vec<Target> {
@@ -248,11 +251,8 @@ pub fn mixed_table(m: &mixrun::Results) -> String {
                 super::median(&p99s),
             );
         }
-        let classes: [(&str, fn(&mixrun::Classes) -> &mixrun::Class); 3] = [
-            ("new flow", |c| &c.new_flow),
-            ("cache hit", |c| &c.cache_hit),
-            ("slot miss", |c| &c.slot_miss),
-        ];
+        let classes: [(&str, fn(&mixrun::Classes) -> &mixrun::Class); 3] =
+            [("new flow", |c| &c.new_flow), ("cache hit", |c| &c.cache_hit), ("slot miss", |c| &c.slot_miss)];
         let parts: Vec<String> = classes
             .iter()
             .filter_map(|(label, pick)| {
@@ -304,6 +304,51 @@ pub fn veth_table(v: &veth::Results, rounds: usize) -> String {
             x.gbit_s,
             format!("({:.2}-{:.2})", x.gbit_s_range.0, x.gbit_s_range.1),
             opt(none.as_ref().map(|n| x.gbit_s / n.gbit_s), 3),
+        );
+    }
+    s
+}
+
+pub fn replay_table(r: &replay::Results, rounds: usize) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Mixed capture replayed onto the veth (tcpreplay --topspeed from b, {} frames of {} flows, {} MB): \
+         CPU time per packet, median of {rounds} rounds",
+        r.capture.frames,
+        r.capture.flows,
+        r.pcap_bytes / 1_000_000
+    );
+    let _ = writeln!(
+        s,
+        "  system + softirq from /proc/stat, all CPUs, over the replay, per packet sent (tcpreplay's own \
+         sends included, the same in every row); user = tcpreplay's and the monitor's"
+    );
+    let none = r.summary(Attach::None);
+    let _ = writeln!(
+        s,
+        "{:<30} {:>10} {:>15} {:>7} {:>9} {:>8} {:>9}",
+        "config", "ns/packet", "(min-max)", "x none", "+ns/pkt", "user ns", "sent pps"
+    );
+    for a in [
+        Attach::None,
+        Attach::BaselineTc,
+        Attach::Auto,
+        Attach::BaselineXdp,
+        Attach::XdpNative,
+        Attach::XdpGeneric,
+    ] {
+        let Some(x) = r.summary(a) else { continue };
+        let _ = writeln!(
+            s,
+            "{:<30} {:>10.0} {:>15} {:>7} {:>9} {:>8.0} {:>9.0}",
+            a.label(),
+            x.ns,
+            format!("({:.0}-{:.0})", x.range.0, x.range.1),
+            opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.ns / n.ns), 3),
+            opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.ns - n.ns), 0),
+            x.user_ns,
+            x.pps,
         );
     }
     s

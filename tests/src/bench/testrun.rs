@@ -241,7 +241,13 @@ impl Object {
         Ok(Object { ebpf, events, next: 0 })
     }
 
-    pub(super) fn run(&mut self, hook: Hook, name: &'static str, data: &[u8], repeat: u32) -> Result<Duration> {
+    pub(super) fn run(
+        &mut self,
+        hook: Hook,
+        name: &'static str,
+        data: &[u8],
+        repeat: u32,
+    ) -> Result<Duration> {
         let opts = TestRunOptions { data_in: Some(data), repeat, ..TestRunOptions::new() };
         let (verdict, want) = match hook {
             Hook::Xdp => {
