@@ -183,6 +183,9 @@ pub fn testrun_table(t: &testrun::Results, rounds: usize) -> String {
     s
 }
 
+/// One class of ours' frames in [`mixrun::Classes`].
+type PickClass = fn(&mixrun::Classes) -> &mixrun::Class;
+
 pub fn mixed_table(m: &mixrun::Results) -> String {
     let mut s = String::new();
     let c = &m.capture;
@@ -251,7 +254,7 @@ pub fn mixed_table(m: &mixrun::Results) -> String {
                 super::median(&p99s),
             );
         }
-        let classes: [(&str, fn(&mixrun::Classes) -> &mixrun::Class); 3] =
+        let classes: [(&str, PickClass); 3] =
             [("new flow", |c| &c.new_flow), ("cache hit", |c| &c.cache_hit), ("slot miss", |c| &c.slot_miss)];
         let parts: Vec<String> = classes
             .iter()
