@@ -23,7 +23,8 @@
 //! fd00:17::/32) are routed nowhere in `a`, and forwarding is off.
 //!
 //! CPU time is read from /proc/stat (all CPUs: the veth receive path runs in
-//! softirq on the sending CPU, the monitor elsewhere), system + softirq,
+//! softirq on the sending CPU, the monitor elsewhere; and the CPU tcpreplay
+//! is pinned to alone, which holds less of other processes' work), system + softirq,
 //! from just before tcpreplay starts to 100 ms after it exits, divided by
 //! the packets tcpreplay sent. tcpreplay's own reads and sends are in it,
 //! the same in every configuration, so "with - without" is what the
@@ -175,7 +176,11 @@ pub struct Sample {
     pub cpu: Vec<CpuTicks>,
     /// (system + softirq, all CPUs) ns per packet sent.
     pub sys_softirq_ns_per_packet: f64,
-    /// user (+ nice), all CPUs, ns per packet sent: tcpreplay's and the monitor's.
+    /// The CPU tcpreplay was pinned to, and its system + softirq ns per packet.
+    pub replay_cpu: usize,
+    pub replay_cpu_sys_softirq_ns_per_packet: f64,
+    /// user, all CPUs, ns per packet sent: tcpreplay's and the monitor's
+    /// (niced work, such as other builds at nice 19, counts in `nice`).
     pub user_ns_per_packet: f64,
 }
 
@@ -190,6 +195,9 @@ pub struct Results {
 
 pub struct Summary {
     pub ns: f64,
+    /// The replay CPU only: median and range.
+    pub cpu_ns: f64,
+    pub cpu_range: (f64, f64),
     pub range: (f64, f64),
     pub user_ns: f64,
     pub pps: f64,
@@ -202,10 +210,15 @@ impl Results {
             return None;
         }
         let ns: Vec<f64> = s.iter().map(|x| x.sys_softirq_ns_per_packet).collect();
-        let range = ns.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let span = |xs: &[f64]| {
+            xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        };
+        let one: Vec<f64> = s.iter().map(|x| x.replay_cpu_sys_softirq_ns_per_packet).collect();
         Some(Summary {
             ns: median(&ns),
-            range,
+            range: span(&ns),
+            cpu_ns: median(&one),
+            cpu_range: span(&one),
             user_ns: median(&s.iter().map(|x| x.user_ns_per_packet).collect::<Vec<_>>()),
             pps: median(
                 &s.iter()
@@ -222,12 +235,12 @@ fn mac(pair_ns: &monitor_tests::netns::NetNs, iface: &str) -> Result<[u8; 6]> {
     bytes.try_into().map_err(|_| anyhow::anyhow!("{iface} has no Ethernet address: {s:?}"))
 }
 
-/// Replays the pcap once from `b`; returns tcpreplay's figures.
-fn replay(pair: &Pair, pcap: &str) -> Result<Replayed> {
+/// Replays the pcap once from `b`, tcpreplay pinned to `cpu`; returns its figures.
+fn replay(pair: &Pair, pcap: &str, cpu: usize) -> Result<Replayed> {
     let out = pair
         .b
-        .command("tcpreplay")
-        .args(["-i", Pair::IF_B, "--topspeed", pcap])
+        .command("taskset")
+        .args(["-c", &cpu.to_string(), "tcpreplay", "-i", Pair::IF_B, "--topspeed", pcap])
         .output()
         .context("running tcpreplay in b (is tcpreplay installed? `cargo xtask setup` installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -250,8 +263,12 @@ pub fn run(cfg: &Config) -> Result<Results> {
     let pcap_bytes = cap.write_pcap(&cfg.pcap, src, dst)?;
     let pcap = cfg.pcap.to_str().context("the pcap path is not UTF-8")?.to_string();
     eprintln!("replay: {} frames ({} bytes) written to {pcap}", cap.pkts.len(), pcap_bytes);
+    // The replay runs on the last CPU: the veth receive path runs in softirq
+    // on the sending CPU, so that CPU's counters hold most of the work and
+    // less of other processes' than all CPUs together.
+    let replay_cpu = proc_stat()?.len() - 1;
     // Warm-up (page cache, neighbour state), not recorded.
-    replay(&pair, &pcap)?;
+    replay(&pair, &pcap, replay_cpu)?;
     let tick_ns = 1e9 / clock_ticks_per_sec();
     let mut samples = Vec::new();
     for round in 0..cfg.rounds {
@@ -266,7 +283,7 @@ pub fn run(cfg: &Config) -> Result<Results> {
                     veth::veth_stat(&pair.a, Pair::IF_A, "rx_dropped")?,
                 );
                 let (t0, cpu0) = (Instant::now(), proc_stat()?);
-                let replayed = replay(&pair, &pcap)?;
+                let replayed = replay(&pair, &pcap, replay_cpu)?;
                 thread::sleep(Duration::from_millis(100));
                 let (cpu1, window) = (proc_stat()?, t0.elapsed().as_secs_f64());
                 let rx1 = (
@@ -282,12 +299,15 @@ pub fn run(cfg: &Config) -> Result<Results> {
             ensure!(replayed.successful > 0, "tcpreplay sent nothing");
             let packets = replayed.successful as f64;
             let sys: u64 = cpu.iter().map(|c| c.system + c.softirq).sum();
-            let user: u64 = cpu.iter().map(|c| c.user + c.nice).sum();
+            let sys_replay_cpu = cpu.get(replay_cpu).map_or(0, |c| c.system + c.softirq);
+            let user: u64 = cpu.iter().map(|c| c.user).sum();
             let s = Sample {
                 attach: how,
                 round,
                 attached: veth::describe(&during),
                 sys_softirq_ns_per_packet: sys as f64 * tick_ns / packets,
+                replay_cpu_sys_softirq_ns_per_packet: sys_replay_cpu as f64 * tick_ns / packets,
+                replay_cpu,
                 user_ns_per_packet: user as f64 * tick_ns / packets,
                 replayed,
                 veth_rx_packets,

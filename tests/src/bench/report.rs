@@ -324,14 +324,25 @@ pub fn replay_table(r: &replay::Results, rounds: usize) -> String {
     );
     let _ = writeln!(
         s,
-        "  system + softirq from /proc/stat, all CPUs, over the replay, per packet sent (tcpreplay's own \
-         sends included, the same in every row); user = tcpreplay's and the monitor's"
+        "  system + softirq from /proc/stat over the replay, per packet sent, all CPUs and (1 CPU) the one \
+         tcpreplay is pinned to (tcpreplay's own sends included, the same in every row); user = all CPUs' \
+         user time (tcpreplay's and the monitor's; niced builds count in nice)"
     );
     let none = r.summary(Attach::None);
     let _ = writeln!(
         s,
-        "{:<30} {:>10} {:>15} {:>7} {:>9} {:>8} {:>9}",
-        "config", "ns/packet", "(min-max)", "x none", "+ns/pkt", "user ns", "sent pps"
+        "{:<30} {:>10} {:>15} {:>7} {:>9} | {:>8} {:>15} {:>7} {:>9} | {:>8} {:>9}",
+        "config",
+        "ns/packet",
+        "(min-max)",
+        "x none",
+        "+ns/pkt",
+        "1 CPU ns",
+        "(min-max)",
+        "x none",
+        "+ns/pkt",
+        "user ns",
+        "sent pps"
     );
     for a in [
         Attach::None,
@@ -344,12 +355,16 @@ pub fn replay_table(r: &replay::Results, rounds: usize) -> String {
         let Some(x) = r.summary(a) else { continue };
         let _ = writeln!(
             s,
-            "{:<30} {:>10.0} {:>15} {:>7} {:>9} {:>8.0} {:>9.0}",
+            "{:<30} {:>10.0} {:>15} {:>7} {:>9} | {:>8.0} {:>15} {:>7} {:>9} | {:>8.0} {:>9.0}",
             a.label(),
             x.ns,
             format!("({:.0}-{:.0})", x.range.0, x.range.1),
             opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.ns / n.ns), 3),
             opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.ns - n.ns), 0),
+            x.cpu_ns,
+            format!("({:.0}-{:.0})", x.cpu_range.0, x.cpu_range.1),
+            opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.cpu_ns / n.cpu_ns), 3),
+            opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.cpu_ns - n.cpu_ns), 0),
             x.user_ns,
             x.pps,
         );
