@@ -21,6 +21,8 @@ const TEST_PACKAGES: &[&str] = &[
     "bpftool",
     "ethtool",
     "iperf3",
+    // The kernel benchmark replays its mixed-traffic capture onto a veth.
+    "tcpreplay",
     "tcpdump",
     "prometheus",
     // The fleet tests route the fleet rules' alerts through a real Alertmanager.

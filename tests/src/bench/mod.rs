@@ -7,6 +7,9 @@
 
 pub mod floor;
 pub mod frame;
+pub mod mix;
+pub mod mixrun;
+pub mod replay;
 pub mod report;
 pub mod testrun;
 pub mod veth;

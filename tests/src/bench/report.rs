@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{
+    mixrun::{self, Prog},
+    replay,
     testrun::{self, Case, Hook, Method},
     veth::{self, Attach},
 };
@@ -42,7 +44,11 @@ pub struct Report {
     pub meta: Meta,
     pub targets: Vec<Target>,
     pub testrun: Option<testrun::Results>,
+    /// Mixed traffic through the test run.
+    pub mixed: Option<mixrun::Results>,
     pub veth: Option<veth::Results>,
+    /// The mixed capture replayed onto the veth.
+    pub replay: Option<replay::Results>,
 }
 
 pub fn targets(t: Option<&testrun::Results>, v: Option<&veth::Results>) -> Vec<Target> {
@@ -177,6 +183,96 @@ pub fn testrun_table(t: &testrun::Results, rounds: usize) -> String {
     s
 }
 
+/// One class of ours' frames in [`mixrun::Classes`].
+type PickClass = fn(&mixrun::Classes) -> &mixrun::Class;
+
+pub fn mixed_table(m: &mixrun::Results) -> String {
+    let mut s = String::new();
+    let c = &m.capture;
+    let _ = writeln!(
+        s,
+        "Mixed traffic through BPF_PROG_TEST_RUN: {} frames of {} flows ({} TCP, {} UDP request/reply; {} \
+         IPv6), up to {} open at once (mean {:.0})",
+        c.frames, c.flows, c.tcp_flows, c.udp_flows, c.ipv6_flows, c.max_open_flows, c.mean_open_flows
+    );
+    let _ = writeln!(
+        s,
+        "  frames per flow: median {}, p99 {}, max {}; the largest 1% of flows carry {:.0}% of the frames; \
+         mean frame {:.0} bytes",
+        c.frames_per_flow_p50,
+        c.frames_per_flow_p99,
+        c.frames_per_flow_max,
+        100.0 * c.top1pct_flows_frame_share,
+        c.bytes as f64 / c.frames.max(1) as f64
+    );
+    let _ = writeln!(
+        s,
+        "  kernel object: {}; every frame once in capture order (repeat 1; ns = mean of the kernel's per-run \
+         figures), each pass from a fresh object (empty flow table); median of {} rounds",
+        m.object, m.rounds
+    );
+    let _ = writeln!(
+        s,
+        "{:<5} {:<27} {:>9} {:>15} {:>7} {:>7} {:>10} {:>5} {:>5}",
+        "hook", "program", "ns/frame", "(min-max)", "net ns", "x base", "net x base", "p50", "p99"
+    );
+    for hook in [Hook::Xdp, Hook::Tc] {
+        let floor = m.median(hook, Prog::Floor);
+        let base = m.median(hook, Prog::Baseline);
+        for prog in Prog::ALL {
+            let Some(ns) = m.median(hook, prog) else { continue };
+            let (lo, hi) = m.range(hook, prog).unwrap_or((ns, ns));
+            let net = floor.filter(|_| prog != Prog::Floor).map(|f| ns - f);
+            let ratio = base.filter(|_| prog == Prog::Ours).map(|b| ns / b);
+            let net_ratio = match (floor, base, net) {
+                (Some(f), Some(b), Some(n)) if prog == Prog::Ours && b > f => Some(n / (b - f)),
+                _ => None,
+            };
+            let pcts: Vec<f64> = m
+                .samples
+                .iter()
+                .filter(|x| x.hook == hook && x.prog == prog)
+                .map(|x| f64::from(x.p50_ns))
+                .collect();
+            let p99s: Vec<f64> = m
+                .samples
+                .iter()
+                .filter(|x| x.hook == hook && x.prog == prog)
+                .map(|x| f64::from(x.p99_ns))
+                .collect();
+            let _ = writeln!(
+                s,
+                "{:<5} {:<27} {:>9.1} {:>15} {:>7} {:>7} {:>10} {:>5.0} {:>5.0}",
+                hook.as_str(),
+                prog.label(),
+                ns,
+                format!("({lo:.1}-{hi:.1})"),
+                opt(net, 1),
+                opt(ratio, 2),
+                opt(net_ratio, 2),
+                super::median(&pcts),
+                super::median(&p99s),
+            );
+        }
+        let classes: [(&str, PickClass); 3] =
+            [("new flow", |c| &c.new_flow), ("cache hit", |c| &c.cache_hit), ("slot miss", |c| &c.slot_miss)];
+        let parts: Vec<String> = classes
+            .iter()
+            .filter_map(|(label, pick)| {
+                let (frames, ns) = m.class_median(hook, *pick)?;
+                Some(format!(
+                    "{label} {frames:.0} ({:.1}%) {ns:.0} ns",
+                    100.0 * frames / m.capture.frames.max(1) as f64
+                ))
+            })
+            .collect();
+        if !parts.is_empty() {
+            let _ = writeln!(s, "      ours' frames: {}", parts.join("; "));
+        }
+    }
+    s
+}
+
 pub fn veth_table(v: &veth::Results, rounds: usize) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -211,6 +307,66 @@ pub fn veth_table(v: &veth::Results, rounds: usize) -> String {
             x.gbit_s,
             format!("({:.2}-{:.2})", x.gbit_s_range.0, x.gbit_s_range.1),
             opt(none.as_ref().map(|n| x.gbit_s / n.gbit_s), 3),
+        );
+    }
+    s
+}
+
+pub fn replay_table(r: &replay::Results, rounds: usize) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Mixed capture replayed onto the veth (tcpreplay --topspeed from b, {} frames of {} flows, {} MB): \
+         CPU time per packet, median of {rounds} rounds",
+        r.capture.frames,
+        r.capture.flows,
+        r.pcap_bytes / 1_000_000
+    );
+    let _ = writeln!(
+        s,
+        "  system + softirq from /proc/stat over the replay, per packet sent, all CPUs and (1 CPU) the one \
+         tcpreplay is pinned to (tcpreplay's own sends included, the same in every row); user = all CPUs' \
+         user time (tcpreplay's and the monitor's; niced builds count in nice)"
+    );
+    let none = r.summary(Attach::None);
+    let _ = writeln!(
+        s,
+        "{:<30} {:>10} {:>15} {:>7} {:>9} | {:>8} {:>15} {:>7} {:>9} | {:>8} {:>9}",
+        "config",
+        "ns/packet",
+        "(min-max)",
+        "x none",
+        "+ns/pkt",
+        "1 CPU ns",
+        "(min-max)",
+        "x none",
+        "+ns/pkt",
+        "user ns",
+        "sent pps"
+    );
+    for a in [
+        Attach::None,
+        Attach::BaselineTc,
+        Attach::Auto,
+        Attach::BaselineXdp,
+        Attach::XdpNative,
+        Attach::XdpGeneric,
+    ] {
+        let Some(x) = r.summary(a) else { continue };
+        let _ = writeln!(
+            s,
+            "{:<30} {:>10.0} {:>15} {:>7} {:>9} | {:>8.0} {:>15} {:>7} {:>9} | {:>8.0} {:>9.0}",
+            a.label(),
+            x.ns,
+            format!("({:.0}-{:.0})", x.range.0, x.range.1),
+            opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.ns / n.ns), 3),
+            opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.ns - n.ns), 0),
+            x.cpu_ns,
+            format!("({:.0}-{:.0})", x.cpu_range.0, x.cpu_range.1),
+            opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.cpu_ns / n.cpu_ns), 3),
+            opt(none.as_ref().filter(|_| a != Attach::None).map(|n| x.cpu_ns - n.cpu_ns), 0),
+            x.user_ns,
+            x.pps,
         );
     }
     s

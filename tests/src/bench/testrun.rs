@@ -46,9 +46,9 @@ use serde::Serialize;
 
 use super::{check_stop, floor::Floor, frame, median};
 
-const XDP_PASS: u32 = 2;
+pub(super) const XDP_PASS: u32 = 2;
 /// TC_ACT_UNSPEC (-1) as the u32 the test run returns.
-const TC_ACT_UNSPEC: u32 = u32::MAX;
+pub(super) const TC_ACT_UNSPEC: u32 = u32::MAX;
 
 /// Flow table size of the eviction case.
 pub const EVICT_TABLE: u32 = 4096;
@@ -209,15 +209,15 @@ impl Results {
 }
 
 /// A loaded copy of the kernel object with its four programs loaded.
-struct Object {
-    ebpf: Ebpf,
+pub(super) struct Object {
+    pub(super) ebpf: Ebpf,
     events: RingBuf<MapData>,
     /// Next flow number for [`frame::new_flow`].
     next: u32,
 }
 
 impl Object {
-    fn load(max_flows: u32, file: Option<&std::path::Path>) -> Result<Object> {
+    pub(super) fn load(max_flows: u32, file: Option<&std::path::Path>) -> Result<Object> {
         let mut ebpf = match file {
             None => kernel::load_object(max_flows).context("loading the kernel object")?,
             Some(path) => {
@@ -241,7 +241,13 @@ impl Object {
         Ok(Object { ebpf, events, next: 0 })
     }
 
-    fn run(&mut self, hook: Hook, name: &'static str, data: &[u8], repeat: u32) -> Result<Duration> {
+    pub(super) fn run(
+        &mut self,
+        hook: Hook,
+        name: &'static str,
+        data: &[u8],
+        repeat: u32,
+    ) -> Result<Duration> {
         let opts = TestRunOptions { data_in: Some(data), repeat, ..TestRunOptions::new() };
         let (verdict, want) = match hook {
             Hook::Xdp => {
@@ -278,14 +284,26 @@ impl Object {
         Ok(n)
     }
 
-    fn stat(&self, stat: Stat) -> Result<u64> {
+    /// Reads every event waiting in the ring buffer; returns the count of
+    /// each kind (index = `event_kind`, 0 for unknown kinds).
+    pub(super) fn drain_events(&mut self) -> Result<[u64; 5]> {
+        let mut n = [0u64; 5];
+        while let Some(item) = self.events.next() {
+            ensure!(item.len() >= std::mem::size_of::<EventHeader>(), "short ring-buffer record");
+            let kind = u32::from_ne_bytes(item[..4].try_into().expect("4 bytes")) as usize;
+            n[if kind < n.len() { kind } else { 0 }] += 1;
+        }
+        Ok(n)
+    }
+
+    pub(super) fn stat(&self, stat: Stat) -> Result<u64> {
         let map = self.ebpf.map(maps::STATS).context("the object has no STATS map")?;
         let arr: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
         Ok(arr.get(&(stat as u32), 0)?.iter().sum())
     }
 }
 
-fn prog_name(hook: Hook, case: Case) -> &'static str {
+pub(super) fn prog_name(hook: Hook, case: Case) -> &'static str {
     match (hook, case) {
         (Hook::Xdp, Case::Baseline) => programs::XDP_BASELINE,
         (Hook::Tc, Case::Baseline) => programs::TC_BASELINE,
@@ -449,12 +467,12 @@ fn stats_enabled() -> bool {
 /// thread that moves between CPUs strands up to 128 flows in the other
 /// CPU's list, where eviction does not reach them, and the eviction case
 /// would then hit instead of miss. One CPU also steadies the figures.
-struct Pinned {
+pub(super) struct Pinned {
     old: libc::cpu_set_t,
 }
 
 impl Pinned {
-    fn to_last_cpu() -> Result<Pinned> {
+    pub(super) fn to_last_cpu() -> Result<Pinned> {
         // SAFETY: cpu_set_t is plain data; the calls only read/write the sets we pass.
         unsafe {
             let mut old: libc::cpu_set_t = std::mem::zeroed();

@@ -67,6 +67,12 @@ pub enum Attach {
     /// it only where native XDP fails, which it does not on veth, so the
     /// programs are attached in-process like the monitor does.
     XdpGeneric,
+    /// `tc_baseline` (parse + counter) at TC ingress, in-process: the cost of
+    /// a program that parses and counts, for the replay part.
+    BaselineTc,
+    /// `xdp_baseline` in native XDP, in-process: veth's XDP mode plus a
+    /// parse, for the replay part.
+    BaselineXdp,
 }
 
 impl Attach {
@@ -78,6 +84,8 @@ impl Attach {
             Attach::Auto => "ours, --attach auto (tc)",
             Attach::XdpNative => "ours, --attach xdp (native)",
             Attach::XdpGeneric => "ours, generic XDP",
+            Attach::BaselineTc => "baseline, tc ingress",
+            Attach::BaselineXdp => "baseline, xdp (native)",
         }
     }
 }
@@ -173,13 +181,13 @@ impl Results {
 }
 
 /// What is attached for one configuration, removed by [`Attached::detach`].
-enum Attached {
+pub(super) enum Attached {
     Nothing,
     Monitor(Monitor),
     InProcess(Box<Ebpf>),
 }
 
-fn attach(pair: &Pair, how: Attach) -> Result<(Attached, Attachments)> {
+pub(super) fn attach(pair: &Pair, how: Attach) -> Result<(Attached, Attachments)> {
     let iface = Pair::IF_A;
     let attached = match how {
         Attach::None => Attached::Nothing,
@@ -197,6 +205,10 @@ fn attach(pair: &Pair, how: Attach) -> Result<(Attached, Attachments)> {
             let index = pair.a.ifindex(iface);
             Attached::InProcess(Box::new(pair.a.run(|| attach_generic(index))?))
         }
+        Attach::BaselineTc | Attach::BaselineXdp => {
+            let xdp = how == Attach::BaselineXdp;
+            Attached::InProcess(Box::new(pair.a.run(|| attach_baseline(xdp))?))
+        }
     };
     let now = Attachments::of(&pair.a, iface);
     let ok = match how {
@@ -208,6 +220,8 @@ fn attach(pair: &Pair, how: Attach) -> Result<(Attached, Attachments)> {
         Attach::XdpGeneric => {
             now.xdp.as_ref().is_some_and(|(_, m)| m == "generic") && !now.tcx_egress.is_empty()
         }
+        Attach::BaselineTc => now.xdp.is_none() && !now.tcx_ingress.is_empty(),
+        Attach::BaselineXdp => now.xdp.as_ref().is_some_and(|(_, m)| m == "driver"),
     };
     ensure!(ok, "{}: {iface} has {now:?}, not what this configuration needs", how.label());
     Ok((attached, now))
@@ -230,9 +244,31 @@ fn attach_generic(index: u32) -> Result<Ebpf> {
     Ok(ebpf)
 }
 
+/// The baseline program alone on [`Pair::IF_A`]'s ingress: native XDP or TC;
+/// runs on a thread inside namespace `a`.
+fn attach_baseline(xdp: bool) -> Result<Ebpf> {
+    let iface = Pair::IF_A;
+    let mut ebpf = kernel::load_object(0)?;
+    if xdp {
+        let p: &mut Xdp = kernel::program(&mut ebpf, programs::XDP_BASELINE)?;
+        p.load()?;
+        p.attach(iface, XdpMode::Driver).context("attaching xdp_baseline (native)")?;
+    } else {
+        let p: &mut SchedClassifier = kernel::program(&mut ebpf, programs::TC_BASELINE)?;
+        p.load()?;
+        p.attach(iface, TcAttachType::Ingress).context("attaching tc_baseline")?;
+    }
+    Ok(ebpf)
+}
+
 impl Attached {
     /// Detaches; returns the programs' packet counter.
     fn detach(self, pair: &Pair) -> Result<Option<u64>> {
+        Ok(self.detach_counting(pair, &[Stat::Packets])?.map(|v| v[0]))
+    }
+
+    /// Detaches; returns the programs' counters `stats` (None without a program).
+    pub(super) fn detach_counting(self, pair: &Pair, stats: &[Stat]) -> Result<Option<Vec<u64>>> {
         let packets = match self {
             Attached::Nothing => None,
             Attached::Monitor(m) => {
@@ -244,12 +280,15 @@ impl Attached {
                     out.status,
                     out.stderr
                 );
-                Some(out.stat(Stat::Packets.name()))
+                Some(stats.iter().map(|s| out.stat(s.name())).collect())
             }
             Attached::InProcess(ebpf) => {
                 let map = ebpf.map(maps::STATS).context("no STATS map")?;
                 let arr: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map)?;
-                let n = arr.get(&(Stat::Packets as u32), 0)?.iter().sum();
+                let n = stats
+                    .iter()
+                    .map(|s| Ok(arr.get(&(*s as u32), 0)?.iter().sum()))
+                    .collect::<Result<Vec<u64>>>()?;
                 drop(ebpf);
                 Some(n)
             }
@@ -333,7 +372,7 @@ impl Udp {
     }
 }
 
-fn veth_stat(ns: &NetNs, iface: &str, name: &str) -> Result<u64> {
+pub(super) fn veth_stat(ns: &NetNs, iface: &str, name: &str) -> Result<u64> {
     let s = ns.exec(&["cat", &format!("/sys/class/net/{iface}/statistics/{name}")]);
     s.trim().parse().with_context(|| format!("{iface} {name} = {s:?}"))
 }
@@ -509,7 +548,7 @@ pub fn run(cfg: &Config) -> Result<Results> {
     Ok(Results { secs: cfg.secs, udp_read: cfg.udp_read, payload_bytes: PAYLOAD, batch: BATCH, samples })
 }
 
-fn describe(a: &Attachments) -> String {
+pub(super) fn describe(a: &Attachments) -> String {
     let mut parts = Vec::new();
     if let Some((id, mode)) = &a.xdp {
         parts.push(format!("xdp {mode} (prog {id})"));

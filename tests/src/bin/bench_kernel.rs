@@ -3,13 +3,18 @@
 //! 1. Per packet, in the kernel, through BPF_PROG_TEST_RUN (XDP and TC):
 //!    ours on a known flow and on new flows against the baseline program
 //!    and an empty program, cross-checked with the kernel's run-time stats.
-//! 2. veth throughput between two namespaces (UDP pps, TCP Gbit/s) with no
+//! 2. Mixed traffic through the same test run: a synthetic capture of a
+//!    busy server's traffic (20,000 flows), every frame once in order,
+//!    ours against the baseline and the empty program.
+//! 3. veth throughput between two namespaces (UDP pps, TCP Gbit/s) with no
 //!    program and with `monitor flows` attached in each mode.
+//! 4. The mixed capture replayed onto the same veth with tcpreplay: CPU time
+//!    per packet with and without the programs.
 //!
 //! Prints tables and writes every raw sample to bench/kernel.json under the
 //! target directory.
 //! Needs root, the kernel object (embedded in the monitor crate) and the
-//! monitor binary (`cargo xtask build`), iperf3 and ss. Traffic only flows
+//! monitor binary (`cargo xtask build`), iperf3, ss and tcpreplay. Traffic only flows
 //! inside the namespaces the bench creates (10.200.0.0/24), which are
 //! removed on exit, on error and on Ctrl-C.
 
@@ -19,7 +24,7 @@ mod bench;
 use std::{path::PathBuf, time::SystemTime};
 
 use anyhow::{ensure, Context as _, Result};
-use bench::{report, testrun, veth};
+use bench::{mix, mixrun, replay, report, testrun, veth};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -41,6 +46,13 @@ struct Args {
     /// one embedded in the monitor (to compare a change to monitor-ebpf).
     #[arg(long)]
     object: Option<PathBuf>,
+    /// Rounds of the mixed-traffic test runs (each: every frame through
+    /// each program and hook).
+    #[arg(long, default_value_t = 5)]
+    mixed_rounds: usize,
+    /// Flows in the mixed-traffic capture.
+    #[arg(long, default_value_t = mix::Config::default().flows)]
+    mixed_flows: u32,
     /// Interleaved rounds of the veth measurements.
     #[arg(long, default_value_t = 3)]
     veth_rounds: usize,
@@ -51,12 +63,17 @@ struct Args {
     /// default the socket is left unread: see the veth module).
     #[arg(long)]
     udp_read: bool,
+    /// Rounds of the replay of the mixed capture onto the veth.
+    #[arg(long, default_value_t = 5)]
+    replay_rounds: usize,
     /// Leave out generic XDP in the veth part.
     #[arg(long)]
     no_generic: bool,
-    /// Run only the test-run part, or only the veth part.
-    #[arg(long, value_parser = ["testrun", "veth"])]
-    only: Option<String>,
+    /// Run only these parts (comma-separated or repeated): testrun (the
+    /// single-case test runs), mixed (mixed traffic through the test run),
+    /// veth (throughput), replay (the mixed capture onto the veth). Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = ["testrun", "mixed", "veth", "replay"])]
+    only: Vec<String>,
     /// Where to write the JSON (default: <workspace>/target/bench/kernel.json).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -83,8 +100,15 @@ fn main() -> Result<()> {
              (CPU-bound on the sending CPU) vary with it; compare the min-max spreads before the ratios"
         );
     }
-    let (mut t, mut v) = (None, None);
-    if args.only.as_deref() != Some("veth") {
+    let part = |p: &str| args.only.is_empty() || args.only.iter().any(|o| o == p);
+    let (mut t, mut m, mut v, mut rp) = (None, None, None, None);
+    let attaches: Vec<veth::Attach> = veth::Attach::ALL
+        .into_iter()
+        .filter(|a| !(args.no_generic && *a == veth::Attach::XdpGeneric))
+        .collect();
+    let mixed_capture = mix::Config { flows: args.mixed_flows, ..mix::Config::default() };
+    let out = args.out.clone().unwrap_or_else(|| monitor_tests::target_dir().join("bench/kernel.json"));
+    if part("testrun") {
         let cfg = testrun::Config {
             rounds: args.testrun_rounds,
             repeat: args.repeat,
@@ -96,17 +120,45 @@ fn main() -> Result<()> {
         println!("{}", report::testrun_table(&r, cfg.rounds));
         t = Some(r);
     }
-    if args.only.as_deref() != Some("testrun") {
+    if part("mixed") {
+        let cfg = mixrun::Config {
+            rounds: args.mixed_rounds,
+            capture: mixed_capture.clone(),
+            object: args.object.clone(),
+        };
+        let r = mixrun::run(&cfg)?;
+        println!("{}", report::mixed_table(&r));
+        m = Some(r);
+    }
+    if part("veth") {
         monitor_tests::monitor::require_monitor_bin();
-        let attaches = veth::Attach::ALL
-            .into_iter()
-            .filter(|a| !(args.no_generic && *a == veth::Attach::XdpGeneric))
-            .collect();
         let cfg =
             veth::Config { rounds: args.veth_rounds, secs: args.secs, attaches, udp_read: args.udp_read };
         let r = veth::run(&cfg)?;
         println!("{}", report::veth_table(&r, cfg.rounds));
         v = Some(r);
+    }
+    if part("replay") {
+        monitor_tests::monitor::require_monitor_bin();
+        // Generic XDP is attached in-process with nobody reading its events:
+        // the ring buffer fills and spares it the event writes.
+        let replay_attaches = [
+            veth::Attach::None,
+            veth::Attach::BaselineTc,
+            veth::Attach::Auto,
+            veth::Attach::BaselineXdp,
+            veth::Attach::XdpNative,
+        ]
+        .into();
+        let cfg = replay::Config {
+            rounds: args.replay_rounds,
+            attaches: replay_attaches,
+            capture: mixed_capture,
+            pcap: out.with_file_name("mixed.pcap"),
+        };
+        let r = replay::run(&cfg)?;
+        println!("{}", report::replay_table(&r, cfg.rounds));
+        rp = Some(r);
     }
     let targets = report::targets(t.as_ref(), v.as_ref());
     println!("{}", report::targets_table(&targets));
@@ -123,9 +175,10 @@ fn main() -> Result<()> {
         },
         targets,
         testrun: t,
+        mixed: m,
         veth: v,
+        replay: rp,
     };
-    let out = args.out.unwrap_or_else(|| monitor_tests::target_dir().join("bench/kernel.json"));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
