@@ -280,7 +280,7 @@ fn hold(
     let cpu1 = cpu_ticks(pid);
     let window = window.elapsed();
     let rss = status_kib(pid, "VmRSS");
-    let map_bytes = flow_map_bytes(pid);
+    let map_bytes = flow_map_bytes(max_flows);
     let probes = if probes_n > 0 { probes(&agent, ws, 50000, probes_n) } else { Vec::new() };
     let m = scrape(node, METRICS);
     if std::env::var_os("BENCH_DEBUG").is_some() {
@@ -369,14 +369,17 @@ impl Held {
     }
 }
 
-/// The memlock of the agent's flow table, from `bpftool -j map show`.
-fn flow_map_bytes(pid: u32) -> Option<u64> {
+/// The memlock of the agent's flow table, from `bpftool -j map show`: the
+/// newest `FLOWS` map of `max_flows` entries (bpftool may not list the
+/// holders' pids, and other agents may hold tables of other sizes).
+fn flow_map_bytes(max_flows: u64) -> Option<u64> {
     let out = std::process::Command::new("bpftool").args(["-j", "map", "show"]).output().ok()?;
     let maps: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    maps.as_array()?.iter().find_map(|m| {
-        let ours = m["pids"].as_array()?.iter().any(|p| p["pid"].as_u64() == Some(u64::from(pid)));
-        (ours && m["name"].as_str()? == "FLOWS").then(|| m["bytes_memlock"].as_u64())?
-    })
+    maps.as_array()?
+        .iter()
+        .filter(|m| m["name"].as_str() == Some("FLOWS") && m["max_entries"].as_u64() == Some(max_flows))
+        .max_by_key(|m| m["id"].as_u64())
+        .and_then(|m| m["bytes_memlock"].as_u64())
 }
 
 fn load_average() -> String {
