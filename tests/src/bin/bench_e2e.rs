@@ -22,7 +22,8 @@
 //!
 //! Options: --probes N (default 300), --rate N (load flows/s, 10000),
 //! --flows N (live flows, 100000), --big-flows N (the big row's live flows,
-//! 1000000; 0 skips it), --big-max-flows N (its table, 1310720).
+//! 1000000; 0 skips it), --big-max-flows N (its table, 1310720),
+//! --big-interval DURATION (its agent's --interval between table reads, 1s).
 //! BENCH_DEBUG=1 prints the agent's metrics at each row.
 
 use std::{
@@ -58,11 +59,19 @@ struct Opts {
     flows: u64,
     big_flows: u64,
     big_max_flows: u64,
+    /// The big row's agent `--interval` (table reads), e.g. "3s".
+    big_interval: String,
 }
 
 fn opts() -> Opts {
-    let mut o =
-        Opts { probes: 300, rate: 10_000, flows: 100_000, big_flows: 1_000_000, big_max_flows: 1_310_720 };
+    let mut o = Opts {
+        probes: 300,
+        rate: 10_000,
+        flows: 100_000,
+        big_flows: 1_000_000,
+        big_max_flows: 1_310_720,
+        big_interval: "1s".into(),
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -77,8 +86,11 @@ fn opts() -> Opts {
             "--flows" => o.flows = val("--flows"),
             "--big-flows" => o.big_flows = val("--big-flows"),
             "--big-max-flows" => o.big_max_flows = val("--big-max-flows"),
+            "--big-interval" => {
+                o.big_interval = it.next().cloned().unwrap_or_else(|| panic!("--big-interval needs a duration, e.g. 3s"))
+            }
             other => panic!(
-                "unknown option {other}: use --probes N, --rate N, --flows N, --big-flows N, --big-max-flows N"
+                "unknown option {other}: use --probes N, --rate N, --flows N, --big-flows N, --big-max-flows N, --big-interval DURATION"
             ),
         }
     }
@@ -126,7 +138,7 @@ fn main() {
     );
 
     // 2. CPU and memory holding many live flows, a fresh agent.
-    let mem = hold(&node, &ws, &dir.path().join("mem.sock"), o.flows, 262_144, 50_000, 0);
+    let mem = hold(&node, &ws, &dir.path().join("mem.sock"), o.flows, 262_144, "1s", 50_000, 0);
     // 3. The same at a big node's flow count, with the probes while it is full.
     let big = (o.big_flows > 0).then(|| {
         assert!(
@@ -135,7 +147,16 @@ fn main() {
             o.big_max_flows,
             o.big_flows
         );
-        hold(&node, &ws, &dir.path().join("big.sock"), o.big_flows, o.big_max_flows, u64::MAX, o.probes)
+        hold(
+            &node,
+            &ws,
+            &dir.path().join("big.sock"),
+            o.big_flows,
+            o.big_max_flows,
+            &o.big_interval,
+            u64::MAX,
+            o.probes,
+        )
     });
     let idle_s = Stats::of(&idle);
     let load_s = Stats::of(&loaded);
@@ -229,6 +250,7 @@ const BIG_P99_MS: f64 = 10.0;
 struct Held {
     flows: u64,
     max_flows: u64,
+    interval: String,
     fill: Duration,
     fill_rate: f64,
     tracked: u64,
@@ -297,6 +319,7 @@ fn hold(
     Held {
         flows,
         max_flows,
+        interval: interval.to_string(),
         fill,
         fill_rate: 2.0 * flows as f64 / fill.as_secs_f64(),
         tracked,
@@ -314,9 +337,10 @@ fn hold(
 impl Held {
     fn print(&self) {
         println!(
-            "{} live UDP flows, --max-flows {} (filled in {:.1} s, {:.0} packets/s)",
+            "{} live UDP flows, --max-flows {} --interval {} (filled in {:.1} s, {:.0} packets/s)",
             self.flows,
             self.max_flows,
+            self.interval,
             self.fill.as_secs_f64(),
             self.fill_rate
         );
@@ -355,7 +379,7 @@ impl Held {
 
     fn json(&self) -> serde_json::Value {
         let mut v = json!({
-            "flows": self.flows, "max_flows": self.max_flows, "tracked": self.tracked, "evicted": self.evicted,
+            "flows": self.flows, "max_flows": self.max_flows, "interval": self.interval, "tracked": self.tracked, "evicted": self.evicted,
             "fill_s": self.fill.as_secs_f64(), "fill_packets_per_s": self.fill_rate,
             "cpu_percent_of_one_core": self.cpu_pct, "window_s": self.window.as_secs_f64(),
             "vm_rss_kib": self.rss, "vm_rss_start_kib": self.rss_start, "vm_hwm_kib": self.hwm,
@@ -397,16 +421,25 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn start_agent(ns: &NetNs, socket: &std::path::Path) -> Agent {
-    start_agent_with(ns, socket, 262_144)
+    start_agent_with(ns, socket, 262_144, "1s")
 }
 
-fn start_agent_with(ns: &NetNs, socket: &std::path::Path, max_flows: u64) -> Agent {
+fn start_agent_with(ns: &NetNs, socket: &std::path::Path, max_flows: u64, interval: &str) -> Agent {
     let max_flows = max_flows.to_string();
     Agent::rp_pam_ha(
         ns,
         IF,
         socket,
-        &["--scan-threshold", "1000000", "--max-flows", &max_flows, "--metrics", METRICS],
+        &[
+            "--scan-threshold",
+            "1000000",
+            "--max-flows",
+            &max_flows,
+            "--interval",
+            interval,
+            "--metrics",
+            METRICS,
+        ],
     )
 }
 
