@@ -268,19 +268,22 @@ struct Held {
 
 /// Starts a fresh agent with a `max_flows` table, fills it with `flows` live
 /// UDP flows, each answered (so each lives until the idle timeout, 120 s),
+/// with the agent reading its table every `interval`,
 /// at `fill_rate` flows/s each way (u64::MAX: as fast as the socket sends),
 /// then measures CPU over 10 s, RSS, and `probes` first-packet-to-alert
 /// delays while the flows are held.
+#[allow(clippy::too_many_arguments)]
 fn hold(
     node: &NetNs,
     ws: &NetNs,
     socket: &std::path::Path,
     flows: u64,
     max_flows: u64,
+    interval: &str,
     fill_rate: u64,
     probes_n: usize,
 ) -> Held {
-    let agent = start_agent_with(node, socket, max_flows);
+    let agent = start_agent_with(node, socket, max_flows, interval);
     let pid = agent.pid();
     if probes_n > 0 {
         warm_up(&agent, ws);
