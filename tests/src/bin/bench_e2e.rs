@@ -270,7 +270,7 @@ struct Held {
 /// UDP flows, each answered (so each lives until the idle timeout, 120 s),
 /// with the agent reading its table every `interval`,
 /// at `fill_rate` flows/s each way (u64::MAX: as fast as the socket sends),
-/// then measures CPU over 10 s, RSS, and `probes` first-packet-to-alert
+/// then measures CPU over 10 s (rounded up to whole intervals), RSS, and `probes` first-packet-to-alert
 /// delays while the flows are held.
 #[allow(clippy::too_many_arguments)]
 fn hold(
@@ -297,11 +297,14 @@ fn hold(
         fill < Duration::from_secs(60),
         "filling {flows} flows took {fill:?}: the first would near the idle timeout (120 s) while measured"
     );
-    // Two table reads, so every flow is judged and held.
-    std::thread::sleep(Duration::from_secs(3));
+    // Two table reads, so every flow is judged (again, answered) and held:
+    // the window then holds steady reads only, a whole number of them.
+    let every = parse_interval(interval);
+    std::thread::sleep(Duration::from_secs(3).max(every * 2 + Duration::from_secs(1)));
+    let reads = (Duration::from_secs(10).as_secs_f64() / every.as_secs_f64()).ceil().max(1.0);
     let cpu0 = cpu_ticks(pid);
     let window = Instant::now();
-    std::thread::sleep(Duration::from_secs(10));
+    std::thread::sleep(every.mul_f64(reads));
     let cpu1 = cpu_ticks(pid);
     let window = window.elapsed();
     let rss = status_kib(pid, "VmRSS");
@@ -407,6 +410,17 @@ fn flow_map_bytes(max_flows: u64) -> Option<u64> {
         .filter(|m| m["name"].as_str() == Some("FLOWS") && m["max_entries"].as_u64() == Some(max_flows))
         .max_by_key(|m| m["id"].as_u64())
         .and_then(|m| m["bytes_memlock"].as_u64())
+}
+
+/// The bench's own `--interval` values: `3s`, `500ms`.
+fn parse_interval(s: &str) -> Duration {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().unwrap_or_else(|_| panic!("interval {s}: use e.g. 3s or 500ms"));
+    match unit {
+        "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        _ => panic!("interval {s}: use e.g. 3s or 500ms"),
+    }
 }
 
 fn load_average() -> String {
