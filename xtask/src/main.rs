@@ -49,7 +49,9 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         seconds: Option<u64>,
     },
-    /// Run a benchmark: kernel, engine, replay, series or e2e. Not a test.
+    /// Run a benchmark: kernel, engine, replay (`monitor check` against softflowd, nfpcapd and
+    /// argus on a generated capture), replay-criterion (the library's replay loop), series or e2e.
+    /// Not a test.
     Bench { which: String },
     /// cargo fmt --check and clippy -D warnings on every crate.
     Lint,
@@ -339,7 +341,12 @@ fn bench(root: &Path, which: &str) -> Result<()> {
             cargo(root, &["bench", "-p", "monitor", "--bench", "engine"])?;
             cargo(root, &["bench", "-p", "monitor", "--bench", "replay"])
         }
-        "replay" => cargo(root, &["bench", "-p", "monitor", "--bench", "replay"]),
+        "replay" => {
+            build(root)?;
+            setup::ensure_packages(setup::BENCH_PACKAGES)?;
+            cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-replay", "--"])
+        }
+        "replay-criterion" => cargo(root, &["bench", "-p", "monitor", "--bench", "replay"]),
         "series" => cargo(root, &["bench", "-p", "monitor", "--bench", "series"]),
         "kernel" => {
             build(root)?;
@@ -349,6 +356,8 @@ fn bench(root: &Path, which: &str) -> Result<()> {
             build(root)?;
             cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-e2e"])
         }
-        other => bail!("unknown benchmark `{other}`: use kernel, engine, replay, series or e2e"),
+        other => {
+            bail!("unknown benchmark `{other}`: use kernel, engine, replay, replay-criterion, series or e2e")
+        }
     }
 }
