@@ -225,7 +225,7 @@ impl<'m, F: FnMut(Judged<'_>) -> io::Result<()>> Judge<'m, F> {
 /// table would have judged then. Counters are summed at the end.
 mod sharded {
     use std::{
-        hash::{BuildHasher, Hash, Hasher},
+        hash::BuildHasher,
         sync::mpsc::{sync_channel, Receiver, SyncSender},
     };
 
@@ -313,7 +313,7 @@ mod sharded {
                     let ended = Ended {
                         entries: tracker.entries().map(|(k, v)| (*k, *v)).collect(),
                         dns: std::mem::take(&mut dns),
-                        stats: tracker.stats().clone(),
+                        stats: *tracker.stats(),
                         now_ns: tracker.now_ns(),
                     };
                     let _ = tx.send(FromShard::Ended(Box::new(ended)));
@@ -362,11 +362,7 @@ mod sharded {
                     return;
                 }
                 let i = match keyer.flow_key_of(r.link, r.data, r.orig_len) {
-                    Some(k) => {
-                        let mut h = hasher.build_hasher();
-                        k.hash(&mut h);
-                        (h.finish() % threads as u64) as usize
-                    }
+                    Some(k) => (hasher.hash_one(k) % threads as u64) as usize,
                     // Counted by reason only: any one shard counts it.
                     None => 0,
                 };

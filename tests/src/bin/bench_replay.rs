@@ -187,7 +187,7 @@ impl Gen {
         buf.clear();
         let s = self.step;
         self.step += 1;
-        let from_client = if self.tcp { tcp_from_client(s) } else { s % 2 == 0 };
+        let from_client = if self.tcp { tcp_from_client(s) } else { s.is_multiple_of(2) };
         let (src, dst, sp, dp) = if from_client {
             (self.client, self.server, self.sport, self.dport)
         } else {
