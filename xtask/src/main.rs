@@ -49,8 +49,15 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         seconds: Option<u64>,
     },
-    /// Run a benchmark: kernel, engine, replay, series or e2e. Not a test.
-    Bench { which: String },
+    /// Run a benchmark: kernel, engine, replay (`monitor check` against softflowd, nfpcapd and
+    /// argus on a generated capture), replay-criterion (the library's replay loop), series or e2e.
+    /// Not a test.
+    Bench {
+        which: String,
+        /// Options for the benchmark's runner (replay: --rounds N, --threads 1,2, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// cargo fmt --check and clippy -D warnings on every crate.
     Lint,
     /// Build, then package target/debian/monitor_<version>_<arch>.deb (cargo-deb).
@@ -81,7 +88,7 @@ fn main() -> Result<()> {
             }
             run_as_root(&target_dir().join("release/demo"), &args)
         }
-        Cmd::Bench { which } => bench(&root, &which),
+        Cmd::Bench { which, args } => bench(&root, &which, &args),
         Cmd::Lint => lint(&root),
         Cmd::Deb => package::deb(&root).map(drop),
         Cmd::Image => package::image(&root).map(drop),
@@ -333,13 +340,20 @@ fn build_is_fresh(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn bench(root: &Path, which: &str) -> Result<()> {
+fn bench(root: &Path, which: &str, args: &[String]) -> Result<()> {
     match which {
         "engine" => {
             cargo(root, &["bench", "-p", "monitor", "--bench", "engine"])?;
             cargo(root, &["bench", "-p", "monitor", "--bench", "replay"])
         }
-        "replay" => cargo(root, &["bench", "-p", "monitor", "--bench", "replay"]),
+        "replay" => {
+            build(root)?;
+            setup::ensure_packages(setup::BENCH_PACKAGES)?;
+            let mut cmd = vec!["run", "--release", "-p", "monitor-tests", "--bin", "bench-replay", "--"];
+            cmd.extend(args.iter().map(String::as_str));
+            cargo(root, &cmd)
+        }
+        "replay-criterion" => cargo(root, &["bench", "-p", "monitor", "--bench", "replay"]),
         "series" => cargo(root, &["bench", "-p", "monitor", "--bench", "series"]),
         "kernel" => {
             build(root)?;
@@ -349,6 +363,8 @@ fn bench(root: &Path, which: &str) -> Result<()> {
             build(root)?;
             cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-e2e"])
         }
-        other => bail!("unknown benchmark `{other}`: use kernel, engine, replay, series or e2e"),
+        other => {
+            bail!("unknown benchmark `{other}`: use kernel, engine, replay, replay-criterion, series or e2e")
+        }
     }
 }

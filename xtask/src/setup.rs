@@ -43,6 +43,9 @@ const TEST_PACKAGES: &[&str] = &[
     // `monitor top` is driven in tmux (send-keys, capture-pane).
     "tmux",
 ];
+/// Debian packages `cargo xtask bench replay` times `monitor check` against:
+/// softflowd, nfdump's nfpcapd and argus, each reading the same capture.
+pub const BENCH_PACKAGES: &[&str] = &["softflowd", "nfdump", "argus-server"];
 /// Debian packages `cargo xtask deb` needs: dpkg-shlibdeps (the package's
 /// dependencies) and strip.
 pub const DEB_PACKAGES: &[&str] = &["dpkg-dev", "binutils"];
@@ -79,6 +82,7 @@ fn python_scripts_dir() -> Option<String> {
 pub fn install_all() -> Result<()> {
     ensure_packages(TEST_PACKAGES)?;
     ensure_packages(DEB_PACKAGES)?;
+    ensure_packages(BENCH_PACKAGES)?;
     ensure_packages(IMAGE_PACKAGES)?;
     ensure_kernel_toolchain()?;
     ensure_ansible()?;

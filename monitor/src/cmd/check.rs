@@ -56,6 +56,10 @@ pub struct Args {
     /// How long a DNS answer's binding holds past its TTL (docs/dns.md).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub dns_grace: Duration,
+    /// Track flows on N threads, each holding the flows whose key hashes to
+    /// it; the output is the same for any N (docs/bench-replay.md).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -72,20 +76,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The page's graph draws the matrix as compiled before the capture, as `monitor graph` does.
     let drawn =
         (args.format == Format::Html).then(|| (compiled.matrix.clone(), compiled.engine.rules().to_vec()));
-    let judged = judge::judge_capture(compiled, &sources.matrix, &args.pcap, options, |j| {
-        if args.format == Format::Html {
-            page.add(&j);
-            return Ok(());
-        }
-        let Outcome::Finding(alert) = j.outcome else { return Ok(()) };
-        match args.format {
-            Format::Json => writeln!(out, "{}", alert.to_json()),
-            Format::Text => writeln!(out, "{alert}"),
-            Format::Ocsf => writeln!(out, "{}", ocsf::to_json(alert, &reporter)),
-            Format::Falco => writeln!(out, "{}", falco::to_json(alert, &reporter)),
-            Format::Html => Ok(()),
-        }
-    })?;
+    let threads = args.threads as usize;
+    let judged =
+        judge::judge_capture_threads(compiled, &sources.matrix, &args.pcap, options, threads, |j| {
+            if args.format == Format::Html {
+                page.add(&j);
+                return Ok(());
+            }
+            let Outcome::Finding(alert) = j.outcome else { return Ok(()) };
+            match args.format {
+                Format::Json => writeln!(out, "{}", alert.to_json()),
+                Format::Text => writeln!(out, "{alert}"),
+                Format::Ocsf => writeln!(out, "{}", ocsf::to_json(alert, &reporter)),
+                Format::Falco => writeln!(out, "{}", falco::to_json(alert, &reporter)),
+                Format::Html => Ok(()),
+            }
+        })?;
     let (summary, tally) = (&judged.summary, &judged.tally);
     match args.format {
         Format::Html => {

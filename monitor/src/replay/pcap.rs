@@ -6,6 +6,12 @@
 //! half-read capture would give a verdict on traffic that was never looked
 //! at. Damage inside one packet is the tracker's business: it is counted by
 //! reason (see [`super::track::Stats`]) and the replay goes on.
+//!
+//! A regular file is mapped into memory and its records are parsed where
+//! they lie: no read copies, no buffer shifts. Pages already replayed are
+//! given back to the kernel as the replay goes, so that the process's
+//! resident memory does not grow with the capture. Pipes and other
+//! readers go through a growing buffer ([`read`]).
 
 use std::{
     fs::File,
@@ -13,8 +19,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use memmap2::{Advice, Mmap, UncheckedAdvice};
 use pcap_parser::{
-    traits::PcapReaderIterator, Block, LegacyPcapReader, PcapBlockOwned, PcapError as RawError, PcapNGReader,
+    nom,
+    pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, parse_pcap_header},
+    pcapng::{parse_block_be, parse_block_le, parse_sectionheaderblock},
+    traits::PcapReaderIterator,
+    Block, LegacyPcapReader, PcapBlockOwned, PcapError as RawError, PcapNGReader,
 };
 use thiserror::Error;
 
@@ -100,10 +111,131 @@ pub fn replay(path: &Path, tracker: &mut Tracker) -> Result<ReadSummary, PcapErr
     for_each_packet(path, |r| tracker.push_captured(r.ts_ns, r.link, r.data, r.orig_len))
 }
 
-/// Calls `f` on every packet of the pcap or pcapng file at `path`, in file order.
+/// Calls `f` on every packet of the pcap or pcapng file at `path`, in file
+/// order: mapped into memory when it is a regular file, read otherwise.
 pub fn for_each_packet(path: &Path, f: impl FnMut(&Record<'_>)) -> Result<ReadSummary, PcapError> {
-    let file = File::open(path).map_err(|source| PcapError::Io { path: path.to_owned(), source })?;
-    read(path, file, f)
+    let io_err = |source| PcapError::Io { path: path.to_owned(), source };
+    let file = File::open(path).map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    if !meta.is_file() || meta.len() == 0 {
+        return read(path, file, f);
+    }
+    // SAFETY: the map is read-only and private to this call; a capture
+    // that another process truncates while it is replayed ends the process
+    // (SIGBUS), as it would end a reader that trusted its length.
+    let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
+    let _ = map.advise(Advice::Sequential);
+    walk_slice(path, &map, f)
+}
+
+/// The mapped pages are populated and dropped this many bytes at a time.
+const WINDOW: usize = 8 << 20;
+
+/// Walks a whole mapped capture.
+fn walk_slice(path: &Path, map: &Mmap, mut f: impl FnMut(&Record<'_>)) -> Result<ReadSummary, PcapError> {
+    let data: &[u8] = map;
+    let magic: [u8; 4] = match data.get(..4) {
+        Some(m) => m.try_into().expect("four bytes"),
+        None => return Err(PcapError::ShortHeader { path: path.to_owned() }),
+    };
+    let header_err = |e: nom::Err<RawError<&[u8]>>| match e {
+        nom::Err::Incomplete(_) => PcapError::ShortHeader { path: path.to_owned() },
+        _ => PcapError::NotPcap { path: path.to_owned(), magic: hex(&magic) },
+    };
+    // The pages of the next window are mapped in one call ahead of the
+    // parser (a page fault per 4 KiB page costs as much as the parse), and
+    // those behind it are dropped from this process's resident set (they
+    // stay in the page cache): resident memory stays about two windows.
+    let page = page_size();
+    let (mut released, mut populated) = (0usize, 0usize);
+    let mut release = |at: usize| {
+        if at + WINDOW / 2 >= populated && populated < data.len() {
+            let len = WINDOW.min(data.len() - populated);
+            // Not every kernel has MADV_POPULATE_READ (5.14); faults do the same work.
+            let _ = map.advise_range(Advice::PopulateRead, populated, len);
+            populated += len;
+        }
+        let upto = at / page * page;
+        if upto >= released + WINDOW {
+            // SAFETY: the map is read-only and file-backed: a page dropped
+            // here reads back from the file if it is touched again, and no
+            // slice into it outlives this walk's current record.
+            let _ =
+                unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, released, upto - released) };
+            released = upto;
+        }
+    };
+    release(0);
+    match magic {
+        [0x0a, 0x0d, 0x0d, 0x0a] => {
+            parse_sectionheaderblock(data).map_err(header_err)?;
+            let mut big_endian = false;
+            let parse = |i| ng_block(&mut big_endian, i);
+            Walker::new(path, Format::PcapNg).run_slice(data, 0, parse, &mut f, &mut release)
+        }
+        [0xd4, 0xc3, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0xc3, 0xd4]
+        | [0x4d, 0x3c, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0x3c, 0x4d]
+        | [0x34, 0xcd, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0xcd, 0x34] => {
+            let (_, header) = parse_pcap_header(data).map_err(header_err)?;
+            let frame: LegacyFrame = if header.is_modified_format() {
+                parse_pcap_frame_modified
+            } else if header.is_bigendian() {
+                parse_pcap_frame_be
+            } else {
+                parse_pcap_frame
+            };
+            let mut walker = Walker::new(path, Format::Pcap);
+            let at = header.size();
+            walker.block(PcapBlockOwned::from(header), &mut f)?;
+            walker.offset = at as u64;
+            let parse = |i| legacy_block(frame, i);
+            walker.run_slice(data, at, parse, &mut f, &mut release)
+        }
+        _ => Err(PcapError::NotPcap { path: path.to_owned(), magic: hex(&magic) }),
+    }
+}
+
+const PREFETCH_AHEAD: usize = 8 << 10;
+
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+type Parsed<'d> = nom::IResult<&'d [u8], PcapBlockOwned<'d>, RawError<&'d [u8]>>;
+
+/// One pcapng block, in the byte order of its section (as [`PcapNGReader`] reads them).
+fn ng_block<'d>(big_endian: &mut bool, i: &'d [u8]) -> Parsed<'d> {
+    let r = if *big_endian { parse_block_be(i) } else { parse_block_le(i) };
+    if let Ok((_, Block::SectionHeader(shb))) = &r {
+        *big_endian = shb.big_endian();
+    }
+    r.map(|(rem, b)| (rem, PcapBlockOwned::from(b)))
+}
+
+type LegacyFrame = fn(&[u8]) -> nom::IResult<&[u8], pcap_parser::LegacyPcapBlock<'_>, RawError<&[u8]>>;
+
+fn legacy_block(frame: LegacyFrame, i: &[u8]) -> Parsed<'_> {
+    frame(i).map(|(rem, b)| (rem, PcapBlockOwned::from(b)))
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
 }
 
 /// Like [`for_each_packet`], from any reader; `path` only names it in errors.
@@ -227,6 +359,56 @@ impl<'p> Walker<'p> {
                 }
                 Err(RawError::HeaderNotRecognized) => return Err(self.malformed("section header".into())),
             }
+        }
+    }
+
+    /// Walks the blocks of `data` from `at` to its end with `parse`.
+    fn run_slice<'d>(
+        mut self,
+        data: &'d [u8],
+        mut at: usize,
+        mut parse: impl FnMut(&'d [u8]) -> Parsed<'d>,
+        f: &mut impl FnMut(&Record<'_>),
+        release: &mut impl FnMut(usize),
+    ) -> Result<ReadSummary, PcapError> {
+        // Software prefetch, every cache line, PREFETCH_AHEAD bytes ahead:
+        // the page cache is cold to the CPU, and records of irregular
+        // length defeat the hardware prefetcher; read() would have streamed
+        // the bytes through the cache in its copy.
+        let mut prefetched = at;
+        while at < data.len() {
+            let ahead = (at + PREFETCH_AHEAD).min(data.len());
+            while prefetched < ahead {
+                prefetch(data[prefetched..].as_ptr());
+                prefetched += 64;
+            }
+            let rest = &data[at..];
+            match parse(rest) {
+                Ok((rem, block)) => {
+                    let len = rest.len() - rem.len();
+                    self.block(block, f)?;
+                    at += len;
+                    self.offset += len as u64;
+                    release(at);
+                }
+                // The file ends inside a record: the reader path's UnexpectedEof.
+                Err(nom::Err::Incomplete(_)) => return Err(self.truncated()),
+                Err(nom::Err::Error(e)) | Err(nom::Err::Failure(e)) => return Err(self.raw_error(e)),
+            }
+        }
+        Ok(self.summary)
+    }
+
+    /// A parse error of a block that is all there, as the reader path reports it.
+    fn raw_error(&self, e: RawError<&[u8]>) -> PcapError {
+        match e {
+            RawError::NomError(_, kind) | RawError::OwnedNomError(_, kind) => {
+                self.malformed(format!("block ({})", kind.description()))
+            }
+            RawError::HeaderNotRecognized => self.malformed("section header".into()),
+            RawError::UnexpectedEof | RawError::Incomplete(_) => self.truncated(),
+            RawError::BufferTooSmall => self.malformed(format!("block longer than {} MiB", MAX_BLOCK >> 20)),
+            RawError::Eof | RawError::ReadError => self.io_error(),
         }
     }
 

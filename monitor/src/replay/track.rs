@@ -101,6 +101,13 @@ impl Stats {
         self.0[stat as usize]
     }
 
+    /// Adds `other`'s counts: the shards of a sharded replay, as one table.
+    pub fn merge(&mut self, other: &Stats) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
     fn add(&mut self, stat: Stat, n: u64) {
         self.0[stat as usize] += n;
     }
@@ -149,6 +156,8 @@ pub struct Tracker {
     ended: Vec<(FlowKey, FlowValue)>,
     /// The most flows the table held at once.
     peak: usize,
+    /// Sweeps happen only when the caller asks ([`Tracker::sweep_at`]).
+    sweep_by_caller: bool,
 }
 
 /// When a replayed flow has ended: the rule of the live stream
@@ -198,6 +207,7 @@ impl Tracker {
             next_sweep_ns: 0,
             ended: Vec::new(),
             peak: 0,
+            sweep_by_caller: false,
         }
     }
 
@@ -209,6 +219,44 @@ impl Tracker {
     /// starts a new flow, as in the kernel.
     pub fn expire_idle(&mut self, expiry: Expiry) {
         self.expiry = Some(expiry);
+    }
+
+    /// Like [`Tracker::expire_idle`], but the table is swept only by
+    /// [`Tracker::sweep_at`]: a shard of a sharded replay sweeps when the
+    /// whole capture's clock says so, not its own packets'.
+    pub fn expire_idle_when_told(&mut self, expiry: Expiry) {
+        self.expiry = Some(expiry);
+        self.sweep_by_caller = true;
+    }
+
+    /// Moves "now" to `now_ns` (if later) and sweeps the table for ended flows.
+    pub fn sweep_at(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+        if let Some(e) = self.expiry {
+            self.sweep(e);
+        }
+    }
+
+    /// How often, in capture time, [`Tracker::push_captured`] sweeps on its own.
+    pub const SWEEP_INTERVAL_NS: u64 = SWEEP_INTERVAL_NS;
+
+    /// The key of the flow that a frame would be counted into (the quoted
+    /// flow's for an ICMP error), `None` for a frame counted into none: how
+    /// a sharded replay sends every packet of a flow to the same shard.
+    pub fn flow_key_of(&mut self, l2: LinkKind, frame: &[u8], orig_len: u64) -> Option<FlowKey> {
+        let orig_len = orig_len.max(frame.len() as u64);
+        let parsed = match l2 {
+            LinkKind::Ethernet => self.parse_ethernet(frame).map(|p| (p, orig_len)),
+            _ => self.parse_cooked(l2, frame, orig_len),
+        };
+        let (pkt, _) = parsed.ok()?;
+        if pkt.kind == L4Kind::IcmpError {
+            let q = &pkt.quoted;
+            return Some(
+                FlowKey::canonical(addr_bytes(&q.src), q.sport, addr_bytes(&q.dst), q.dport, q.proto).0,
+            );
+        }
+        Some(key_of(&pkt).0)
     }
 
     /// The flows expired since the last call, in no particular order.
@@ -286,7 +334,7 @@ impl Tracker {
             Err(stat) => self.stats.add(stat, 1),
         }
         self.peak = self.peak.max(self.flows.len());
-        if let Some(e) = self.expiry {
+        if let Some(e) = self.expiry.filter(|_| !self.sweep_by_caller) {
             if self.now_ns >= self.next_sweep_ns {
                 self.sweep(e);
                 self.next_sweep_ns = self.now_ns.saturating_add(SWEEP_INTERVAL_NS);

@@ -1,0 +1,191 @@
+//! `monitor check --threads N` prints what `--threads 1` prints, byte for
+//! byte: on the example captures, and on a generated one long enough for
+//! flows to expire and keys to be reused, with DNS answers that bind a
+//! matrix name between flows and ICMP errors from a router.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use etherparse::{icmpv4::DestUnreachableHeader, Icmpv4Type, PacketBuilder};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rp-pam")
+}
+
+/// Status and stdout of `monitor check` on the RP-PAM example (`--profile ha --profile entra`).
+fn check(pcap: &Path, format: &str, threads: u32, stdin: bool) -> (Option<i32>, Vec<u8>) {
+    let e = example();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor"));
+    cmd.arg("check")
+        .arg("--matrix")
+        .arg(e.join("matrix.yaml"))
+        .arg("--inventory")
+        .arg(e.join("inventory.ini"))
+        .args(["--profile", "ha", "--profile", "entra", "--format", format, "--threads"])
+        .arg(threads.to_string())
+        .arg("--pcap");
+    if stdin {
+        cmd.arg("/dev/stdin").stdin(Stdio::from(std::fs::File::open(pcap).unwrap()));
+    } else {
+        cmd.arg(pcap);
+    }
+    let out = cmd.output().unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), out.stdout)
+}
+
+fn assert_same_for_any_threads(pcap: &Path) {
+    for format in ["json", "text"] {
+        for (threads, stdin) in [(2, false), (4, false), (3, true)] {
+            // The summary names the capture: a pipe's run against a pipe's.
+            let one = check(pcap, format, 1, stdin);
+            assert!(!one.1.is_empty());
+            let many = check(pcap, format, threads, stdin);
+            assert!(
+                one == many,
+                "{} --format {format}: --threads {threads} (stdin {stdin}) differs from --threads 1:\n{}\n---\n{}",
+                pcap.display(),
+                String::from_utf8_lossy(&one.1),
+                String::from_utf8_lossy(&many.1)
+            );
+        }
+    }
+}
+
+#[test]
+fn the_example_captures_come_out_the_same_on_any_number_of_threads() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(example().join("pcaps")).unwrap() {
+        assert_same_for_any_threads(&entry.unwrap().path());
+        n += 1;
+    }
+    assert!(n >= 4, "the example captures are missing");
+}
+
+/// graph.microsoft.com, which the matrix's `microsoft-graph` service names.
+const GRAPH_IP: [u8; 4] = [20, 190, 151, 7];
+
+fn dns_answer(id: u16, name: &str, ip: [u8; 4], ttl: u32) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+    m.extend_from_slice(&ttl.to_be_bytes());
+    m.extend_from_slice(&[0, 4]);
+    m.extend_from_slice(&ip);
+    m
+}
+
+/// Ten minutes of capture: short TCP connections to the portal and the
+/// database (some left unanswered or refused), UDP flows the matrix does
+/// not document, a source port reused after its flow expired, a router's
+/// port-unreachable errors, and DNS answers for graph.microsoft.com now
+/// and then, each followed by connections to its address.
+fn capture() -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0]);
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    let mut record = |usec: u64, frame: Vec<u8>| {
+        let t = 1_775_469_600_000_000 + usec;
+        out.extend_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame);
+    };
+    let eth = || PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let tcp = |src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, kind: u8| {
+        let b = eth().ipv4(src, dst, 64).tcp(sp, dp, 7, 64240);
+        let b = match kind {
+            0 => b.syn(),
+            1 => b.syn().ack(8),
+            2 => b.ack(8),
+            3 => b.fin().ack(8),
+            _ => b.rst().ack(8),
+        };
+        let mut f = Vec::new();
+        b.write(&mut f, &[0x17; 100][..if kind == 2 { 100 } else { 0 }]).unwrap();
+        f
+    };
+    let nodes = [[10, 200, 1, 11], [10, 200, 1, 12], [10, 200, 1, 13]];
+    let ws = [10, 200, 2, 50];
+    let (db, dc, router) = ([10, 200, 1, 20], [10, 200, 4, 10], [10, 200, 9, 1]);
+    // 3,000 connections, one every 200 ms, each lasting up to 3 s: several
+    // open at once, sweeps and expiries all along.
+    for i in 0..3000u64 {
+        let t = i * 200_000;
+        let sport = 20_000 + (i % 700) as u16; // reused every 140 s, after expiry
+        let node = nodes[(i % 3) as usize];
+        let (c, s, dp) = match i % 5 {
+            0 => (ws, nodes[(i % 3) as usize], 7101),
+            1 | 2 => (node, db, 5432),
+            3 => (node, GRAPH_IP, 443),
+            _ => (node, [10, 200, 3, 20], 22),
+        };
+        record(t, tcp(c, sport, s, dp, 0));
+        match i % 13 {
+            // Unanswered: the SYN alone.
+            7 => continue,
+            // Refused.
+            11 => {
+                record(t + 500, tcp(s, dp, c, sport, 4));
+                continue;
+            }
+            _ => {}
+        }
+        record(t + 400, tcp(s, dp, c, sport, 1));
+        record(t + 800, tcp(c, sport, s, dp, 2));
+        record(t + 1_000_000 + (i % 7) * 200_000, tcp(s, dp, c, sport, 2));
+        record(t + 2_500_000, tcp(c, sport, s, dp, 3));
+        record(t + 2_600_000, tcp(s, dp, c, sport, 3));
+        if i % 4 == 0 {
+            // Undocumented UDP, answered by a router's port unreachable.
+            let mut q = Vec::new();
+            eth().ipv4(node, dc, 64).udp(40_000 + (i % 900) as u16, 161).write(&mut q, &[1; 30]).unwrap();
+            let quoted = q[14..14 + 28].to_vec();
+            record(t + 900, q);
+            let mut e = Vec::new();
+            eth()
+                .ipv4(router, node, 64)
+                .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port))
+                .write(&mut e, &quoted)
+                .unwrap();
+            record(t + 1_200, e);
+        }
+        if i % 50 == 0 {
+            // The DC answers a node's query for graph.microsoft.com (TTL 30 s).
+            let mut a = Vec::new();
+            let answer = dns_answer(i as u16, "graph.microsoft.com", GRAPH_IP, 30);
+            eth().ipv4(dc, node, 64).udp(53, 50_000 + (i % 1000) as u16).write(&mut a, &answer).unwrap();
+            record(t + 100, a);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_generated_capture_comes_out_the_same_on_any_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("generated.pcap");
+    std::fs::write(&pcap, capture()).unwrap();
+    assert_same_for_any_threads(&pcap);
+    // The capture reaches what the sharding must keep global.
+    let (_, out) = check(&pcap, "json", 1, false);
+    let text = String::from_utf8(out).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert!(summary["flows"].as_u64().unwrap() > 3000, "{summary}");
+    assert!(summary["icmp_errors_matched"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["blocked"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["unexpected"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["conforming"].as_u64().unwrap() > 0, "{summary}");
+    assert!(!summary["dns"].as_object().unwrap().is_empty(), "passive DNS saw nothing: {summary}");
+}
