@@ -3,8 +3,11 @@
 
 mod check_run;
 
+mod pcap_writer;
+
 use check_run::check_json;
 use etherparse::PacketBuilder;
+use pcap_writer::Pcap;
 
 const MATRIX: &str =
     "version: 1\nzones:\n  clients: {cidrs: [10.0.2.0/24]}\n  servers: {cidrs: [10.0.1.0/24]}\n\
@@ -13,19 +16,8 @@ rules:\n  - {id: web, from: clients, to: servers, port: 443}\n";
 /// A classic pcap of `n` short TCP connections, one every 10 ms (handshake
 /// and both FINs), and one undocumented connection (to port 22) halfway.
 fn capture(n: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0]);
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    let mut record = |usec: u64, frame: Vec<u8>| {
-        let t = 1_700_000_000_000_000 + usec;
-        out.extend_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&frame);
-    };
+    let mut pcap = Pcap::new(1_700_000_000_000_000);
+    let mut record = |usec: u64, frame: Vec<u8>| pcap.record(usec, &frame);
     let eth = || PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     for i in 0..n {
         let client = [10, 0, 2, 1 + (i / 50_000) as u8];
@@ -45,7 +37,7 @@ fn capture(n: u32) -> Vec<u8> {
         eth().ipv4(server, client, 64).tcp(sport, cport, 2, 64240).fin().ack(3).write(&mut f, &[]).unwrap();
         record(t + 300, f);
     }
-    out
+    pcap.into_bytes()
 }
 
 #[test]

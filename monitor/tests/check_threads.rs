@@ -3,6 +3,9 @@
 //! flows to expire and keys to be reused, with DNS answers that bind a
 //! matrix name between flows and ICMP errors from a router.
 
+mod pcap_writer;
+
+use pcap_writer::Pcap;
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -89,19 +92,8 @@ fn dns_answer(id: u16, name: &str, ip: [u8; 4], ttl: u32) -> Vec<u8> {
 /// port-unreachable errors, and DNS answers for graph.microsoft.com now
 /// and then, each followed by connections to its address.
 fn capture() -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0]);
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    let mut record = |usec: u64, frame: Vec<u8>| {
-        let t = 1_775_469_600_000_000 + usec;
-        out.extend_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&frame);
-    };
+    let mut pcap = Pcap::new(1_775_469_600_000_000);
+    let mut record = |usec: u64, frame: Vec<u8>| pcap.record(usec, &frame);
     let eth = || PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
     let tcp = |src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, kind: u8| {
         let b = eth().ipv4(src, dst, 64).tcp(sp, dp, 7, 64240);
@@ -169,7 +161,7 @@ fn capture() -> Vec<u8> {
             record(t + 100, a);
         }
     }
-    out
+    pcap.into_bytes()
 }
 
 #[test]

@@ -38,6 +38,19 @@ const INITIAL_BUFFER: usize = 256 << 10;
 /// 256 KiB); a larger length field means the file is corrupt.
 const MAX_BLOCK: usize = 64 << 20;
 
+/// The first four bytes of a pcapng file (a section header block).
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+/// The first four bytes of a classic pcap file: microsecond, nanosecond
+/// (0x4d3c), and Kuznetzov's modified (0x34cd) formats, in either byte order.
+const LEGACY_MAGICS: [[u8; 4]; 6] = [
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+    [0x34, 0xcd, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xcd, 0x34],
+];
+
 #[derive(Debug, Error)]
 pub enum PcapError {
     #[error("{path}: cannot read: {source}")]
@@ -167,18 +180,13 @@ fn walk_slice(path: &Path, map: &Mmap, mut f: impl FnMut(&Record<'_>)) -> Result
     };
     release(0);
     match magic {
-        [0x0a, 0x0d, 0x0d, 0x0a] => {
+        PCAPNG_MAGIC => {
             parse_sectionheaderblock(data).map_err(header_err)?;
             let mut big_endian = false;
             let parse = |i| ng_block(&mut big_endian, i);
             Walker::new(path, Format::PcapNg).run_slice(data, 0, parse, &mut f, &mut release)
         }
-        [0xd4, 0xc3, 0xb2, 0xa1]
-        | [0xa1, 0xb2, 0xc3, 0xd4]
-        | [0x4d, 0x3c, 0xb2, 0xa1]
-        | [0xa1, 0xb2, 0x3c, 0x4d]
-        | [0x34, 0xcd, 0xb2, 0xa1]
-        | [0xa1, 0xb2, 0xcd, 0x34] => {
+        m if LEGACY_MAGICS.contains(&m) => {
             let (_, header) = parse_pcap_header(data).map_err(header_err)?;
             let frame: LegacyFrame = if header.is_modified_format() {
                 parse_pcap_frame_modified
@@ -263,16 +271,11 @@ pub fn read(
         _ => PcapError::NotPcap { path: path.to_owned(), magic: hex(&magic) },
     };
     match magic {
-        [0x0a, 0x0d, 0x0d, 0x0a] => {
+        PCAPNG_MAGIC => {
             let reader = PcapNGReader::new(INITIAL_BUFFER, chained).map_err(header_err)?;
             Walker::new(path, Format::PcapNg).run(reader, &mut f)
         }
-        [0xd4, 0xc3, 0xb2, 0xa1]
-        | [0xa1, 0xb2, 0xc3, 0xd4]
-        | [0x4d, 0x3c, 0xb2, 0xa1]
-        | [0xa1, 0xb2, 0x3c, 0x4d]
-        | [0x34, 0xcd, 0xb2, 0xa1]
-        | [0xa1, 0xb2, 0xcd, 0x34] => {
+        m if LEGACY_MAGICS.contains(&m) => {
             let reader = LegacyPcapReader::new(INITIAL_BUFFER, chained).map_err(header_err)?;
             Walker::new(path, Format::Pcap).run(reader, &mut f)
         }
