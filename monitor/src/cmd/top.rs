@@ -33,8 +33,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // The socket to attach to when no agent is run here.
+    let attach = || args.agent.socket.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     if !std::io::stdout().is_terminal() {
-        let socket = args.agent.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        let socket = attach();
         bail!(
             "monitor top draws on a terminal and stdout is not one; for the same data as JSON, \
              send `state json` to {} (docs/top.md), or run `monitor run` for the alert stream",
@@ -43,8 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let interval = args.agent.interval.max(Duration::from_millis(100));
     let Some(sources) = args.engine.sources()? else {
-        let socket = args.agent.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-        top::run(TopOptions { socket, interval, ended: None })?;
+        top::run(TopOptions { socket: attach(), interval, ended: None })?;
         return Ok(ExitCode::SUCCESS);
     };
     let dir = tempfile::Builder::new()

@@ -11,7 +11,7 @@
 
 use std::{path::Path, time::SystemTime};
 
-use super::{capture::Observations, usable, Observed, Unused};
+use super::{capture::Observations, server_port, usable, Observed, Unused};
 use crate::{
     engine::RuleInfo,
     flow::{FlowState, Proto},
@@ -84,10 +84,7 @@ fn observed(f: &Finding) -> Result<Result<Observed, Unused>, (&'static str, Stri
     Ok(usable(proto, state, f.initiator_seen).map(|()| Observed {
         client: f.client.ip.to_canonical(),
         server: f.server.ip.to_canonical(),
-        port: match proto {
-            Proto::Tcp | Proto::Udp => f.port,
-            Proto::Icmp | Proto::Icmpv6 => 0,
-        },
+        port: server_port(proto, f.port),
         proto,
         flows: f.count.max(1),
         first_seen: f.first_seen,

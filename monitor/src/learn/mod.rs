@@ -56,19 +56,24 @@ impl Observed {
     pub fn from_flow(flow: &Flow) -> Result<Observed, Unused> {
         let sides_known = flow.initiator_seen || flow.initiator_how == "listening-port";
         usable(flow.proto, flow.state, sides_known)?;
-        let port = match flow.proto {
-            Proto::Tcp | Proto::Udp => flow.server.port,
-            Proto::Icmp | Proto::Icmpv6 => 0,
-        };
         Ok(Observed {
             client: flow.client.ip.to_canonical(),
             server: flow.server.ip.to_canonical(),
-            port,
+            port: server_port(flow.proto, flow.server.port),
             proto: flow.proto,
             flows: 1,
             first_seen: flow.first_seen,
             last_seen: flow.last_seen,
         })
+    }
+}
+
+/// The port a rule for a flow of `proto` to `port` documents: ICMP has
+/// none (its "port" is an echo id or a type).
+pub fn server_port(proto: Proto, port: u16) -> u16 {
+    match proto {
+        Proto::Tcp | Proto::Udp => port,
+        Proto::Icmp | Proto::Icmpv6 => 0,
     }
 }
 
