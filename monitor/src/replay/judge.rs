@@ -213,43 +213,76 @@ impl<'m, F: FnMut(Judged<'_>) -> io::Result<()>> Judge<'m, F> {
 
 /// A replay over several trackers, one thread each.
 ///
-/// The reading thread parses each packet as far as its flow key (the
-/// quoted flow's for an ICMP error) and hands it, in batches, to the shard
-/// of that key's hash: every packet of a flow meets the same table, in
-/// capture order. What else the single table's result depends on is kept
-/// global: the reader follows the whole capture's clock and tells every
-/// shard when to sweep for ended flows (the moment a single tracker would
-/// have, with the same "now"); at each sweep it gathers the shards'
-/// ended flows, their DNS answers (merged back into capture order by packet
-/// number) and their oldest open flow, and judges exactly what the single
-/// table would have judged then. Counters are summed at the end.
+/// The reading thread walks the records and finds each packet's flow key
+/// (the quoted flow's for an ICMP error): for the common frame (Ethernet,
+/// IPv4 or IPv6, TCP or UDP) from the fixed header offsets, for any other by
+/// the kernel parser. It hands the packet, in batches, to the shard of that
+/// key's hash: every packet of a flow meets the same table, in capture
+/// order. A batch carries where each frame lies in the mapped file, not the
+/// frame: the shard parses it there, so the reader neither parses nor
+/// copies it again (a pipe, which has no map, copies its frames into the
+/// batch). Batches go back to the reader to be filled again, and the
+/// reader keeps the pages that a shard has still to read mapped.
+///
+/// What else the single table's result depends on is kept global: the
+/// reader follows the whole capture's clock and tells every shard when to
+/// sweep for ended flows (the moment a single tracker would have, with the
+/// same "now"); each sweep's ended flows, DNS answers (merged back into
+/// capture order by packet number) and oldest open flow are gathered at the
+/// next sweep (the shards work on meanwhile) and judged exactly as the single
+/// table would have judged them. Counters are summed at the end.
 mod sharded {
     use std::{
+        cell::Cell,
         hash::BuildHasher,
-        sync::mpsc::{sync_channel, Receiver, SyncSender},
+        sync::{
+            atomic::{AtomicU64, Ordering},
+            mpsc::{sync_channel, Receiver, SyncSender},
+        },
     };
 
+    use monitor_common::{flow::make_key, proto};
+
     use super::*;
-    use crate::replay::track::LinkKind;
+    use crate::replay::{
+        pcap::{prefetch, Capture},
+        track::LinkKind,
+    };
 
-    /// Packets a batch holds before it is sent to its shard.
-    const BATCH: usize = 2048;
-    /// Batches in flight to a shard: the bound on the memory between threads.
-    const QUEUE: usize = 8;
+    /// Packets a batch holds before it is sent to its shard: small, so that
+    /// the reader hands work over early and the tail a sweep waits for is short.
+    const BATCH: usize = 1024;
+    /// Batches in flight to a shard: with the one being filled and those
+    /// coming back, the bound on the batches (and, for a pipe, the copied
+    /// frames) between threads.
+    const QUEUE: usize = 4;
+    /// A shard's batch is sent once its first frame is this far behind the
+    /// reader, however few packets it holds: until its shard has read them,
+    /// the pages from there on stay resident.
+    const MAX_LAG: usize = 16 << 20;
+    /// The reader recomputes what the map must keep every this many packets.
+    const KEEP_EVERY: u64 = 256;
+    /// A pipe's batch is sent once its copied frames take this many bytes.
+    const MAX_COPIED: usize = 4 << 20;
+    /// A shard prefetches the frame this many records ahead.
+    const PREFETCH_RECS: usize = 4;
 
+    /// A packet for a shard: where its frame is (in the map, or in the
+    /// batch's `frames` for a pipe) and what the record said.
     struct Rec {
         number: u64,
         ts_ns: u64,
-        link: LinkKind,
-        start: usize,
-        len: usize,
         orig_len: u64,
+        start: usize,
+        len: u32,
+        link: LinkKind,
     }
 
     #[derive(Default)]
     struct Batch {
-        frames: Vec<u8>,
         recs: Vec<Rec>,
+        /// The frames, copied, when the capture is not mapped.
+        frames: Vec<u8>,
     }
 
     enum ToShard {
@@ -280,23 +313,79 @@ mod sharded {
         Ended(Box<Ended>),
     }
 
-    fn shard(rx: Receiver<ToShard>, tx: SyncSender<FromShard>, timeout: Duration) {
+    /// The key [`Tracker::flow_key_of`] gives an Ethernet frame carrying
+    /// TCP or UDP over IPv4 (not a later fragment) or over IPv6 without
+    /// extension headers, read at fixed offsets; `None` for any other frame.
+    /// A frame the kernel parser would count into no flow may get a key
+    /// here: it is only counted, by any one shard.
+    pub(super) fn fast_key(frame: &[u8]) -> Option<FlowKey> {
+        let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+        let word = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let ports = |proto: u8, l4: &[u8]| {
+            let need = match proto {
+                proto::TCP => 20,
+                proto::UDP => 8,
+                _ => return None,
+            };
+            (l4.len() >= need).then(|| (be16(l4, 0), be16(l4, 2)))
+        };
+        let ethertype = be16(frame.get(..14)?, 12);
+        match ethertype {
+            0x0800 => {
+                let ip = frame.get(14..34)?;
+                let ihl = (ip[0] & 0x0f) as usize * 4;
+                if ip[0] >> 4 != 4 || ihl < 20 || be16(ip, 6) & 0x1fff != 0 {
+                    return None;
+                }
+                let (sport, dport) = ports(ip[9], frame.get(14 + ihl..)?)?;
+                let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+                let (src, dst) = ([0, 0, mapped, word(ip, 12)], [0, 0, mapped, word(ip, 16)]);
+                Some(make_key(&src, sport, &dst, dport, ip[9]).0)
+            }
+            0x86dd => {
+                let ip = frame.get(14..54)?;
+                if ip[0] >> 4 != 6 {
+                    return None;
+                }
+                let (sport, dport) = ports(ip[6], &frame[54..])?;
+                let addr = |i: usize| [word(ip, i), word(ip, i + 4), word(ip, i + 8), word(ip, i + 12)];
+                Some(make_key(&addr(8), sport, &addr(24), dport, ip[6]).0)
+            }
+            _ => None,
+        }
+    }
+
+    fn shard(
+        map: Option<&[u8]>,
+        rx: Receiver<ToShard>,
+        tx: SyncSender<FromShard>,
+        free: SyncSender<Batch>,
+        done: &AtomicU64,
+        timeout: Duration,
+    ) {
         let mut tracker = Tracker::new();
         tracker.keep_dns();
         tracker.expire_idle_when_told(Expiry::live(timeout));
         let mut dns = Vec::new();
         while let Ok(msg) = rx.recv() {
             match msg {
-                ToShard::Packets(b) => {
-                    for r in &b.recs {
-                        tracker.push_captured(
-                            r.ts_ns,
-                            r.link,
-                            &b.frames[r.start..r.start + r.len],
-                            r.orig_len,
-                        );
-                        dns.extend(tracker.take_dns().into_iter().map(|m| (r.number, m)));
+                ToShard::Packets(mut b) => {
+                    let frames: &[u8] = map.unwrap_or(&b.frames);
+                    for (j, r) in b.recs.iter().enumerate() {
+                        if let Some(next) = b.recs.get(j + PREFETCH_RECS) {
+                            prefetch(frames[next.start..].as_ptr());
+                        }
+                        let frame = &frames[r.start..r.start + r.len as usize];
+                        tracker.push_captured(r.ts_ns, r.link, frame, r.orig_len);
+                        if tracker.has_dns() {
+                            dns.extend(tracker.take_dns().into_iter().map(|m| (r.number, m)));
+                        }
                     }
+                    done.fetch_add(1, Ordering::Release);
+                    b.recs.clear();
+                    b.frames.clear();
+                    // The reader makes a new one when none comes back.
+                    let _ = free.try_send(b);
                 }
                 ToShard::Sweep(now) => {
                     tracker.sweep_at(now);
@@ -323,6 +412,90 @@ mod sharded {
         }
     }
 
+    /// The reader's end of one shard.
+    struct Lane<'a> {
+        to: SyncSender<ToShard>,
+        from: Receiver<FromShard>,
+        free: Receiver<Batch>,
+        /// Batches the shard has finished.
+        done: &'a AtomicU64,
+        batch: Batch,
+        /// Map offset of the first frame of `batch`.
+        first: usize,
+        /// Map offsets of the first frames of the batches sent and not
+        /// known to be finished, oldest first.
+        sent: VecDeque<usize>,
+        /// Batches known to be finished.
+        finished: u64,
+        /// The frames are read in the map (not copied): `sent` is kept.
+        mapped: bool,
+    }
+
+    impl Lane<'_> {
+        fn send(&mut self) -> bool {
+            if self.batch.recs.is_empty() {
+                return true;
+            }
+            let fresh = self
+                .free
+                .try_recv()
+                .unwrap_or_else(|_| Batch { recs: Vec::with_capacity(BATCH), frames: Vec::new() });
+            let b = std::mem::replace(&mut self.batch, fresh);
+            if self.mapped {
+                self.sent.push_back(self.first);
+            }
+            self.to.send(ToShard::Packets(b)).is_ok()
+        }
+
+        /// The first map offset this shard has still to read, if any.
+        fn keep(&mut self) -> Option<usize> {
+            let done = self.done.load(Ordering::Acquire);
+            while self.finished < done {
+                self.sent.pop_front();
+                self.finished += 1;
+            }
+            let pending = (!self.batch.recs.is_empty()).then_some(self.first);
+            match (self.sent.front(), pending) {
+                (Some(&a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.copied().or(b),
+            }
+        }
+    }
+
+    /// Gathers the shards' answers to the sweep at `now` and judges them.
+    fn gather<F: FnMut(Judged<'_>) -> io::Result<()>>(
+        lanes: &[Lane<'_>],
+        now: u64,
+        held: &mut InOrder,
+        answers: &mut VecDeque<DnsMessage>,
+        judge: &mut Judge<'_, F>,
+    ) -> Result<(), JudgeError> {
+        let mut oldest: Option<u64> = None;
+        let mut ended = Vec::new();
+        let mut dns = Vec::new();
+        for lane in lanes {
+            let Ok(FromShard::Swept(s)) = lane.from.recv() else { return Err(gone()) };
+            ended.extend(s.ended);
+            dns.extend(s.dns);
+            oldest = match (oldest, s.oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        // The single table hands DNS answers over only with ended flows.
+        answers.extend(merged(dns));
+        if ended.is_empty() {
+            return Ok(());
+        }
+        held.add(ended);
+        let ready = held.ready(oldest);
+        judge.judge(ready, answers, now)
+    }
+
+    fn gone() -> JudgeError {
+        JudgeError::Write(io::Error::other("a replay shard stopped"))
+    }
+
     /// The shards' DNS answers in capture order (a stable sort keeps a
     /// packet's own answers in order).
     fn merged(mut dns: Vec<(u64, DnsMessage)>) -> impl Iterator<Item = DnsMessage> {
@@ -336,49 +509,89 @@ mod sharded {
         threads: usize,
     ) -> Result<Judgement, JudgeError> {
         let timeout = judge.timeout;
+        let file = Capture::open(capture)?;
+        let map = file.mapped();
+        let base = map.map_or(0, |m| m.as_ptr() as usize);
+        let done: Vec<AtomicU64> = (0..threads).map(|_| AtomicU64::new(0)).collect();
         let judge_ref = &mut judge;
         let (stats, read) = std::thread::scope(|scope| {
-            let mut to = Vec::with_capacity(threads);
-            let mut from = Vec::with_capacity(threads);
-            for _ in 0..threads {
+            let mut lanes: Vec<Lane<'_>> = Vec::with_capacity(threads);
+            for done in &done {
                 let (tx, rx) = sync_channel::<ToShard>(QUEUE);
                 let (back_tx, back_rx) = sync_channel::<FromShard>(1);
-                scope.spawn(move || shard(rx, back_tx, timeout));
-                to.push(tx);
-                from.push(back_rx);
+                let (free_tx, free_rx) = sync_channel::<Batch>(QUEUE + 1);
+                scope.spawn(move || shard(map, rx, back_tx, free_tx, done, timeout));
+                lanes.push(Lane {
+                    to: tx,
+                    from: back_rx,
+                    free: free_rx,
+                    done,
+                    batch: Batch { recs: Vec::with_capacity(BATCH), frames: Vec::new() },
+                    first: 0,
+                    sent: VecDeque::new(),
+                    finished: 0,
+                    mapped: map.is_some(),
+                });
             }
             let hasher = rustc_hash::FxBuildHasher;
             let mut keyer = Tracker::new();
-            let mut batches: Vec<Batch> = (0..threads).map(|_| Batch::default()).collect();
             let (mut now, mut next_sweep) = (0u64, 0u64);
             let mut held = InOrder::default();
             let mut answers: VecDeque<DnsMessage> = VecDeque::new();
             let mut failed: Option<JudgeError> = None;
-            let gone = || JudgeError::Write(io::Error::other("a replay shard stopped"));
-            let send =
-                |to: &[SyncSender<ToShard>], i: usize, b: Batch| to[i].send(ToShard::Packets(b)).is_ok();
-            let read = pcap::for_each_packet(capture, |r| {
+            // The sweep sent and not yet gathered.
+            let mut pending: Option<u64> = None;
+            let keep = Cell::new(usize::MAX);
+            let read = file.for_each_packet(&keep, |r| {
                 if failed.is_some() {
                     return;
                 }
-                let i = match keyer.flow_key_of(r.link, r.data, r.orig_len) {
+                let key = match r.link {
+                    LinkKind::Ethernet => fast_key(r.data),
+                    _ => None,
+                }
+                .or_else(|| keyer.flow_key_of(r.link, r.data, r.orig_len));
+                let i = match key {
                     Some(k) => (hasher.hash_one(k) % threads as u64) as usize,
                     // Counted by reason only: any one shard counts it.
                     None => 0,
                 };
-                let b = &mut batches[i];
+                let lane = &mut lanes[i];
+                let b = &mut lane.batch;
+                let start = match map {
+                    Some(_) => r.data.as_ptr() as usize - base,
+                    None => {
+                        b.frames.extend_from_slice(r.data);
+                        b.frames.len() - r.data.len()
+                    }
+                };
+                if b.recs.is_empty() {
+                    lane.first = start;
+                }
                 b.recs.push(Rec {
                     number: r.number,
                     ts_ns: r.ts_ns,
-                    link: r.link,
-                    start: b.frames.len(),
-                    len: r.data.len(),
                     orig_len: r.orig_len,
+                    start,
+                    len: r.data.len() as u32,
+                    link: r.link,
                 });
-                b.frames.extend_from_slice(r.data);
-                if b.recs.len() >= BATCH && !send(&to, i, std::mem::take(b)) {
+                let full = b.recs.len() >= BATCH || b.frames.len() >= MAX_COPIED;
+                if full && !lane.send() {
                     failed = Some(gone());
                     return;
+                }
+                if map.is_some() && r.number % KEEP_EVERY == 0 {
+                    let at = start;
+                    let mut low = usize::MAX;
+                    for lane in &mut lanes {
+                        if lane.first.saturating_add(MAX_LAG) < at && !lane.send() {
+                            failed = Some(gone());
+                            return;
+                        }
+                        low = low.min(lane.keep().unwrap_or(usize::MAX));
+                    }
+                    keep.set(low);
                 }
                 // The single tracker's sweep schedule, after this packet.
                 now = now.max(r.ts_ns);
@@ -386,75 +599,56 @@ mod sharded {
                     return;
                 }
                 next_sweep = now.saturating_add(Tracker::SWEEP_INTERVAL_NS);
-                let mut oldest: Option<u64> = None;
-                let mut ended = Vec::new();
-                let mut dns = Vec::new();
-                for (i, b) in batches.iter_mut().enumerate() {
-                    if !b.recs.is_empty() && !send(&to, i, std::mem::take(b)) {
-                        failed = Some(gone());
-                        return;
-                    }
-                    if to[i].send(ToShard::Sweep(now)).is_err() {
-                        failed = Some(gone());
-                        return;
-                    }
-                }
-                for rx in &from {
-                    let Ok(FromShard::Swept(s)) = rx.recv() else {
-                        failed = Some(gone());
-                        return;
-                    };
-                    ended.extend(s.ended);
-                    dns.extend(s.dns);
-                    oldest = match (oldest, s.oldest) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                // The single table hands DNS answers over only with ended flows.
-                answers_pending(&mut answers, dns);
-                if ended.is_empty() {
+                if !lanes.iter_mut().all(|l| l.send()) {
+                    failed = Some(gone());
                     return;
                 }
-                held.add(ended);
-                let ready = held.ready(oldest);
-                if let Err(e) = judge_ref.judge(ready, &mut answers, now) {
-                    failed = Some(e);
+                if let Some(then) = pending.take() {
+                    if let Err(e) = gather(&lanes, then, &mut held, &mut answers, judge_ref) {
+                        failed = Some(e);
+                        return;
+                    }
                 }
+                if !lanes.iter().all(|l| l.to.send(ToShard::Sweep(now)).is_ok()) {
+                    failed = Some(gone());
+                    return;
+                }
+                pending = Some(now);
             });
             let end = (|| {
+                // What the single tracker judged before the capture failed
+                // (a cut-short record, a corrupt block) comes out first.
+                if let Some(then) = pending.take().filter(|_| failed.is_none()) {
+                    gather(&lanes, then, &mut held, &mut answers, judge_ref)?;
+                }
                 let read = read?;
                 if let Some(e) = failed {
                     return Err(e);
                 }
-                for (i, b) in batches.into_iter().enumerate() {
-                    if !b.recs.is_empty() && !send(&to, i, b) {
+                for lane in &mut lanes {
+                    if !lane.send() {
                         return Err(gone());
                     }
-                    to[i].send(ToShard::End).map_err(|_| gone())?;
+                    lane.to.send(ToShard::End).map_err(|_| gone())?;
                 }
                 let mut stats = Stats::default();
                 let mut dns = Vec::new();
                 let mut last = 0;
-                for rx in &from {
-                    let Ok(FromShard::Ended(e)) = rx.recv() else { return Err(gone()) };
+                for lane in &lanes {
+                    let Ok(FromShard::Ended(e)) = lane.from.recv() else { return Err(gone()) };
                     held.add(e.entries);
                     dns.extend(e.dns);
                     stats.merge(&e.stats);
                     last = last.max(e.now_ns);
                 }
-                answers_pending(&mut answers, dns);
+                answers.extend(merged(dns));
                 judge_ref.judge(held.ready(None), &mut answers, last)?;
                 Ok((stats, read))
             })();
             // Dropping the senders ends any shard still waiting.
-            drop(to);
+            drop(lanes);
             end
         })?;
         Ok(judge.finish(capture, &stats, read))
-    }
-
-    fn answers_pending(answers: &mut VecDeque<DnsMessage>, dns: Vec<(u64, DnsMessage)>) {
-        answers.extend(merged(dns));
     }
 }

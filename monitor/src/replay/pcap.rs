@@ -14,6 +14,7 @@
 //! readers go through a growing buffer ([`read`]).
 
 use std::{
+    cell::Cell,
     fs::File,
     io::{self, Read},
     path::{Path, PathBuf},
@@ -127,25 +128,76 @@ pub fn replay(path: &Path, tracker: &mut Tracker) -> Result<ReadSummary, PcapErr
 /// Calls `f` on every packet of the pcap or pcapng file at `path`, in file
 /// order: mapped into memory when it is a regular file, read otherwise.
 pub fn for_each_packet(path: &Path, f: impl FnMut(&Record<'_>)) -> Result<ReadSummary, PcapError> {
-    let io_err = |source| PcapError::Io { path: path.to_owned(), source };
-    let file = File::open(path).map_err(io_err)?;
-    let meta = file.metadata().map_err(io_err)?;
-    if !meta.is_file() || meta.len() == 0 {
-        return read(path, file, f);
+    Capture::open(path)?.for_each_packet(&Cell::new(usize::MAX), f)
+}
+
+/// A capture opened for a replay: mapped into memory when it is a regular
+/// file, so that other threads can read its frames where they lie
+/// ([`Capture::mapped`]) while this one walks the records.
+pub struct Capture {
+    path: PathBuf,
+    source: Source,
+}
+
+enum Source {
+    Mapped(Mmap),
+    Stream(File),
+}
+
+impl Capture {
+    pub fn open(path: &Path) -> Result<Capture, PcapError> {
+        let io_err = |source| PcapError::Io { path: path.to_owned(), source };
+        let file = File::open(path).map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        let source = if !meta.is_file() || meta.len() == 0 {
+            Source::Stream(file)
+        } else {
+            // SAFETY: the map is read-only and private to this capture; a
+            // file that another process truncates while it is replayed ends
+            // the process (SIGBUS), as it would end a reader that trusted
+            // its length.
+            let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
+            let _ = map.advise(Advice::Sequential);
+            Source::Mapped(map)
+        };
+        Ok(Capture { path: path.to_owned(), source })
     }
-    // SAFETY: the map is read-only and private to this call; a capture
-    // that another process truncates while it is replayed ends the process
-    // (SIGBUS), as it would end a reader that trusted its length.
-    let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
-    let _ = map.advise(Advice::Sequential);
-    walk_slice(path, &map, f)
+
+    /// The whole file when it is mapped (`None` for a pipe): the `data` of
+    /// every [`Record`] is a slice of it.
+    pub fn mapped(&self) -> Option<&[u8]> {
+        match &self.source {
+            Source::Mapped(m) => Some(m),
+            Source::Stream(_) => None,
+        }
+    }
+
+    /// Calls `f` on every packet, in file order. The mapped pages behind
+    /// the walk are dropped from the resident set as it goes, but none at
+    /// or past the offset `keep` holds when they would be: a thread that
+    /// reads frames behind the walk keeps its pages there.
+    pub fn for_each_packet(
+        &self,
+        keep: &Cell<usize>,
+        f: impl FnMut(&Record<'_>),
+    ) -> Result<ReadSummary, PcapError> {
+        match &self.source {
+            Source::Mapped(map) => walk_slice(&self.path, map, keep, f),
+            Source::Stream(file) => read(&self.path, file, f),
+        }
+    }
 }
 
 /// The mapped pages are populated and dropped this many bytes at a time.
 const WINDOW: usize = 8 << 20;
 
 /// Walks a whole mapped capture.
-fn walk_slice(path: &Path, map: &Mmap, mut f: impl FnMut(&Record<'_>)) -> Result<ReadSummary, PcapError> {
+fn walk_slice(
+    path: &Path,
+    map: &Mmap,
+    keep: &Cell<usize>,
+    mut f: impl FnMut(&Record<'_>),
+) -> Result<ReadSummary, PcapError> {
     let data: &[u8] = map;
     let magic: [u8; 4] = match data.get(..4) {
         Some(m) => m.try_into().expect("four bytes"),
@@ -168,11 +220,12 @@ fn walk_slice(path: &Path, map: &Mmap, mut f: impl FnMut(&Record<'_>)) -> Result
             let _ = map.advise_range(Advice::PopulateRead, populated, len);
             populated += len;
         }
-        let upto = at / page * page;
+        let upto = at.min(keep.get()) / page * page;
         if upto >= released + WINDOW {
             // SAFETY: the map is read-only and file-backed: a page dropped
-            // here reads back from the file if it is touched again, and no
-            // slice into it outlives this walk's current record.
+            // here reads back from the file if it is touched again (a
+            // slice into it held elsewhere still reads the same bytes, only
+            // slower), and `keep` holds back the pages other threads still read.
             let _ =
                 unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, released, upto - released) };
             released = upto;
@@ -209,7 +262,7 @@ fn walk_slice(path: &Path, map: &Mmap, mut f: impl FnMut(&Record<'_>)) -> Result
 const PREFETCH_AHEAD: usize = 8 << 10;
 
 #[inline(always)]
-fn prefetch(p: *const u8) {
+pub(crate) fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults, whatever the address.
     unsafe {

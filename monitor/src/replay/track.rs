@@ -309,6 +309,11 @@ impl Tracker {
         self.dns.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// Whether DNS payloads are kept and not yet taken.
+    pub fn has_dns(&self) -> bool {
+        self.dns.as_ref().is_some_and(|d| !d.is_empty())
+    }
+
     /// Counts one frame whose whole wire length was captured.
     pub fn push(&mut self, ts_ns: u64, l2: LinkKind, frame: &[u8]) {
         self.push_captured(ts_ns, l2, frame, frame.len() as u64);
