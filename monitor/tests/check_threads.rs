@@ -7,6 +7,7 @@ mod pcap_writer;
 
 use pcap_writer::Pcap;
 use std::{
+    io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -17,8 +18,20 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rp-pam")
 }
 
-/// Status and stdout of `monitor check` on the RP-PAM example (`--profile ha --profile entra`).
-fn check(pcap: &Path, format: &str, threads: u32, stdin: bool) -> (Option<i32>, Vec<u8>) {
+/// How `monitor check` gets the capture.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Input {
+    /// `--pcap FILE`: mapped.
+    File,
+    /// `--pcap /dev/stdin` with the file as stdin: still a regular file, mapped.
+    StdinFile,
+    /// `--pcap /dev/stdin` from a pipe: read, no map.
+    Pipe,
+}
+
+/// Status, stdout and stderr of `monitor check` on the RP-PAM example
+/// (`--profile ha --profile entra`).
+fn run(pcap: &Path, format: &str, threads: u32, input: Input) -> (Option<i32>, Vec<u8>, Vec<u8>) {
     let e = example();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_monitor"));
     cmd.arg("check")
@@ -28,27 +41,53 @@ fn check(pcap: &Path, format: &str, threads: u32, stdin: bool) -> (Option<i32>, 
         .arg(e.join("inventory.ini"))
         .args(["--profile", "ha", "--profile", "entra", "--format", format, "--threads"])
         .arg(threads.to_string())
-        .arg("--pcap");
-    if stdin {
-        cmd.arg("/dev/stdin").stdin(Stdio::from(std::fs::File::open(pcap).unwrap()));
-    } else {
-        cmd.arg(pcap);
+        .arg("--pcap")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match input {
+        Input::File => {
+            cmd.arg(pcap);
+        }
+        Input::StdinFile => {
+            cmd.arg("/dev/stdin").stdin(Stdio::from(std::fs::File::open(pcap).unwrap()));
+        }
+        Input::Pipe => {
+            cmd.arg("/dev/stdin").stdin(Stdio::piped());
+        }
     }
-    let out = cmd.output().unwrap();
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), out.stdout)
+    let mut child = cmd.spawn().unwrap();
+    let writer = child.stdin.take().map(|mut stdin| {
+        let bytes = std::fs::read(pcap).unwrap();
+        // The child may stop reading early (a damaged capture): a broken pipe is no failure.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        })
+    });
+    let out = child.wait_with_output().unwrap();
+    if let Some(w) = writer {
+        w.join().unwrap();
+    }
+    (out.status.code(), out.stdout, out.stderr)
+}
+
+/// Status and stdout of a run that must succeed (findings or none).
+fn check(pcap: &Path, format: &str, threads: u32, input: Input) -> (Option<i32>, Vec<u8>) {
+    let (code, stdout, stderr) = run(pcap, format, threads, input);
+    assert!(matches!(code, Some(0 | 1)), "{}", String::from_utf8_lossy(&stderr));
+    (code, stdout)
 }
 
 fn assert_same_for_any_threads(pcap: &Path) {
     for format in ["json", "text"] {
-        for (threads, stdin) in [(2, false), (4, false), (3, true)] {
+        for (threads, input) in [(2, Input::File), (4, Input::File), (3, Input::StdinFile), (2, Input::Pipe)]
+        {
             // The summary names the capture: a pipe's run against a pipe's.
-            let one = check(pcap, format, 1, stdin);
+            let one = check(pcap, format, 1, input);
             assert!(!one.1.is_empty());
-            let many = check(pcap, format, threads, stdin);
+            let many = check(pcap, format, threads, input);
             assert!(
                 one == many,
-                "{} --format {format}: --threads {threads} (stdin {stdin}) differs from --threads 1:\n{}\n---\n{}",
+                "{} --format {format}: --threads {threads} ({input:?}) differs from --threads 1:\n{}\n---\n{}",
                 pcap.display(),
                 String::from_utf8_lossy(&one.1),
                 String::from_utf8_lossy(&many.1)
@@ -171,7 +210,7 @@ fn a_generated_capture_comes_out_the_same_on_any_number_of_threads() {
     std::fs::write(&pcap, capture()).unwrap();
     assert_same_for_any_threads(&pcap);
     // The capture reaches what the sharding must keep global.
-    let (_, out) = check(&pcap, "json", 1, false);
+    let (_, out) = check(&pcap, "json", 1, Input::File);
     let text = String::from_utf8(out).unwrap();
     let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert!(summary["flows"].as_u64().unwrap() > 3000, "{summary}");
@@ -180,4 +219,36 @@ fn a_generated_capture_comes_out_the_same_on_any_number_of_threads() {
     assert!(summary["unexpected"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["conforming"].as_u64().unwrap() > 0, "{summary}");
     assert!(!summary["dns"].as_object().unwrap().is_empty(), "passive DNS saw nothing: {summary}");
+}
+
+/// A capture cut short inside a record: every thread count prints the
+/// findings judged before the damage, then the same error, with the same status.
+#[test]
+fn a_capture_cut_mid_frame_fails_alike_on_any_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = capture();
+    // Past the middle, inside a record (the header is 24 bytes, records
+    // at least 16 + 54): cut at several places so that one falls in a frame.
+    for cut in [whole.len() * 3 / 5, whole.len() * 3 / 5 + 37, whole.len() - 20] {
+        let pcap = dir.path().join(format!("cut-{cut}.pcap"));
+        std::fs::write(&pcap, &whole[..cut]).unwrap();
+        for input in [Input::File, Input::Pipe] {
+            let one = run(&pcap, "json", 1, input);
+            assert!(!matches!(one.0, Some(0 | 1)), "a cut capture must fail: {one:?}");
+            let stderr = String::from_utf8_lossy(&one.2);
+            assert!(stderr.contains("cut short"), "{stderr}");
+            assert!(!one.1.is_empty(), "findings before the cut come out");
+            for threads in [2, 3] {
+                let many = run(&pcap, "json", threads, input);
+                assert!(
+                    one == many,
+                    "cut at {cut} ({input:?}): --threads {threads} differs from --threads 1:\n{}\n{}\n---\n{}\n{}",
+                    String::from_utf8_lossy(&one.1),
+                    stderr,
+                    String::from_utf8_lossy(&many.1),
+                    String::from_utf8_lossy(&many.2),
+                );
+            }
+        }
+    }
 }
