@@ -25,7 +25,9 @@
 //!
 //! Options: --tcp-flows N (40000), --udp-flows N (10000), --rounds N (5),
 //! --threads 1,2 (the `monitor check` variants timed), --out FILE (keep
-//! the capture there), --generate-only (write the capture and stop).
+//! the capture there), --generate-only (write the capture and stop),
+//! --baseline MONITOR_BIN (another build, timed in the same rounds, for
+//! before/after figures). The load average before and after is printed.
 
 use std::{
     fs::File,
@@ -84,6 +86,8 @@ struct Opts {
     threads: Vec<usize>,
     out: Option<PathBuf>,
     generate_only: bool,
+    /// Another build of `monitor`, timed in the same rounds (before/after).
+    baseline: Option<PathBuf>,
 }
 
 fn opts() -> Result<Opts> {
@@ -94,6 +98,7 @@ fn opts() -> Result<Opts> {
         threads: vec![1],
         out: None,
         generate_only: false,
+        baseline: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -107,9 +112,10 @@ fn opts() -> Result<Opts> {
             }
             "--out" => o.out = Some(val()?.into()),
             "--generate-only" => o.generate_only = true,
+            "--baseline" => o.baseline = Some(val()?.into()),
             other => bail!(
                 "unknown option {other}: use --tcp-flows N, --udp-flows N, --rounds N, --threads 1,2, \
-                 --out FILE, --generate-only"
+                 --out FILE, --generate-only, --baseline MONITOR_BIN"
             ),
         }
     }
@@ -342,6 +348,13 @@ fn run_once(tool: &Tool, scratch: &Path) -> Result<(f64, f64)> {
     Ok((secs, cpu))
 }
 
+/// The 1, 5 and 15 minute load averages: how shared the machine was.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn main() -> Result<()> {
     let o = opts()?;
     let target = monitor_tests::target_dir();
@@ -364,26 +377,32 @@ fn main() -> Result<()> {
     let file = pcap.display().to_string();
     let scratch = dir.join("replay-peer-out");
     let mut tools = Vec::new();
-    for n in &o.threads {
-        let mut cmd = vec![
-            monitor_bin().display().to_string(),
-            "check".into(),
-            "--matrix".into(),
-            example.join("matrix.yaml").display().to_string(),
-            "--inventory".into(),
-            example.join("inventory.ini").display().to_string(),
-            "--profile".into(),
-            "ha".into(),
-            "--pcap".into(),
-            file.clone(),
-            "--format".into(),
-            "json".into(),
-        ];
-        if *n != 1 {
-            cmd.extend(["--threads".into(), n.to_string()]);
+    let mut builds = vec![("monitor check", monitor_bin())];
+    if let Some(b) = &o.baseline {
+        builds.push(("baseline check", b.clone()));
+    }
+    for (label, bin) in &builds {
+        for n in &o.threads {
+            let mut cmd = vec![
+                bin.display().to_string(),
+                "check".into(),
+                "--matrix".into(),
+                example.join("matrix.yaml").display().to_string(),
+                "--inventory".into(),
+                example.join("inventory.ini").display().to_string(),
+                "--profile".into(),
+                "ha".into(),
+                "--pcap".into(),
+                file.clone(),
+                "--format".into(),
+                "json".into(),
+            ];
+            if *n != 1 {
+                cmd.extend(["--threads".into(), n.to_string()]);
+            }
+            let name = if *n == 1 { label.to_string() } else { format!("{label} --threads {n}") };
+            tools.push(Tool { name, cmd, ok: &[0, 1], times: Vec::new(), cpu: Vec::new() });
         }
-        let name = if *n == 1 { "monitor check".to_string() } else { format!("monitor check --threads {n}") };
-        tools.push(Tool { name, cmd, ok: &[0, 1], times: Vec::new(), cpu: Vec::new() });
     }
     let ours = tools.len();
     let peers: [(&str, Vec<String>); 3] = [
@@ -400,6 +419,8 @@ fn main() -> Result<()> {
         cmd.extend(args);
         tools.push(Tool { name: bin.into(), cmd, ok: &[0], times: Vec::new(), cpu: Vec::new() });
     }
+    let load_before = loadavg();
+    println!("load average before: {load_before}");
     // A warm-up round (page cache, binaries), untimed.
     for tool in &tools {
         run_once(tool, &scratch)?;
@@ -412,6 +433,8 @@ fn main() -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    let load_after = loadavg();
+    println!("load average after: {load_after}");
     let mpps = |s: f64| packets as f64 / s / 1e6;
     println!(
         "\nM packets/s over {} rounds; wall: elapsed time, cpu: per CPU second (user + system)",
@@ -460,6 +483,7 @@ fn main() -> Result<()> {
     let report = json!({
         "packets": packets, "bytes": bytes, "flows": o.tcp_flows + o.udp_flows,
         "rounds": o.rounds, "tools": rows, "ratios": ratios,
+        "load_before": load_before, "load_after": load_after,
     });
     std::fs::write(dir.join("replay.json"), serde_json::to_string_pretty(&report)?)?;
     if o.out.is_none() {
