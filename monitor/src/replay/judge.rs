@@ -251,7 +251,7 @@ mod sharded {
 
     /// Packets a batch holds before it is sent to its shard: small, so that
     /// the reader hands work over early and the tail a sweep waits for is short.
-    const BATCH: usize = 1024;
+    const BATCH: usize = 4096;
     /// Batches in flight to a shard: with the one being filled and those
     /// coming back, the bound on the batches (and, for a pipe, the copied
     /// frames) between threads.

@@ -248,10 +248,16 @@ fn walk_slice(
             } else {
                 parse_pcap_frame
             };
+            let (modified, big_endian) = (header.is_modified_format(), header.is_bigendian());
             let mut walker = Walker::new(path, Format::Pcap);
             let at = header.size();
             walker.block(PcapBlockOwned::from(header), &mut f)?;
             walker.offset = at as u64;
+            if let Some(link) = walker.legacy.and_then(|i| LinkKind::from_linktype(i.linktype)) {
+                if !modified {
+                    return walker.run_legacy(data, at, big_endian, link, &mut f, &mut release);
+                }
+            }
             let parse = |i| legacy_block(frame, i);
             walker.run_slice(data, at, parse, &mut f, &mut release)
         }
@@ -455,6 +461,52 @@ impl<'p> Walker<'p> {
         Ok(self.summary)
     }
 
+    /// [`Walker::run_slice`] for the records of a legacy pcap file of a
+    /// supported link (16-byte record headers in the byte order of the
+    /// file), read without the parser's block types: the same packets, the
+    /// same errors, in fewer instructions per packet.
+    fn run_legacy(
+        mut self,
+        data: &[u8],
+        mut at: usize,
+        big_endian: bool,
+        link: LinkKind,
+        f: &mut impl FnMut(&Record<'_>),
+        release: &mut impl FnMut(usize),
+    ) -> Result<ReadSummary, PcapError> {
+        let resolution = self.legacy.expect("the file header was read").resolution;
+        let mut prefetched = at;
+        while at < data.len() {
+            let ahead = (at + PREFETCH_AHEAD).min(data.len());
+            while prefetched < ahead {
+                prefetch(data[prefetched..].as_ptr());
+                prefetched += 64;
+            }
+            let rest = &data[at..];
+            let Some(head) = rest.get(..16) else { return Err(self.truncated()) };
+            let word = |i: usize| {
+                let b = [head[i], head[i + 1], head[i + 2], head[i + 3]];
+                if big_endian {
+                    u32::from_be_bytes(b)
+                } else {
+                    u32::from_le_bytes(b)
+                }
+            };
+            let (secs, frac, caplen, orig_len) = (word(0), word(4), word(8), word(12));
+            let Some(frame) = rest.get(16..16 + caplen as usize) else { return Err(self.truncated()) };
+            let ts_ns = scale(secs as u64, frac as u64, resolution);
+            self.summary.packets += 1;
+            self.summary.first_ts_ns.get_or_insert(ts_ns);
+            self.summary.last_ts_ns = Some(ts_ns);
+            f(&Record { number: self.summary.packets, ts_ns, link, data: frame, orig_len: orig_len as u64 });
+            let len = 16 + frame.len();
+            at += len;
+            self.offset += len as u64;
+            release(at);
+        }
+        Ok(self.summary)
+    }
+
     /// A parse error of a block that is all there, as the reader path reports it.
     fn raw_error(&self, e: RawError<&[u8]>) -> PcapError {
         match e {
@@ -564,6 +616,11 @@ impl<'p> Walker<'p> {
 
 /// Seconds and a fraction in `resolution` units per second, to nanoseconds.
 fn scale(secs: u64, frac: u64, resolution: u64) -> u64 {
-    let frac_ns = (frac as u128 * 1_000_000_000 / resolution as u128) as u64;
+    // The two resolutions of almost every capture without a 128-bit division.
+    let frac_ns = match resolution {
+        1_000_000 => frac * 1_000,
+        1_000_000_000 => frac,
+        _ => (frac as u128 * 1_000_000_000 / resolution as u128) as u64,
+    };
     secs.saturating_mul(1_000_000_000).saturating_add(frac_ns)
 }
