@@ -264,8 +264,9 @@ mod sharded {
     const KEEP_EVERY: u64 = 256;
     /// A pipe's batch is sent once its copied frames take this many bytes.
     const MAX_COPIED: usize = 4 << 20;
-    /// A shard prefetches the frame this many records ahead.
-    const PREFETCH_RECS: usize = 4;
+    /// A shard prefetches the headers of the frame this many records ahead:
+    /// the reader walked them on another core, so they are not in this one's cache.
+    const PREFETCH_RECS: usize = 16;
 
     /// A packet for a shard: where its frame is (in the map, or in the
     /// batch's `frames` for a pipe) and what the record said.
@@ -373,7 +374,9 @@ mod sharded {
                     let frames: &[u8] = map.unwrap_or(&b.frames);
                     for (j, r) in b.recs.iter().enumerate() {
                         if let Some(next) = b.recs.get(j + PREFETCH_RECS) {
-                            prefetch(frames[next.start..].as_ptr());
+                            let head = &frames[next.start..];
+                            prefetch(head.as_ptr());
+                            prefetch(head.as_ptr().wrapping_add(64));
                         }
                         let frame = &frames[r.start..r.start + r.len as usize];
                         tracker.push_captured(r.ts_ns, r.link, frame, r.orig_len);
