@@ -594,7 +594,8 @@ mod sharded {
                         }
                         low = low.min(lane.keep().unwrap_or(usize::MAX));
                     }
-                    keep.set(low);
+                    // Frames sent from here on lie past this record.
+                    keep.set(low.min(at));
                 }
                 // The single tracker's sweep schedule, after this packet.
                 now = now.max(r.ts_ns);
