@@ -18,7 +18,7 @@ pub mod user;
 
 pub use stats::Stat;
 #[cfg(feature = "user")]
-pub use user::flow_cache_index_of;
+pub use user::{flow_cache_index_in, flow_cache_index_of};
 
 /// IANA protocol numbers the programs track as flows.
 pub mod proto {
@@ -323,9 +323,17 @@ pub const FLOW_CACHE_SLOTS: u32 = 1 << FLOW_CACHE_BITS;
 /// costs a write-back.
 #[inline(always)]
 pub fn flow_cache_index(a: &[u32; 4], b: &[u32; 4], pa: u16, pb: u16, proto: u8) -> u32 {
+    (flow_cache_hash(a, b, pa, pb, proto) >> (64 - FLOW_CACHE_BITS)) as u32
+}
+
+/// The 64-bit hash whose top bits [`flow_cache_index`] takes: a cache of
+/// 2^n slots uses the top n (so that a benchmark can classify the packets
+/// of a kernel object built with another cache size).
+#[inline(always)]
+pub fn flow_cache_hash(a: &[u32; 4], b: &[u32; 4], pa: u16, pb: u16, proto: u8) -> u64 {
     let hi = (a[3] ^ b[3]) as u64;
     let lo = (a[1] ^ b[1] ^ (((pa ^ pb) as u32) << 8) ^ proto as u32) as u64;
-    ((hi << 32 | lo).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FLOW_CACHE_BITS)) as u32
+    (hi << 32 | lo).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Default number of flow entries; user space may resize at load time.

@@ -5,7 +5,8 @@
 use core::net::IpAddr;
 
 use crate::{
-    flow_cache_index, DnsEvent, FlowCacheSlot, FlowEvent, FlowKey, FlowValue, IfaceConfig, TokenBucket,
+    flow_cache_hash, flow_cache_index, DnsEvent, FlowCacheSlot, FlowEvent, FlowKey, FlowValue, IfaceConfig,
+    TokenBucket,
 };
 
 // SAFETY: all of these are repr(C), padding-free (asserted beside each) and
@@ -43,4 +44,11 @@ pub fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
 /// packet, so that tests and benchmarks can pick flows that share a slot.
 pub fn flow_cache_index_of(a: IpAddr, pa: u16, b: IpAddr, pb: u16, proto: u8) -> u32 {
     flow_cache_index(&addr_words(a), &addr_words(b), pa, pb, proto)
+}
+
+/// The slot of the same flow in a cache of `slots` slots (a power of two),
+/// as a kernel object built with that size computes it.
+pub fn flow_cache_index_in(slots: u32, a: IpAddr, pa: u16, b: IpAddr, pb: u16, proto: u8) -> u32 {
+    assert!(slots.is_power_of_two() && slots > 1, "a cache of {slots} slots: not a power of two");
+    (flow_cache_hash(&addr_words(a), &addr_words(b), pa, pb, proto) >> (64 - slots.trailing_zeros())) as u32
 }

@@ -127,9 +127,36 @@ pub struct Flow {
     pub server: IpAddr,
     pub client_port: u16,
     pub server_port: u16,
-    /// The per-CPU cache slot the kernel maps this flow to
-    /// (`monitor_common::flow_cache_index_of`).
-    pub slot: u32,
+}
+
+impl Flow {
+    /// The per-CPU cache slot a kernel object with a cache of `slots` slots
+    /// maps this flow to (`monitor_common::flow_cache_index_in`).
+    pub fn slot(&self, slots: u32) -> u32 {
+        let proto = if self.proto == Proto::Tcp { 6 } else { 17 };
+        monitor_common::flow_cache_index_in(
+            slots,
+            self.client,
+            self.client_port,
+            self.server,
+            self.server_port,
+            proto,
+        )
+    }
+
+    /// The flow's canonical key, as the kernel builds it.
+    pub fn key(&self) -> monitor_common::FlowKey {
+        let proto = if self.proto == Proto::Tcp { 6 } else { 17 };
+        let bytes = |ip: IpAddr| monitor_common::user::addr_bytes(&monitor_common::user::addr_words(ip));
+        monitor_common::FlowKey::canonical(
+            bytes(self.client),
+            self.client_port,
+            bytes(self.server),
+            self.server_port,
+            proto,
+        )
+        .0
+    }
 }
 
 const FIN: u8 = 0x01;
@@ -220,14 +247,7 @@ impl Capture {
                 Proto::Tcp => 80,
                 Proto::Udp => UDP_PORT,
             };
-            let slot = monitor_common::flow_cache_index_of(
-                client,
-                client_port,
-                server,
-                server_port,
-                if proto == Proto::Tcp { 6 } else { 17 },
-            );
-            flows.push(Flow { proto, client, server, client_port, server_port, slot });
+            flows.push(Flow { proto, client, server, client_port, server_port });
 
             let mss = (MTU - header_len(v6, proto) + 14) as u32;
             let start = rng.f64() * 0.5;

@@ -21,8 +21,12 @@
 //! (a known flow through the shared table: first in its tick, its slot taken
 //! by another flow meanwhile, or a new TCP flag). STATS has no hit counter,
 //! so the bench reads the frame's cache slot after each run: a hit leaves
-//! packets in the slot, the shared path writes them back and leaves it
-//! empty. The same read follows every run of every program, so that the
+//! packets of the frame's flow in the slot, the shared path writes them
+//! back and leaves it empty (or, when another flow claimed the slot in this
+//! tick, leaves that flow's packets, which are not this frame's). The slot
+//! is computed for the object's own cache size (its FLOW_CACHE
+//! `max_entries`), so a candidate object built with another size is
+//! classified right. The same read follows every run of every program, so that the
 //! harness around each run is the same.
 
 use std::{path::PathBuf, time::Instant};
@@ -175,6 +179,13 @@ fn pass(
 ) -> Result<Sample> {
     let mut obj = Object::load(0, file)?;
     let cache_map = obj.ebpf.take_map(maps::FLOW_CACHE).context("the object has no FLOW_CACHE map")?;
+    // The object's own cache size: a candidate object may differ from this build's.
+    let slots = match &cache_map {
+        aya::maps::Map::PerCpuArray(d) => d.info()?.max_entries(),
+        _ => anyhow::bail!("FLOW_CACHE is not a per-CPU array"),
+    };
+    let slot_of: Vec<u32> = cap.flows.iter().map(|f| f.slot(slots)).collect();
+    let key_of: Vec<monitor_common::FlowKey> = cap.flows.iter().map(|f| f.key()).collect();
     let cache: PerCpuArray<MapData, FlowCacheSlot> =
         PerCpuArray::try_from(cache_map).context("FLOW_CACHE is not a per-CPU array")?;
     let stats0 = [Stat::Tracked, Stat::FlowMapFull, Stat::RingBufFull, Stat::CacheStale]
@@ -214,8 +225,10 @@ fn pass(
             _ => obj.run(hook, name, &buf, 1)?,
         };
         ns.push(d.as_nanos() as u32);
-        let slot = cache.get(&cap.flows[cap.pkts[i].flow as usize].slot, 0)?;
-        held.push(slot.iter().any(|s| s.packets[0] + s.packets[1] > 0));
+        let flow = cap.pkts[i].flow as usize;
+        let slot = cache.get(&slot_of[flow], 0)?;
+        // Packets of this flow: a slot another flow holds says nothing of this frame.
+        held.push(slot.iter().any(|s| s.key == key_of[flow] && s.packets[0] + s.packets[1] > 0));
     }
     let wall_secs = t0.elapsed().as_secs_f64();
     for (e, x) in events.iter_mut().zip(obj.drain_events()?) {
