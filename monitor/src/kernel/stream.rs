@@ -14,7 +14,6 @@
 //! any kind are logged, at most once every [`LOSS_LOG_EVERY`].
 
 use std::{
-    collections::HashMap,
     fmt,
     sync::Arc,
     time::{Duration, Instant},
@@ -32,7 +31,7 @@ use super::{links::LinkWatch, listening::Listening, Kernel, KernelError, KernelS
 use crate::{
     counters::{Counters, Emit, Family},
     dns::DnsMessage,
-    flow::{Clock, Flow, FlowState},
+    flow::{Clock, Flow, FlowHasher, FlowMap, FlowState},
 };
 
 #[derive(Debug)]
@@ -245,7 +244,7 @@ impl LossLog {
 /// second is possible) and double its allocation each time it filled.
 #[derive(Debug)]
 struct Known {
-    flows: HashMap<FlowKey, LastSeen>,
+    flows: FlowMap<LastSeen>,
     /// The number of the last read.
     read: u32,
     /// The most flows it holds: the table's capacity and half as many again.
@@ -264,7 +263,7 @@ impl Known {
     /// Known flows for a table of `capacity` flows, allocated once.
     fn new(capacity: usize) -> Known {
         let limit = capacity + capacity / 2;
-        Known { flows: HashMap::with_capacity(limit), read: 0, limit }
+        Known { flows: FlowMap::with_capacity_and_hasher(limit, FlowHasher::default()), read: 0, limit }
     }
 
     /// Whether it holds as many flows as it may: the next event waits for
@@ -428,7 +427,7 @@ struct State {
     /// with every table until the answer timeout has passed, so that a SYN
     /// evicted early still comes out `unanswered` (and each read keeps the
     /// consumer's memory of the flow alive meanwhile).
-    waiting: HashMap<FlowKey, FlowValue>,
+    waiting: FlowMap<FlowValue>,
     losses: LossLog,
     user: UserStats,
     /// Entries in the last read, to size the next.
@@ -450,7 +449,7 @@ async fn run(
         opts: opts.clone(),
         hint: Arc::new(Listening::read()),
         known: Known::new(kernel_capacity),
-        waiting: HashMap::new(),
+        waiting: FlowMap::default(),
         losses: LossLog::default(),
         user: UserStats::default(),
         last_len: 0,

@@ -43,7 +43,7 @@ fn map_data<'a>(map: &'a Map, name: &'static str) -> Result<&'a MapData, KernelE
 /// (a slot left over from an earlier flow with the same key belongs to no
 /// entry, and the kernel counts it as stale when it writes it back).
 #[derive(Default)]
-struct Pending(HashMap<(FlowKey, u64), ([u64; 2], [u64; 2])>);
+struct Pending(HashMap<(FlowKey, u64), ([u64; 2], [u64; 2]), crate::flow::FlowHasher>);
 
 impl Pending {
     fn add(&mut self, s: &FlowCacheSlot) {
