@@ -114,13 +114,15 @@ fn print_table(out: &mut impl Write, table: &Table, format: Format) -> Result<()
                 writeln!(out, "{}", text_row(&f))?;
                 n += 1;
             }
-            // Evicted from the full table since the last read: as last known.
-            let mut evicted = 0;
+            // Evicted from the full table since the last read: those whose
+            // state can still change as last known, every one in the count.
             for f in table.evicted() {
                 writeln!(out, "{} (evicted)", text_row(&f))?;
-                evicted += 1;
             }
-            let evicted = if evicted > 0 { format!(", {evicted} evicted") } else { String::new() };
+            let evicted = match table.evicted_count {
+                0 => String::new(),
+                n => format!(", {n} evicted"),
+            };
             writeln!(out, "-- {n} flows{evicted}{}", if table.last { " (final)" } else { "" })?;
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod iface;
+mod known;
 pub mod links;
 pub mod listening;
 pub mod stream;

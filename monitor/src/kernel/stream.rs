@@ -8,10 +8,12 @@
 //! detaches every program, then reads the table once more and sends it.
 //!
 //! A flow the kernel evicted from a full table before it was read again is
-//! not lost: the stream keeps the last value it knew of every flow (from the
-//! ring events and the last read), and hands the evicted ones to the
-//! consumer with the next table, judged with that read's clock. Losses of
-//! any kind are logged, at most once every [`LOSS_LOG_EVERY`].
+//! not lost: the stream knows every flow in the table ([`super::known`]),
+//! counts each eviction, and hands the evicted flows whose verdict can still
+//! change (last known from a ring event, or awaiting an answer) to the
+//! consumer with the next table, as last known, judged with that read's
+//! clock. Losses of any kind are logged, at most once every
+//! [`LOSS_LOG_EVERY`].
 
 use std::{
     fmt,
@@ -27,11 +29,16 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{links::LinkWatch, listening::Listening, Kernel, KernelError, KernelStats, LinkOutcome};
+use super::{
+    known::{Evicted, Known},
+    links::LinkWatch,
+    listening::Listening,
+    Kernel, KernelError, KernelStats, LinkOutcome,
+};
 use crate::{
     counters::{Counters, Emit, Family},
     dns::DnsMessage,
-    flow::{Clock, Flow, FlowHasher, FlowMap, FlowState},
+    flow::{Clock, Flow, FlowMap, FlowState},
 };
 
 #[derive(Debug)]
@@ -51,9 +58,9 @@ pub enum FlowUpdate {
 /// `Clock` frozen at the moment of the read, so that flows made from the
 /// table later are judged as they stood when it was read.
 #[derive(Clone, Copy, Debug)]
-struct ReadClock {
-    clock: crate::kernel::KernelClock,
-    now: u64,
+pub(super) struct ReadClock {
+    pub(super) clock: crate::kernel::KernelClock,
+    pub(super) now: u64,
 }
 
 impl Clock for ReadClock {
@@ -72,8 +79,12 @@ pub struct Table {
     /// the largest block the monitor allocates).
     entries: Vec<(FlowKey, FlowValue)>,
     /// Flows known before this read and absent from it (the kernel evicted
-    /// them from a full table), as last known.
+    /// them from a full table), as last known, where that can change their
+    /// verdict (see [`super::known`]).
     evicted: Vec<(FlowKey, FlowValue)>,
+    /// How many flows the kernel evicted since the last read, handed over
+    /// in `evicted` or not.
+    pub evicted_count: usize,
     clock: ReadClock,
     hint: Arc<Listening>,
     answer_timeout: Duration,
@@ -94,9 +105,12 @@ impl Table {
             .filter_map(|(k, v)| Flow::from_entry(k, v, &self.clock, &*self.hint, self.answer_timeout))
     }
 
-    /// The flows the kernel evicted since the last read, as last known and
-    /// judged with this read's clock (a SYN older than the answer timeout is
-    /// `unanswered`). They are in no table: judge them once.
+    /// The flows the kernel evicted since the last read whose verdict can
+    /// still change (last known from a ring event, or awaiting an answer at
+    /// the last read), as last known and judged with this read's clock (a
+    /// SYN older than the answer timeout is `unanswered`). They are in no
+    /// table: judge them once. The other evicted flows were judged from the
+    /// last read as they stand: they are only counted ([`Table::evicted_count`]).
     /// A flow evicted while still awaiting an answer is handed over again
     /// with every table until the answer timeout has passed.
     pub fn evicted(&self) -> impl Iterator<Item = Flow> + '_ {
@@ -223,91 +237,6 @@ impl LossLog {
         self.logged = totals;
         self.at = Some(now);
         Some(format!("losses {since}: {}; {}", grew.join(", "), advice.join("; ")))
-    }
-}
-
-/// The flows believed to be in the kernel table, as last known (from the
-/// last read and the ring events since), to notice LRU evictions and judge
-/// the evicted flows. One map, updated in place: each entry carries the
-/// read that last saw it, so a read costs no second table (under a flood of
-/// new flows, a map built per read beside the old one was the agent's
-/// largest allocation).
-///
-/// Its size is bounded: a read leaves at most the table's capacity, and the
-/// ring events since may add half as many again ([`Known::limit`]). It is
-/// allocated for that at the start; the hash map may still double its
-/// allocation once, when deleted slots use up its room (at most half full
-/// then, it only ever rehashes in place after). An
-/// event past that is left in the ring until a read, taken at once, has
-/// made room (see [`drain_events`]): under a flood of new flows the map
-/// would otherwise grow with the events of a whole interval (a million a
-/// second is possible) and double its allocation each time it filled.
-#[derive(Debug)]
-struct Known {
-    flows: FlowMap<LastSeen>,
-    /// The number of the last read.
-    read: u32,
-    /// The most flows it holds: the table's capacity and half as many again.
-    limit: usize,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct LastSeen {
-    value: FlowValue,
-    /// The read that last saw the flow; a ring event since counts as seen
-    /// by the last.
-    read: u32,
-}
-
-impl Known {
-    /// Known flows for a table of `capacity` flows, allocated once.
-    fn new(capacity: usize) -> Known {
-        let limit = capacity + capacity / 2;
-        Known { flows: FlowMap::with_capacity_and_hasher(limit, FlowHasher::default()), read: 0, limit }
-    }
-
-    /// Whether it holds as many flows as it may: the next event waits for
-    /// a read.
-    fn is_full(&self) -> bool {
-        self.flows.len() >= self.limit
-    }
-
-    /// A flow a ring event reported since the last read.
-    fn event(&mut self, key: FlowKey, value: FlowValue) {
-        self.flows.insert(key, LastSeen { value, read: self.read });
-    }
-
-    fn contains(&self, key: &FlowKey) -> bool {
-        self.flows.contains_key(key)
-    }
-
-    fn remove(&mut self, key: &FlowKey) {
-        self.flows.remove(key);
-    }
-
-    /// Makes the known flows the entries just read and returns those it
-    /// held that the read no longer has (evicted by the kernel), as last
-    /// known.
-    fn replace_with(&mut self, entries: &[(FlowKey, FlowValue)]) -> Vec<(FlowKey, FlowValue)> {
-        let read = self.read.wrapping_add(1);
-        self.read = read;
-        // Those not known yet (their events were dropped) go in after the
-        // evicted are out, so the map never holds both.
-        let mut unknown = Vec::new();
-        for &(key, value) in entries {
-            match self.flows.get_mut(&key) {
-                Some(seen) => *seen = LastSeen { value, read },
-                None => unknown.push((key, value)),
-            }
-        }
-        // The entries' keys are distinct: the rest of the map is evicted.
-        let known = entries.len() - unknown.len();
-        let mut evicted = Vec::with_capacity(self.flows.len() - known);
-        evicted.extend(self.flows.extract_if(|_, seen| seen.read != read).map(|(k, seen)| (k, seen.value)));
-        for (key, value) in unknown {
-            self.flows.insert(key, LastSeen { value, read });
-        }
-        evicted
     }
 }
 
@@ -525,7 +454,7 @@ async fn drain_all_events(
 ) -> Result<bool, KernelError> {
     while drain_events(st, ring, tx) {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return Ok(false) };
-        log::debug!("{} known flows: reading the table before the interval", st.known.flows.len());
+        log::debug!("{} known flows: reading the table before the interval", st.known.len());
         if !st.send_table(permit, tx).await? {
             return Ok(false);
         }
@@ -602,7 +531,7 @@ impl State {
     /// the kernel tracks them again). Those still awaiting now wait on.
     fn carry_waiting(
         &mut self,
-        fresh: Vec<(FlowKey, FlowValue)>,
+        Evicted { flows: fresh, .. }: Evicted,
         clock: &ReadClock,
         last: bool,
     ) -> Vec<(FlowKey, FlowValue)> {
@@ -649,23 +578,29 @@ impl State {
         let clock = ReadClock { clock: kernel_clock, now: kernel_clock.now_raw() };
         let now = clock.now;
 
-        // Evicted: known before the read and not in it.
-        let fresh = self.known.replace_with(&entries);
-        self.user.flows_evicted += fresh.len() as u64;
-        let evicted = self.carry_waiting(fresh, &clock, last);
-
+        // Known flows: those awaiting an answer keep their value (they may
+        // still time out, evicted or not).
+        self.known.begin_read();
         let mut expire = Vec::new();
         for (key, value) in &entries {
             // Only the state: the consumer builds each flow, once.
             let Some(state) = Flow::state_of(key, value, now, &*self.hint, self.opts.answer_timeout) else {
+                self.known.seen(key, value, false);
                 continue;
             };
+            self.known.seen(key, value, state == FlowState::Awaiting);
             let idle = Duration::from_nanos(now.saturating_sub(value.last_seen_ns));
             let finished = matches!(state, FlowState::Closed) || state.is_failure();
             if idle >= self.opts.idle_timeout || (finished && idle >= self.opts.closed_timeout) {
                 expire.push(*key);
             }
         }
+        // Evicted: known before the read and not in it.
+        let fresh = self.known.end_read();
+        let evicted_count = fresh.count;
+        self.user.flows_evicted += fresh.count as u64;
+        let evicted = self.carry_waiting(fresh, &clock, last);
+
         if !last && !expire.is_empty() {
             // Those the LRU evicted since the read were not expired by us.
             let gone = self.kernel.remove(&expire)?;
@@ -686,6 +621,7 @@ impl State {
         Ok(Table {
             entries,
             evicted,
+            evicted_count,
             clock,
             hint: Arc::clone(&self.hint),
             answer_timeout: self.opts.answer_timeout,
@@ -699,90 +635,7 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::{initiator_how, proto, side, tcp_flag};
-
     use super::*;
-    use crate::{flow::addr_key, kernel::KernelClock};
-
-    const SEC: u64 = 1_000_000_000;
-
-    fn syn_only(port: u16, at: u64) -> (FlowKey, FlowValue) {
-        let (key, _) = FlowKey::canonical(
-            addr_key("10.200.0.1".parse().unwrap()),
-            port,
-            addr_key("10.200.0.2".parse().unwrap()),
-            5432,
-            proto::TCP,
-        );
-        let dir = if key.port_a == port { 0 } else { 1 };
-        let mut v = FlowValue {
-            first_seen_ns: at,
-            last_seen_ns: at,
-            initiator: if dir == 0 { side::A } else { side::B },
-            initiator_how: initiator_how::TCP_SYN,
-            ..FlowValue::default()
-        };
-        v.packets[dir] = 1;
-        v.bytes[dir] = 74;
-        v.tcp_flags[dir] = tcp_flag::SYN;
-        (key, v)
-    }
-
-    #[test]
-    fn an_evicted_syn_comes_out_unanswered_after_the_timeout() {
-        let mut known = Known::new(16);
-        let (gone, stays) = (syn_only(40000, 10 * SEC), syn_only(40001, 10 * SEC));
-        // Known from the last read, and one more from a ring event since.
-        assert!(known.replace_with(&[gone, stays]).is_empty());
-        let evented = syn_only(40002, 11 * SEC);
-        known.event(evented.0, evented.1);
-
-        let evicted = known.replace_with(&[stays]);
-        let mut keys: Vec<FlowKey> = evicted.iter().map(|(k, _)| *k).collect();
-        keys.sort();
-        let mut want = vec![gone.0, evented.0];
-        want.sort();
-        assert_eq!(keys, want, "known before the read and not in it");
-        assert_eq!(known.flows.len(), 1, "known is now the read");
-        assert!(known.contains(&stays.0));
-
-        // Judged with the read's clock: 4 s after the SYN, past a 3 s timeout.
-        let clock = ReadClock { clock: KernelClock::new(), now: 14 * SEC + 1 };
-        let flow = |(k, v): &(FlowKey, FlowValue), clock: &ReadClock| {
-            Flow::from_entry(k, v, clock, &crate::flow::NoHint, Duration::from_secs(3)).unwrap()
-        };
-        let (g, e) = if evicted[0].0 == gone.0 { (0, 1) } else { (1, 0) };
-        assert_eq!(flow(&evicted[g], &clock).state, FlowState::Unanswered);
-        assert_eq!(flow(&evicted[g], &clock).server.port, 5432);
-        // 2 s after its SYN: still waiting.
-        assert_eq!(flow(&evicted[e], &ReadClock { now: 13 * SEC, ..clock }).state, FlowState::Awaiting);
-        assert!(known.replace_with(&[stays]).is_empty(), "an eviction is reported once");
-        // A read holds the value it read, not the one known before.
-        let mut later = stays;
-        later.1.last_seen_ns = 20 * SEC;
-        assert!(known.replace_with(&[later]).is_empty());
-        assert_eq!(known.replace_with(&[]), vec![later], "evicted as last read");
-    }
-
-    #[test]
-    fn the_known_flows_fill_at_half_again_the_table_and_a_read_leaves_the_table() {
-        let mut known = Known::new(4);
-        for port in 0..6 {
-            assert!(!known.is_full(), "{port} of 6");
-            let (k, v) = syn_only(40000 + port, SEC);
-            known.event(k, v);
-        }
-        assert!(known.is_full(), "4 in the table and 2 more by events");
-        // The table holds 2 of them and 2 flows whose events were dropped.
-        let table: Vec<_> = [0, 1, 10, 11].map(|p| syn_only(40000 + p, 2 * SEC)).to_vec();
-        let mut evicted: Vec<u16> =
-            known.replace_with(&table).iter().map(|(k, _)| k.port_a.max(k.port_b)).collect();
-        evicted.sort();
-        assert_eq!(evicted, [40002, 40003, 40004, 40005], "those the table no longer has are evicted");
-        assert_eq!(known.flows.len(), 4, "known is the table");
-        assert!(known.contains(&table[3].0));
-        assert!(!known.is_full());
-    }
 
     #[test]
     fn losses_are_logged_at_once_then_at_most_every_ten_seconds_added_up() {
