@@ -2,7 +2,9 @@
 //!
 //! One task owns the [`Kernel`]: it drains the ring buffer as soon as it is
 //! readable (new flows and first answers, within milliseconds), and reads the
-//! whole table at every interval (counters, ageing, expiry). It follows the
+//! whole table at every interval (counters, ageing, expiry), a chunk at a
+//! time, handing each chunk over as it is read and draining the rings
+//! between chunks. It follows the
 //! link events too: an interface to watch that appears (or is re-created)
 //! is attached to, one that goes away is forgotten. On shutdown it
 //! detaches every program, then reads the table once more and sends it.
@@ -33,7 +35,7 @@ use super::{
     known::{Evicted, Known},
     links::LinkWatch,
     listening::Listening,
-    Kernel, KernelError, KernelStats, LinkOutcome,
+    table, Kernel, KernelError, KernelStats, LinkOutcome,
 };
 use crate::{
     counters::{Counters, Emit, Family},
@@ -46,9 +48,13 @@ pub enum FlowUpdate {
     /// A new flow, its first answer (SYN-ACK or RST) or an ICMP error
     /// about it: sent as soon as the kernel reports it.
     Event(Flow),
-    /// The whole table, at every interval and once more at shutdown (boxed:
-    /// every slot of the channel is as large as the largest variant).
-    Table(Box<Table>),
+    /// A chunk of a table read: a read, at every interval and once more at
+    /// shutdown, is its chunks in order then its [`TableEnd`]. Flow and DNS
+    /// events the kernel reported meanwhile come between the chunks.
+    Chunk(Chunk),
+    /// The end of a table read (boxed: every slot of the channel is as
+    /// large as the largest variant).
+    TableEnd(Box<TableEnd>),
     /// A payload sent from port 53 (a DNS answer, or a segment of one over
     /// TCP). Sent before the flow events read after it, so that an answer
     /// reaches the consumer before the connection it led to.
@@ -72,12 +78,35 @@ impl Clock for ReadClock {
     }
 }
 
+/// Up to [`table::READ_CHUNK`] entries of a table read: the user-space copy
+/// of the table is never larger, whatever its size (at a million flows the
+/// whole table was a 130 MiB block, and its read a stall of hundreds of
+/// milliseconds for the ring's events).
 #[derive(Debug)]
-pub struct Table {
-    /// The entries as read; [`Table::flows`] makes the flows one at a time
-    /// (a Flow is 200 bytes, an entry 112, and at 100k flows the table is
-    /// the largest block the monitor allocates).
+pub struct Chunk {
+    /// The entries as read; [`Chunk::flows`] makes the flows one at a time
+    /// (a Flow is 200 bytes, an entry 128).
     entries: Vec<(FlowKey, FlowValue)>,
+    clock: ReadClock,
+    hint: Arc<Listening>,
+    answer_timeout: Duration,
+    /// Held until the consumer drops the chunk: at most
+    /// [`CHUNKS_IN_FLIGHT`] are read ahead of a slow consumer.
+    _in_flight: OwnedSemaphorePermit,
+}
+
+impl Chunk {
+    /// The flows of the chunk, as they stood when it was read.
+    pub fn flows(&self) -> impl Iterator<Item = Flow> + '_ {
+        self.entries
+            .iter()
+            .filter_map(|(k, v)| Flow::from_entry(k, v, &self.clock, &*self.hint, self.answer_timeout))
+    }
+}
+
+/// The end of a table read: what it found gone, and the counters.
+#[derive(Debug)]
+pub struct TableEnd {
     /// Flows known before this read and absent from it (the kernel evicted
     /// them from a full table), as last known, where that can change their
     /// verdict (see [`super::known`]).
@@ -85,6 +114,8 @@ pub struct Table {
     /// How many flows the kernel evicted since the last read, handed over
     /// in `evicted` or not.
     pub evicted_count: usize,
+    /// The entries the read's chunks held.
+    pub flows_read: usize,
     clock: ReadClock,
     hint: Arc<Listening>,
     answer_timeout: Duration,
@@ -92,27 +123,22 @@ pub struct Table {
     pub user: UserStats,
     /// The last table, read at shutdown.
     pub last: bool,
-    /// Held until the consumer drops the table: while it does, no other
-    /// table is read, so a slow consumer never has two tables in memory.
+    /// Held from the start of the read until the consumer drops its end:
+    /// meanwhile no other read starts, so a slow consumer is never handed
+    /// two reads at once.
     _in_flight: OwnedSemaphorePermit,
 }
 
-impl Table {
-    /// The flows of the table, as they stood when it was read.
-    pub fn flows(&self) -> impl Iterator<Item = Flow> + '_ {
-        self.entries
-            .iter()
-            .filter_map(|(k, v)| Flow::from_entry(k, v, &self.clock, &*self.hint, self.answer_timeout))
-    }
-
+impl TableEnd {
     /// The flows the kernel evicted since the last read whose verdict can
     /// still change (last known from a ring event, or awaiting an answer at
-    /// the last read), as last known and judged with this read's clock (a
-    /// SYN older than the answer timeout is `unanswered`). They are in no
-    /// table: judge them once. The other evicted flows were judged from the
-    /// last read as they stand: they are only counted ([`Table::evicted_count`]).
-    /// A flow evicted while still awaiting an answer is handed over again
-    /// with every table until the answer timeout has passed.
+    /// the last read), as last known and judged with the clock of the end
+    /// of this read (a SYN older than the answer timeout is `unanswered`).
+    /// They are in no table: judge them once. The other evicted flows were
+    /// judged from the last read as they stand: they are only counted
+    /// ([`TableEnd::evicted_count`]). A flow evicted while still awaiting an
+    /// answer is handed over again with every read until the answer timeout
+    /// has passed.
     pub fn evicted(&self) -> impl Iterator<Item = Flow> + '_ {
         self.evicted
             .iter()
@@ -143,7 +169,7 @@ pub struct Losses {
     pub flows_evicted: u64,
     /// New flows the kernel could not insert into the table.
     pub flow_map_full: u64,
-    /// Table reads skipped because the consumer still held the last one.
+    /// Table reads skipped because the consumer had not finished the last one.
     pub tables_skipped: u64,
 }
 
@@ -189,6 +215,10 @@ impl fmt::Display for Losses {
         Ok(())
     }
 }
+
+/// Chunks of a read handed to the consumer and not yet dropped, at most: the
+/// read waits for the consumer beyond that.
+pub const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// Evicted flows awaiting an answer held at most (past it, they are handed
 /// over once, as awaiting).
@@ -261,8 +291,8 @@ pub struct UserStats {
     pub dns_events_dropped: u64,
     /// Malformed DNS events (wrong size or kind, length past the payload).
     pub dns_events_malformed: u64,
-    /// Interval reads skipped because the consumer still held the last
-    /// table (it is behind; events keep flowing meanwhile).
+    /// Interval reads skipped because the consumer had not finished the
+    /// last one (it is behind; events keep flowing meanwhile).
     pub tables_skipped: u64,
     /// Interfaces to watch that appeared while running and could not be
     /// attached to (each is logged).
@@ -326,7 +356,7 @@ impl Default for StreamOptions {
 pub type Stream = (mpsc::Receiver<FlowUpdate>, JoinHandle<Result<(), KernelError>>);
 
 /// Starts the stream. Set `shutdown` to true to end it; the last message is
-/// a `Table` with `last: true`, then the channel closes.
+/// a `TableEnd` with `last: true`, then the channel closes.
 pub fn spawn(
     mut kernel: Kernel,
     opts: StreamOptions,
@@ -359,8 +389,16 @@ struct State {
     waiting: FlowMap<FlowValue>,
     losses: LossLog,
     user: UserStats,
-    /// Entries in the last read, to size the next.
-    last_len: usize,
+    /// One permit: held by a read until the consumer drops its end.
+    reading: Arc<Semaphore>,
+    /// [`CHUNKS_IN_FLIGHT`] permits, one held by each chunk the consumer has.
+    chunks: Arc<Semaphore>,
+}
+
+/// The two rings, drained between the chunks of a read too.
+struct Rings<'a> {
+    events: &'a mut RingBuf<MapData>,
+    dns: &'a mut RingBuf<MapData>,
 }
 
 async fn run(
@@ -381,13 +419,13 @@ async fn run(
         waiting: FlowMap::default(),
         losses: LossLog::default(),
         user: UserStats::default(),
-        last_len: 0,
+        reading: Arc::new(Semaphore::new(1)),
+        chunks: Arc::new(Semaphore::new(CHUNKS_IN_FLIGHT)),
     };
     // Subscribed now: an interface that came since the kernel listed them
     // at load is caught here, every later one by its event.
     let outcome = st.kernel.resync();
     st.count(outcome);
-    let in_flight = Arc::new(Semaphore::new(1));
     let mut tick = tokio::time::interval(opts.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate
@@ -404,7 +442,8 @@ async fn run(
                 // Answers already queued go first: a connection's lookup
                 // must be known before the connection is judged.
                 drain_dns(&mut st, dns.get_mut(), &tx);
-                if !drain_all_events(&mut st, guard.get_inner_mut(), &tx, &in_flight).await? {
+                let rings = Rings { events: guard.get_inner_mut(), dns: dns.get_mut() };
+                if !drain_all_events(&mut st, rings, &tx).await? {
                     return Ok(()); // the consumer is gone
                 }
                 guard.clear_ready();
@@ -416,11 +455,12 @@ async fn run(
                 }
             }
             _ = tick.tick() => {
-                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let Ok(permit) = st.reading.clone().try_acquire_owned() else {
                     st.user.tables_skipped += 1;
                     continue;
                 };
-                if !st.send_table(permit, &tx).await? {
+                let rings = Rings { events: events.get_mut(), dns: dns.get_mut() };
+                if !st.send_table(permit, rings, &tx, false).await? {
                     return Ok(()); // the consumer is gone
                 }
             }
@@ -432,30 +472,31 @@ async fn run(
     // counters agree with it. Events still queued belong in it anyway.
     st.kernel.detach();
     drain_dns(&mut st, dns.get_mut(), &tx);
-    if !drain_all_events(&mut st, events.get_mut(), &tx, &in_flight).await? {
+    if !drain_all_events(&mut st, Rings { events: events.get_mut(), dns: dns.get_mut() }, &tx).await? {
         return Ok(());
     }
-    let Ok(permit) = in_flight.acquire_owned().await else { return Ok(()) };
-    let table = st.read_table(true, permit)?;
-    let _ = tx.send(FlowUpdate::Table(Box::new(table))).await;
+    let Ok(permit) = st.reading.clone().acquire_owned().await else { return Ok(()) };
+    st.send_table(permit, Rings { events: events.get_mut(), dns: dns.get_mut() }, &tx, true).await?;
     Ok(())
 }
 
 /// Drains the flow events until the ring is empty. Whenever the known flows
-/// are full, a table is read (waiting for the consumer to take the last,
-/// if it still holds it), which makes room, before draining on: the events
+/// are full, a table is read (waiting for the consumer to finish the last,
+/// if it has not), which makes room, before draining on: the events
 /// meanwhile wait in the ring, whose overflow the kernel counts. False if
 /// the consumer is gone.
 async fn drain_all_events(
     st: &mut State,
-    ring: &mut RingBuf<MapData>,
+    rings: Rings<'_>,
     tx: &mpsc::Sender<FlowUpdate>,
-    in_flight: &Arc<Semaphore>,
 ) -> Result<bool, KernelError> {
-    while drain_events(st, ring, tx) {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return Ok(false) };
+    while drain_events(st, rings.events, tx) {
+        let Ok(permit) = st.reading.clone().acquire_owned().await else { return Ok(false) };
         log::debug!("{} known flows: reading the table before the interval", st.known.len());
-        if !st.send_table(permit, tx).await? {
+        if !st
+            .send_table(permit, Rings { events: &mut *rings.events, dns: &mut *rings.dns }, tx, false)
+            .await?
+        {
             return Ok(false);
         }
     }
@@ -558,44 +599,56 @@ impl State {
         evicted
     }
 
-    /// Reads the table and sends it; false if the consumer is gone.
-    async fn send_table(
-        &mut self,
-        permit: OwnedSemaphorePermit,
-        tx: &mpsc::Sender<FlowUpdate>,
-    ) -> Result<bool, KernelError> {
-        let table = self.read_table(false, permit)?;
-        Ok(tx.send(FlowUpdate::Table(Box::new(table))).await.is_ok())
+    /// The clock of this moment, frozen.
+    fn clock_now(&self) -> ReadClock {
+        let clock = self.kernel.clock();
+        ReadClock { clock, now: clock.now_raw() }
     }
 
-    fn read_table(&mut self, last: bool, in_flight: OwnedSemaphorePermit) -> Result<Table, KernelError> {
+    /// Reads the table a chunk at a time and sends each chunk, then the
+    /// end of the read; between chunks, drains the rings (a read of a
+    /// million flows takes long enough to delay a new flow's alert
+    /// otherwise). False if the consumer is gone.
+    async fn send_table(
+        &mut self,
+        reading: OwnedSemaphorePermit,
+        rings: Rings<'_>,
+        tx: &mpsc::Sender<FlowUpdate>,
+        last: bool,
+    ) -> Result<bool, KernelError> {
         let started = Instant::now();
-        let mut entries = Vec::with_capacity(self.last_len + self.last_len / 16);
-        self.kernel.walk(&mut entries)?;
-        self.last_len = entries.len();
         self.hint = Arc::new(Listening::read());
-        let kernel_clock = self.kernel.clock();
-        let clock = ReadClock { clock: kernel_clock, now: kernel_clock.now_raw() };
-        let now = clock.now;
-
-        // Known flows: those awaiting an answer keep their value (they may
-        // still time out, evicted or not).
         self.known.begin_read();
+        let mut reader = table::Reader::default();
         let mut expire = Vec::new();
-        for (key, value) in &entries {
-            // Only the state: the consumer builds each flow, once.
-            let Some(state) = Flow::state_of(key, value, now, &*self.hint, self.opts.answer_timeout) else {
-                self.known.seen(key, value, false);
-                continue;
-            };
-            self.known.seen(key, value, state == FlowState::Awaiting);
-            let idle = Duration::from_nanos(now.saturating_sub(value.last_seen_ns));
-            let finished = matches!(state, FlowState::Closed) || state.is_failure();
-            if idle >= self.opts.idle_timeout || (finished && idle >= self.opts.closed_timeout) {
-                expire.push(*key);
+        let mut flows_read = 0;
+        while !reader.is_done() {
+            let Ok(permit) = self.chunks.clone().acquire_owned().await else { return Ok(false) };
+            let mut entries = Vec::with_capacity(table::READ_CHUNK);
+            self.kernel.read_chunk(&mut reader, &mut entries)?;
+            let clock = self.clock_now();
+            self.chunk_read(&entries, clock.now, &mut expire);
+            flows_read += entries.len();
+            if !entries.is_empty() {
+                let chunk = Chunk {
+                    entries,
+                    clock,
+                    hint: Arc::clone(&self.hint),
+                    answer_timeout: self.opts.answer_timeout,
+                    _in_flight: permit,
+                };
+                if tx.send(FlowUpdate::Chunk(chunk)).await.is_err() {
+                    return Ok(false);
+                }
             }
+            // What the kernel reported meanwhile; once the known flows are
+            // full, the flow events wait for the end of the read.
+            drain_dns(self, rings.dns, tx);
+            drain_events(self, rings.events, tx);
         }
-        // Evicted: known before the read and not in it.
+        let clock = self.clock_now();
+
+        // Evicted: known before the read and not seen by it.
         let fresh = self.known.end_read();
         let evicted_count = fresh.count;
         self.user.flows_evicted += fresh.count as u64;
@@ -612,24 +665,44 @@ impl State {
                 self.known.remove(k);
             }
         }
-        log::debug!("read {} flows in {:?}", entries.len(), started.elapsed());
+        log::debug!("read {flows_read} flows in {:?}", started.elapsed());
         let kernel = self.kernel.stats()?;
         let losses = Losses::from_stats(&kernel, &self.user);
         if let Some(line) = self.losses.observe(losses, Instant::now(), last) {
             log::warn!("{line}");
         }
-        Ok(Table {
-            entries,
+        let end = TableEnd {
             evicted,
             evicted_count,
+            flows_read,
             clock,
             hint: Arc::clone(&self.hint),
             answer_timeout: self.opts.answer_timeout,
             kernel,
             user: self.user,
             last,
-            _in_flight: in_flight,
-        })
+            _in_flight: reading,
+        };
+        Ok(tx.send(FlowUpdate::TableEnd(Box::new(end))).await.is_ok())
+    }
+
+    /// What a read learns from a chunk: the known flows (those awaiting an
+    /// answer keep their value: they may still time out, evicted or not),
+    /// and the flows to expire.
+    fn chunk_read(&mut self, entries: &[(FlowKey, FlowValue)], now: u64, expire: &mut Vec<FlowKey>) {
+        for (key, value) in entries {
+            // Only the state: the consumer builds each flow, once.
+            let Some(state) = Flow::state_of(key, value, now, &*self.hint, self.opts.answer_timeout) else {
+                self.known.seen(key, value, false);
+                continue;
+            };
+            self.known.seen(key, value, state == FlowState::Awaiting);
+            let idle = Duration::from_nanos(now.saturating_sub(value.last_seen_ns));
+            let finished = matches!(state, FlowState::Closed) || state.is_failure();
+            if idle >= self.opts.idle_timeout || (finished && idle >= self.opts.closed_timeout) {
+                expire.push(*key);
+            }
+        }
     }
 }
 

@@ -33,7 +33,7 @@ use crate::{
     engine::{Compiled, SourcesError},
     flow::{Clock, Flow},
     kernel::{
-        stream::{Table, UserStats},
+        stream::{Chunk, TableEnd, UserStats},
         KernelClock, KernelStats,
     },
 };
@@ -76,6 +76,9 @@ pub struct Pipeline {
     last_read: Option<(KernelStats, UserStats)>,
     /// What `state json` answers with.
     recorder: Recorder,
+    /// A table read under way (its chunks come one by one, flow events in
+    /// between): the busiest flows of its chunks so far.
+    reading: Option<Busiest>,
 }
 
 impl Pipeline {
@@ -89,6 +92,7 @@ impl Pipeline {
             clock: KernelClock::new(),
             last_read: None,
             recorder: Recorder::default(),
+            reading: None,
         }
     }
 
@@ -122,14 +126,16 @@ impl Pipeline {
         }
     }
 
-    /// A whole table read: every flow (built once each), then the flows the
-    /// kernel evicted since the last read.
-    pub fn table(&mut self, table: &Table) {
+    /// A chunk of a table read: every flow (built once each). The first
+    /// chunk of a read starts it.
+    pub fn chunk(&mut self, chunk: &Chunk) {
         let (judge, out, names, rec) = (&mut self.judge, &mut self.out, &mut self.names, &mut self.recorder);
         let now_ns = self.clock.now_raw();
-        let mut busiest = Busiest::new(MAX_FLOWS);
-        judge.begin_table();
-        for flow in table.flows() {
+        let busiest = self.reading.get_or_insert_with(|| {
+            judge.begin_table();
+            Busiest::new(MAX_FLOWS)
+        });
+        for flow in chunk.flows() {
             names.flow_seen(&flow, now_ns);
             rec.packet(&flow);
             busiest.offer(&flow);
@@ -139,6 +145,17 @@ impl Pipeline {
                 None => judge.touch(&flow.key),
             }
         }
+    }
+
+    /// The end of a table read: the flows the kernel evicted since the last
+    /// read, then the flows the read did not see are forgotten.
+    pub fn table_end(&mut self, table: &TableEnd) {
+        let (judge, out, names, rec) = (&mut self.judge, &mut self.out, &mut self.names, &mut self.recorder);
+        let busiest = self.reading.take().unwrap_or_else(|| {
+            // An empty table: no chunk.
+            judge.begin_table();
+            Busiest::new(MAX_FLOWS)
+        });
         // Evicted by the kernel from a full table since the last read: judged
         // once, as last known (their SYN may have timed out by now).
         for flow in table.evicted() {
