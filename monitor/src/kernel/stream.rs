@@ -123,6 +123,11 @@ pub struct TableEnd {
     pub user: UserStats,
     /// The last table, read at shutdown.
     pub last: bool,
+    /// How long the read took, from its start to its end (its chunks
+    /// waited for the consumer meanwhile, so this is the whole pipeline's).
+    pub took: Duration,
+    /// The interval between reads in force after this one ([`Pace`]).
+    pub interval: Duration,
     /// Held from the start of the read until the consumer drops its end:
     /// meanwhile no other read starts, so a slow consumer is never handed
     /// two reads at once.
@@ -213,6 +218,61 @@ impl fmt::Display for Losses {
             write!(f, "{}{name}={n}", if i == 0 { "" } else { " " })?;
         }
         Ok(())
+    }
+}
+
+/// A read takes at most this share of the time: the interval between reads
+/// is at least this many times what the last one took.
+pub const READ_DUTY: u32 = 8;
+
+/// The longest interval [`Pace`] sets (unless `--interval` is longer).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often the table is read: every `--interval`, or, where the last read
+/// took more than an eighth of that, [`READ_DUTY`] times what it took, up to
+/// [`MAX_INTERVAL`]. A read of a million flows costs some hundreds of
+/// milliseconds of CPU in each of the reader and the judge, more on a busy
+/// machine, so at 1 s it alone would take most of a core.
+///
+/// What this delays (docs/deploy.md, "Table reads"): everything that comes
+/// from table reads, by up to the interval in force: a SYN timing out to
+/// `unanswered`, state changes (answered, refused, closed), the idle and
+/// closed expiry, the counters in the metrics, evictions noticed, and flows
+/// whose ring event was lost. Alerts on a flow's first packet come from the
+/// ring and are not delayed.
+#[derive(Debug)]
+struct Pace {
+    base: Duration,
+    max: Duration,
+    /// The interval in force.
+    interval: Duration,
+    /// The interval in the last line logged.
+    logged: Duration,
+}
+
+impl Pace {
+    fn new(base: Duration) -> Pace {
+        Pace { base, max: base.max(MAX_INTERVAL), interval: base, logged: base }
+    }
+
+    /// Sets the interval after a read of `flows` that took `took`; returns
+    /// a line to log when the interval has moved by half or more since the
+    /// last line (or is back at `--interval`).
+    fn after_read(&mut self, took: Duration, flows: usize) -> Option<String> {
+        self.interval = (took * READ_DUTY).clamp(self.base, self.max);
+        let (now, was) = (self.interval.as_secs_f64(), self.logged.as_secs_f64());
+        let moved =
+            now >= was * 1.5 || now <= was / 1.5 || (self.interval == self.base && self.logged != self.base);
+        if !moved {
+            return None;
+        }
+        self.logged = self.interval;
+        Some(format!(
+            "table reads every {:.1}s (--interval {:.1}s): the last read of {flows} flows took {} ms",
+            now,
+            self.base.as_secs_f64(),
+            took.as_millis()
+        ))
     }
 }
 
@@ -393,6 +453,9 @@ struct State {
     reading: Arc<Semaphore>,
     /// [`CHUNKS_IN_FLIGHT`] permits, one held by each chunk the consumer has.
     chunks: Arc<Semaphore>,
+    pace: Pace,
+    /// When the next interval read is due (the first is at once).
+    next_read: Instant,
 }
 
 /// The two rings, drained between the chunks of a read too.
@@ -421,14 +484,13 @@ async fn run(
         user: UserStats::default(),
         reading: Arc::new(Semaphore::new(1)),
         chunks: Arc::new(Semaphore::new(CHUNKS_IN_FLIGHT)),
+        pace: Pace::new(opts.interval),
+        next_read: Instant::now(),
     };
     // Subscribed now: an interface that came since the kernel listed them
     // at load is caught here, every later one by its event.
     let outcome = st.kernel.resync();
     st.count(outcome);
-    let mut tick = tokio::time::interval(opts.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate
     loop {
         tokio::select! {
             biased;
@@ -454,9 +516,10 @@ async fn run(
                     st.count(outcome);
                 }
             }
-            _ = tick.tick() => {
+            _ = tokio::time::sleep_until(st.next_read.into()) => {
                 let Ok(permit) = st.reading.clone().try_acquire_owned() else {
                     st.user.tables_skipped += 1;
+                    st.next_read = Instant::now() + st.pace.interval;
                     continue;
                 };
                 let rings = Rings { events: events.get_mut(), dns: dns.get_mut() };
@@ -665,7 +728,12 @@ impl State {
                 self.known.remove(k);
             }
         }
-        log::debug!("read {flows_read} flows in {:?}", started.elapsed());
+        let took = started.elapsed();
+        log::debug!("read {flows_read} flows in {took:?}");
+        if let Some(line) = self.pace.after_read(took, flows_read) {
+            log::info!("{line}");
+        }
+        self.next_read = started + self.pace.interval;
         let kernel = self.kernel.stats()?;
         let losses = Losses::from_stats(&kernel, &self.user);
         if let Some(line) = self.losses.observe(losses, Instant::now(), last) {
@@ -681,6 +749,8 @@ impl State {
             kernel,
             user: self.user,
             last,
+            took,
+            interval: self.pace.interval,
             _in_flight: reading,
         };
         Ok(tx.send(FlowUpdate::TableEnd(Box::new(end))).await.is_ok())
@@ -709,6 +779,27 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_are_spaced_by_eight_times_what_they_take_within_the_bounds() {
+        let ms = Duration::from_millis;
+        let mut pace = Pace::new(ms(1000));
+        assert_eq!(pace.after_read(ms(50), 1000), None, "a short read: --interval");
+        assert_eq!(pace.interval, ms(1000));
+        let line = pace.after_read(ms(400), 1_000_000).expect("the interval grew: logged");
+        assert_eq!(pace.interval, ms(3200));
+        assert!(line.contains("every 3.2s") && line.contains("1000000 flows took 400 ms"), "{line}");
+        assert_eq!(pace.after_read(ms(450), 1_000_000), None, "a small move is not logged");
+        assert_eq!(pace.interval, ms(3600), "but it is in force");
+        pace.after_read(ms(5000), 1_000_000);
+        assert_eq!(pace.interval, MAX_INTERVAL, "bounded");
+        assert!(pace.after_read(ms(10), 10).is_some(), "back at --interval: logged");
+        assert_eq!(pace.interval, ms(1000));
+        // A longer --interval than the bound is its own bound.
+        let mut slow = Pace::new(Duration::from_secs(30));
+        slow.after_read(Duration::from_secs(5), 1);
+        assert_eq!(slow.interval, Duration::from_secs(30));
+    }
 
     #[test]
     fn losses_are_logged_at_once_then_at_most_every_ten_seconds_added_up() {

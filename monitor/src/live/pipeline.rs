@@ -8,7 +8,7 @@
 
 use std::{
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use log::{error, info, warn};
@@ -74,6 +74,8 @@ pub struct Pipeline {
     clock: KernelClock,
     /// The kernel's and the reader's counters as of the last table read.
     last_read: Option<(KernelStats, UserStats)>,
+    /// How long the last read took, and the interval in force after it.
+    table_read: Option<(Duration, Duration)>,
     /// What `state json` answers with.
     recorder: Recorder,
     /// A table read under way (its chunks come one by one, flow events in
@@ -91,6 +93,7 @@ impl Pipeline {
             out,
             clock: KernelClock::new(),
             last_read: None,
+            table_read: None,
             recorder: Recorder::default(),
             reading: None,
         }
@@ -171,6 +174,7 @@ impl Pipeline {
             judge.end_table();
         }
         self.last_read = Some((table.kernel.clone(), table.user));
+        self.table_read = Some((table.took, table.interval));
     }
 
     /// The 1 s tick: DNS ages, the de-duplicator reports what is due, and
@@ -191,6 +195,7 @@ impl Pipeline {
             rules: self.judge.coverage.in_force(self.judge.engine()),
             tally: Some(&self.judge.tally),
             tracked_flows: self.judge.tracked(),
+            table_read: self.table_read,
             interfaces: self.last_read.as_ref().map(|(kernel, _)| kernel.interfaces.as_slice()),
         });
         if self.out.sink.has_status_line() {
