@@ -111,6 +111,7 @@ fn samples(judge: &Judge) -> usize {
         rules: judge.coverage.in_force(judge.engine()),
         tally: Some(&judge.tally),
         tracked_flows: 0,
+        table_read: None,
         interfaces: Some(&[]),
     });
     m.encode().lines().filter(|l| !l.starts_with('#')).count()

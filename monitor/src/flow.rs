@@ -12,6 +12,18 @@ use monitor_common::{
 };
 use serde::{Serialize, Serializer};
 
+/// The hasher of the live agent's maps keyed by flows: the keys are chosen
+/// by whoever sends packets (a flood of spoofed sources picks millions), and
+/// at a million flows std's SipHash of the 40-byte key was a visible part of
+/// every table read. foldhash is several times faster and seeded at random
+/// per process (and per map), so a sender cannot pick keys that collide in
+/// a map it cannot observe; its authors claim no more than that ("minimally
+/// DoS-resistant"), and every one of these maps is also bounded in size.
+pub type FlowHasher = foldhash::fast::RandomState;
+
+/// A map keyed by flows, with [`FlowHasher`]: `FlowMap::default()`.
+pub type FlowMap<V> = std::collections::HashMap<FlowKey, V, FlowHasher>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {

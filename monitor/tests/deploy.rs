@@ -197,6 +197,7 @@ fn the_rules_use_only_metrics_the_monitor_exports() {
         rules: vec![("r", &used)],
         tally: Some(&tally),
         tracked_flows: 0,
+        table_read: Some((std::time::Duration::from_millis(20), std::time::Duration::from_secs(1))),
         interfaces: Some(&[]),
     });
     let exposed = m.encode();

@@ -78,6 +78,7 @@ fn exercised() -> Metrics {
         rules: vec![("db-postgres", &db), ("web-portal/users", &users)],
         tally: None,
         tracked_flows: 0,
+        table_read: None,
         interfaces: None,
     });
     let db = rule(130, 49_000, 5, t + Duration::from_secs(2)); // totals replace
@@ -132,6 +133,7 @@ fn exercised() -> Metrics {
         ],
         tally: Some(&tally),
         tracked_flows: 42,
+        table_read: Some((std::time::Duration::from_millis(250), std::time::Duration::from_secs(2))),
         interfaces: Some(&kernel.interfaces),
     });
     m
@@ -190,6 +192,8 @@ fn every_family_carries_its_values() {
         (r#"monitor_reloads_total{result="ok"}"#, 2.0),
         (r#"monitor_reloads_total{result="error"}"#, 1.0),
         (r#"monitor_tracked_flows"#, 42.0),
+        (r#"monitor_table_read_seconds"#, 0.25),
+        (r#"monitor_table_read_interval_seconds"#, 2.0),
         (&format!(r#"monitor_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION")), 1.0),
         (&format!(r#"monitor_agent_info{{node="rppam1",version="{}"}}"#, env!("CARGO_PKG_VERSION")), 1.0),
         // A rule in force that no flow used yet: zeros, and no last-seen time.
@@ -272,6 +276,7 @@ fn a_rule_removed_by_a_reload_leaves_the_metrics() {
             rules: coverage.in_force(e),
             tally: None,
             tracked_flows: 0,
+            table_read: None,
             interfaces: None,
         });
         samples(&m.encode())
@@ -529,6 +534,7 @@ fn shutdown_waits_for_an_in_flight_scrape() {
         rules: ids.iter().map(|id| (id.as_str(), &used)).collect(),
         tally: None,
         tracked_flows: 0,
+        table_read: None,
         interfaces: None,
     });
     let (addr, stop, task) = rt.block_on(async {

@@ -200,11 +200,18 @@ impl Kernel {
             .collect()
     }
 
-    /// The flow table as user space reads it: entries plus cached counts.
+    /// The flow table as user space reads it, a chunk at a time: entries
+    /// plus cached counts.
     fn flows(&self) -> BTreeMap<FlowKey, FlowValue> {
         let map = |name| self.ebpf.map(name).unwrap_or_else(|| panic!("{name} map"));
-        let mut out = Vec::new();
-        kernel::table::read(map(maps::FLOWS), map(maps::FLOW_CACHE), &mut out).expect("reading the table");
+        let mut reader = kernel::table::Reader::default();
+        let (mut out, mut chunk) = (Vec::new(), Vec::new());
+        while !reader.is_done() {
+            reader
+                .next_chunk(map(maps::FLOWS), map(maps::FLOW_CACHE), &mut chunk)
+                .expect("reading the table");
+            out.append(&mut chunk);
+        }
         out.into_iter().collect()
     }
 

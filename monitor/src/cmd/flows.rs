@@ -10,7 +10,7 @@ use crate::{
     counters::Counters,
     flow::Flow,
     kernel::{
-        stream::{self, FlowUpdate, StreamOptions, Table},
+        stream::{self, Chunk, FlowUpdate, StreamOptions, TableEnd},
         AttachMode, Kernel, LoadOptions,
     },
 };
@@ -74,9 +74,12 @@ async fn run_async(args: Args) -> Result<ExitCode> {
     });
 
     let mut out = std::io::stdout().lock();
+    let mut printer = Printer { format: args.format, rows: None };
     while let Some(update) = rx.recv().await {
-        if let FlowUpdate::Table(table) = update {
-            print_table(&mut out, &table, args.format)?;
+        match update {
+            FlowUpdate::Chunk(chunk) => printer.chunk(&mut out, &chunk)?,
+            FlowUpdate::TableEnd(end) => printer.end(&mut out, &end)?,
+            FlowUpdate::Event(_) | FlowUpdate::Dns(_) => {}
         }
     }
     drop(out);
@@ -84,48 +87,75 @@ async fn run_async(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(out: &mut impl Write, table: &Table, format: Format) -> Result<()> {
-    match format {
-        Format::Json => {
-            for f in table.flows() {
-                serde_json::to_writer(&mut *out, &f)?;
-                out.write_all(b"\n")?;
-            }
-            if table.last {
-                let mut stats = serde_json::Map::new();
-                stats.insert("type".into(), "stats".into());
-                for c in [&table.kernel as &dyn Counters, &table.user] {
-                    c.counters(&mut |_, name, v| {
-                        stats.insert(name.into(), v.into());
-                    });
+/// Prints each table read as its chunks come, and its end.
+struct Printer {
+    format: Format,
+    /// The rows printed of the read under way, once its header is.
+    rows: Option<usize>,
+}
+
+impl Printer {
+    fn chunk(&mut self, out: &mut impl Write, chunk: &Chunk) -> Result<()> {
+        let format = self.format;
+        let rows = self.start(out)?;
+        for f in chunk.flows() {
+            match format {
+                Format::Json => {
+                    serde_json::to_writer(&mut *out, &f)?;
+                    out.write_all(b"\n")?;
                 }
-                serde_json::to_writer(&mut *out, &stats)?;
-                out.write_all(b"\n")?;
+                Format::Text => writeln!(out, "{}", text_row(&f))?,
             }
+            *rows += 1;
         }
-        Format::Text => {
+        Ok(())
+    }
+
+    /// The header of a text table, before its first row.
+    fn start(&mut self, out: &mut impl Write) -> Result<&mut usize> {
+        if self.rows.is_none() && self.format == Format::Text {
             writeln!(
                 out,
                 "{:<7} {:<45} {:<45} {:>16} {:>16} {:<16}",
                 "PROTO", "CLIENT", "SERVER", "PKTS >/<", "BYTES >/<", "STATE"
             )?;
-            let mut n = 0;
-            for f in table.flows() {
-                writeln!(out, "{}", text_row(&f))?;
-                n += 1;
-            }
-            // Evicted from the full table since the last read: as last known.
-            let mut evicted = 0;
-            for f in table.evicted() {
-                writeln!(out, "{} (evicted)", text_row(&f))?;
-                evicted += 1;
-            }
-            let evicted = if evicted > 0 { format!(", {evicted} evicted") } else { String::new() };
-            writeln!(out, "-- {n} flows{evicted}{}", if table.last { " (final)" } else { "" })?;
         }
+        Ok(self.rows.get_or_insert(0))
     }
-    out.flush()?;
-    Ok(())
+
+    fn end(&mut self, out: &mut impl Write, table: &TableEnd) -> Result<()> {
+        let n = *self.start(out)?;
+        self.rows = None;
+        match self.format {
+            Format::Json => {
+                if table.last {
+                    let mut stats = serde_json::Map::new();
+                    stats.insert("type".into(), "stats".into());
+                    for c in [&table.kernel as &dyn Counters, &table.user] {
+                        c.counters(&mut |_, name, v| {
+                            stats.insert(name.into(), v.into());
+                        });
+                    }
+                    serde_json::to_writer(&mut *out, &stats)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            Format::Text => {
+                // Evicted from the full table since the last read: those whose
+                // state can still change as last known, every one in the count.
+                for f in table.evicted() {
+                    writeln!(out, "{} (evicted)", text_row(&f))?;
+                }
+                let evicted = match table.evicted_count {
+                    0 => String::new(),
+                    n => format!(", {n} evicted"),
+                };
+                writeln!(out, "-- {n} flows{evicted}{}", if table.last { " (final)" } else { "" })?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
 }
 
 fn endpoint(ip: std::net::IpAddr, port: u16) -> String {

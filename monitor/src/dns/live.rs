@@ -10,20 +10,18 @@
 //! so that a long connection does not turn unexpected when its TTL ends.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
-
-use monitor_common::FlowKey;
 
 use super::{CacheOptions, DnsCache, DnsMessage, NamedServices, Passive, DNS};
 use crate::{
     alert::Alert,
     counters::{Counters, Emit},
     engine::{Engine, EngineError},
-    flow::{Flow, FlowState},
+    flow::{Flow, FlowMap, FlowState},
     inventory::Inventory,
     matrix::{Matrix, Selection},
 };
@@ -66,7 +64,7 @@ pub struct LiveNames {
     /// Addresses whose watched names changed since the engine was built.
     pending: HashSet<IpAddr>,
     /// Flows waiting for the next rebuild, latest state of each.
-    deferred: HashMap<FlowKey, Flow>,
+    deferred: FlowMap<Flow>,
     last_build: Option<Instant>,
     pub stats: LiveStats,
 }
@@ -81,7 +79,7 @@ impl LiveNames {
             named,
             inputs,
             pending: HashSet::new(),
-            deferred: HashMap::new(),
+            deferred: FlowMap::default(),
             last_build: None,
             stats: LiveStats::default(),
         }

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod iface;
+mod known;
 pub mod links;
 pub mod listening;
 pub mod stream;
@@ -411,9 +412,14 @@ impl Kernel {
         wait_for_running_programs();
     }
 
-    /// Reads the whole flow table in batches, cached counts included.
-    pub fn walk(&self, out: &mut Vec<(FlowKey, FlowValue)>) -> Result<(), KernelError> {
-        table::read(&self.flows, &self.flow_cache, out)
+    /// Reads the next chunk of the flow table, cached counts included
+    /// (see [`table::Reader`]; a new `Reader` starts a new read).
+    pub fn read_chunk(
+        &self,
+        reader: &mut table::Reader,
+        out: &mut Vec<(FlowKey, FlowValue)>,
+    ) -> Result<(), KernelError> {
+        reader.next_chunk(&self.flows, &self.flow_cache, out)
     }
 
     /// Deletes flows from the table (expiry). Returns how many were already

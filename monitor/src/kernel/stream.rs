@@ -2,19 +2,22 @@
 //!
 //! One task owns the [`Kernel`]: it drains the ring buffer as soon as it is
 //! readable (new flows and first answers, within milliseconds), and reads the
-//! whole table at every interval (counters, ageing, expiry). It follows the
+//! whole table at every interval (counters, ageing, expiry), a chunk at a
+//! time, handing each chunk over as it is read and draining the rings
+//! between chunks. It follows the
 //! link events too: an interface to watch that appears (or is re-created)
 //! is attached to, one that goes away is forgotten. On shutdown it
 //! detaches every program, then reads the table once more and sends it.
 //!
 //! A flow the kernel evicted from a full table before it was read again is
-//! not lost: the stream keeps the last value it knew of every flow (from the
-//! ring events and the last read), and hands the evicted ones to the
-//! consumer with the next table, judged with that read's clock. Losses of
-//! any kind are logged, at most once every [`LOSS_LOG_EVERY`].
+//! not lost: the stream knows every flow in the table ([`super::known`]),
+//! counts each eviction, and hands the evicted flows whose verdict can still
+//! change (last known from a ring event, or awaiting an answer) to the
+//! consumer with the next table, as last known, judged with that read's
+//! clock. Losses of any kind are logged, at most once every
+//! [`LOSS_LOG_EVERY`].
 
 use std::{
-    collections::HashMap,
     fmt,
     sync::Arc,
     time::{Duration, Instant},
@@ -28,11 +31,16 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{links::LinkWatch, listening::Listening, Kernel, KernelError, KernelStats, LinkOutcome};
+use super::{
+    known::{Evicted, Known},
+    links::LinkWatch,
+    listening::Listening,
+    table, Kernel, KernelError, KernelStats, LinkOutcome,
+};
 use crate::{
     counters::{Counters, Emit, Family},
     dns::DnsMessage,
-    flow::{Clock, Flow, FlowState},
+    flow::{Clock, Flow, FlowMap, FlowState},
 };
 
 #[derive(Debug)]
@@ -40,9 +48,13 @@ pub enum FlowUpdate {
     /// A new flow, its first answer (SYN-ACK or RST) or an ICMP error
     /// about it: sent as soon as the kernel reports it.
     Event(Flow),
-    /// The whole table, at every interval and once more at shutdown (boxed:
-    /// every slot of the channel is as large as the largest variant).
-    Table(Box<Table>),
+    /// A chunk of a table read: a read, at every interval and once more at
+    /// shutdown, is its chunks in order then its [`TableEnd`]. Flow and DNS
+    /// events the kernel reported meanwhile come between the chunks.
+    Chunk(Chunk),
+    /// The end of a table read (boxed: every slot of the channel is as
+    /// large as the largest variant).
+    TableEnd(Box<TableEnd>),
     /// A payload sent from port 53 (a DNS answer, or a segment of one over
     /// TCP). Sent before the flow events read after it, so that an answer
     /// reaches the consumer before the connection it led to.
@@ -52,9 +64,9 @@ pub enum FlowUpdate {
 /// `Clock` frozen at the moment of the read, so that flows made from the
 /// table later are judged as they stood when it was read.
 #[derive(Clone, Copy, Debug)]
-struct ReadClock {
-    clock: crate::kernel::KernelClock,
-    now: u64,
+pub(super) struct ReadClock {
+    pub(super) clock: crate::kernel::KernelClock,
+    pub(super) now: u64,
 }
 
 impl Clock for ReadClock {
@@ -66,15 +78,44 @@ impl Clock for ReadClock {
     }
 }
 
+/// Up to [`table::READ_CHUNK`] entries of a table read: the user-space copy
+/// of the table is never larger, whatever its size (at a million flows the
+/// whole table was a 130 MiB block, and its read a stall of hundreds of
+/// milliseconds for the ring's events).
 #[derive(Debug)]
-pub struct Table {
-    /// The entries as read; [`Table::flows`] makes the flows one at a time
-    /// (a Flow is 200 bytes, an entry 112, and at 100k flows the table is
-    /// the largest block the monitor allocates).
+pub struct Chunk {
+    /// The entries as read; [`Chunk::flows`] makes the flows one at a time
+    /// (a Flow is 200 bytes, an entry 128).
     entries: Vec<(FlowKey, FlowValue)>,
+    clock: ReadClock,
+    hint: Arc<Listening>,
+    answer_timeout: Duration,
+    /// Held until the consumer drops the chunk: at most
+    /// [`CHUNKS_IN_FLIGHT`] are read ahead of a slow consumer.
+    _in_flight: OwnedSemaphorePermit,
+}
+
+impl Chunk {
+    /// The flows of the chunk, as they stood when it was read.
+    pub fn flows(&self) -> impl Iterator<Item = Flow> + '_ {
+        self.entries
+            .iter()
+            .filter_map(|(k, v)| Flow::from_entry(k, v, &self.clock, &*self.hint, self.answer_timeout))
+    }
+}
+
+/// The end of a table read: what it found gone, and the counters.
+#[derive(Debug)]
+pub struct TableEnd {
     /// Flows known before this read and absent from it (the kernel evicted
-    /// them from a full table), as last known.
+    /// them from a full table), as last known, where that can change their
+    /// verdict (see [`super::known`]).
     evicted: Vec<(FlowKey, FlowValue)>,
+    /// How many flows the kernel evicted since the last read, handed over
+    /// in `evicted` or not.
+    pub evicted_count: usize,
+    /// The entries the read's chunks held.
+    pub flows_read: usize,
     clock: ReadClock,
     hint: Arc<Listening>,
     answer_timeout: Duration,
@@ -82,24 +123,27 @@ pub struct Table {
     pub user: UserStats,
     /// The last table, read at shutdown.
     pub last: bool,
-    /// Held until the consumer drops the table: while it does, no other
-    /// table is read, so a slow consumer never has two tables in memory.
+    /// How long the read took, from its start to its end (its chunks
+    /// waited for the consumer meanwhile, so this is the whole pipeline's).
+    pub took: Duration,
+    /// The interval between reads in force after this one ([`Pace`]).
+    pub interval: Duration,
+    /// Held from the start of the read until the consumer drops its end:
+    /// meanwhile no other read starts, so a slow consumer is never handed
+    /// two reads at once.
     _in_flight: OwnedSemaphorePermit,
 }
 
-impl Table {
-    /// The flows of the table, as they stood when it was read.
-    pub fn flows(&self) -> impl Iterator<Item = Flow> + '_ {
-        self.entries
-            .iter()
-            .filter_map(|(k, v)| Flow::from_entry(k, v, &self.clock, &*self.hint, self.answer_timeout))
-    }
-
-    /// The flows the kernel evicted since the last read, as last known and
-    /// judged with this read's clock (a SYN older than the answer timeout is
-    /// `unanswered`). They are in no table: judge them once.
-    /// A flow evicted while still awaiting an answer is handed over again
-    /// with every table until the answer timeout has passed.
+impl TableEnd {
+    /// The flows the kernel evicted since the last read whose verdict can
+    /// still change (last known from a ring event, or awaiting an answer at
+    /// the last read), as last known and judged with the clock of the end
+    /// of this read (a SYN older than the answer timeout is `unanswered`).
+    /// They are in no table: judge them once. The other evicted flows were
+    /// judged from the last read as they stand: they are only counted
+    /// ([`TableEnd::evicted_count`]). A flow evicted while still awaiting an
+    /// answer is handed over again with every read until the answer timeout
+    /// has passed.
     pub fn evicted(&self) -> impl Iterator<Item = Flow> + '_ {
         self.evicted
             .iter()
@@ -130,7 +174,7 @@ pub struct Losses {
     pub flows_evicted: u64,
     /// New flows the kernel could not insert into the table.
     pub flow_map_full: u64,
-    /// Table reads skipped because the consumer still held the last one.
+    /// Table reads skipped because the consumer had not finished the last one.
     pub tables_skipped: u64,
 }
 
@@ -176,6 +220,65 @@ impl fmt::Display for Losses {
         Ok(())
     }
 }
+
+/// A read takes at most this share of the time: the interval between reads
+/// is at least this many times what the last one took.
+pub const READ_DUTY: u32 = 8;
+
+/// The longest interval [`Pace`] sets (unless `--interval` is longer).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often the table is read: every `--interval`, or, where the last read
+/// took more than an eighth of that, [`READ_DUTY`] times what it took, up to
+/// [`MAX_INTERVAL`]. A read of a million flows costs some hundreds of
+/// milliseconds of CPU in each of the reader and the judge, more on a busy
+/// machine, so at 1 s it alone would take most of a core.
+///
+/// What this delays (docs/deploy.md, "Table reads"): everything that comes
+/// from table reads, by up to the interval in force: a SYN timing out to
+/// `unanswered`, state changes (answered, refused, closed), the idle and
+/// closed expiry, the counters in the metrics, evictions noticed, and flows
+/// whose ring event was lost. Alerts on a flow's first packet come from the
+/// ring and are not delayed.
+#[derive(Debug)]
+struct Pace {
+    base: Duration,
+    max: Duration,
+    /// The interval in force.
+    interval: Duration,
+    /// The interval in the last line logged.
+    logged: Duration,
+}
+
+impl Pace {
+    fn new(base: Duration) -> Pace {
+        Pace { base, max: base.max(MAX_INTERVAL), interval: base, logged: base }
+    }
+
+    /// Sets the interval after a read of `flows` that took `took`; returns
+    /// a line to log when the interval has moved by half or more since the
+    /// last line (or is back at `--interval`).
+    fn after_read(&mut self, took: Duration, flows: usize) -> Option<String> {
+        self.interval = (took * READ_DUTY).clamp(self.base, self.max);
+        let (now, was) = (self.interval.as_secs_f64(), self.logged.as_secs_f64());
+        let moved =
+            now >= was * 1.5 || now <= was / 1.5 || (self.interval == self.base && self.logged != self.base);
+        if !moved {
+            return None;
+        }
+        self.logged = self.interval;
+        Some(format!(
+            "table reads every {:.1}s (--interval {:.1}s): the last read of {flows} flows took {} ms",
+            now,
+            self.base.as_secs_f64(),
+            took.as_millis()
+        ))
+    }
+}
+
+/// Chunks of a read handed to the consumer and not yet dropped, at most: the
+/// read waits for the consumer beyond that.
+pub const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// Evicted flows awaiting an answer held at most (past it, they are handed
 /// over once, as awaiting).
@@ -227,91 +330,6 @@ impl LossLog {
     }
 }
 
-/// The flows believed to be in the kernel table, as last known (from the
-/// last read and the ring events since), to notice LRU evictions and judge
-/// the evicted flows. One map, updated in place: each entry carries the
-/// read that last saw it, so a read costs no second table (under a flood of
-/// new flows, a map built per read beside the old one was the agent's
-/// largest allocation).
-///
-/// Its size is bounded: a read leaves at most the table's capacity, and the
-/// ring events since may add half as many again ([`Known::limit`]). It is
-/// allocated for that at the start; the hash map may still double its
-/// allocation once, when deleted slots use up its room (at most half full
-/// then, it only ever rehashes in place after). An
-/// event past that is left in the ring until a read, taken at once, has
-/// made room (see [`drain_events`]): under a flood of new flows the map
-/// would otherwise grow with the events of a whole interval (a million a
-/// second is possible) and double its allocation each time it filled.
-#[derive(Debug)]
-struct Known {
-    flows: HashMap<FlowKey, LastSeen>,
-    /// The number of the last read.
-    read: u32,
-    /// The most flows it holds: the table's capacity and half as many again.
-    limit: usize,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct LastSeen {
-    value: FlowValue,
-    /// The read that last saw the flow; a ring event since counts as seen
-    /// by the last.
-    read: u32,
-}
-
-impl Known {
-    /// Known flows for a table of `capacity` flows, allocated once.
-    fn new(capacity: usize) -> Known {
-        let limit = capacity + capacity / 2;
-        Known { flows: HashMap::with_capacity(limit), read: 0, limit }
-    }
-
-    /// Whether it holds as many flows as it may: the next event waits for
-    /// a read.
-    fn is_full(&self) -> bool {
-        self.flows.len() >= self.limit
-    }
-
-    /// A flow a ring event reported since the last read.
-    fn event(&mut self, key: FlowKey, value: FlowValue) {
-        self.flows.insert(key, LastSeen { value, read: self.read });
-    }
-
-    fn contains(&self, key: &FlowKey) -> bool {
-        self.flows.contains_key(key)
-    }
-
-    fn remove(&mut self, key: &FlowKey) {
-        self.flows.remove(key);
-    }
-
-    /// Makes the known flows the entries just read and returns those it
-    /// held that the read no longer has (evicted by the kernel), as last
-    /// known.
-    fn replace_with(&mut self, entries: &[(FlowKey, FlowValue)]) -> Vec<(FlowKey, FlowValue)> {
-        let read = self.read.wrapping_add(1);
-        self.read = read;
-        // Those not known yet (their events were dropped) go in after the
-        // evicted are out, so the map never holds both.
-        let mut unknown = Vec::new();
-        for &(key, value) in entries {
-            match self.flows.get_mut(&key) {
-                Some(seen) => *seen = LastSeen { value, read },
-                None => unknown.push((key, value)),
-            }
-        }
-        // The entries' keys are distinct: the rest of the map is evicted.
-        let known = entries.len() - unknown.len();
-        let mut evicted = Vec::with_capacity(self.flows.len() - known);
-        evicted.extend(self.flows.extract_if(|_, seen| seen.read != read).map(|(k, seen)| (k, seen.value)));
-        for (key, value) in unknown {
-            self.flows.insert(key, LastSeen { value, read });
-        }
-        evicted
-    }
-}
-
 /// What user space itself counted: nothing is lost without a number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UserStats {
@@ -333,8 +351,8 @@ pub struct UserStats {
     pub dns_events_dropped: u64,
     /// Malformed DNS events (wrong size or kind, length past the payload).
     pub dns_events_malformed: u64,
-    /// Interval reads skipped because the consumer still held the last
-    /// table (it is behind; events keep flowing meanwhile).
+    /// Interval reads skipped because the consumer had not finished the
+    /// last one (it is behind; events keep flowing meanwhile).
     pub tables_skipped: u64,
     /// Interfaces to watch that appeared while running and could not be
     /// attached to (each is logged).
@@ -398,7 +416,7 @@ impl Default for StreamOptions {
 pub type Stream = (mpsc::Receiver<FlowUpdate>, JoinHandle<Result<(), KernelError>>);
 
 /// Starts the stream. Set `shutdown` to true to end it; the last message is
-/// a `Table` with `last: true`, then the channel closes.
+/// a `TableEnd` with `last: true`, then the channel closes.
 pub fn spawn(
     mut kernel: Kernel,
     opts: StreamOptions,
@@ -428,11 +446,22 @@ struct State {
     /// with every table until the answer timeout has passed, so that a SYN
     /// evicted early still comes out `unanswered` (and each read keeps the
     /// consumer's memory of the flow alive meanwhile).
-    waiting: HashMap<FlowKey, FlowValue>,
+    waiting: FlowMap<FlowValue>,
     losses: LossLog,
     user: UserStats,
-    /// Entries in the last read, to size the next.
-    last_len: usize,
+    /// One permit: held by a read until the consumer drops its end.
+    reading: Arc<Semaphore>,
+    /// [`CHUNKS_IN_FLIGHT`] permits, one held by each chunk the consumer has.
+    chunks: Arc<Semaphore>,
+    pace: Pace,
+    /// When the next interval read is due (the first is at once).
+    next_read: Instant,
+}
+
+/// The two rings, drained between the chunks of a read too.
+struct Rings<'a> {
+    events: &'a mut RingBuf<MapData>,
+    dns: &'a mut RingBuf<MapData>,
 }
 
 async fn run(
@@ -450,19 +479,18 @@ async fn run(
         opts: opts.clone(),
         hint: Arc::new(Listening::read()),
         known: Known::new(kernel_capacity),
-        waiting: HashMap::new(),
+        waiting: FlowMap::default(),
         losses: LossLog::default(),
         user: UserStats::default(),
-        last_len: 0,
+        reading: Arc::new(Semaphore::new(1)),
+        chunks: Arc::new(Semaphore::new(CHUNKS_IN_FLIGHT)),
+        pace: Pace::new(opts.interval),
+        next_read: Instant::now(),
     };
     // Subscribed now: an interface that came since the kernel listed them
     // at load is caught here, every later one by its event.
     let outcome = st.kernel.resync();
     st.count(outcome);
-    let in_flight = Arc::new(Semaphore::new(1));
-    let mut tick = tokio::time::interval(opts.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate
     loop {
         tokio::select! {
             biased;
@@ -476,7 +504,8 @@ async fn run(
                 // Answers already queued go first: a connection's lookup
                 // must be known before the connection is judged.
                 drain_dns(&mut st, dns.get_mut(), &tx);
-                if !drain_all_events(&mut st, guard.get_inner_mut(), &tx, &in_flight).await? {
+                let rings = Rings { events: guard.get_inner_mut(), dns: dns.get_mut() };
+                if !drain_all_events(&mut st, rings, &tx).await? {
                     return Ok(()); // the consumer is gone
                 }
                 guard.clear_ready();
@@ -487,12 +516,14 @@ async fn run(
                     st.count(outcome);
                 }
             }
-            _ = tick.tick() => {
-                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            _ = tokio::time::sleep_until(st.next_read.into()) => {
+                let Ok(permit) = st.reading.clone().try_acquire_owned() else {
                     st.user.tables_skipped += 1;
+                    st.next_read = Instant::now() + st.pace.interval;
                     continue;
                 };
-                if !st.send_table(permit, &tx).await? {
+                let rings = Rings { events: events.get_mut(), dns: dns.get_mut() };
+                if !st.send_table(permit, rings, &tx, false).await? {
                     return Ok(()); // the consumer is gone
                 }
             }
@@ -504,30 +535,31 @@ async fn run(
     // counters agree with it. Events still queued belong in it anyway.
     st.kernel.detach();
     drain_dns(&mut st, dns.get_mut(), &tx);
-    if !drain_all_events(&mut st, events.get_mut(), &tx, &in_flight).await? {
+    if !drain_all_events(&mut st, Rings { events: events.get_mut(), dns: dns.get_mut() }, &tx).await? {
         return Ok(());
     }
-    let Ok(permit) = in_flight.acquire_owned().await else { return Ok(()) };
-    let table = st.read_table(true, permit)?;
-    let _ = tx.send(FlowUpdate::Table(Box::new(table))).await;
+    let Ok(permit) = st.reading.clone().acquire_owned().await else { return Ok(()) };
+    st.send_table(permit, Rings { events: events.get_mut(), dns: dns.get_mut() }, &tx, true).await?;
     Ok(())
 }
 
 /// Drains the flow events until the ring is empty. Whenever the known flows
-/// are full, a table is read (waiting for the consumer to take the last,
-/// if it still holds it), which makes room, before draining on: the events
+/// are full, a table is read (waiting for the consumer to finish the last,
+/// if it has not), which makes room, before draining on: the events
 /// meanwhile wait in the ring, whose overflow the kernel counts. False if
 /// the consumer is gone.
 async fn drain_all_events(
     st: &mut State,
-    ring: &mut RingBuf<MapData>,
+    rings: Rings<'_>,
     tx: &mpsc::Sender<FlowUpdate>,
-    in_flight: &Arc<Semaphore>,
 ) -> Result<bool, KernelError> {
-    while drain_events(st, ring, tx) {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return Ok(false) };
-        log::debug!("{} known flows: reading the table before the interval", st.known.flows.len());
-        if !st.send_table(permit, tx).await? {
+    while drain_events(st, rings.events, tx) {
+        let Ok(permit) = st.reading.clone().acquire_owned().await else { return Ok(false) };
+        log::debug!("{} known flows: reading the table before the interval", st.known.len());
+        if !st
+            .send_table(permit, Rings { events: &mut *rings.events, dns: &mut *rings.dns }, tx, false)
+            .await?
+        {
             return Ok(false);
         }
     }
@@ -603,7 +635,7 @@ impl State {
     /// the kernel tracks them again). Those still awaiting now wait on.
     fn carry_waiting(
         &mut self,
-        fresh: Vec<(FlowKey, FlowValue)>,
+        Evicted { flows: fresh, .. }: Evicted,
         clock: &ReadClock,
         last: bool,
     ) -> Vec<(FlowKey, FlowValue)> {
@@ -630,43 +662,61 @@ impl State {
         evicted
     }
 
-    /// Reads the table and sends it; false if the consumer is gone.
-    async fn send_table(
-        &mut self,
-        permit: OwnedSemaphorePermit,
-        tx: &mpsc::Sender<FlowUpdate>,
-    ) -> Result<bool, KernelError> {
-        let table = self.read_table(false, permit)?;
-        Ok(tx.send(FlowUpdate::Table(Box::new(table))).await.is_ok())
+    /// The clock of this moment, frozen.
+    fn clock_now(&self) -> ReadClock {
+        let clock = self.kernel.clock();
+        ReadClock { clock, now: clock.now_raw() }
     }
 
-    fn read_table(&mut self, last: bool, in_flight: OwnedSemaphorePermit) -> Result<Table, KernelError> {
+    /// Reads the table a chunk at a time and sends each chunk, then the
+    /// end of the read; between chunks, drains the rings (a read of a
+    /// million flows takes long enough to delay a new flow's alert
+    /// otherwise). False if the consumer is gone.
+    async fn send_table(
+        &mut self,
+        reading: OwnedSemaphorePermit,
+        rings: Rings<'_>,
+        tx: &mpsc::Sender<FlowUpdate>,
+        last: bool,
+    ) -> Result<bool, KernelError> {
         let started = Instant::now();
-        let mut entries = Vec::with_capacity(self.last_len + self.last_len / 16);
-        self.kernel.walk(&mut entries)?;
-        self.last_len = entries.len();
         self.hint = Arc::new(Listening::read());
-        let kernel_clock = self.kernel.clock();
-        let clock = ReadClock { clock: kernel_clock, now: kernel_clock.now_raw() };
-        let now = clock.now;
+        self.known.begin_read();
+        let mut reader = table::Reader::default();
+        let mut expire = Vec::new();
+        let mut flows_read = 0;
+        while !reader.is_done() {
+            let Ok(permit) = self.chunks.clone().acquire_owned().await else { return Ok(false) };
+            let mut entries = Vec::with_capacity(table::READ_CHUNK);
+            self.kernel.read_chunk(&mut reader, &mut entries)?;
+            let clock = self.clock_now();
+            self.chunk_read(&entries, clock.now, &mut expire);
+            flows_read += entries.len();
+            if !entries.is_empty() {
+                let chunk = Chunk {
+                    entries,
+                    clock,
+                    hint: Arc::clone(&self.hint),
+                    answer_timeout: self.opts.answer_timeout,
+                    _in_flight: permit,
+                };
+                if tx.send(FlowUpdate::Chunk(chunk)).await.is_err() {
+                    return Ok(false);
+                }
+            }
+            // What the kernel reported meanwhile; once the known flows are
+            // full, the flow events wait for the end of the read.
+            drain_dns(self, rings.dns, tx);
+            drain_events(self, rings.events, tx);
+        }
+        let clock = self.clock_now();
 
-        // Evicted: known before the read and not in it.
-        let fresh = self.known.replace_with(&entries);
-        self.user.flows_evicted += fresh.len() as u64;
+        // Evicted: known before the read and not seen by it.
+        let fresh = self.known.end_read();
+        let evicted_count = fresh.count;
+        self.user.flows_evicted += fresh.count as u64;
         let evicted = self.carry_waiting(fresh, &clock, last);
 
-        let mut expire = Vec::new();
-        for (key, value) in &entries {
-            // Only the state: the consumer builds each flow, once.
-            let Some(state) = Flow::state_of(key, value, now, &*self.hint, self.opts.answer_timeout) else {
-                continue;
-            };
-            let idle = Duration::from_nanos(now.saturating_sub(value.last_seen_ns));
-            let finished = matches!(state, FlowState::Closed) || state.is_failure();
-            if idle >= self.opts.idle_timeout || (finished && idle >= self.opts.closed_timeout) {
-                expire.push(*key);
-            }
-        }
         if !last && !expire.is_empty() {
             // Those the LRU evicted since the read were not expired by us.
             let gone = self.kernel.remove(&expire)?;
@@ -678,111 +728,77 @@ impl State {
                 self.known.remove(k);
             }
         }
-        log::debug!("read {} flows in {:?}", entries.len(), started.elapsed());
+        let took = started.elapsed();
+        log::debug!("read {flows_read} flows in {took:?}");
+        if let Some(line) = self.pace.after_read(took, flows_read) {
+            log::info!("{line}");
+        }
+        self.next_read = started + self.pace.interval;
         let kernel = self.kernel.stats()?;
         let losses = Losses::from_stats(&kernel, &self.user);
         if let Some(line) = self.losses.observe(losses, Instant::now(), last) {
             log::warn!("{line}");
         }
-        Ok(Table {
-            entries,
+        let end = TableEnd {
             evicted,
+            evicted_count,
+            flows_read,
             clock,
             hint: Arc::clone(&self.hint),
             answer_timeout: self.opts.answer_timeout,
             kernel,
             user: self.user,
             last,
-            _in_flight: in_flight,
-        })
+            took,
+            interval: self.pace.interval,
+            _in_flight: reading,
+        };
+        Ok(tx.send(FlowUpdate::TableEnd(Box::new(end))).await.is_ok())
+    }
+
+    /// What a read learns from a chunk: the known flows (those awaiting an
+    /// answer keep their value: they may still time out, evicted or not),
+    /// and the flows to expire.
+    fn chunk_read(&mut self, entries: &[(FlowKey, FlowValue)], now: u64, expire: &mut Vec<FlowKey>) {
+        for (key, value) in entries {
+            // Only the state: the consumer builds each flow, once.
+            let Some(state) = Flow::state_of(key, value, now, &*self.hint, self.opts.answer_timeout) else {
+                self.known.seen(key, value, false);
+                continue;
+            };
+            self.known.seen(key, value, state == FlowState::Awaiting);
+            let idle = Duration::from_nanos(now.saturating_sub(value.last_seen_ns));
+            let finished = matches!(state, FlowState::Closed) || state.is_failure();
+            if idle >= self.opts.idle_timeout || (finished && idle >= self.opts.closed_timeout) {
+                expire.push(*key);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::{initiator_how, proto, side, tcp_flag};
-
     use super::*;
-    use crate::{flow::addr_key, kernel::KernelClock};
-
-    const SEC: u64 = 1_000_000_000;
-
-    fn syn_only(port: u16, at: u64) -> (FlowKey, FlowValue) {
-        let (key, _) = FlowKey::canonical(
-            addr_key("10.200.0.1".parse().unwrap()),
-            port,
-            addr_key("10.200.0.2".parse().unwrap()),
-            5432,
-            proto::TCP,
-        );
-        let dir = if key.port_a == port { 0 } else { 1 };
-        let mut v = FlowValue {
-            first_seen_ns: at,
-            last_seen_ns: at,
-            initiator: if dir == 0 { side::A } else { side::B },
-            initiator_how: initiator_how::TCP_SYN,
-            ..FlowValue::default()
-        };
-        v.packets[dir] = 1;
-        v.bytes[dir] = 74;
-        v.tcp_flags[dir] = tcp_flag::SYN;
-        (key, v)
-    }
 
     #[test]
-    fn an_evicted_syn_comes_out_unanswered_after_the_timeout() {
-        let mut known = Known::new(16);
-        let (gone, stays) = (syn_only(40000, 10 * SEC), syn_only(40001, 10 * SEC));
-        // Known from the last read, and one more from a ring event since.
-        assert!(known.replace_with(&[gone, stays]).is_empty());
-        let evented = syn_only(40002, 11 * SEC);
-        known.event(evented.0, evented.1);
-
-        let evicted = known.replace_with(&[stays]);
-        let mut keys: Vec<FlowKey> = evicted.iter().map(|(k, _)| *k).collect();
-        keys.sort();
-        let mut want = vec![gone.0, evented.0];
-        want.sort();
-        assert_eq!(keys, want, "known before the read and not in it");
-        assert_eq!(known.flows.len(), 1, "known is now the read");
-        assert!(known.contains(&stays.0));
-
-        // Judged with the read's clock: 4 s after the SYN, past a 3 s timeout.
-        let clock = ReadClock { clock: KernelClock::new(), now: 14 * SEC + 1 };
-        let flow = |(k, v): &(FlowKey, FlowValue), clock: &ReadClock| {
-            Flow::from_entry(k, v, clock, &crate::flow::NoHint, Duration::from_secs(3)).unwrap()
-        };
-        let (g, e) = if evicted[0].0 == gone.0 { (0, 1) } else { (1, 0) };
-        assert_eq!(flow(&evicted[g], &clock).state, FlowState::Unanswered);
-        assert_eq!(flow(&evicted[g], &clock).server.port, 5432);
-        // 2 s after its SYN: still waiting.
-        assert_eq!(flow(&evicted[e], &ReadClock { now: 13 * SEC, ..clock }).state, FlowState::Awaiting);
-        assert!(known.replace_with(&[stays]).is_empty(), "an eviction is reported once");
-        // A read holds the value it read, not the one known before.
-        let mut later = stays;
-        later.1.last_seen_ns = 20 * SEC;
-        assert!(known.replace_with(&[later]).is_empty());
-        assert_eq!(known.replace_with(&[]), vec![later], "evicted as last read");
-    }
-
-    #[test]
-    fn the_known_flows_fill_at_half_again_the_table_and_a_read_leaves_the_table() {
-        let mut known = Known::new(4);
-        for port in 0..6 {
-            assert!(!known.is_full(), "{port} of 6");
-            let (k, v) = syn_only(40000 + port, SEC);
-            known.event(k, v);
-        }
-        assert!(known.is_full(), "4 in the table and 2 more by events");
-        // The table holds 2 of them and 2 flows whose events were dropped.
-        let table: Vec<_> = [0, 1, 10, 11].map(|p| syn_only(40000 + p, 2 * SEC)).to_vec();
-        let mut evicted: Vec<u16> =
-            known.replace_with(&table).iter().map(|(k, _)| k.port_a.max(k.port_b)).collect();
-        evicted.sort();
-        assert_eq!(evicted, [40002, 40003, 40004, 40005], "those the table no longer has are evicted");
-        assert_eq!(known.flows.len(), 4, "known is the table");
-        assert!(known.contains(&table[3].0));
-        assert!(!known.is_full());
+    fn reads_are_spaced_by_eight_times_what_they_take_within_the_bounds() {
+        let ms = Duration::from_millis;
+        let mut pace = Pace::new(ms(1000));
+        assert_eq!(pace.after_read(ms(50), 1000), None, "a short read: --interval");
+        assert_eq!(pace.interval, ms(1000));
+        let line = pace.after_read(ms(400), 1_000_000).expect("the interval grew: logged");
+        assert_eq!(pace.interval, ms(3200));
+        assert!(line.contains("every 3.2s") && line.contains("1000000 flows took 400 ms"), "{line}");
+        assert_eq!(pace.after_read(ms(450), 1_000_000), None, "a small move is not logged");
+        assert_eq!(pace.interval, ms(3600), "but it is in force");
+        pace.after_read(ms(5000), 1_000_000);
+        assert_eq!(pace.interval, MAX_INTERVAL, "bounded");
+        assert!(pace.after_read(ms(10), 10).is_some(), "back at --interval: logged");
+        assert_eq!(pace.interval, ms(1000));
+        // A longer --interval than the bound is its own bound.
+        let mut slow = Pace::new(Duration::from_secs(30));
+        slow.after_read(Duration::from_secs(5), 1);
+        assert_eq!(slow.interval, Duration::from_secs(30));
     }
 
     #[test]

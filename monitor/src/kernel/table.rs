@@ -12,24 +12,65 @@ use super::{batch, KernelError};
 
 /// Flow entries read per batch syscall.
 const CHUNK: usize = 4096;
+/// Flow entries a [`Reader`] hands over at a time: the user-space copy of
+/// the table is this big, whatever the table's size (1 MiB).
+pub const READ_CHUNK: usize = 2 * CHUNK;
 /// Cache slots per batch syscall: each is 96 bytes times the CPUs.
 const SLOT_CHUNK: usize = 128;
 
-/// Reads the whole table into `out`, with every cached count added.
+/// A read of the table a chunk at a time ([`READ_CHUNK`] entries), every
+/// cached count added to the entries of its chunk, so that a million flows
+/// are never copied at once and the reader can do other work (drain the
+/// ring) between chunks.
 ///
-/// The table is read before the cache: a write-back between the two reads
-/// moves counts from a slot already emptied into an entry already read, so a
-/// read can come out short by the packets of that moment (the next read has
-/// them), but never counts a packet twice.
-pub fn read(flows: &Map, cache: &Map, out: &mut Vec<(FlowKey, FlowValue)>) -> Result<(), KernelError> {
-    let flows = map_data(flows, maps::FLOWS)?;
-    let cache = map_data(cache, maps::FLOW_CACHE)?;
-    batch::lookup_all(flows.fd().as_fd(), CHUNK, out).map_err(KernelError::Walk)?;
-    let mut pending = Pending::default();
-    batch::for_each_per_cpu(cache.fd().as_fd(), SLOT_CHUNK, |_: u32, slot: FlowCacheSlot| pending.add(&slot))
+/// Each chunk is read before the cache: a write-back between the two reads
+/// moves counts from a slot already emptied into an entry already read, so
+/// a read can come out short by the packets of that moment (the next read
+/// has them), but never counts a packet twice. A slot whose entry comes in
+/// a later chunk is added there, from the cache as read then.
+pub struct Reader {
+    flows: batch::Batches<FlowKey, FlowValue>,
+    pending: Pending,
+}
+
+impl Default for Reader {
+    fn default() -> Reader {
+        Reader { flows: batch::Batches::new(CHUNK, 1), pending: Pending::default() }
+    }
+}
+
+impl Reader {
+    /// Whether the whole table has been read.
+    pub fn is_done(&self) -> bool {
+        self.flows.is_done()
+    }
+
+    /// Reads the next chunk of the table into `out` (emptied first): up to
+    /// [`READ_CHUNK`] entries, none once [`Reader::is_done`].
+    pub fn next_chunk(
+        &mut self,
+        flows: &Map,
+        cache: &Map,
+        out: &mut Vec<(FlowKey, FlowValue)>,
+    ) -> Result<(), KernelError> {
+        out.clear();
+        let flows = map_data(flows, maps::FLOWS)?;
+        let cache = map_data(cache, maps::FLOW_CACHE)?;
+        while out.len() < READ_CHUNK && !self.flows.is_done() {
+            self.flows.next(flows.fd().as_fd(), |k, v| out.push((k, v))).map_err(KernelError::Walk)?;
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let pending = &mut self.pending;
+        pending.0.clear();
+        batch::for_each_per_cpu(cache.fd().as_fd(), SLOT_CHUNK, |_: u32, slot: FlowCacheSlot| {
+            pending.add(&slot)
+        })
         .map_err(KernelError::Walk)?;
-    pending.apply(out);
-    Ok(())
+        pending.apply(out);
+        Ok(())
+    }
 }
 
 fn map_data<'a>(map: &'a Map, name: &'static str) -> Result<&'a MapData, KernelError> {
@@ -43,7 +84,10 @@ fn map_data<'a>(map: &'a Map, name: &'static str) -> Result<&'a MapData, KernelE
 /// (a slot left over from an earlier flow with the same key belongs to no
 /// entry, and the kernel counts it as stale when it writes it back).
 #[derive(Default)]
-struct Pending(HashMap<(FlowKey, u64), ([u64; 2], [u64; 2])>);
+struct Pending(HashMap<(FlowKey, u64), PacketsBytes, crate::flow::FlowHasher>);
+
+/// Packets and bytes, each by direction.
+type PacketsBytes = ([u64; 2], [u64; 2]);
 
 impl Pending {
     fn add(&mut self, s: &FlowCacheSlot) {

@@ -191,9 +191,10 @@ pub async fn run_to_end(
         tokio::select! {
             update = updates.recv() => match update {
                 Some(FlowUpdate::Event(flow)) => pipeline.event(&flow),
-                Some(FlowUpdate::Table(table)) => {
-                    pipeline.table(&table);
-                    drop(table);
+                Some(FlowUpdate::Chunk(chunk)) => pipeline.chunk(&chunk),
+                Some(FlowUpdate::TableEnd(end)) => {
+                    pipeline.table_end(&end);
+                    drop(end);
                     release_freed_memory();
                 }
                 Some(FlowUpdate::Dns(message)) => pipeline.dns(&message),
@@ -269,9 +270,10 @@ async fn drain(tasks: &mut Tasks, deadline: Instant) -> anyhow::Result<()> {
     streamed
 }
 
-/// A table pass allocates and frees tens of MB at 100k flows, across the
-/// runtime's threads; glibc keeps freed arena memory mapped, so without
-/// this the resident size stays at the peak of the largest pass.
+/// A table pass allocates and frees memory across the runtime's threads
+/// (its chunks, the evicted flows, the judge's maps); glibc keeps freed
+/// arena memory mapped, so without this the resident size stays at the
+/// peak of the largest pass.
 fn release_freed_memory() {
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
     unsafe {

@@ -4,7 +4,6 @@
 //! added to the coverage of their rule.
 
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -18,7 +17,7 @@ use super::{
 use crate::{
     alert::{Alert, Kind},
     engine::{Engine, VerdictKind},
-    flow::{Flow, FlowState},
+    flow::{Flow, FlowMap, FlowState},
     verdict::{assess, Bucket, Counts, Outcome},
 };
 
@@ -66,9 +65,9 @@ pub struct Judged {
 
 pub struct Judge {
     engine: Arc<Engine>,
-    flows: HashMap<FlowKey, Seen>,
+    flows: FlowMap<Seen>,
     /// Network-control flows already counted, with the table read that last saw them.
-    control: HashMap<FlowKey, u32>,
+    control: FlowMap<u32>,
     /// The current table read; flows not seen in it are forgotten at its end.
     gen: u32,
     pub coverage: Coverage,
@@ -83,8 +82,8 @@ impl Judge {
         Judge {
             tally,
             engine,
-            flows: HashMap::new(),
-            control: HashMap::new(),
+            flows: FlowMap::default(),
+            control: FlowMap::default(),
             gen: 0,
             coverage: Coverage::default(),
             counts: Counts::default(),

@@ -19,7 +19,7 @@ use std::{
     convert::Infallible,
     fmt::Write as _,
     net::SocketAddr,
-    sync::{Arc, LazyLock, Mutex},
+    sync::{atomic::AtomicU64, Arc, LazyLock, Mutex},
     time::{Duration, SystemTime},
 };
 
@@ -133,6 +133,8 @@ struct Inner {
     engine_latency: Histogram,
     alert_latency: Histogram,
     tracked: Gauge,
+    read_seconds: Gauge<f64, AtomicU64>,
+    read_interval: Gauge<f64, AtomicU64>,
     totals: Arc<Totals>,
     attached: Arc<Attached>,
 }
@@ -164,6 +166,9 @@ pub struct Snapshot<'a> {
     /// neither.
     pub tally: Option<&'a Tally>,
     pub tracked_flows: usize,
+    /// How long the last table read took, and the interval between reads
+    /// in force after it; `None` before the first read.
+    pub table_read: Option<(Duration, Duration)>,
     /// The interfaces attached to at the last read; `None` before it.
     pub interfaces: Option<&'a [AttachedIface]>,
 }
@@ -215,6 +220,8 @@ impl Metrics {
         let engine_latency = Histogram::new(ENGINE_BUCKETS);
         let alert_latency = Histogram::new(ALERT_BUCKETS);
         let tracked = Gauge::default();
+        let read_seconds = Gauge::<f64, AtomicU64>::default();
+        let read_interval = Gauge::<f64, AtomicU64>::default();
         let totals = Arc::new(Totals::default());
 
         registry.register("flows", "Flows judged against the matrix, by verdict", flows.clone());
@@ -236,6 +243,18 @@ impl Metrics {
             "tracked_flows",
             "Flows in the kernel flow table at the last read",
             tracked.clone(),
+        );
+        registry.register_with_unit(
+            "table_read",
+            "How long the last read of the kernel flow table took, chunks and judging included",
+            Unit::Seconds,
+            read_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "table_read_interval",
+            "The interval between table reads in force: --interval, or longer for a large table (docs/deploy.md)",
+            Unit::Seconds,
+            read_interval.clone(),
         );
         registry.register(
             "build",
@@ -274,6 +293,8 @@ impl Metrics {
                 engine_latency,
                 alert_latency,
                 tracked,
+                read_seconds,
+                read_interval,
                 totals,
                 attached,
             }),
@@ -341,6 +362,10 @@ impl Metrics {
         };
         *self.inner.totals.lock() = TotalsState { rules, paths, findings, counters };
         self.inner.tracked.set(i64::try_from(now.tracked_flows).unwrap_or(i64::MAX));
+        if let Some((took, interval)) = now.table_read {
+            self.inner.read_seconds.set(took.as_secs_f64());
+            self.inner.read_interval.set(interval.as_secs_f64());
+        }
         if let Some(ifaces) = now.interfaces {
             *self.inner.attached.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(ifaces.to_vec());
         }
@@ -738,7 +763,7 @@ mod tests {
         counters: &'a [&'a dyn Counters],
         interfaces: Option<&'a [AttachedIface]>,
     ) -> Snapshot<'a> {
-        Snapshot { counters, rules: Vec::new(), tally: None, tracked_flows: 0, interfaces }
+        Snapshot { counters, rules: Vec::new(), tally: None, tracked_flows: 0, table_read: None, interfaces }
     }
 
     #[test]

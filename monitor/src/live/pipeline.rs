@@ -8,7 +8,7 @@
 
 use std::{
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use log::{error, info, warn};
@@ -33,7 +33,7 @@ use crate::{
     engine::{Compiled, SourcesError},
     flow::{Clock, Flow},
     kernel::{
-        stream::{Table, UserStats},
+        stream::{Chunk, TableEnd, UserStats},
         KernelClock, KernelStats,
     },
 };
@@ -74,8 +74,13 @@ pub struct Pipeline {
     clock: KernelClock,
     /// The kernel's and the reader's counters as of the last table read.
     last_read: Option<(KernelStats, UserStats)>,
+    /// How long the last read took, and the interval in force after it.
+    table_read: Option<(Duration, Duration)>,
     /// What `state json` answers with.
     recorder: Recorder,
+    /// A table read under way (its chunks come one by one, flow events in
+    /// between): the busiest flows of its chunks so far.
+    reading: Option<Busiest>,
 }
 
 impl Pipeline {
@@ -88,7 +93,9 @@ impl Pipeline {
             out,
             clock: KernelClock::new(),
             last_read: None,
+            table_read: None,
             recorder: Recorder::default(),
+            reading: None,
         }
     }
 
@@ -122,14 +129,16 @@ impl Pipeline {
         }
     }
 
-    /// A whole table read: every flow (built once each), then the flows the
-    /// kernel evicted since the last read.
-    pub fn table(&mut self, table: &Table) {
+    /// A chunk of a table read: every flow (built once each). The first
+    /// chunk of a read starts it.
+    pub fn chunk(&mut self, chunk: &Chunk) {
         let (judge, out, names, rec) = (&mut self.judge, &mut self.out, &mut self.names, &mut self.recorder);
         let now_ns = self.clock.now_raw();
-        let mut busiest = Busiest::new(MAX_FLOWS);
-        judge.begin_table();
-        for flow in table.flows() {
+        let busiest = self.reading.get_or_insert_with(|| {
+            judge.begin_table();
+            Busiest::new(MAX_FLOWS)
+        });
+        for flow in chunk.flows() {
             names.flow_seen(&flow, now_ns);
             rec.packet(&flow);
             busiest.offer(&flow);
@@ -139,6 +148,17 @@ impl Pipeline {
                 None => judge.touch(&flow.key),
             }
         }
+    }
+
+    /// The end of a table read: the flows the kernel evicted since the last
+    /// read, then the flows the read did not see are forgotten.
+    pub fn table_end(&mut self, table: &TableEnd) {
+        let (judge, out, names, rec) = (&mut self.judge, &mut self.out, &mut self.names, &mut self.recorder);
+        let busiest = self.reading.take().unwrap_or_else(|| {
+            // An empty table: no chunk.
+            judge.begin_table();
+            Busiest::new(MAX_FLOWS)
+        });
         // Evicted by the kernel from a full table since the last read: judged
         // once, as last known (their SYN may have timed out by now).
         for flow in table.evicted() {
@@ -154,6 +174,7 @@ impl Pipeline {
             judge.end_table();
         }
         self.last_read = Some((table.kernel.clone(), table.user));
+        self.table_read = Some((table.took, table.interval));
     }
 
     /// The 1 s tick: DNS ages, the de-duplicator reports what is due, and
@@ -174,6 +195,7 @@ impl Pipeline {
             rules: self.judge.coverage.in_force(self.judge.engine()),
             tally: Some(&self.judge.tally),
             tracked_flows: self.judge.tracked(),
+            table_read: self.table_read,
             interfaces: self.last_read.as_ref().map(|(kernel, _)| kernel.interfaces.as_slice()),
         });
         if self.out.sink.has_status_line() {
