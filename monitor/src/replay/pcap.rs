@@ -267,6 +267,20 @@ fn walk_slice(
 
 const PREFETCH_AHEAD: usize = 8 << 10;
 
+/// Software prefetch of every cache line up to [`PREFETCH_AHEAD`] bytes past
+/// `at`, from `prefetched` (where the last call stopped) on: the page cache
+/// is cold to the CPU, and records of irregular length defeat the hardware
+/// prefetcher; read() would have streamed the bytes through the cache in its
+/// copy.
+#[inline(always)]
+fn prefetch_ahead(data: &[u8], at: usize, prefetched: &mut usize) {
+    let ahead = (at + PREFETCH_AHEAD).min(data.len());
+    while *prefetched < ahead {
+        prefetch(data[*prefetched..].as_ptr());
+        *prefetched += 64;
+    }
+}
+
 #[inline(always)]
 pub(crate) fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
@@ -433,17 +447,9 @@ impl<'p> Walker<'p> {
         f: &mut impl FnMut(&Record<'_>),
         release: &mut impl FnMut(usize),
     ) -> Result<ReadSummary, PcapError> {
-        // Software prefetch, every cache line, PREFETCH_AHEAD bytes ahead:
-        // the page cache is cold to the CPU, and records of irregular
-        // length defeat the hardware prefetcher; read() would have streamed
-        // the bytes through the cache in its copy.
         let mut prefetched = at;
         while at < data.len() {
-            let ahead = (at + PREFETCH_AHEAD).min(data.len());
-            while prefetched < ahead {
-                prefetch(data[prefetched..].as_ptr());
-                prefetched += 64;
-            }
+            prefetch_ahead(data, at, &mut prefetched);
             let rest = &data[at..];
             match parse(rest) {
                 Ok((rem, block)) => {
@@ -477,11 +483,7 @@ impl<'p> Walker<'p> {
         let resolution = self.legacy.expect("the file header was read").resolution;
         let mut prefetched = at;
         while at < data.len() {
-            let ahead = (at + PREFETCH_AHEAD).min(data.len());
-            while prefetched < ahead {
-                prefetch(data[prefetched..].as_ptr());
-                prefetched += 64;
-            }
+            prefetch_ahead(data, at, &mut prefetched);
             let rest = &data[at..];
             let Some(head) = rest.get(..16) else { return Err(self.truncated()) };
             let word = |i: usize| {
