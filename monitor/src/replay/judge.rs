@@ -279,11 +279,16 @@ mod sharded {
         link: LinkKind,
     }
 
-    #[derive(Default)]
     struct Batch {
         recs: Vec<Rec>,
         /// The frames, copied, when the capture is not mapped.
         frames: Vec<u8>,
+    }
+
+    impl Batch {
+        fn new() -> Batch {
+            Batch { recs: Vec::with_capacity(BATCH), frames: Vec::new() }
+        }
     }
 
     enum ToShard {
@@ -439,10 +444,7 @@ mod sharded {
             if self.batch.recs.is_empty() {
                 return true;
             }
-            let fresh = self
-                .free
-                .try_recv()
-                .unwrap_or_else(|_| Batch { recs: Vec::with_capacity(BATCH), frames: Vec::new() });
+            let fresh = self.free.try_recv().unwrap_or_else(|_| Batch::new());
             let b = std::mem::replace(&mut self.batch, fresh);
             if self.mapped {
                 self.sent.push_back(self.first);
@@ -458,10 +460,7 @@ mod sharded {
                 self.finished += 1;
             }
             let pending = (!self.batch.recs.is_empty()).then_some(self.first);
-            match (self.sent.front(), pending) {
-                (Some(&a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.copied().or(b),
-            }
+            self.sent.front().copied().into_iter().chain(pending).min()
         }
     }
 
@@ -480,10 +479,7 @@ mod sharded {
             let Ok(FromShard::Swept(s)) = lane.from.recv() else { return Err(gone()) };
             ended.extend(s.ended);
             dns.extend(s.dns);
-            oldest = match (oldest, s.oldest) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            oldest = oldest.into_iter().chain(s.oldest).min();
         }
         // The single table hands DNS answers over only with ended flows.
         answers.extend(merged(dns));
@@ -529,7 +525,7 @@ mod sharded {
                     from: back_rx,
                     free: free_rx,
                     done,
-                    batch: Batch { recs: Vec::with_capacity(BATCH), frames: Vec::new() },
+                    batch: Batch::new(),
                     first: 0,
                     sent: VecDeque::new(),
                     finished: 0,

@@ -244,19 +244,20 @@ impl Tracker {
     /// flow's for an ICMP error), `None` for a frame counted into none: how
     /// a sharded replay sends every packet of a flow to the same shard.
     pub fn flow_key_of(&mut self, l2: LinkKind, frame: &[u8], orig_len: u64) -> Option<FlowKey> {
+        let (pkt, _) = self.parse_captured(l2, frame, orig_len).ok()?;
+        let (key, _) = if pkt.kind == L4Kind::IcmpError { quoted_key(&pkt) } else { key_of(&pkt) };
+        Some(key)
+    }
+
+    /// Parses a captured frame of link type `l2`: the packet and the bytes
+    /// it counts for (its original length, at least what was captured), or
+    /// the reason it counts into no flow.
+    fn parse_captured(&mut self, l2: LinkKind, frame: &[u8], orig_len: u64) -> Result<(Packet, u64), Stat> {
         let orig_len = orig_len.max(frame.len() as u64);
-        let parsed = match l2 {
+        match l2 {
             LinkKind::Ethernet => self.parse_ethernet(frame).map(|p| (p, orig_len)),
             _ => self.parse_cooked(l2, frame, orig_len),
-        };
-        let (pkt, _) = parsed.ok()?;
-        if pkt.kind == L4Kind::IcmpError {
-            let q = &pkt.quoted;
-            return Some(
-                FlowKey::canonical(addr_bytes(&q.src), q.sport, addr_bytes(&q.dst), q.dport, q.proto).0,
-            );
         }
-        Some(key_of(&pkt).0)
     }
 
     /// The flows expired since the last call, in no particular order.
@@ -324,12 +325,7 @@ impl Tracker {
     pub fn push_captured(&mut self, ts_ns: u64, l2: LinkKind, frame: &[u8], orig_len: u64) {
         self.stats.add(Stat::Packets, 1);
         self.now_ns = self.now_ns.max(ts_ns);
-        let orig_len = orig_len.max(frame.len() as u64);
-        let parsed = match l2 {
-            LinkKind::Ethernet => self.parse_ethernet(frame).map(|p| (p, orig_len)),
-            _ => self.parse_cooked(l2, frame, orig_len),
-        };
-        match parsed {
+        match self.parse_captured(l2, frame, orig_len) {
             Ok((pkt, bytes)) => {
                 self.track(&pkt, bytes, ts_ns);
                 if is_dns_answer(&pkt) {
