@@ -159,7 +159,7 @@ impl Known {
         evicted
     }
 
-    /// Values kept, for the tests and the log.
+    /// Values kept (what [`Known::compact`] weighs, and the tests check).
     pub fn values_kept(&self) -> usize {
         self.values.len() - self.free.len()
     }

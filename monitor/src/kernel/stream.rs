@@ -114,8 +114,6 @@ pub struct TableEnd {
     /// How many flows the kernel evicted since the last read, handed over
     /// in `evicted` or not.
     pub evicted_count: usize,
-    /// The entries the read's chunks held.
-    pub flows_read: usize,
     clock: ReadClock,
     hint: Arc<Listening>,
     answer_timeout: Duration,
@@ -722,8 +720,6 @@ impl State {
             let gone = self.kernel.remove(&expire)?;
             self.user.flows_expired += (expire.len() - gone) as u64;
             self.user.flows_evicted += gone as u64;
-        }
-        if !last {
             for k in &expire {
                 self.known.remove(k);
             }
@@ -742,7 +738,6 @@ impl State {
         let end = TableEnd {
             evicted,
             evicted_count,
-            flows_read,
             clock,
             hint: Arc::clone(&self.hint),
             answer_timeout: self.opts.answer_timeout,
