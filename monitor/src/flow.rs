@@ -24,6 +24,34 @@ pub type FlowHasher = foldhash::fast::RandomState;
 /// A map keyed by flows, with [`FlowHasher`]: `FlowMap::default()`.
 pub type FlowMap<V> = std::collections::HashMap<FlowKey, V, FlowHasher>;
 
+/// A flow's key folded to 64 bits with one random seed for the whole
+/// process: the key of the two maps that hold every live flow (the stream's
+/// known flows and the judge's), so that a million flows do not each hold
+/// their 40-byte key twice (docs/bench-e2e.md). Two live flows share an id
+/// with a chance of about n^2 / 2^65: 3 in 10^8 with a million flows. The
+/// seed is drawn at start and never shown, so a sender cannot pick keys
+/// that collide. Such a pair would be taken for one flow: the second judged
+/// only when its state differs, one eviction uncounted. Where a flow's key
+/// must come back out of a map (an evicted flow to judge as last known), it
+/// is kept beside the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowId(u64);
+
+impl FlowId {
+    pub fn of(key: &FlowKey) -> FlowId {
+        use std::hash::BuildHasher;
+        static SEED: std::sync::LazyLock<foldhash::quality::RandomState> =
+            std::sync::LazyLock::new(Default::default);
+        FlowId(SEED.hash_one(key))
+    }
+}
+
+impl nohash_hasher::IsEnabled for FlowId {}
+
+/// A map keyed by [`FlowId`]: the id is a hash already, so the map takes
+/// it as it is (`IdMap::default()`).
+pub type IdMap<V> = std::collections::HashMap<FlowId, V, nohash_hasher::BuildNoHashHasher<FlowId>>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {

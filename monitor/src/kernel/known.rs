@@ -3,10 +3,11 @@
 //! `flows_evicted`) and to hand over, as last known, those whose eviction
 //! can still change how they are judged.
 //!
-//! Every known flow costs its key and two numbers (48 bytes): the read that
-//! last saw it, and the slot of its last value where that value is kept. A
-//! value (88 bytes) is kept only where a later judgement of the evicted flow
-//! can differ from what the consumer already judged:
+//! Every known flow costs its id ([`FlowId`], 8 bytes) and two numbers: the
+//! read that last saw it, and the slot of its last value where that value is
+//! kept (16 bytes a flow). A value, with its key to hand it over (128
+//! bytes), is kept only where a later judgement of the evicted flow can
+//! differ from what the consumer already judged:
 //!
 //! - a flow last known from a ring event (new, first answer, ICMP error):
 //!   the consumer may not have seen that event (it drops events when
@@ -27,20 +28,21 @@
 //! otherwise grow with the events of a whole interval. The map is allocated
 //! as it fills (at a million answered flows, 1.5 times the table allocated
 //! up front was 548 MiB), so it doubles its allocation as it grows: under a
-//! flood of 65,536 flows that is one rehash of 3 MiB into 6 MiB.
+//! flood of 65,536 flows that is one rehash of 1 MiB into 2 MiB.
 
 use monitor_common::{FlowKey, FlowValue};
 
-use crate::flow::FlowMap;
+use crate::flow::{FlowId, IdMap};
 
 /// No value kept.
 const NONE: u32 = u32::MAX;
 
 #[derive(Debug)]
 pub(super) struct Known {
-    flows: FlowMap<Mark>,
-    /// The values kept, by slot; the slots in `free` are not in use.
-    values: Vec<FlowValue>,
+    flows: IdMap<Mark>,
+    /// The values kept, with their keys, by slot; the slots in `free` are
+    /// not in use.
+    values: Vec<(FlowKey, FlowValue)>,
     free: Vec<u32>,
     /// Flows a read found that were not known (their events were dropped,
     /// or left in the ring): added at the end of the read, once the evicted
@@ -61,6 +63,8 @@ struct Mark {
     slot: u32,
 }
 
+const _: () = assert!(std::mem::size_of::<(FlowId, Mark)>() == 16, "one per known flow");
+
 /// What a read found gone: the flows known before it and absent from it.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Evicted {
@@ -74,7 +78,7 @@ impl Known {
     /// Known flows for a table of `capacity` flows.
     pub fn new(capacity: usize) -> Known {
         Known {
-            flows: FlowMap::default(),
+            flows: IdMap::default(),
             values: Vec::new(),
             free: Vec::new(),
             unknown: Vec::new(),
@@ -97,18 +101,18 @@ impl Known {
     /// the flow in a state time cannot change.
     pub fn event(&mut self, key: FlowKey, value: FlowValue) {
         let read = self.read;
-        let mark = self.flows.entry(key).or_insert(Mark { read, slot: NONE });
+        let mark = self.flows.entry(FlowId::of(&key)).or_insert(Mark { read, slot: NONE });
         mark.read = read;
-        mark.slot = keep(&mut self.values, &mut self.free, mark.slot, value);
+        mark.slot = keep(&mut self.values, &mut self.free, mark.slot, (key, value));
     }
 
     pub fn contains(&self, key: &FlowKey) -> bool {
-        self.flows.contains_key(key)
+        self.flows.contains_key(&FlowId::of(key))
     }
 
     /// A flow we removed from the table (expired): no eviction.
     pub fn remove(&mut self, key: &FlowKey) {
-        if let Some(mark) = self.flows.remove(key) {
+        if let Some(mark) = self.flows.remove(&FlowId::of(key)) {
             release(&mut self.free, mark.slot);
         }
     }
@@ -123,11 +127,11 @@ impl Known {
     /// read saw it awaiting its answer) and dropped otherwise.
     pub fn seen(&mut self, key: &FlowKey, value: &FlowValue, keep_value: bool) {
         let read = self.read;
-        match self.flows.get_mut(key) {
+        match self.flows.get_mut(&FlowId::of(key)) {
             Some(mark) => {
                 mark.read = read;
                 mark.slot = if keep_value {
-                    keep(&mut self.values, &mut self.free, mark.slot, *value)
+                    keep(&mut self.values, &mut self.free, mark.slot, (*key, *value))
                 } else {
                     release(&mut self.free, mark.slot);
                     NONE
@@ -144,16 +148,16 @@ impl Known {
         let read = self.read;
         let Known { flows, values, free, .. } = self;
         let mut evicted = Evicted::default();
-        for (key, mark) in flows.extract_if(|_, m| m.read != read) {
+        for (_, mark) in flows.extract_if(|_, m| m.read != read) {
             evicted.count += 1;
             if mark.slot != NONE {
-                evicted.flows.push((key, values[mark.slot as usize]));
+                evicted.flows.push(values[mark.slot as usize]);
                 free.push(mark.slot);
             }
         }
         for (key, value) in std::mem::take(&mut self.unknown) {
-            let slot = value.map_or(NONE, |v| keep(&mut self.values, &mut self.free, NONE, v));
-            self.flows.insert(key, Mark { read, slot });
+            let slot = value.map_or(NONE, |v| keep(&mut self.values, &mut self.free, NONE, (key, v)));
+            self.flows.insert(FlowId::of(&key), Mark { read, slot });
         }
         self.compact();
         evicted
@@ -183,7 +187,12 @@ impl Known {
 }
 
 /// Stores `value` in `slot`, or in a slot taken for it; returns the slot.
-fn keep(values: &mut Vec<FlowValue>, free: &mut Vec<u32>, slot: u32, value: FlowValue) -> u32 {
+fn keep(
+    values: &mut Vec<(FlowKey, FlowValue)>,
+    free: &mut Vec<u32>,
+    slot: u32,
+    value: (FlowKey, FlowValue),
+) -> u32 {
     let slot = if slot != NONE {
         slot
     } else if let Some(s) = free.pop() {

@@ -17,19 +17,21 @@ use super::{
 use crate::{
     alert::{Alert, Kind},
     engine::{Engine, VerdictKind},
-    flow::{Flow, FlowMap, FlowState},
+    flow::{Flow, FlowId, FlowState, IdMap},
     verdict::{assess, Bucket, Counts, Outcome},
 };
 
 /// What the judge remembers of a flow between observations: one per live
-/// flow, so kept small (with its key, 72 bytes a flow).
+/// flow, so kept small (with its id, 32 bytes a flow: at a million flows
+/// the map is 2^21 buckets of 33 bytes, 66 MiB).
 struct Seen {
     /// The state the flow was last judged in: a flow is judged again only
     /// when its state changes, not at every table read.
     state: FlowState,
     /// The table read in which the flow was last seen (wraps: only equality
-    /// with the current read matters).
-    gen: u32,
+    /// with the current read matters, and every flow the last read did not
+    /// see is forgotten at its end).
+    gen: u8,
     verdict: VerdictKind,
     /// The rule documenting the flow, for coverage.
     rule: Option<RuleSlot>,
@@ -40,12 +42,13 @@ struct Seen {
     attempt_counted: bool,
     /// The line of [`Counts`] the flow is counted in now.
     counted: Bucket,
-    /// Traffic already added to the rule's coverage.
-    packets: u64,
+    /// Traffic already added to the rule's coverage: the packets as their
+    /// low 32 bits (a flow does not send 2^31 packets between two reads).
+    packets: u32,
     bytes: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<Seen>() == 32, "Seen is held once per live flow");
+const _: () = assert!(std::mem::size_of::<(FlowId, Seen)>() == 32, "Seen is held once per live flow");
 
 /// The result of one observation.
 #[derive(Debug, Default)]
@@ -65,11 +68,11 @@ pub struct Judged {
 
 pub struct Judge {
     engine: Arc<Engine>,
-    flows: FlowMap<Seen>,
+    flows: IdMap<Seen>,
     /// Network-control flows already counted, with the table read that last saw them.
-    control: FlowMap<u32>,
+    control: IdMap<u8>,
     /// The current table read; flows not seen in it are forgotten at its end.
-    gen: u32,
+    gen: u8,
     pub coverage: Coverage,
     /// Every flow seen, by its latest outcome.
     pub counts: Counts,
@@ -82,8 +85,8 @@ impl Judge {
         Judge {
             tally,
             engine,
-            flows: FlowMap::default(),
-            control: FlowMap::default(),
+            flows: IdMap::default(),
+            control: IdMap::default(),
             gen: 0,
             coverage: Coverage::default(),
             counts: Counts::default(),
@@ -108,14 +111,16 @@ impl Judge {
     /// How the tracked flow `key` stands: the line of the counts it is in
     /// and the id of the rule documenting it; `None` for a flow not judged.
     pub fn standing(&self, key: &FlowKey) -> Option<(Bucket, Option<&Arc<str>>)> {
-        if self.control.contains_key(key) {
+        let id = FlowId::of(key);
+        if self.control.contains_key(&id) {
             return Some((Bucket::NetworkControl, None));
         }
-        self.flows.get(key).map(|s| (s.counted, s.rule.map(|r| self.coverage.id(r))))
+        self.flows.get(&id).map(|s| (s.counted, s.rule.map(|r| self.coverage.id(r))))
     }
 
     pub fn observe(&mut self, flow: &Flow) -> Judged {
-        if let Some(seen) = self.flows.get_mut(&flow.key) {
+        let id = FlowId::of(&flow.key);
+        if let Some(seen) = self.flows.get_mut(&id) {
             seen.gen = self.gen;
             if seen.state == flow.state {
                 // Nothing to judge: only the documented rule's traffic moves.
@@ -127,14 +132,14 @@ impl Judge {
         let (verdict, outcome) = assess(&self.engine, flow);
         let mut judged = Judged { engine_time: Some(started.elapsed()), ..Judged::default() };
         if outcome == Outcome::NetworkControl {
-            if self.control.insert(flow.key, self.gen).is_none() {
+            if self.control.insert(id, self.gen).is_none() {
                 self.counts.add(Bucket::NetworkControl);
             }
             return judged;
         }
 
         let (engine, coverage) = (&self.engine, &mut self.coverage);
-        let seen = self.flows.entry(flow.key).or_insert_with(|| {
+        let seen = self.flows.entry(id).or_insert_with(|| {
             judged.new_flow = Some(verdict.kind);
             Seen {
                 state: flow.state,
@@ -198,7 +203,7 @@ impl Judge {
 
     /// Marks a flow as present in the current table without judging it.
     pub fn touch(&mut self, key: &FlowKey) {
-        if let Some(seen) = self.flows.get_mut(key) {
+        if let Some(seen) = self.flows.get_mut(&FlowId::of(key)) {
             seen.gen = self.gen;
         }
     }
@@ -218,12 +223,19 @@ fn add_traffic(coverage: &mut Coverage, seen: &mut Seen, flow: &Flow) {
     let (VerdictKind::Conforming, Some(rule)) = (seen.verdict, seen.rule) else { return };
     let packets = flow.to_server.packets + flow.to_client.packets;
     let bytes = flow.to_server.bytes + flow.to_client.bytes;
-    coverage.add_traffic(
-        rule,
-        packets.saturating_sub(seen.packets),
-        bytes.saturating_sub(seen.bytes),
-        flow.last_seen,
-    );
-    seen.packets = seen.packets.max(packets);
+    // A read can come out short of the one before (a cache write-back
+    // between its two halves, see kernel::table): nothing is added then.
+    let new_packets = if seen.bytes == 0 && seen.packets == 0 {
+        packets
+    } else {
+        match (packets as u32).wrapping_sub(seen.packets) {
+            d if d < 1 << 31 => u64::from(d),
+            _ => 0,
+        }
+    };
+    coverage.add_traffic(rule, new_packets, bytes.saturating_sub(seen.bytes), flow.last_seen);
+    if new_packets > 0 {
+        seen.packets = packets as u32;
+    }
     seen.bytes = seen.bytes.max(bytes);
 }
