@@ -239,3 +239,97 @@ fn add_traffic(coverage: &mut Coverage, seen: &mut Seen, flow: &Flow) {
     }
     seen.bytes = seen.bytes.max(bytes);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::flow::{Counters, Endpoint, Proto};
+
+    fn conforming(rule: RuleSlot) -> Seen {
+        Seen {
+            state: FlowState::Established,
+            gen: 0,
+            verdict: VerdictKind::Conforming,
+            rule: Some(rule),
+            alerted: None,
+            blocked_counted: false,
+            attempt_counted: false,
+            counted: Bucket::Conforming,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
+    /// A flow whose table entry reads `packets` and `bytes` in all.
+    fn read(packets: u64, bytes: u64) -> Flow {
+        let ip = |d| IpAddr::V4(Ipv4Addr::new(10, 200, 0, d));
+        let mut f = Flow::attempt(
+            Proto::Tcp,
+            Endpoint { ip: ip(2), port: 40000 },
+            Endpoint { ip: ip(1), port: 443 },
+            FlowState::Established,
+        );
+        f.to_server = Counters { packets: packets - packets / 2, bytes: bytes - bytes / 2 };
+        f.to_client = Counters { packets: packets / 2, bytes: bytes / 2 };
+        f
+    }
+
+    /// Feeds the reads in order and gives the rule's packets and bytes
+    /// after each.
+    fn coverage_after(reads: &[(u64, u64)]) -> Vec<(u64, u64)> {
+        let mut coverage = Coverage::default();
+        let rule = coverage.slot("r1");
+        let mut seen = conforming(rule);
+        reads
+            .iter()
+            .map(|&(p, b)| {
+                add_traffic(&mut coverage, &mut seen, &read(p, b));
+                let u = coverage.get("r1").expect("the rule has a slot");
+                (u.packets, u.bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_read_adds_what_the_flow_carried_since_the_last() {
+        assert_eq!(coverage_after(&[(3, 300), (3, 300), (10, 1000)]), [(3, 300), (3, 300), (10, 1000)]);
+    }
+
+    #[test]
+    fn a_first_read_past_2_to_the_32_packets_adds_them_all() {
+        let p = (1u64 << 32) + 5;
+        assert_eq!(
+            coverage_after(&[(p, 9 << 32), (p + 2, (9 << 32) + 100)]),
+            [(p, 9 << 32), (p + 2, (9 << 32) + 100)]
+        );
+    }
+
+    #[test]
+    fn packets_add_across_the_wrap_of_their_low_32_bits() {
+        let p = (1u64 << 32) - 3;
+        assert_eq!(coverage_after(&[(p, 1000), (p + 10, 2000)]), [(p, 1000), (p + 10, 2000)]);
+    }
+
+    #[test]
+    fn a_short_read_adds_nothing_and_the_next_adds_from_the_highest() {
+        // The second read comes out short of the first (a cache write-back
+        // between its halves); the third is whole again.
+        assert_eq!(
+            coverage_after(&[(100, 10_000), (90, 9_000), (120, 12_000)]),
+            [(100, 10_000), (100, 10_000), (120, 12_000)]
+        );
+    }
+
+    #[test]
+    fn an_undocumented_flow_adds_nothing() {
+        let mut coverage = Coverage::default();
+        let rule = coverage.slot("r1");
+        let mut seen = Seen { verdict: VerdictKind::Unexpected, ..conforming(rule) };
+        add_traffic(&mut coverage, &mut seen, &read(5, 500));
+        let u = coverage.get("r1").expect("the rule has a slot");
+        assert_eq!((u.packets, u.bytes), (0, 0));
+        assert_eq!((seen.packets, seen.bytes), (0, 0));
+    }
+}

@@ -309,13 +309,15 @@ fn hold(
     let window = window.elapsed();
     let rss = status_kib(pid, "VmRSS");
     let map_bytes = flow_map_bytes(max_flows);
-    let probes = if probes_n > 0 { probes(&agent, ws, 50000, probes_n) } else { Vec::new() };
+    // Read before the probes: each probe is a flow of its own, and how many
+    // of them the last published read had seen depends on timing.
     let m = scrape(node, METRICS);
     if std::env::var_os("BENCH_DEBUG").is_some() {
         eprintln!("{m}");
     }
     let tracked = sample(&m, "monitor_tracked_flows") as u64;
     let evicted = sample(&m, r#"monitor_flow_reader_total{counter="flows_evicted"}"#) as u64;
+    let probes = if probes_n > 0 { probes(&agent, ws, 50000, probes_n) } else { Vec::new() };
     let hwm = status_kib(pid, "VmHWM");
     let out = agent.stop();
     assert!(out.status.success(), "the {flows}-flow agent exited with {}:\n{}", out.status, out.stderr);
