@@ -65,8 +65,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "N", default_value_t = 32, requires = "matrix")]
     pub scan_threshold: u32,
     /// Time between reads of the whole flow table (counters, timeouts), at least 50ms;
-    /// longer while a read takes more than an eighth of it (8 times the read, up to 10s:
-    /// `monitor_table_read_interval_seconds`). `monitor top` redraws at this pace
+    /// longer while a read takes more than an eighth of it (8 times the read's wall or
+    /// process CPU time, the longer, up to 10s: `monitor_table_read_interval_seconds`). `monitor top` redraws at this pace
     /// (attached, at least 100ms).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,

@@ -255,6 +255,9 @@ struct Held {
     fill_rate: f64,
     tracked: u64,
     evicted: u64,
+    /// The last table read's wall time and the interval in force after it, s.
+    read_took: f64,
+    read_every: f64,
     cpu_pct: f64,
     window: Duration,
     rss: u64,
@@ -317,6 +320,8 @@ fn hold(
     }
     let tracked = sample(&m, "monitor_tracked_flows") as u64;
     let evicted = sample(&m, r#"monitor_flow_reader_total{counter="flows_evicted"}"#) as u64;
+    let (read_took, read_every) =
+        (sample(&m, "monitor_table_read_seconds"), sample(&m, "monitor_table_read_interval_seconds"));
     let probes = if probes_n > 0 { probes(&agent, ws, 50000, probes_n) } else { Vec::new() };
     let hwm = status_kib(pid, "VmHWM");
     let out = agent.stop();
@@ -332,6 +337,8 @@ fn hold(
         fill_rate: 2.0 * flows as f64 / fill.as_secs_f64(),
         tracked,
         evicted,
+        read_took,
+        read_every,
         cpu_pct,
         window,
         rss,
@@ -353,6 +360,11 @@ impl Held {
             self.fill_rate
         );
         println!("  tracked by the agent            {} (evicted {})", self.tracked, self.evicted);
+        println!(
+            "  table reads                     every {:.1} s, the last took {:.0} ms",
+            self.read_every,
+            self.read_took * 1000.0
+        );
         println!(
             "  CPU over {:.1} s                  {:.1} % of one core",
             self.window.as_secs_f64(),
@@ -387,7 +399,7 @@ impl Held {
 
     fn json(&self) -> serde_json::Value {
         let mut v = json!({
-            "flows": self.flows, "max_flows": self.max_flows, "interval": self.interval, "tracked": self.tracked, "evicted": self.evicted,
+            "flows": self.flows, "max_flows": self.max_flows, "interval": self.interval, "tracked": self.tracked, "evicted": self.evicted, "read_took_s": self.read_took, "read_every_s": self.read_every,
             "fill_s": self.fill.as_secs_f64(), "fill_packets_per_s": self.fill_rate,
             "cpu_percent_of_one_core": self.cpu_pct, "window_s": self.window.as_secs_f64(),
             "vm_rss_kib": self.rss, "vm_rss_start_kib": self.rss_start, "vm_hwm_kib": self.hwm,
