@@ -368,6 +368,9 @@ pub struct UserStats {
     pub dns_events_dropped: u64,
     /// Malformed DNS events (wrong size or kind, length past the payload).
     pub dns_events_malformed: u64,
+    /// Table reads completed (the interval ones and the last): their rate
+    /// is the pace in force, and a bench can wait for whole reads.
+    pub tables_read: u64,
     /// Interval reads skipped because the consumer had not finished the
     /// last one (it is behind; events keep flowing meanwhile).
     pub tables_skipped: u64,
@@ -397,6 +400,7 @@ impl Counters for UserStats {
                 dns_events,
                 dns_events_dropped,
                 dns_events_malformed,
+                tables_read,
                 tables_skipped,
                 attach_failures,
             } = *self
@@ -746,6 +750,7 @@ impl State {
         }
         let took = started.elapsed();
         let cpu = process_cpu().saturating_sub(cpu_started);
+        self.user.tables_read += 1;
         log::debug!("read {flows_read} flows in {took:?}, {cpu:?} of CPU");
         if let Some(line) = self.pace.after_read(took, cpu, flows_read) {
             log::info!("{line}");

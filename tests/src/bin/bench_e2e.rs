@@ -260,6 +260,8 @@ struct Held {
     read_every: f64,
     cpu_pct: f64,
     window: Duration,
+    /// Whole table reads in the window.
+    window_reads: u64,
     rss: u64,
     rss_start: u64,
     hwm: u64,
@@ -273,7 +275,7 @@ struct Held {
 /// UDP flows, each answered (so each lives until the idle timeout, 120 s),
 /// with the agent reading its table every `interval`,
 /// at `fill_rate` flows/s each way (u64::MAX: as fast as the socket sends),
-/// then measures CPU over 10 s (rounded up to whole intervals), RSS, and `probes` first-packet-to-alert
+/// then measures CPU over whole table reads, 10 s at least, RSS, and `probes` first-packet-to-alert
 /// delays while the flows are held.
 #[allow(clippy::too_many_arguments)]
 fn hold(
@@ -301,15 +303,20 @@ fn hold(
         "filling {flows} flows took {fill:?}: the first would near the idle timeout (120 s) while measured"
     );
     // Two table reads, so every flow is judged (again, answered) and held:
-    // the window then holds steady reads only, a whole number of them.
-    let every = parse_interval(interval);
-    std::thread::sleep(Duration::from_secs(3).max(every * 2 + Duration::from_secs(1)));
-    let reads = (Duration::from_secs(10).as_secs_f64() / every.as_secs_f64()).ceil().max(1.0);
+    // the window then holds steady reads only, a whole number of them, at
+    // the interval in force (paced reads of a big table come up to 10 s
+    // apart, not every --interval).
+    let first = tables_read(node);
+    let start = wait_reads(node, first + 3);
     let cpu0 = cpu_ticks(pid);
     let window = Instant::now();
-    std::thread::sleep(every.mul_f64(reads));
+    let mut end = start;
+    while window.elapsed() < Duration::from_secs(10) {
+        end = wait_reads(node, end + 1);
+    }
     let cpu1 = cpu_ticks(pid);
     let window = window.elapsed();
+    let reads = end - start;
     let rss = status_kib(pid, "VmRSS");
     let map_bytes = flow_map_bytes(max_flows);
     // Read before the probes: each probe is a flow of its own, and how many
@@ -341,6 +348,7 @@ fn hold(
         read_every,
         cpu_pct,
         window,
+        window_reads: reads,
         rss,
         rss_start,
         hwm,
@@ -366,8 +374,9 @@ impl Held {
             self.read_took * 1000.0
         );
         println!(
-            "  CPU over {:.1} s                  {:.1} % of one core",
+            "  CPU over {:.1} s ({} reads)       {:.1} % of one core",
             self.window.as_secs_f64(),
+            self.window_reads,
             self.cpu_pct
         );
         println!(
@@ -426,17 +435,6 @@ fn flow_map_bytes(max_flows: u64) -> Option<u64> {
         .and_then(|m| m["bytes_memlock"].as_u64())
 }
 
-/// The bench's own `--interval` values: `3s`, `500ms`.
-fn parse_interval(s: &str) -> Duration {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n.parse().unwrap_or_else(|_| panic!("interval {s}: use e.g. 3s or 500ms"));
-    match unit {
-        "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        _ => panic!("interval {s}: use e.g. 3s or 500ms"),
-    }
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -481,6 +479,29 @@ fn warm_up(agent: &Agent, ws: &NetNs) {
 
 /// Connects to `count` distinct closed ports from `first_port` on; returns
 /// each delay from the connect to the alert line being read.
+/// The agent's completed table reads, as its metrics show them (published
+/// at its 1 s tick).
+fn tables_read(node: &NetNs) -> u64 {
+    sample(&scrape(node, METRICS), r#"monitor_flow_reader_total{counter="tables_read"}"#) as u64
+}
+
+/// Waits until the agent has completed `n` table reads in all, and gives
+/// the count then.
+fn wait_reads(node: &NetNs, n: u64) -> u64 {
+    let t0 = Instant::now();
+    loop {
+        let r = tables_read(node);
+        if r >= n {
+            return r;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "the agent read its table {r} times, not {n}, in 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn probes(agent: &Agent, ws: &NetNs, first_port: u16, count: usize) -> Vec<Duration> {
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
