@@ -1,7 +1,9 @@
 //! `monitor check --threads N` prints what `--threads 1` prints, byte for
 //! byte: on the example captures, and on a generated one long enough for
 //! flows to expire and keys to be reused, with DNS answers that bind a
-//! matrix name between flows and ICMP errors from a router.
+//! matrix name between flows and ICMP errors from a router; as pcap and
+//! pcapng, from a file (every shard walks the map) and from a pipe (one
+//! reader hands the shards their packets); whole, cut short or corrupt.
 
 mod pcap_writer;
 
@@ -131,9 +133,20 @@ fn dns_answer(id: u16, name: &str, ip: [u8; 4], ttl: u32) -> Vec<u8> {
 /// port-unreachable errors, and DNS answers for graph.microsoft.com now
 /// and then, each followed by connections to its address.
 fn capture() -> Vec<u8> {
+    generated(0)
+}
+
+/// [`capture`] with `bulk` more segments of 1,400 bytes from the server in
+/// every answered connection.
+fn generated(bulk: u64) -> Vec<u8> {
     let mut pcap = Pcap::new(1_775_469_600_000_000);
     let mut record = |usec: u64, frame: Vec<u8>| pcap.record(usec, &frame);
     let eth = || PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let data = |src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16| {
+        let mut f = Vec::new();
+        eth().ipv4(src, dst, 64).tcp(sp, dp, 7, 64240).ack(8).write(&mut f, &[0x42; 1400]).unwrap();
+        f
+    };
     let tcp = |src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, kind: u8| {
         let b = eth().ipv4(src, dst, 64).tcp(sp, dp, 7, 64240);
         let b = match kind {
@@ -175,6 +188,9 @@ fn capture() -> Vec<u8> {
         }
         record(t + 400, tcp(s, dp, c, sport, 1));
         record(t + 800, tcp(c, sport, s, dp, 2));
+        for j in 0..bulk {
+            record(t + 900 + j * 40_000, data(s, dp, c, sport));
+        }
         record(t + 1_000_000 + (i % 7) * 200_000, tcp(s, dp, c, sport, 2));
         record(t + 2_500_000, tcp(c, sport, s, dp, 3));
         record(t + 2_600_000, tcp(s, dp, c, sport, 3));
@@ -249,6 +265,99 @@ fn a_capture_cut_mid_frame_fails_alike_on_any_number_of_threads() {
                     String::from_utf8_lossy(&many.2),
                 );
             }
+        }
+    }
+}
+
+/// A capture several times larger than the lead a shard may take over the
+/// slowest one (`--threads N` over a mapped file: every shard walks every
+/// record, and the pages between the slowest and the fastest stay mapped),
+/// whole and cut short near its end: the same output and the same error as
+/// `--threads 1`.
+#[test]
+fn a_capture_larger_than_a_shards_lead_comes_out_the_same_on_any_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = generated(20);
+    assert!(whole.len() > 64 << 20, "only {} bytes", whole.len());
+    let pcap = dir.path().join("large.pcap");
+    std::fs::write(&pcap, &whole).unwrap();
+    let one = check(&pcap, "json", 1, Input::File);
+    for threads in [2, 3] {
+        assert!(one == check(&pcap, "json", threads, Input::File), "--threads {threads} differs");
+    }
+    let cut = dir.path().join("large-cut.pcap");
+    std::fs::write(&cut, &whole[..whole.len() * 9 / 10 + 37]).unwrap();
+    let one = run(&cut, "json", 1, Input::File);
+    let stderr = String::from_utf8_lossy(&one.2);
+    assert!(stderr.contains("cut short"), "{stderr}");
+    for threads in [2, 3] {
+        assert!(one == run(&cut, "json", threads, Input::File), "cut: --threads {threads} differs");
+    }
+}
+
+/// The records of a legacy pcap (microseconds, Ethernet, as [`Pcap`]
+/// writes them) as a pcapng section with one interface; the offsets of
+/// the packet blocks, in order.
+fn to_pcapng(legacy: &[u8]) -> (Vec<u8>, Vec<usize>) {
+    let word = |at: usize| u32::from_le_bytes(legacy[at..at + 4].try_into().unwrap());
+    let mut ng = Vec::new();
+    ng.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
+    ng.extend_from_slice(&28u32.to_le_bytes());
+    ng.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    ng.extend_from_slice(&[1, 0, 0, 0]);
+    ng.extend_from_slice(&(-1i64).to_le_bytes());
+    ng.extend_from_slice(&28u32.to_le_bytes());
+    ng.extend_from_slice(&1u32.to_le_bytes());
+    ng.extend_from_slice(&20u32.to_le_bytes());
+    ng.extend_from_slice(&[1, 0, 0, 0]);
+    ng.extend_from_slice(&65535u32.to_le_bytes());
+    ng.extend_from_slice(&20u32.to_le_bytes());
+    let mut blocks = Vec::new();
+    let mut at = 24;
+    while at < legacy.len() {
+        let usec = word(at) as u64 * 1_000_000 + word(at + 4) as u64;
+        let caplen = word(at + 8) as usize;
+        let data = &legacy[at + 16..at + 16 + caplen];
+        let len = 32 + caplen.div_ceil(4) * 4;
+        blocks.push(ng.len());
+        ng.extend_from_slice(&6u32.to_le_bytes());
+        ng.extend_from_slice(&(len as u32).to_le_bytes());
+        ng.extend_from_slice(&0u32.to_le_bytes());
+        ng.extend_from_slice(&((usec >> 32) as u32).to_le_bytes());
+        ng.extend_from_slice(&(usec as u32).to_le_bytes());
+        ng.extend_from_slice(&(caplen as u32).to_le_bytes());
+        ng.extend_from_slice(&legacy[at + 12..at + 16]);
+        ng.extend_from_slice(data);
+        ng.resize(ng.len() + (len - 32 - caplen), 0);
+        ng.extend_from_slice(&(len as u32).to_le_bytes());
+        at += 16 + caplen;
+    }
+    (ng, blocks)
+}
+
+/// The generated capture as pcapng, whole, and with a packet block past
+/// its middle naming an interface that was never described (a corrupt
+/// block): every thread count prints the same findings, then the same error.
+#[test]
+fn a_corrupt_pcapng_block_fails_alike_on_any_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, blocks) = to_pcapng(&capture());
+    let pcap = dir.path().join("generated.pcapng");
+    std::fs::write(&pcap, &whole).unwrap();
+    assert_same_for_any_threads(&pcap);
+    let mut corrupt = whole.clone();
+    let at = blocks[blocks.len() * 3 / 5] + 8;
+    corrupt[at..at + 4].copy_from_slice(&99u32.to_le_bytes());
+    let path = dir.path().join("corrupt.pcapng");
+    std::fs::write(&path, &corrupt).unwrap();
+    for input in [Input::File, Input::Pipe] {
+        let one = run(&path, "json", 1, input);
+        let stderr = String::from_utf8_lossy(&one.2);
+        assert!(stderr.contains("malformed packet block for interface 99"), "{stderr}");
+        assert!(!one.1.is_empty(), "findings before the corrupt block come out");
+        for threads in [2, 3] {
+            let many = run(&path, "json", threads, input);
+            assert!(one == many, "{input:?}: --threads {threads} differs from --threads 1: {:?}", many.2);
         }
     }
 }

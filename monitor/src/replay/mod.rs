@@ -5,6 +5,7 @@
 //! that `monitor check` prints last. [`judge`] runs the whole loop.
 
 pub mod judge;
+mod pages;
 pub mod pcap;
 pub mod track;
 

@@ -9,18 +9,18 @@
 //!
 //! A regular file is mapped into memory and its records are parsed where
 //! they lie: no read copies, no buffer shifts. Pages already replayed are
-//! given back to the kernel as the replay goes, so that the process's
-//! resident memory does not grow with the capture. Pipes and other
+//! given back to the kernel as the replay goes ([`super::pages`]), so that
+//! the process's resident memory does not grow with the capture; several
+//! threads can walk one map at once ([`SharedWalk`]). Pipes and other
 //! readers go through a growing buffer ([`read`]).
 
 use std::{
-    cell::Cell,
     fs::File,
     io::{self, Read},
     path::{Path, PathBuf},
 };
 
-use memmap2::{Advice, Mmap, UncheckedAdvice};
+use memmap2::{Advice, Mmap};
 use pcap_parser::{
     nom,
     pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, parse_pcap_header},
@@ -30,7 +30,10 @@ use pcap_parser::{
 };
 use thiserror::Error;
 
-use super::track::{LinkKind, Tracker};
+use super::{
+    pages::{Cursor, Residency},
+    track::{LinkKind, Tracker},
+};
 
 /// The read buffer starts here and doubles for larger blocks up to
 /// [`MAX_BLOCK`]: a pcapng block can be as large as its writer wants.
@@ -128,12 +131,12 @@ pub fn replay(path: &Path, tracker: &mut Tracker) -> Result<ReadSummary, PcapErr
 /// Calls `f` on every packet of the pcap or pcapng file at `path`, in file
 /// order: mapped into memory when it is a regular file, read otherwise.
 pub fn for_each_packet(path: &Path, f: impl FnMut(&Record<'_>)) -> Result<ReadSummary, PcapError> {
-    Capture::open(path)?.for_each_packet(&Cell::new(usize::MAX), f)
+    Capture::open(path)?.for_each_packet(f)
 }
 
 /// A capture opened for a replay: mapped into memory when it is a regular
-/// file, so that other threads can read its frames where they lie
-/// ([`Capture::mapped`]) while this one walks the records.
+/// file, so that several threads can walk its records at once
+/// ([`Capture::shared`]).
 pub struct Capture {
     path: PathBuf,
     source: Source,
@@ -163,39 +166,59 @@ impl Capture {
         Ok(Capture { path: path.to_owned(), source })
     }
 
-    /// The whole file when it is mapped (`None` for a pipe): the `data` of
-    /// every [`Record`] is a slice of it.
-    pub fn mapped(&self) -> Option<&[u8]> {
+    /// Calls `f` on every packet, in file order.
+    pub fn for_each_packet(&self, f: impl FnMut(&Record<'_>)) -> Result<ReadSummary, PcapError> {
         match &self.source {
-            Source::Mapped(m) => Some(m),
-            Source::Stream(_) => None,
+            Source::Mapped(map) => walk_slice(&self.path, map, Residency::new(map, 1).cursor(0), f),
+            Source::Stream(file) => read(&self.path, file, f),
         }
     }
 
-    /// Calls `f` on every packet, in file order. The mapped pages behind
-    /// the walk are dropped from the resident set as it goes, but none at
-    /// or past the offset `keep` holds when they would be: a thread that
-    /// reads frames behind the walk keeps its pages there.
-    pub fn for_each_packet(
-        &self,
-        keep: &Cell<usize>,
-        f: impl FnMut(&Record<'_>),
-    ) -> Result<ReadSummary, PcapError> {
+    /// The capture walked by `walkers` threads at once, each over every
+    /// record; `None` when it is not mapped (a pipe: its bytes can be read
+    /// only once).
+    pub fn shared(&self, walkers: usize) -> Option<SharedWalk<'_>> {
         match &self.source {
-            Source::Mapped(map) => walk_slice(&self.path, map, keep, f),
-            Source::Stream(file) => read(&self.path, file, f),
+            Source::Mapped(map) => {
+                Some(SharedWalk { path: &self.path, map, pages: Residency::new(map, walkers) })
+            }
+            Source::Stream(_) => None,
         }
     }
 }
 
-/// The mapped pages are populated and dropped this many bytes at a time.
-const WINDOW: usize = 8 << 20;
+/// A mapped capture that several threads walk at once, each over every
+/// record: the pages are populated once ahead of the fastest walker and
+/// dropped behind the slowest, which the others wait for when they get
+/// too far ahead (see [`super::pages`]).
+pub struct SharedWalk<'c> {
+    path: &'c Path,
+    map: &'c Mmap,
+    pages: Residency<'c>,
+}
 
-/// Walks a whole mapped capture.
+impl SharedWalk<'_> {
+    /// Walker `me` (of the `walkers` of [`Capture::shared`]; each walker
+    /// once) calls `f` on every packet, in file order, and gets what
+    /// [`Capture::for_each_packet`] would: the same packets, the same
+    /// summary or error. A walk that [`SharedWalk::stop`] ended early
+    /// returns what it had read.
+    pub fn walk(&self, me: usize, f: impl FnMut(&Record<'_>)) -> Result<ReadSummary, PcapError> {
+        walk_slice(self.path, self.map, self.pages.cursor(me), f)
+    }
+
+    /// Ends every walk soon: the thread that wanted them gave up.
+    pub fn stop(&self) {
+        self.pages.stop();
+    }
+}
+
+/// Walks a whole mapped capture, telling `cursor` where the walk is after
+/// every record (it maps the pages ahead and drops those behind).
 fn walk_slice(
     path: &Path,
     map: &Mmap,
-    keep: &Cell<usize>,
+    mut cursor: Cursor<'_, '_>,
     mut f: impl FnMut(&Record<'_>),
 ) -> Result<ReadSummary, PcapError> {
     let data: &[u8] = map;
@@ -207,39 +230,21 @@ fn walk_slice(
         nom::Err::Incomplete(_) => PcapError::ShortHeader { path: path.to_owned() },
         _ => PcapError::NotPcap { path: path.to_owned(), magic: hex(&magic) },
     };
-    // The pages of the next window are mapped in one call ahead of the
-    // parser (a page fault per 4 KiB page costs as much as the parse), and
-    // those behind it are dropped from this process's resident set (they
-    // stay in the page cache): resident memory stays about two windows.
-    let page = page_size();
-    let (mut released, mut populated) = (0usize, 0usize);
-    let mut release = |at: usize| {
-        if at + WINDOW / 2 >= populated && populated < data.len() {
-            let len = WINDOW.min(data.len() - populated);
-            // Not every kernel has MADV_POPULATE_READ (5.14); faults do the same work.
-            let _ = map.advise_range(Advice::PopulateRead, populated, len);
-            populated += len;
-        }
-        let upto = at.min(keep.get()) / page * page;
-        if upto >= released + WINDOW {
-            // SAFETY: the map is read-only and file-backed: a page dropped
-            // here reads back from the file if it is touched again (a
-            // slice into it held elsewhere still reads the same bytes, only
-            // slower), and `keep` holds back the pages other threads still read.
-            let _ =
-                unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, released, upto - released) };
-            released = upto;
-        }
-    };
-    release(0);
+    let summary = |format| ReadSummary { format, ..ReadSummary::default() };
     match magic {
         PCAPNG_MAGIC => {
+            if !cursor.reached(0) {
+                return Ok(summary(Format::PcapNg));
+            }
             parse_sectionheaderblock(data).map_err(header_err)?;
             let mut big_endian = false;
             let parse = |i| ng_block(&mut big_endian, i);
-            Walker::new(path, Format::PcapNg).run_slice(data, 0, parse, &mut f, &mut release)
+            Walker::new(path, Format::PcapNg).run_slice(data, 0, parse, &mut f, &mut cursor)
         }
         m if LEGACY_MAGICS.contains(&m) => {
+            if !cursor.reached(0) {
+                return Ok(summary(Format::Pcap));
+            }
             let (_, header) = parse_pcap_header(data).map_err(header_err)?;
             let frame: LegacyFrame = if header.is_modified_format() {
                 parse_pcap_frame_modified
@@ -255,11 +260,11 @@ fn walk_slice(
             walker.offset = at as u64;
             if let Some(link) = walker.legacy.and_then(|i| LinkKind::from_linktype(i.linktype)) {
                 if !modified {
-                    return walker.run_legacy(data, at, big_endian, link, &mut f, &mut release);
+                    return walker.run_legacy(data, at, big_endian, link, &mut f, &mut cursor);
                 }
             }
             let parse = |i| legacy_block(frame, i);
-            walker.run_slice(data, at, parse, &mut f, &mut release)
+            walker.run_slice(data, at, parse, &mut f, &mut cursor)
         }
         _ => Err(PcapError::NotPcap { path: path.to_owned(), magic: hex(&magic) }),
     }
@@ -307,16 +312,6 @@ type LegacyFrame = fn(&[u8]) -> nom::IResult<&[u8], pcap_parser::LegacyPcapBlock
 
 fn legacy_block(frame: LegacyFrame, i: &[u8]) -> Parsed<'_> {
     frame(i).map(|(rem, b)| (rem, PcapBlockOwned::from(b)))
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
-    }
 }
 
 /// Like [`for_each_packet`], from any reader; `path` only names it in errors.
@@ -438,14 +433,15 @@ impl<'p> Walker<'p> {
         }
     }
 
-    /// Walks the blocks of `data` from `at` to its end with `parse`.
+    /// Walks the blocks of `data` from `at` to its end with `parse` (or
+    /// until `cursor` says stop).
     fn run_slice<'d>(
         mut self,
         data: &'d [u8],
         mut at: usize,
         mut parse: impl FnMut(&'d [u8]) -> Parsed<'d>,
         f: &mut impl FnMut(&Record<'_>),
-        release: &mut impl FnMut(usize),
+        cursor: &mut Cursor<'_, '_>,
     ) -> Result<ReadSummary, PcapError> {
         let mut prefetched = at;
         while at < data.len() {
@@ -457,7 +453,9 @@ impl<'p> Walker<'p> {
                     self.block(block, f)?;
                     at += len;
                     self.offset += len as u64;
-                    release(at);
+                    if !cursor.reached(at) {
+                        break;
+                    }
                 }
                 // The file ends inside a record: the reader path's UnexpectedEof.
                 Err(nom::Err::Incomplete(_)) => return Err(self.truncated()),
@@ -478,7 +476,7 @@ impl<'p> Walker<'p> {
         big_endian: bool,
         link: LinkKind,
         f: &mut impl FnMut(&Record<'_>),
-        release: &mut impl FnMut(usize),
+        cursor: &mut Cursor<'_, '_>,
     ) -> Result<ReadSummary, PcapError> {
         let resolution = self.legacy.expect("the file header was read").resolution;
         let mut prefetched = at;
@@ -504,7 +502,9 @@ impl<'p> Walker<'p> {
             let len = 16 + frame.len();
             at += len;
             self.offset += len as u64;
-            release(at);
+            if !cursor.reached(at) {
+                break;
+            }
         }
         Ok(self.summary)
     }
