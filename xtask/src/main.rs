@@ -54,7 +54,8 @@ enum Cmd {
     /// Not a test.
     Bench {
         which: String,
-        /// Options for the benchmark's runner (replay: --rounds N, --threads 1,2, ...).
+        /// Options for the benchmark's runner, e.g. `replay --rounds 9 --threads 1,2`, `kernel --only
+        /// mixed`, `e2e --big-flows 0`; `--help` lists a runner's own.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -341,27 +342,34 @@ fn build_is_fresh(root: &Path) -> Result<()> {
 }
 
 fn bench(root: &Path, which: &str, args: &[String]) -> Result<()> {
+    // Every runner gets the user's options after `--`, so none is dropped unseen.
+    let run = |cmd: &[&str]| {
+        let mut cmd = cmd.to_vec();
+        if !args.is_empty() {
+            cmd.push("--");
+            cmd.extend(args.iter().map(String::as_str));
+        }
+        cargo(root, &cmd)
+    };
     match which {
         "engine" => {
-            cargo(root, &["bench", "-p", "monitor", "--bench", "engine"])?;
-            cargo(root, &["bench", "-p", "monitor", "--bench", "replay"])
+            run(&["bench", "-p", "monitor", "--bench", "engine"])?;
+            run(&["bench", "-p", "monitor", "--bench", "replay"])
         }
         "replay" => {
             build(root)?;
             setup::ensure_packages(setup::BENCH_PACKAGES)?;
-            let mut cmd = vec!["run", "--release", "-p", "monitor-tests", "--bin", "bench-replay", "--"];
-            cmd.extend(args.iter().map(String::as_str));
-            cargo(root, &cmd)
+            run(&["run", "--release", "-p", "monitor-tests", "--bin", "bench-replay"])
         }
-        "replay-criterion" => cargo(root, &["bench", "-p", "monitor", "--bench", "replay"]),
-        "series" => cargo(root, &["bench", "-p", "monitor", "--bench", "series"]),
+        "replay-criterion" => run(&["bench", "-p", "monitor", "--bench", "replay"]),
+        "series" => run(&["bench", "-p", "monitor", "--bench", "series"]),
         "kernel" => {
             build(root)?;
-            cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-kernel"])
+            run(&["run", "--release", "-p", "monitor-tests", "--bin", "bench-kernel"])
         }
         "e2e" => {
             build(root)?;
-            cargo(root, &["run", "--release", "-p", "monitor-tests", "--bin", "bench-e2e"])
+            run(&["run", "--release", "-p", "monitor-tests", "--bin", "bench-e2e"])
         }
         other => {
             bail!("unknown benchmark `{other}`: use kernel, engine, replay, replay-criterion, series or e2e")

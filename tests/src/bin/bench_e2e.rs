@@ -20,10 +20,8 @@
 //! monitor binary (`cargo xtask build`, or MONITOR_BIN). Traffic only flows
 //! between the two namespaces the bench creates, removed on exit.
 //!
-//! Options: --probes N (default 300), --rate N (load flows/s, 10000),
-//! --flows N (live flows, 100000), --big-flows N (the big row's live flows,
-//! 1000000; 0 skips it), --big-max-flows N (its table, 1310720),
-//! --big-interval DURATION (its agent's --interval between table reads, 1s).
+//! Options: `bench-e2e --help` (probes, load rate, the rows' flow counts, the
+//! big row's `--max-flows` and `--interval`; `--big-flows 0` skips it).
 //! BENCH_DEBUG=1 prints the agent's metrics at each row.
 
 use std::{
@@ -53,53 +51,33 @@ const WS: Ipv4Addr = Ipv4Addr::new(10, 200, 2, 50);
 const LOAD_PORT_TOP: u16 = 9999;
 const METRICS: &str = "127.0.0.1:9469";
 
+/// The live monitor end to end: first packet to alert, CPU and RSS at 100,000 and 1,000,000 flows.
+#[derive(clap::Parser)]
+#[command(name = "bench-e2e")]
 struct Opts {
+    /// First-packet-to-alert probes per row.
+    #[arg(long, default_value_t = 300)]
     probes: usize,
+    /// Load of new UDP flows per second during the loaded probes.
+    #[arg(long, default_value_t = 10_000)]
     rate: u64,
+    /// Live flows of the 100,000-flow row.
+    #[arg(long, default_value_t = 100_000)]
     flows: u64,
+    /// Live flows of the big row; 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
     big_flows: u64,
+    /// The big row's agent `--max-flows`.
+    #[arg(long, default_value_t = 1_310_720)]
     big_max_flows: u64,
     /// The big row's agent `--interval` (table reads), e.g. "3s".
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
     big_interval: String,
 }
 
-fn opts() -> Opts {
-    let mut o = Opts {
-        probes: 300,
-        rate: 10_000,
-        flows: 100_000,
-        big_flows: 1_000_000,
-        big_max_flows: 1_310_720,
-        big_interval: "1s".into(),
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| -> u64 {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{name} needs a number, e.g. {name} 100"))
-        };
-        match a.as_str() {
-            "--probes" => o.probes = val("--probes") as usize,
-            "--rate" => o.rate = val("--rate"),
-            "--flows" => o.flows = val("--flows"),
-            "--big-flows" => o.big_flows = val("--big-flows"),
-            "--big-max-flows" => o.big_max_flows = val("--big-max-flows"),
-            "--big-interval" => {
-                o.big_interval = it.next().cloned().unwrap_or_else(|| panic!("--big-interval needs a duration, e.g. 3s"))
-            }
-            other => panic!(
-                "unknown option {other}: use --probes N, --rate N, --flows N, --big-flows N, --big-max-flows N, --big-interval DURATION"
-            ),
-        }
-    }
-    o
-}
-
 fn main() {
+    let o = <Opts as clap::Parser>::parse();
     require_root();
-    let o = opts();
     let bin = monitor_bin();
     assert!(
         bin.is_file(),

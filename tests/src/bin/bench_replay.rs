@@ -23,11 +23,10 @@
 //! rounds) and our ratio to the fastest peer; writes bench/replay.json
 //! under the target directory.
 //!
-//! Options: --tcp-flows N (40000), --udp-flows N (10000), --rounds N (5),
-//! --threads 1,2 (the `monitor check` variants timed), --out FILE (keep
-//! the capture there), --generate-only (write the capture and stop),
-//! --baseline MONITOR_BIN (another build, timed in the same rounds, for
-//! before/after figures). The load average before and after is printed.
+//! Options (`bench-replay --help`): the capture's size, the rounds, the
+//! `--threads` variants timed, and `--baseline MONITOR_BIN` (another build,
+//! timed in the same rounds, for before/after figures). The load average
+//! before and after is printed.
 
 use std::{
     fs::File,
@@ -79,47 +78,31 @@ const UDP_PACKETS: usize = 14;
 const START_S: u64 = 1_775_469_600;
 const STEP_NS: u64 = 20_000;
 
+/// `monitor check` against softflowd, nfpcapd and argus on a generated capture.
+#[derive(clap::Parser)]
+#[command(name = "bench-replay")]
 struct Opts {
+    /// TCP flows in the generated capture.
+    #[arg(long, default_value_t = 40_000)]
     tcp_flows: u64,
+    /// UDP flows in the generated capture.
+    #[arg(long, default_value_t = 10_000)]
     udp_flows: u64,
+    /// Timed rounds of every tool; best and median are printed.
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// The `monitor check --threads` variants timed, e.g. 1,2.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
     threads: Vec<usize>,
+    /// Keep the capture in FILE.
+    #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Write the capture and stop.
+    #[arg(long)]
     generate_only: bool,
     /// Another build of `monitor`, timed in the same rounds (before/after).
+    #[arg(long, value_name = "MONITOR_BIN")]
     baseline: Option<PathBuf>,
-}
-
-fn opts() -> Result<Opts> {
-    let mut o = Opts {
-        tcp_flows: 40_000,
-        udp_flows: 10_000,
-        rounds: 5,
-        threads: vec![1],
-        out: None,
-        generate_only: false,
-        baseline: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().with_context(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--tcp-flows" => o.tcp_flows = val()?.parse()?,
-            "--udp-flows" => o.udp_flows = val()?.parse()?,
-            "--rounds" => o.rounds = val()?.parse()?,
-            "--threads" => {
-                o.threads = val()?.split(',').map(str::parse).collect::<Result<_, _>>()?;
-            }
-            "--out" => o.out = Some(val()?.into()),
-            "--generate-only" => o.generate_only = true,
-            "--baseline" => o.baseline = Some(val()?.into()),
-            other => bail!(
-                "unknown option {other}: use --tcp-flows N, --udp-flows N, --rounds N, --threads 1,2, \
-                 --out FILE, --generate-only, --baseline MONITOR_BIN"
-            ),
-        }
-    }
-    Ok(o)
 }
 
 /// A small deterministic generator (xorshift64*).
@@ -356,7 +339,7 @@ fn loadavg() -> String {
 }
 
 fn main() -> Result<()> {
-    let o = opts()?;
+    let o = <Opts as clap::Parser>::parse();
     let target = monitor_tests::target_dir();
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir)?;
