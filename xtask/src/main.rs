@@ -55,7 +55,7 @@ enum Cmd {
     Bench {
         which: String,
         /// Options for the benchmark's runner, e.g. `replay --rounds 9 --threads 1,2`, `kernel --only
-        /// mixed`, `e2e --big-flows 0`; `--help` lists a runner's own.
+        /// mixed`, `e2e --big-flows 0`; `cargo xtask bench kernel -- --help` lists a runner's own.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
